@@ -1,0 +1,19 @@
+"""The channel registry: every channel a notification can go out on.
+
+A channel is one module in this package plus one entry in ``CHANNELS``. The request
+contract, and later the notifiers and the state machine, are all built from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from escalator.channels import email, phone, pubnub
+from escalator.channels.base import Channel
+
+CHANNELS: Mapping[str, Channel] = MappingProxyType(
+    {channel.name: channel for channel in (phone.CHANNEL, email.CHANNEL, pubnub.CHANNEL)}
+)
+
+__all__ = ["CHANNELS", "Channel"]

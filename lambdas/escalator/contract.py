@@ -1,0 +1,171 @@
+"""The request contract (DESIGN.md section 1): a message body in, a typed request out.
+
+``parse_request`` either returns a ``StartRequest`` or a ``StopRequest``, or raises
+``InvalidRequest`` with a specific, human-readable reason. Reasons name the offending
+field but never quote a phone number or an e-mail address, because they are logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from escalator.channels import CHANNELS
+
+MAX_BODY_BYTES = 64 * 1024
+# Producers use the process id as the SQS MessageGroupId, which is at most 128 characters.
+MAX_PROCESS_ID_LENGTH = 128
+MAX_NOTIFICATIONS = 100
+MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600
+ACTIONS = ("start", "stop")
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification of a start request: where, how, and when (epoch seconds)."""
+
+    channel: str
+    target: str
+    at: int
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """Start an escalation process unless one with this id is active."""
+
+    process_id: str
+    notifications: tuple[Notification, ...]
+    action: str = "start"
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Stop the active process with this id and cancel what it has not delivered."""
+
+    process_id: str
+    action: str = "stop"
+
+
+Request = StartRequest | StopRequest
+
+
+class InvalidRequest(ValueError):
+    """A body that breaks the contract. ``process_id``/``action`` are kept when valid."""
+
+    def __init__(self, reason: str, *, process_id: str | None = None, action: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.process_id = process_id
+        self.action = action
+
+
+def parse_request(
+    body: str, *, now: int, max_schedule_ahead: int = MAX_SCHEDULE_AHEAD_SECONDS
+) -> Request:
+    """Validate a message body against the contract; raise ``InvalidRequest`` if it breaks it."""
+    document = _load(body)
+    process_id = _process_id(document)
+    action = document.get("action")
+    if action is None:
+        raise InvalidRequest("action is missing", process_id=process_id)
+    if action not in ACTIONS:
+        raise InvalidRequest("action must be 'start' or 'stop'", process_id=process_id)
+    if action == "stop":
+        return StopRequest(process_id=process_id)
+    try:
+        notifications = _notifications(document, now=now, max_schedule_ahead=max_schedule_ahead)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.reason, process_id=process_id, action=action) from None
+    return StartRequest(process_id=process_id, notifications=notifications)
+
+
+def _load(body: str) -> dict[str, Any]:
+    if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise InvalidRequest("body is not valid JSON: nested too deeply") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("body is not a JSON object")
+    return document
+
+
+def _process_id(document: dict[str, Any]) -> str:
+    value = document.get("process-id")
+    if value is None:
+        raise InvalidRequest("process-id is missing")
+    if not isinstance(value, str):
+        raise InvalidRequest("process-id must be a string")
+    if not value.strip():
+        raise InvalidRequest("process-id is empty")
+    if len(value) > MAX_PROCESS_ID_LENGTH:
+        raise InvalidRequest(f"process-id is longer than {MAX_PROCESS_ID_LENGTH} characters")
+    if not _clean_text(value):
+        raise InvalidRequest("process-id contains control characters or invalid Unicode")
+    return value
+
+
+def _clean_text(value: str) -> bool:
+    """No control characters and no lone surrogates (neither can be stored or logged as is)."""
+    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)
+
+
+def _notifications(
+    document: dict[str, Any], *, now: int, max_schedule_ahead: int
+) -> tuple[Notification, ...]:
+    items = document.get("notifications")
+    if items is None:
+        raise InvalidRequest("notifications is missing (a start needs at least one)")
+    if not isinstance(items, list):
+        raise InvalidRequest("notifications must be a list")
+    if not items:
+        raise InvalidRequest("notifications is empty (a start needs at least one)")
+    if len(items) > MAX_NOTIFICATIONS:
+        raise InvalidRequest(f"notifications has more than {MAX_NOTIFICATIONS} entries")
+    return tuple(
+        _notification(item, f"notifications[{index}]", now=now, max_ahead=max_schedule_ahead)
+        for index, item in enumerate(items)
+    )
+
+
+def _notification(item: Any, where: str, *, now: int, max_ahead: int) -> Notification:
+    if not isinstance(item, dict):
+        raise InvalidRequest(f"{where} is not an object")
+    name = item.get("channel")
+    if name is None:
+        raise InvalidRequest(f"{where}.channel is missing")
+    channel = CHANNELS.get(name) if isinstance(name, str) else None
+    if channel is None:
+        raise InvalidRequest(f"{where}.channel must be one of: {', '.join(sorted(CHANNELS))}")
+    field = f"{where}.{channel.target_field}"
+    target = item.get(channel.target_field)
+    if target is None:
+        raise InvalidRequest(f"{field} is missing (required for channel {channel.name})")
+    if not isinstance(target, str):
+        raise InvalidRequest(f"{field} must be a string")
+    problem = channel.target_problem(target)
+    if problem is not None:
+        raise InvalidRequest(f"{field} {problem}")
+    return Notification(channel=channel.name, target=target, at=_at(item, where, now, max_ahead))
+
+
+def _at(item: dict[str, Any], where: str, now: int, max_ahead: int) -> int:
+    value = item.get("at")
+    if value is None:
+        raise InvalidRequest(f"{where}.at is missing")
+    # bool is an int in Python, and a float is acceptable only when it is a whole number.
+    whole_float = isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    if isinstance(value, bool) or not (isinstance(value, int) or whole_float):
+        raise InvalidRequest(f"{where}.at must be a whole number of epoch seconds")
+    at = int(value)
+    if at < 0:
+        raise InvalidRequest(f"{where}.at is before 1970")
+    if at > now + max_ahead:
+        raise InvalidRequest(f"{where}.at is more than {max_ahead // 86400} days in the future")
+    return at

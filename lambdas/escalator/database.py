@@ -1,0 +1,103 @@
+"""PostgreSQL connections and the unit of work (one transaction, rolled back unless committed)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from types import TracebackType
+
+import psycopg2
+import psycopg2.extensions
+
+from escalator.config import DatabaseSettings
+from escalator.errors import DatabaseError
+from escalator.repository import ProcessRepository, RequestLog
+
+
+class Database:
+    """One connection, reused across invocations of a warm Lambda and reopened when lost."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._settings = settings
+        self._connection: psycopg2.extensions.connection | None = None
+        self._last_used = 0.0
+
+    def connection(self) -> psycopg2.extensions.connection:
+        """An open connection, checking one that sat idle long enough to have been dropped."""
+        connection = self._connection
+        idle = time.monotonic() - self._last_used
+        open_but_idle = connection is not None and not connection.closed
+        if open_but_idle and idle >= self._settings.idle_check_seconds and not _alive(connection):
+            self.discard()
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg2.connect(self._settings.dsn)
+        self._last_used = time.monotonic()
+        return self._connection
+
+    def discard(self) -> None:
+        """Drop the current connection; the next ``connection()`` opens a new one."""
+        if self._connection is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._connection.close()
+        self._connection = None
+
+
+def _alive(connection: psycopg2.extensions.connection) -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connection.rollback()
+    except psycopg2.Error:
+        return False
+    return True
+
+
+class UnitOfWork:
+    """One transaction over the repositories; it rolls back unless ``commit()`` was called.
+
+    Raises ``DatabaseError`` for any failure of PostgreSQL, after dropping a connection
+    that is no longer usable.
+    """
+
+    processes: ProcessRepository
+    requests: RequestLog
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._connection: psycopg2.extensions.connection | None = None
+        self._committed = False
+
+    def __enter__(self) -> UnitOfWork:
+        try:
+            self._connection = self._database.connection()
+            cursor = self._connection.cursor()
+        except psycopg2.Error as exc:
+            self._database.discard()
+            raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc
+        self._committed = False
+        self.processes = ProcessRepository(cursor)
+        self.requests = RequestLog(cursor)
+        return self
+
+    def commit(self) -> None:
+        """Make the work of this unit durable."""
+        assert self._connection is not None, "commit() outside 'with'"
+        self._connection.commit()
+        self._committed = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not self._committed:
+            try:
+                connection.rollback()
+            except psycopg2.Error:
+                self._database.discard()
+        if isinstance(exc, psycopg2.Error):
+            if isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError):
+                self._database.discard()
+            raise DatabaseError(f"database failure: {exc}".strip()) from exc

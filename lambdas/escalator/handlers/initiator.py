@@ -1,0 +1,35 @@
+"""Initiator Lambda: applies the requests of an SQS FIFO batch, one transaction each.
+
+A message that fails (the database is down) is reported with the rest of its message
+group as batch item failures; other groups go on. If every message fails, Powertools
+raises instead, so the invocation errors and the event source backs off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from escalator import bootstrap
+from escalator.logs import logger
+from escalator.model import RequestMessage
+
+processor = SqsFifoPartialProcessor(skip_group_on_error=True, logger=logger)
+
+
+def record_handler(record: SQSRecord) -> None:
+    """Apply one request; an exception marks it (and the rest of its group) as failed."""
+    message = RequestMessage(record.message_id, record.body, record.attributes.message_group_id)
+    bootstrap.initiator()(message)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    """Lambda entry point for the SQS event source."""
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

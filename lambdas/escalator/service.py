@@ -1,0 +1,93 @@
+"""The initiator's use case: apply one request from the queue, exactly once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from escalator.contract import InvalidRequest, StartRequest, parse_request
+from escalator.database import UnitOfWork
+from escalator.logs import logger
+from escalator.model import OutcomeKind, RequestMessage, RequestOutcome
+
+
+def handle_request(
+    uow: UnitOfWork, message: RequestMessage, *, now: int, max_schedule_ahead: int
+) -> RequestOutcome:
+    """Validate and apply one request in one transaction, then log its outcome.
+
+    A message seen before changes nothing. Invalid requests are recorded with their
+    reason and acknowledged. Raises ``DatabaseError`` when PostgreSQL fails: nothing
+    is written then, and the message can be retried.
+    """
+    with uow:
+        if uow.requests.seen(message.message_id):
+            outcome = RequestOutcome(message_id=message.message_id, kind="duplicate")
+        else:
+            outcome = _apply(uow, message, now=now, max_schedule_ahead=max_schedule_ahead)
+            if uow.requests.record(message, outcome):
+                uow.commit()
+            else:  # a concurrent delivery of the same message committed first
+                outcome = RequestOutcome(message_id=message.message_id, kind="duplicate")
+    _log(outcome)
+    return outcome
+
+
+def _apply(
+    uow: UnitOfWork, message: RequestMessage, *, now: int, max_schedule_ahead: int
+) -> RequestOutcome:
+    try:
+        request = parse_request(message.body, now=now, max_schedule_ahead=max_schedule_ahead)
+    except InvalidRequest as exc:
+        return RequestOutcome(
+            message_id=message.message_id,
+            kind="rejected",
+            process_id=exc.process_id,
+            action=exc.action,
+            reason=exc.reason,
+        )
+
+    def result(kind: OutcomeKind, **details: Any) -> RequestOutcome:
+        return RequestOutcome(
+            message_id=message.message_id,
+            kind=kind,
+            process_id=request.process_id,
+            action=request.action,
+            **details,
+        )
+
+    if isinstance(request, StartRequest):
+        process_ref = uow.processes.start(request.process_id, request.notifications)
+        if process_ref is None:
+            return result("ignored", reason="an active process has this id")
+        return result("started", process_ref=process_ref, notifications=len(request.notifications))
+    stopped = uow.processes.stop(request.process_id)
+    if stopped is None:
+        return result("ignored", reason="no active process has this id")
+    return result("stopped", process_ref=stopped.process_ref, cancelled=stopped.cancelled)
+
+
+_MESSAGES = {
+    "started": "process started",
+    "stopped": "process stopped",
+    "ignored": "request ignored",
+    "rejected": "request rejected",
+    "duplicate": "redelivered request skipped",
+}
+
+
+def _log(outcome: RequestOutcome) -> None:
+    fields = {
+        key: value
+        for key, value in {
+            "outcome": outcome.kind,
+            "message_id": outcome.message_id,
+            "process_id": outcome.process_id,
+            "action": outcome.action,
+            "reason": outcome.reason,
+            "notifications": outcome.notifications or None,
+            "cancelled": outcome.cancelled if outcome.kind == "stopped" else None,
+        }.items()
+        if value is not None
+    }
+    level = logger.warning if outcome.kind == "rejected" else logger.info
+    level(_MESSAGES[outcome.kind], extra=fields)

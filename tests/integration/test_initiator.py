@@ -1,0 +1,345 @@
+"""The initiator Lambda against a real PostgreSQL: every rule of the request contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from escalator import bootstrap
+from escalator.handlers import initiator
+from tests.support import state
+from tests.support.contract_cases import (
+    EMAIL,
+    PHONE,
+    InvalidCase,
+    email,
+    invalid_cases,
+    phone,
+    pubnub,
+    start,
+    stop,
+)
+from tests.support.events import LambdaContext, body, sqs_event, sqs_record
+from tests.support.postgres import PostgresServer, query
+
+Handle = Callable[..., dict[str, Any]]
+LogLines = Callable[[], list[dict[str, Any]]]
+CASES = invalid_cases()
+
+
+@pytest.fixture
+def handle(initiator_env: str, lambda_context: LambdaContext) -> Handle:
+    """``handle(record, ...)``: invoke the initiator with an event of these records."""
+
+    def invoke(*records: dict[str, Any]) -> dict[str, Any]:
+        return dict(initiator.handler(sqs_event(*records), lambda_context))
+
+    return invoke
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, dsn: str) -> None:
+    """Point the initiator at another database, as a new cold start would."""
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    bootstrap.initiator.cache_clear()
+
+
+def failed_ids(response: dict[str, Any]) -> list[str]:
+    return [item["itemIdentifier"] for item in response["batchItemFailures"]]
+
+
+def test_start_creates_the_process_and_its_pending_notifications(
+    handle: Handle, database_url: str, log_lines: LogLines
+) -> None:
+    # GIVEN a start with a phone call, an e-mail and a PubNub message
+    document = start("restaurant-42", phone(), email(), pubnub())
+    record = sqs_record(document)
+
+    # WHEN the initiator handles it
+    response = handle(record)
+
+    # THEN the process is active with three pending notifications, due when asked
+    assert failed_ids(response) == []
+    assert state.processes(database_url) == [("restaurant-42", 1, "active")]
+    due = [item["at"] for item in document["notifications"]]
+    assert state.notifications(database_url) == [
+        ("restaurant-42", 1, 0, "phone", PHONE, due[0], "pending"),
+        ("restaurant-42", 1, 1, "email", EMAIL, due[1], "pending"),
+        ("restaurant-42", 1, 2, "pubnub", "ch13234", due[2], "pending"),
+    ]
+    assert state.requests(database_url) == [
+        (record["messageId"], "started", "restaurant-42", "start", None)
+    ]
+    # AND one log line tells it, with the process id and no personal data
+    (line,) = [line for line in log_lines() if line.get("outcome")]
+    assert line["outcome"] == "started"
+    assert line["process_id"] == "restaurant-42"
+    assert line["message_id"] == record["messageId"]
+    assert line["notifications"] == 3
+
+
+def test_logs_never_hold_a_phone_number_or_an_email_address(
+    handle: Handle, log_lines: LogLines
+) -> None:
+    handle(
+        sqs_record(start(PHONE, phone(), email())),
+        sqs_record(start("r", email(f"x{EMAIL}"), phone("+38500000"))),
+        sqs_record(stop(EMAIL)),
+    )
+    text = repr(log_lines())
+    assert "+385911234567" not in text
+    assert "+38500000" not in text
+    assert EMAIL not in text
+    assert "+385*******67" in text  # masked, not dropped
+
+
+def test_duplicate_start_is_ignored(handle: Handle, database_url: str) -> None:
+    first = sqs_record(start("restaurant-42", phone()))
+    second = sqs_record(start("restaurant-42", email(), pubnub()))
+
+    response = handle(first, second)
+
+    assert failed_ids(response) == []
+    assert state.processes(database_url) == [("restaurant-42", 1, "active")]
+    assert [row[3] for row in state.notifications(database_url)] == ["phone"]
+    outcomes = {row[0]: row[1:] for row in state.requests(database_url)}
+    assert outcomes[second["messageId"]] == (
+        "ignored",
+        "restaurant-42",
+        "start",
+        "an active process has this id",
+    )
+
+
+def test_stop_cancels_undelivered_notifications_and_leaves_sending_ones(
+    handle: Handle, database_url: str
+) -> None:
+    # GIVEN an active process whose notifications are pending, claimed and being sent
+    handle(sqs_record(start("restaurant-42", phone(), email(), pubnub())))
+    query(
+        database_url,
+        """
+        UPDATE notification SET state = CASE position WHEN 1 THEN 'claimed' ELSE 'sending' END,
+               claim_owner = 'execution-1', lease_until = now() + interval '1 minute'
+        WHERE position IN (1, 2)
+        """,
+    )
+
+    # WHEN it is stopped
+    record = sqs_record(stop("restaurant-42"))
+    assert failed_ids(handle(record)) == []
+
+    # THEN pending and claimed are cancelled; the one already sending keeps its course
+    assert state.processes(database_url) == [("restaurant-42", 1, "stopped")]
+    assert [row[-1] for row in state.notifications(database_url)] == [
+        "cancelled",
+        "cancelled",
+        "sending",
+    ]
+    outcomes = {row[0]: row[1] for row in state.requests(database_url)}
+    assert outcomes[record["messageId"]] == "stopped"
+
+
+def test_stop_of_an_unknown_process_is_ignored(handle: Handle, database_url: str) -> None:
+    record = sqs_record(stop("nobody"))
+
+    assert failed_ids(handle(record)) == []
+
+    assert state.processes(database_url) == []
+    assert state.requests(database_url) == [
+        (record["messageId"], "ignored", "nobody", "stop", "no active process has this id")
+    ]
+
+
+def test_restart_after_the_process_ended_creates_a_new_process(
+    handle: Handle, database_url: str
+) -> None:
+    # GIVEN a process that was stopped, and one that completed
+    handle(sqs_record(start("stopped-one", phone())), sqs_record(stop("stopped-one")))
+    handle(sqs_record(start("done-one", email())))
+    query(
+        database_url,
+        """
+        UPDATE notification SET state = 'sent', provider_ref = 'x', finished_at = now()
+        WHERE process_ref = (SELECT id FROM process WHERE process_id = 'done-one');
+        UPDATE process SET state = 'completed', ended_at = now() WHERE process_id = 'done-one';
+        """,
+    )
+
+    # WHEN both are started again
+    response = handle(
+        sqs_record(start("stopped-one", pubnub())), sqs_record(start("done-one", pubnub()))
+    )
+
+    # THEN each has a second, active process with its own notifications
+    assert failed_ids(response) == []
+    assert state.processes(database_url) == [
+        ("done-one", 1, "completed"),
+        ("done-one", 2, "active"),
+        ("stopped-one", 1, "stopped"),
+        ("stopped-one", 2, "active"),
+    ]
+    assert [(row[0], row[1], row[3], row[-1]) for row in state.notifications(database_url)] == [
+        ("done-one", 1, "email", "sent"),
+        ("done-one", 2, "pubnub", "pending"),
+        ("stopped-one", 1, "phone", "cancelled"),
+        ("stopped-one", 2, "pubnub", "pending"),
+    ]
+
+
+def test_redelivered_message_changes_nothing(
+    handle: Handle, database_url: str, log_lines: LogLines
+) -> None:
+    # GIVEN a start that was applied and then stopped
+    first = sqs_record(start("restaurant-42", phone()))
+    handle(first, sqs_record(stop("restaurant-42")))
+    before = state.snapshot(database_url)
+
+    # WHEN SQS delivers the same start message again (same message id)
+    response = handle(first)
+
+    # THEN it is acknowledged and nothing changes: no second process is started
+    assert failed_ids(response) == []
+    assert state.snapshot(database_url) == before
+    assert log_lines()[-1]["outcome"] == "duplicate"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_invalid_request_is_recorded_with_its_reason_and_nothing_else(
+    case: InvalidCase, handle: Handle, database_url: str, log_lines: LogLines
+) -> None:
+    record = sqs_record(case.body, group="group-1")
+
+    response = handle(record)
+
+    # acknowledged, never retried
+    assert failed_ids(response) == []
+    rows = query(database_url, "SELECT message_id, outcome, reason, body FROM request_log")
+    assert len(rows) == 1
+    message_id, outcome, reason, stored_body = rows[0]
+    assert (message_id, outcome, reason) == (record["messageId"], "rejected", case.reason)
+    assert stored_body.replace("\\x00", "\x00") == body(case.body)
+    assert query(database_url, "SELECT count(*) FROM process") == [(0,)]
+    assert query(database_url, "SELECT count(*) FROM notification") == [(0,)]
+    rejected = [line for line in log_lines() if line.get("outcome") == "rejected"]
+    assert [line["reason"] for line in rejected] == [case.reason]
+    assert rejected[0]["level"] == "WARNING"
+
+
+def test_invalid_request_does_not_block_its_group(handle: Handle, database_url: str) -> None:
+    records = [
+        sqs_record("{broken", group="restaurant-42"),
+        sqs_record(start("restaurant-42", phone()), group="restaurant-42"),
+    ]
+
+    assert failed_ids(handle(*records)) == []
+
+    assert state.processes(database_url) == [("restaurant-42", 1, "active")]
+
+
+KILL_CONNECTION_ON_POISON = """
+CREATE FUNCTION test_kill_connection() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.process_id = 'poison' THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER test_kill_connection BEFORE INSERT ON process
+    FOR EACH ROW EXECUTE FUNCTION test_kill_connection();
+"""
+
+
+@pytest.fixture
+def undisturbed_database_url(postgres: PostgresServer) -> Iterator[str]:
+    name = postgres.create_database(template=postgres.template)
+    yield postgres.dsn(name)
+    postgres.drop_database(name)
+
+
+def test_database_failure_fails_only_its_message_and_the_rest_of_its_group(
+    handle: Handle,
+    database_url: str,
+    undisturbed_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a batch over four groups, where the database connection dies while the
+    # first message of group "poison" is applied
+    query(database_url, KILL_CONNECTION_ON_POISON)
+    batch = [
+        sqs_record(start("poison", phone()), group="poison"),
+        sqs_record(start("alpha", phone(), email()), group="alpha"),
+        sqs_record(stop("poison"), group="poison"),
+        sqs_record("not json", group="beta"),
+        sqs_record(start("gamma", pubnub()), group="gamma"),
+        sqs_record(start("poison", email()), group="poison"),
+        sqs_record(stop("alpha"), group="alpha"),
+    ]
+
+    # WHEN the initiator handles it
+    response = handle(*batch)
+
+    # THEN exactly the failed message and the later ones of its group are returned
+    poison = [
+        record["messageId"]
+        for record in batch
+        if record["attributes"]["MessageGroupId"] == "poison"
+    ]
+    assert failed_ids(response) == poison
+    # AND the other groups were committed, on a fresh connection
+    assert state.processes(database_url) == [("alpha", 1, "stopped"), ("gamma", 1, "active")]
+    assert {row[0] for row in state.requests(database_url)} == {
+        record["messageId"] for record in batch
+    } - set(poison)
+
+    # WHEN the database recovers and SQS redelivers the failed messages
+    query(database_url, "DROP TRIGGER test_kill_connection ON process")
+    retry = [record for record in batch if record["messageId"] in poison]
+    assert failed_ids(handle(*retry)) == []
+
+    # THEN the final state is the one an undisturbed run produces
+    use_database(monkeypatch, undisturbed_database_url)
+    assert failed_ids(handle(*batch)) == []
+    assert state.snapshot(database_url) == state.snapshot(undisturbed_database_url)
+    assert ("poison", 2, "active") in state.processes(database_url)
+
+
+def test_database_down_fails_the_whole_batch_and_writes_nothing(
+    handle: Handle, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the database cannot be reached
+    use_database(monkeypatch, "postgresql://escalator@127.0.0.1:9/escalator?connect_timeout=2")
+    batch = [sqs_record(start("alpha", phone())), sqs_record(stop("beta"))]
+
+    # WHEN a batch arrives, every message fails and the invocation errors, so the
+    # event source retries them all later
+    with pytest.raises(BatchProcessingError, match="All records failed processing"):
+        handle(*batch)
+
+    # THEN once the database is back, the same messages apply normally
+    use_database(monkeypatch, database_url)
+    assert failed_ids(handle(*batch)) == []
+    assert state.processes(database_url) == [("alpha", 1, "active")]
+
+
+def test_connection_dropped_while_idle_is_replaced(
+    handle: Handle, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a warm initiator whose connection the server closed while it was idle
+    monkeypatch.setenv("DB_IDLE_CHECK_SECONDS", "0")
+    bootstrap.initiator.cache_clear()
+    handle(sqs_record(start("alpha", phone())))
+    killed = query(
+        database_url,
+        """
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+        """,
+    )
+    assert killed == [(True,)]
+
+    # WHEN the next message arrives, THEN it is applied on a new connection
+    assert failed_ids(handle(sqs_record(stop("alpha")))) == []
+    assert state.processes(database_url) == [("alpha", 1, "stopped")]

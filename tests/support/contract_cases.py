@@ -1,0 +1,231 @@
+# ruff: noqa: E501  (the table reads best one case a line)
+"""The request contract as a table: invalid bodies and the exact reason each must get.
+
+Shared by the unit tests of the parser and the integration tests of the initiator, so
+both prove the same rules. ``at`` values are relative to the current time, because
+the initiator checks them against its own clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+PHONE = "+385911234567"
+EMAIL = "owner@example.com"
+PUBNUB = "ch13234"
+
+
+def soon(seconds: int = 60) -> int:
+    return int(time.time()) + seconds
+
+
+def phone(number: Any = PHONE, **extra: Any) -> dict[str, Any]:
+    return {"channel": "phone", "at": soon(), "phone-number": number, **extra}
+
+
+def email(address: Any = EMAIL, **extra: Any) -> dict[str, Any]:
+    return {"channel": "email", "at": soon(90), "email": address, **extra}
+
+
+def pubnub(name: Any = PUBNUB, **extra: Any) -> dict[str, Any]:
+    return {"channel": "pubnub", "at": soon(120), "pubnub-channel": name, **extra}
+
+
+def start(process_id: Any = "restaurant-42", *notifications: Any) -> dict[str, Any]:
+    return {
+        "process-id": process_id,
+        "action": "start",
+        "notifications": list(notifications) or [phone(), email(), pubnub()],
+    }
+
+
+def stop(process_id: Any = "restaurant-42") -> dict[str, Any]:
+    return {"process-id": process_id, "action": "stop"}
+
+
+def without(document: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name != key}
+
+
+@dataclass(frozen=True)
+class InvalidCase:
+    id: str
+    body: Any  # a str is sent as it is; anything else as JSON
+    reason: str
+
+
+def invalid_cases() -> list[InvalidCase]:
+    """At least one body per contract rule, each with its specific reason."""
+    far = int(time.time()) + 10**9
+    at_problem = "notifications[0].at must be a whole number of epoch seconds"
+    return [
+        InvalidCase(
+            "not-json",
+            "{not json",
+            "body is not valid JSON: Expecting property name enclosed in double quotes at position 1",
+        ),
+        InvalidCase("empty-body", "", "body is not valid JSON: Expecting value at position 0"),
+        InvalidCase("json-array", [stop()], "body is not a JSON object"),
+        InvalidCase("json-string", '"start"', "body is not a JSON object"),
+        InvalidCase("json-null", "null", "body is not a JSON object"),
+        InvalidCase(
+            "oversized", {**stop(), "padding": "x" * 70_000}, "body is larger than 65536 bytes"
+        ),
+        InvalidCase("process-id-missing", without(stop(), "process-id"), "process-id is missing"),
+        InvalidCase("process-id-null", stop(None), "process-id is missing"),
+        InvalidCase("process-id-number", stop(42), "process-id must be a string"),
+        InvalidCase("process-id-empty", stop(""), "process-id is empty"),
+        InvalidCase("process-id-blank", stop("   "), "process-id is empty"),
+        InvalidCase(
+            "process-id-too-long", stop("r" * 129), "process-id is longer than 128 characters"
+        ),
+        InvalidCase(
+            "process-id-control-char",
+            stop("rest\u0000aurant"),
+            "process-id contains control characters or invalid Unicode",
+        ),
+        InvalidCase(
+            "process-id-lone-surrogate",
+            '{"process-id": "\\ud800", "action": "stop"}',
+            "process-id contains control characters or invalid Unicode",
+        ),
+        InvalidCase("action-missing", without(stop(), "action"), "action is missing"),
+        InvalidCase(
+            "action-unknown", {**stop(), "action": "pause"}, "action must be 'start' or 'stop'"
+        ),
+        InvalidCase(
+            "action-not-string", {**stop(), "action": 1}, "action must be 'start' or 'stop'"
+        ),
+        InvalidCase(
+            "start-without-notifications",
+            without(start(), "notifications"),
+            "notifications is missing (a start needs at least one)",
+        ),
+        InvalidCase(
+            "notifications-not-list",
+            {**start(), "notifications": {"channel": "phone"}},
+            "notifications must be a list",
+        ),
+        InvalidCase(
+            "notifications-empty",
+            {**start(), "notifications": []},
+            "notifications is empty (a start needs at least one)",
+        ),
+        InvalidCase(
+            "notifications-too-many",
+            start("r", *[phone()] * 101),
+            "notifications has more than 100 entries",
+        ),
+        InvalidCase(
+            "notification-not-object", start("r", "phone"), "notifications[0] is not an object"
+        ),
+        InvalidCase(
+            "channel-missing",
+            start("r", without(phone(), "channel")),
+            "notifications[0].channel is missing",
+        ),
+        InvalidCase(
+            "channel-unknown",
+            start("r", {**phone(), "channel": "sms"}),
+            "notifications[0].channel must be one of: email, phone, pubnub",
+        ),
+        InvalidCase(
+            "channel-not-string",
+            start("r", {**phone(), "channel": ["phone"]}),
+            "notifications[0].channel must be one of: email, phone, pubnub",
+        ),
+        InvalidCase(
+            "phone-number-missing",
+            start("r", without(phone(), "phone-number")),
+            "notifications[0].phone-number is missing (required for channel phone)",
+        ),
+        InvalidCase(
+            "email-missing",
+            start("r", phone(), without(email(), "email")),
+            "notifications[1].email is missing (required for channel email)",
+        ),
+        InvalidCase(
+            "pubnub-channel-missing",
+            start("r", phone(), email(), without(pubnub(), "pubnub-channel")),
+            "notifications[2].pubnub-channel is missing (required for channel pubnub)",
+        ),
+        InvalidCase(
+            "target-of-another-channel",
+            start("r", {"channel": "phone", "at": soon(), "email": EMAIL}),
+            "notifications[0].phone-number is missing (required for channel phone)",
+        ),
+        InvalidCase(
+            "phone-number-not-string",
+            start("r", phone(385911234567)),
+            "notifications[0].phone-number must be a string",
+        ),
+        InvalidCase(
+            "phone-number-national",
+            start("r", phone("0911234567")),
+            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
+        ),
+        InvalidCase(
+            "phone-number-formatted",
+            start("r", phone("+385 91 123 4567")),
+            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
+        ),
+        InvalidCase(
+            "phone-number-not-assigned",
+            start("r", phone("+38500000")),
+            "notifications[0].phone-number is not a valid E.164 phone number",
+        ),
+        InvalidCase(
+            "phone-number-unknown-country",
+            start("r", phone("+99912345")),
+            "notifications[0].phone-number is not a valid E.164 phone number",
+        ),
+        InvalidCase(
+            "email-no-at-sign",
+            start("r", email("owner.example.com")),
+            "notifications[0].email is not a valid e-mail address (An email address must have an @-sign.)",
+        ),
+        InvalidCase(
+            "email-two-at-signs",
+            start("r", email("owner@@example.com")),
+            "notifications[0].email is not a valid e-mail address (The part after the @-sign contains invalid characters: '@'.)",
+        ),
+        InvalidCase(
+            "email-no-domain-dot",
+            start("r", email("owner@example")),
+            "notifications[0].email is not a valid e-mail address (The part after the @-sign is not valid. It should have a period.)",
+        ),
+        InvalidCase(
+            "pubnub-channel-reserved-char",
+            start("r", pubnub("orders,all")),
+            "notifications[0].pubnub-channel contains a character PubNub does not allow (space, control, or one of , : * / \\)",
+        ),
+        InvalidCase(
+            "pubnub-channel-empty",
+            start("r", pubnub("")),
+            "notifications[0].pubnub-channel is empty",
+        ),
+        InvalidCase(
+            "at-missing", start("r", without(phone(), "at")), "notifications[0].at is missing"
+        ),
+        InvalidCase("at-boolean", start("r", phone(at=True)), at_problem),
+        InvalidCase("at-fractional", start("r", phone(at=soon() + 0.5)), at_problem),
+        InvalidCase("at-string", start("r", phone(at=str(soon()))), at_problem),
+        InvalidCase(
+            "at-nan",
+            '{"process-id": "r", "action": "start", "notifications": [{"channel": "phone", "at": NaN, "phone-number": "+385911234567"}]}',
+            at_problem,
+        ),
+        InvalidCase("at-negative", start("r", phone(at=-1)), "notifications[0].at is before 1970"),
+        InvalidCase(
+            "at-far-future",
+            start("r", phone(at=far)),
+            "notifications[0].at is more than 30 days in the future",
+        ),
+        InvalidCase(
+            "second-notification-invalid",
+            start("r", phone(), email("nobody")),
+            "notifications[1].email is not a valid e-mail address (An email address must have an @-sign.)",
+        ),
+    ]

@@ -1,0 +1,85 @@
+"""A real PostgreSQL for the tests: ``DATABASE_URL`` when set, else an embedded server.
+
+Each test gets a database of its own, created from a template that was migrated once,
+so tests never see each other's rows and never pay for the migrations again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+from psycopg2.extensions import make_dsn
+
+from escalator.migrations import default_sql_dir, migrate
+
+
+class PostgresServer:
+    """Creates and drops scratch databases on one server (needs CREATEDB)."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self._names = (f"escalator_test_{os.getpid()}_{n}" for n in itertools.count())
+        self.template = self.create_database()
+        migrate(self.dsn(self.template), default_sql_dir())
+
+    def dsn(self, database: str) -> str:
+        return make_dsn(self.admin_dsn, dbname=database)
+
+    def create_database(self, template: str | None = None) -> str:
+        name = next(self._names)
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        self._admin(statement)
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def _admin(self, statement: sql.Composable) -> None:
+        connection = psycopg2.connect(self.admin_dsn)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            connection.close()
+
+
+@contextmanager
+def postgres_server(scratch: Path) -> Iterator[PostgresServer]:
+    """``DATABASE_URL``'s server if set, else a throwaway embedded one under ``scratch``."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        server = PostgresServer(url)
+        try:
+            yield server
+        finally:
+            server.drop_database(server.template)
+        return
+    import pgserver
+
+    embedded: Any = pgserver.get_server(scratch, cleanup_mode="stop")
+    try:
+        yield PostgresServer(embedded.get_uri())
+    finally:
+        embedded.cleanup()
+
+
+def query(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement in its own committed transaction and return its rows."""
+    connection = psycopg2.connect(dsn)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        connection.close()

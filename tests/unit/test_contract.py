@@ -1,0 +1,115 @@
+"""The request contract, rule by rule, on the parser alone."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from escalator.contract import (
+    MAX_NOTIFICATIONS,
+    MAX_PROCESS_ID_LENGTH,
+    InvalidRequest,
+    Notification,
+    StartRequest,
+    StopRequest,
+    parse_request,
+)
+from tests.support.contract_cases import (
+    EMAIL,
+    PHONE,
+    PUBNUB,
+    InvalidCase,
+    email,
+    invalid_cases,
+    phone,
+    pubnub,
+    start,
+    stop,
+)
+from tests.support.events import body
+
+CASES = invalid_cases()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def test_the_table_covers_at_least_25_distinct_invalid_bodies() -> None:
+    assert len({body(case.body) for case in CASES}) >= 25
+    assert len({case.id for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_invalid_body_is_rejected_with_its_specific_reason(case: InvalidCase) -> None:
+    with pytest.raises(InvalidRequest) as rejected:
+        parse_request(body(case.body), now=now())
+    assert rejected.value.reason == case.reason
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_reason_never_quotes_a_phone_number_or_an_email_address(case: InvalidCase) -> None:
+    with pytest.raises(InvalidRequest) as rejected:
+        parse_request(body(case.body), now=now())
+    for secret in (PHONE, EMAIL, "owner.example.com", "0911234567", "+38500000"):
+        assert secret not in rejected.value.reason
+
+
+def test_start_is_parsed_into_typed_notifications() -> None:
+    document = start("restaurant-42", phone(), email(), pubnub())
+    request = parse_request(json.dumps(document), now=now())
+    assert request == StartRequest(
+        process_id="restaurant-42",
+        notifications=(
+            Notification("phone", PHONE, document["notifications"][0]["at"]),
+            Notification("email", EMAIL, document["notifications"][1]["at"]),
+            Notification("pubnub", PUBNUB, document["notifications"][2]["at"]),
+        ),
+    )
+
+
+def test_stop_is_parsed() -> None:
+    assert parse_request(json.dumps(stop("restaurant-42")), now=now()) == StopRequest(
+        "restaurant-42"
+    )
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    document = {**start("r", {**phone(), "priority": "high"}), "order": {"id": 7}}
+    request = parse_request(json.dumps(document), now=now())
+    assert isinstance(request, StartRequest)
+    assert request.notifications[0].target == PHONE
+
+
+def test_stop_ignores_notifications() -> None:
+    document = {**stop("r"), "notifications": "anything"}
+    assert parse_request(json.dumps(document), now=now()) == StopRequest("r")
+
+
+def test_at_may_be_a_whole_float_and_in_the_past() -> None:
+    document = start("r", phone(at=1555057084.0))
+    request = parse_request(json.dumps(document), now=now())
+    assert isinstance(request, StartRequest)
+    assert request.notifications[0].at == 1555057084
+    assert isinstance(request.notifications[0].at, int)
+
+
+def test_limits_are_inclusive() -> None:
+    document = start("r" * MAX_PROCESS_ID_LENGTH, *[phone()] * MAX_NOTIFICATIONS)
+    request = parse_request(json.dumps(document), now=now())
+    assert isinstance(request, StartRequest)
+    assert len(request.notifications) == MAX_NOTIFICATIONS
+
+
+def test_schedule_horizon_is_configurable() -> None:
+    document = start("r", phone(at=now() + 7200))
+    with pytest.raises(InvalidRequest, match="more than 0 days in the future"):
+        parse_request(json.dumps(document), now=now(), max_schedule_ahead=3600)
+
+
+def test_rejection_keeps_the_valid_process_id_and_action() -> None:
+    with pytest.raises(InvalidRequest) as rejected:
+        parse_request(json.dumps(start("restaurant-7", phone("123"))), now=now())
+    assert (rejected.value.process_id, rejected.value.action) == ("restaurant-7", "start")
