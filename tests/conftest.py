@@ -9,10 +9,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
 from escalator.logs import logger
-from tests.support.events import LambdaContext, sqs_event, sqs_record
+from tests.support.events import lambda_context as make_lambda_context
+from tests.support.events import sqs_event, sqs_record
 from tests.support.postgres import PostgresServer, postgres_server
 
 
@@ -52,7 +54,7 @@ def initiator_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterato
 
 @pytest.fixture
 def lambda_context() -> LambdaContext:
-    return LambdaContext()
+    return make_lambda_context()
 
 
 @pytest.fixture
@@ -76,3 +78,13 @@ def log_lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
     previous = handler.setStream(buffer)
     yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
     handler.setStream(previous)
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region, so boto3 under moto never finds real ones."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-central-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

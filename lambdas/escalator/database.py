@@ -26,8 +26,12 @@ class Database:
         """An open connection, checking one that sat idle long enough to have been dropped."""
         connection = self._connection
         idle = time.monotonic() - self._last_used
-        open_but_idle = connection is not None and not connection.closed
-        if open_but_idle and idle >= self._settings.idle_check_seconds and not _alive(connection):
+        if (
+            connection is not None
+            and not connection.closed
+            and idle >= self._settings.idle_check_seconds
+            and not _alive(connection)
+        ):
             self.discard()
         if self._connection is None or self._connection.closed:
             self._connection = psycopg2.connect(self._settings.dsn)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
 from escalator.handlers import initiator
@@ -22,7 +23,7 @@ from tests.support.contract_cases import (
     start,
     stop,
 )
-from tests.support.events import LambdaContext, body, sqs_event, sqs_record
+from tests.support.events import body, sqs_event, sqs_record
 from tests.support.postgres import PostgresServer, query
 
 Handle = Callable[..., dict[str, Any]]

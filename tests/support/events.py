@@ -7,7 +7,9 @@ import itertools
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:escalator-requests.fifo"
 _SEQUENCE = itertools.count(18_000_000_000_000_000_000)
@@ -52,7 +54,7 @@ def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class LambdaContext:
+class FakeLambdaContext:
     """The attributes of the Lambda context object that Powertools reads."""
 
     function_name: str = "escalator-test"
@@ -65,3 +67,8 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
+
+
+def lambda_context() -> LambdaContext:
+    """A context object as Lambda passes it (typed as Powertools' ``LambdaContext``)."""
+    return cast(LambdaContext, FakeLambdaContext())

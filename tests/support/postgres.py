@@ -65,9 +65,9 @@ def postgres_server(scratch: Path) -> Iterator[PostgresServer]:
         finally:
             server.drop_database(server.template)
         return
-    import pgserver
+    from pgserver import postgres_server as embedded_postgres
 
-    embedded: Any = pgserver.get_server(scratch, cleanup_mode="stop")
+    embedded: Any = embedded_postgres.get_server(scratch, cleanup_mode="stop")
     try:
         yield PostgresServer(embedded.get_uri())
     finally:

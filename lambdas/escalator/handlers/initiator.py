@@ -7,6 +7,7 @@ raises instead, so the invocation errors and the event source backs off.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
@@ -18,7 +19,10 @@ from escalator import bootstrap
 from escalator.logs import logger
 from escalator.model import RequestMessage
 
-processor = SqsFifoPartialProcessor(skip_group_on_error=True, logger=logger)
+# Failed records are logged through the service's logger, so they are JSON and masked too.
+processor = SqsFifoPartialProcessor(
+    skip_group_on_error=True, logger=logging.getLogger(logger.service)
+)
 
 
 def record_handler(record: SQSRecord) -> None:
