@@ -6,7 +6,13 @@ import functools
 import time
 from collections.abc import Callable
 
-from escalator.config import load_initiator_config
+from escalator.channels import CHANNELS, Notifier
+from escalator.config import (
+    ConfigError,
+    DeliveryConfig,
+    load_delivery_config,
+    load_initiator_config,
+)
 from escalator.database import Database, UnitOfWork
 from escalator.model import RequestMessage, RequestOutcome
 from escalator.service import handle_request
@@ -29,3 +35,33 @@ def initiator() -> Initiator:
         )
 
     return handle
+
+
+@functools.cache
+def delivery_config() -> DeliveryConfig:
+    """The settings of the activator, confirm and record functions."""
+    return load_delivery_config()
+
+
+@functools.cache
+def delivery_database() -> Database:
+    return Database(delivery_config().database)
+
+
+def unit_of_work() -> UnitOfWork:
+    """A unit of work on the delivery functions' database."""
+    return UnitOfWork(delivery_database())
+
+
+@functools.cache
+def notifier(channel: str) -> Notifier:
+    """The channel's notifier, built from its configuration once per cold start."""
+    if channel not in CHANNELS:
+        raise ConfigError(f"unknown channel {channel!r}")
+    return CHANNELS[channel].notifier()
+
+
+def reset() -> None:
+    """Forget everything built so far, as a new cold start would (for tests and tools)."""
+    for cached in (initiator, delivery_config, delivery_database, notifier):
+        cached.cache_clear()

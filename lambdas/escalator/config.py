@@ -91,3 +91,127 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     if value < minimum:
         raise ConfigError(f"environment variable {name} must be at least {minimum}, got {value}")
     return value
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Settings of the database steps of the state machine (claim, confirm, record)."""
+
+    database: DatabaseSettings
+    # Claim what falls due within this many seconds: the schedule period.
+    lookahead_seconds: int = 60
+    # At most this many notifications per claim, so the state stays far below 256 KB.
+    claim_batch_size: int = 200
+    # A notification this late is expired instead of delivered.
+    max_lateness_seconds: int = 900
+    # A claim not confirmed this long after its due time is returned to pending.
+    claim_grace_seconds: int = 300
+    # A notification sending this long without an outcome becomes unknown.
+    sending_lease_seconds: int = 600
+
+
+def load_delivery_config(environ: Mapping[str, str] | None = None) -> DeliveryConfig:
+    """Read the settings of the activator, confirm and record functions."""
+    env = os.environ if environ is None else environ
+    return DeliveryConfig(
+        database=database_settings(env),
+        lookahead_seconds=_integer(env, "LOOKAHEAD_SECONDS", 60),
+        claim_batch_size=_integer(env, "CLAIM_BATCH_SIZE", 200),
+        max_lateness_seconds=_integer(env, "MAX_LATENESS_SECONDS", 900),
+        claim_grace_seconds=_integer(env, "CLAIM_GRACE_SECONDS", 300),
+        sending_lease_seconds=_integer(env, "SENDING_LEASE_SECONDS", 600),
+    )
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """Phone calls: ``Client.calls.create(to, from_=caller id, url=TWILIO_URL)``."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    twiml_url: str
+    api_base_url: str = "https://api.twilio.com"
+    timeout_seconds: int = 10
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """E-mail over SMTP, with STARTTLS and login when configured."""
+
+    host: str
+    port: int
+    mail_from: str
+    subject: str
+    body: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = True
+    timeout_seconds: int = 10
+
+
+@dataclass(frozen=True)
+class PubNubSettings:
+    """PubNub publish over its REST API."""
+
+    publish_key: str = field(repr=False)
+    subscribe_key: str
+    uuid: str = "escalator"
+    origin: str = "https://ps.pndsn.com"
+    timeout_seconds: int = 10
+
+
+def load_twilio_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
+    env = os.environ if environ is None else environ
+    _require(env, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_URL")
+    return TwilioSettings(
+        account_sid=env["TWILIO_ACCOUNT_SID"],
+        auth_token=env["TWILIO_AUTH_TOKEN"],
+        twiml_url=env["TWILIO_URL"],
+        api_base_url=env.get("TWILIO_API_BASE_URL") or "https://api.twilio.com",
+        timeout_seconds=_integer(env, "TWILIO_TIMEOUT_SECONDS", 10),
+    )
+
+
+def load_smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings:
+    env = os.environ if environ is None else environ
+    _require(env, "SMTP_HOST", "MAIL_FROM")
+    return SmtpSettings(
+        host=env["SMTP_HOST"],
+        port=_integer(env, "SMTP_PORT", 587),
+        mail_from=env["MAIL_FROM"],
+        subject=env.get("MAIL_SUBJECT") or "A new order is waiting for confirmation",
+        body=env.get("MAIL_BODY") or "A new order is waiting for your confirmation.",
+        username=env.get("SMTP_USERNAME") or None,
+        password=env.get("SMTP_PASSWORD") or None,
+        starttls=_boolean(env, "SMTP_STARTTLS", True),
+        timeout_seconds=_integer(env, "SMTP_TIMEOUT_SECONDS", 10),
+    )
+
+
+def load_pubnub_settings(environ: Mapping[str, str] | None = None) -> PubNubSettings:
+    env = os.environ if environ is None else environ
+    _require(env, "PUBNUB_PUB_KEY", "PUBNUB_SUB_KEY")
+    return PubNubSettings(
+        publish_key=env["PUBNUB_PUB_KEY"],
+        subscribe_key=env["PUBNUB_SUB_KEY"],
+        uuid=env.get("PUBNUB_UUID") or "escalator",
+        origin=env.get("PUBNUB_ORIGIN") or "https://ps.pndsn.com",
+        timeout_seconds=_integer(env, "PUBNUB_TIMEOUT_SECONDS", 10),
+    )
+
+
+def _require(env: Mapping[str, str], *names: str) -> None:
+    missing = [name for name in names if not env.get(name)]
+    if missing:
+        raise ConfigError(f"missing required environment variable {', '.join(missing)}")
+
+
+def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")

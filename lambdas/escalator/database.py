@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from types import TracebackType
 
@@ -11,11 +12,18 @@ import psycopg2.extensions
 
 from escalator.config import DatabaseSettings
 from escalator.errors import DatabaseError
-from escalator.repository import ProcessRepository, RequestLog
+from escalator.repository import (
+    NotificationRepository,
+    ProcessRepository,
+    PropertyRepository,
+    RequestLog,
+)
 
 
-class Database:
-    """One connection, reused across invocations of a warm Lambda and reopened when lost."""
+class Database(threading.local):
+    """One connection per thread, reused across invocations of a warm Lambda and reopened
+    when lost. (Lambda runs one invocation per sandbox at a time; the local stack and the
+    tests run concurrent invocations on threads, each with its own connection.)"""
 
     def __init__(self, settings: DatabaseSettings) -> None:
         self._settings = settings
@@ -64,6 +72,8 @@ class UnitOfWork:
     """
 
     processes: ProcessRepository
+    notifications: NotificationRepository
+    properties: PropertyRepository
     requests: RequestLog
 
     def __init__(self, database: Database) -> None:
@@ -80,6 +90,8 @@ class UnitOfWork:
             raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc
         self._committed = False
         self.processes = ProcessRepository(cursor)
+        self.notifications = NotificationRepository(cursor)
+        self.properties = PropertyRepository(cursor)
         self.requests = RequestLog(cursor)
         return self
 

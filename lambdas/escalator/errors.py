@@ -10,3 +10,18 @@ class EscalatorError(Exception):
 class DatabaseError(EscalatorError):
     """PostgreSQL could not be reached or failed the transaction; it was rolled back
     and the work can be retried."""
+
+
+class DeliveryError(EscalatorError):
+    """A notifier could not deliver a notification."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """The provider did not accept the notification (connection failure, timeout before
+    sending, HTTP 429/503, SMTP 4xx); trying again later may succeed. The state machine
+    retries these by their class name."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The provider refused the notification, or may have acted on it without saying so:
+    trying again would fail again or risk a duplicate. Recorded as a failure."""

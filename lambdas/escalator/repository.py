@@ -9,7 +9,11 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
-from escalator.model import RequestMessage, RequestOutcome
+from escalator.model import ClaimedNotification, Delivery, RequestMessage, RequestOutcome
+
+# The states in which a notification may still be delivered: a process holding one is
+# not finished.
+UNDELIVERED = "('pending', 'claimed', 'sending')"
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,222 @@ class ProcessRepository:
         )
         row = self._cursor.fetchone()
         return None if row is None else StoppedProcess(process_ref=row[0], cancelled=row[1])
+
+    def complete_finished(self, process_refs: Sequence[int]) -> int:
+        """Complete the active processes among these with nothing left to deliver."""
+        if not process_refs:
+            return 0
+        self._cursor.execute(
+            f"""
+            UPDATE process AS p SET state = 'completed', ended_at = now()
+            WHERE p.id = ANY(%s) AND p.state = 'active'
+              AND NOT EXISTS (
+                  SELECT 1 FROM notification n
+                  WHERE n.process_ref = p.id AND n.state IN {UNDELIVERED}
+              )
+            """,
+            (sorted(set(process_refs)),),
+        )
+        return self._cursor.rowcount
+
+
+@dataclass(frozen=True)
+class Housekeeping:
+    """What the activator tidied up before claiming."""
+
+    released: int
+    unknown: list[int]
+    expired: list[int]
+
+
+class NotificationRepository:
+    """The lifecycle of notifications: claim, confirm, record, and the clean-up of leases."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self._cursor = cursor
+
+    def housekeep(self, *, max_lateness: int) -> Housekeeping:
+        """Release lapsed claims, mark lapsed sends unknown, expire what is too late.
+
+        Returns the process refs touched by unknown and expired notifications.
+        """
+        self._cursor.execute(
+            """
+            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
+                   updated_at = now()
+            WHERE state = 'claimed' AND lease_until < now()
+            """
+        )
+        released = self._cursor.rowcount
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET state = 'unknown', finished_at = now(), updated_at = now(),
+                error = 'no outcome was recorded before the sending lease ran out'
+            WHERE state = 'sending' AND lease_until < now()
+            RETURNING process_ref
+            """
+        )
+        unknown = [row[0] for row in self._cursor.fetchall()]
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET state = 'expired', finished_at = now(), updated_at = now(),
+                error = 'more than ' || %s || ' seconds late'
+            WHERE state = 'pending' AND due_at < now() - make_interval(secs => %s)
+            RETURNING process_ref
+            """,
+            (max_lateness, max_lateness),
+        )
+        expired = [row[0] for row in self._cursor.fetchall()]
+        return Housekeeping(released=released, unknown=unknown, expired=expired)
+
+    def claim_due(
+        self, *, owner: str, lookahead: int, limit: int, grace: int
+    ) -> list[ClaimedNotification]:
+        """Claim up to ``limit`` pending notifications due within ``lookahead``, oldest first.
+
+        ``SKIP LOCKED`` lets overlapping executions claim disjoint rows.
+        """
+        self._cursor.execute(
+            """
+            WITH due AS (
+                SELECT id FROM notification
+                WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
+                ORDER BY due_at, id
+                LIMIT %s
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE notification AS n
+            SET state = 'claimed', claim_owner = %s, updated_at = now(),
+                lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
+            FROM due WHERE n.id = due.id
+            RETURNING n.id, n.channel,
+                      to_char(n.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            """,
+            (lookahead, limit, owner, grace),
+        )
+        rows = sorted(self._cursor.fetchall(), key=lambda row: (row[2], row[0]))
+        return [ClaimedNotification(id=row[0], channel=row[1], due=row[2]) for row in rows]
+
+    def any_due(self, *, lookahead: int) -> bool:
+        """Whether pending notifications due within ``lookahead`` remain unclaimed."""
+        self._cursor.execute(
+            """
+            SELECT EXISTS (
+                SELECT 1 FROM notification
+                WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
+            )
+            """,
+            (lookahead,),
+        )
+        row = self._cursor.fetchone()
+        return bool(row and row[0])
+
+    def expire_if_late(self, notification_id: int, *, owner: str, max_lateness: int) -> bool:
+        """Expire this claimed notification if it is past the maximum lateness."""
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET state = 'expired', finished_at = now(), updated_at = now(),
+                claim_owner = NULL, lease_until = NULL,
+                error = 'more than ' || %s || ' seconds late'
+            WHERE id = %s AND state = 'claimed' AND claim_owner = %s
+              AND due_at < now() - make_interval(secs => %s)
+            """,
+            (max_lateness, notification_id, owner, max_lateness),
+        )
+        return self._cursor.rowcount == 1
+
+    def start_sending(self, notification_id: int, *, owner: str, lease: int) -> Delivery | None:
+        """Move a claimed notification to sending if the claim is ``owner``'s and its
+        process is active; ``None`` otherwise."""
+        self._cursor.execute(
+            """
+            UPDATE notification AS n
+            SET state = 'sending', attempts = n.attempts + 1, updated_at = now(),
+                lease_until = now() + make_interval(secs => %s)
+            FROM process AS p
+            WHERE n.id = %s AND n.state = 'claimed' AND n.claim_owner = %s
+              AND p.id = n.process_ref AND p.state = 'active'
+            RETURNING n.id, p.process_id, n.channel, n.target,
+                      extract(epoch FROM n.due_at)::bigint
+            """,
+            (lease, notification_id, owner),
+        )
+        row = self._cursor.fetchone()
+        if row is None:
+            return None
+        return Delivery(
+            notification_id=row[0], process_id=row[1], channel=row[2], target=row[3], due_at=row[4]
+        )
+
+    def why_not_sending(self, notification_id: int, *, owner: str) -> str:
+        """A short reason why ``start_sending`` found nothing to do."""
+        self._cursor.execute(
+            """
+            SELECT n.state, n.claim_owner, p.state
+            FROM notification n JOIN process p ON p.id = n.process_ref WHERE n.id = %s
+            """,
+            (notification_id,),
+        )
+        row = self._cursor.fetchone()
+        if row is None:
+            return "no such notification"
+        state, claim_owner, process_state = row
+        if state == "claimed" and claim_owner != owner:
+            return "claimed by another execution"
+        if state == "claimed":
+            return f"process is {process_state}"
+        return f"notification is {state}"
+
+    def finish(
+        self,
+        notification_id: int,
+        *,
+        owner: str,
+        provider_ref: str | None,
+        error: str | None,
+    ) -> int | None:
+        """Record sent (with ``provider_ref``) or failed (with ``error``); return the process
+        ref, or ``None`` when this execution no longer owns the notification.
+
+        A late outcome also replaces ``unknown``: it is better knowledge.
+        """
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET state = CASE WHEN %s::text IS NULL THEN 'sent' ELSE 'failed' END,
+                provider_ref = %s, error = %s, finished_at = now(), updated_at = now(),
+                lease_until = NULL
+            WHERE id = %s AND claim_owner = %s AND state IN ('sending', 'unknown')
+            RETURNING process_ref
+            """,
+            (error, provider_ref, error, notification_id, owner),
+        )
+        row = self._cursor.fetchone()
+        return None if row is None else int(row[0])
+
+
+class PropertyRepository:
+    """The key/value settings of the original (``property`` table)."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self._cursor = cursor
+
+    def get(self, key: str) -> str | None:
+        self._cursor.execute("SELECT property_value FROM property WHERE property_key = %s", (key,))
+        row = self._cursor.fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, key: str, value: str) -> None:
+        self._cursor.execute(
+            """
+            INSERT INTO property (property_key, property_value) VALUES (%s, %s)
+            ON CONFLICT (property_key) DO UPDATE SET property_value = EXCLUDED.property_value
+            """,
+            (key, value),
+        )
 
 
 class RequestLog:

@@ -1,7 +1,7 @@
 """The channel registry: every channel a notification can go out on.
 
 A channel is one module in this package plus one entry in ``CHANNELS``. The request
-contract, and later the notifiers and the state machine, are all built from here.
+contract, the notifier Lambdas and the state machine are all built from here.
 """
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from escalator.channels import email, phone, pubnub
-from escalator.channels.base import Channel
+from escalator.channels import console, email, phone, pubnub
+from escalator.channels.base import Channel, Notifier
 
 CHANNELS: Mapping[str, Channel] = MappingProxyType(
-    {channel.name: channel for channel in (phone.CHANNEL, email.CHANNEL, pubnub.CHANNEL)}
+    {
+        channel.name: channel
+        for channel in (phone.CHANNEL, email.CHANNEL, pubnub.CHANNEL, console.CHANNEL)
+    }
 )
 
-__all__ = ["CHANNELS", "Channel"]
+__all__ = ["CHANNELS", "Channel", "Notifier"]

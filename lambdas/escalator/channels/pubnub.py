@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from escalator.channels.base import Channel
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import TYPE_CHECKING
+
+from escalator.channels.base import Channel, Notifier
+from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.model import Delivery, Receipt
+
+if TYPE_CHECKING:
+    from escalator.config import PubNubSettings
 
 MAX_CHANNEL_NAME = 92
 # PubNub reserves these for channel groups, wildcards and multiplexing.
 _RESERVED = set(",:*/\\")
+_TRANSIENT_STATUS = frozenset({429, 503})
 
 
 def target_problem(name: str) -> str | None:
@@ -20,4 +32,71 @@ def target_problem(name: str) -> str | None:
     return None
 
 
-CHANNEL = Channel(name="pubnub", target_field="pubnub-channel", target_problem=target_problem)
+def message_for(delivery: Delivery) -> dict[str, object]:
+    """What is published: enough for a subscriber to find the order's restaurant."""
+    return {
+        "type": "escalation",
+        "process-id": delivery.process_id,
+        "notification-id": delivery.notification_id,
+        "at": delivery.due_at,
+    }
+
+
+class PubNubPublisher:
+    """Publishes with PubNub's REST API (``GET /publish/...``), answering a timetoken."""
+
+    def __init__(self, settings: PubNubSettings) -> None:
+        self._settings = settings
+
+    def deliver(self, delivery: Delivery) -> Receipt:
+        """Publish. Raises ``TransientDeliveryError``, ``PermanentDeliveryError``."""
+        settings = self._settings
+        message = message_for(delivery)
+        path = "/".join(
+            urllib.parse.quote(part, safe="")
+            for part in (
+                "publish",
+                settings.publish_key,
+                settings.subscribe_key,
+                "0",
+                delivery.target,
+                "0",
+                json.dumps(message, separators=(",", ":")),
+            )
+        )
+        query = urllib.parse.urlencode({"uuid": settings.uuid})
+        url = f"{settings.origin.rstrip('/')}/{path}?{query}"
+        if not url.startswith(("https://", "http://")):
+            raise PermanentDeliveryError("PUBNUB_ORIGIN must be an http(s) URL")
+        try:
+            with urllib.request.urlopen(url, timeout=settings.timeout_seconds) as response:  # noqa: S310
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            problem = f"PubNub answered HTTP {exc.code}"
+            if exc.code in _TRANSIENT_STATUS:
+                raise TransientDeliveryError(problem) from exc
+            raise PermanentDeliveryError(problem) from exc
+        except TimeoutError as exc:
+            raise PermanentDeliveryError("PubNub did not answer in time; not retried") from exc
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise TransientDeliveryError(f"cannot reach PubNub: {exc}") from exc
+        except ValueError as exc:
+            raise PermanentDeliveryError("PubNub answered something that is not JSON") from exc
+        if not (isinstance(answer, list) and len(answer) == 3 and answer[0] == 1):
+            raise PermanentDeliveryError(f"PubNub did not publish: {answer!r:.200}")
+        return Receipt(provider_ref=str(answer[2]), detail={"message": json.dumps(message)})
+
+
+def _notifier() -> Notifier:
+    from escalator.config import load_pubnub_settings  # at cold start of the notifier only
+
+    return PubNubPublisher(load_pubnub_settings())
+
+
+CHANNEL = Channel(
+    name="pubnub",
+    target_field="pubnub-channel",
+    target_problem=target_problem,
+    task_name="Publish to PubNub",
+    notifier=_notifier,
+)

@@ -1,0 +1,167 @@
+"""The delivery state machine, generated from the channel registry (JSONPath only).
+
+Claim due notifications -> Deliver notifications (Map: Wait until due -> Confirm still
+wanted -> Which channel? -> one task per channel -> Record delivery / Record failure)
+-> More due? (back to the claim) / Done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from escalator.channels import CHANNELS
+
+DEFAULT_MAX_CONCURRENCY = 40
+# Raised by the notifiers (escalator.errors) and by the database functions.
+TRANSIENT_DELIVERY_ERROR = "TransientDeliveryError"
+DATABASE_ERROR = "DatabaseError"
+# Lambda did not run the function at all: safe to retry even for a notifier.
+LAMBDA_NOT_RUN = ["Lambda.TooManyRequestsException", "Lambda.ServiceException"]
+NOTIFIER_ATTEMPTS = 3
+
+
+def delivery_definition(
+    scope: Construct,
+    *,
+    activator: lambda_.IFunction,
+    confirm: lambda_.IFunction,
+    record: lambda_.IFunction,
+    notifiers: Mapping[str, lambda_.IFunction],
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+) -> sfn.IChainable:
+    """The states of the delivery state machine."""
+    notification_keys = {
+        "notification_id": sfn.JsonPath.number_at("$.notification.id"),
+        "execution": sfn.JsonPath.string_at("$.execution"),
+    }
+
+    def database_step(
+        task_id: str, function: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
+    ) -> sfn.TaskStateBase:
+        task = tasks.LambdaInvoke(
+            scope,
+            task_id,
+            lambda_function=function,
+            payload=payload,
+            payload_response_only=True,
+            result_path=result_path,
+        )
+        return task.add_retry(
+            errors=[DATABASE_ERROR],
+            interval=Duration.seconds(2),
+            max_attempts=3,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+
+    claim = database_step(
+        "Claim due notifications",
+        activator,
+        sfn.TaskInput.from_object(
+            {"execution": sfn.JsonPath.execution_id, "input": sfn.JsonPath.entire_payload}
+        ),
+        "$.claim",
+    )
+
+    outcome_lost = sfn.Pass(scope, "Outcome not recorded")
+    record_delivery = database_step(
+        "Record delivery",
+        record,
+        sfn.TaskInput.from_object(
+            {**notification_keys, "receipt": sfn.JsonPath.object_at("$.receipt")}
+        ),
+        "$.recorded",
+    ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
+    record_failure = database_step(
+        "Record failure",
+        record,
+        sfn.TaskInput.from_object(
+            {**notification_keys, "failure": sfn.JsonPath.object_at("$.failure")}
+        ),
+        "$.recorded",
+    ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
+
+    which_channel = sfn.Choice(scope, "Which channel?")
+    for name, channel in CHANNELS.items():
+        if name not in notifiers:
+            continue
+        notify = (
+            tasks.LambdaInvoke(
+                scope,
+                channel.task_name,
+                lambda_function=notifiers[name],
+                input_path="$.confirmed.delivery",
+                payload_response_only=True,
+                retry_on_service_exceptions=False,
+                result_path="$.receipt",
+            )
+            .add_retry(
+                errors=[TRANSIENT_DELIVERY_ERROR, *LAMBDA_NOT_RUN],
+                interval=Duration.seconds(1),
+                max_attempts=NOTIFIER_ATTEMPTS - 1,
+                backoff_rate=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            .add_catch(record_failure, errors=["States.ALL"], result_path="$.failure")
+        )
+        which_channel.when(
+            sfn.Condition.string_equals("$.confirmed.delivery.channel", name),
+            notify.next(record_delivery),
+        )
+    which_channel.otherwise(
+        sfn.Pass(
+            scope,
+            "No notifier for channel",
+            result=sfn.Result.from_object(
+                {"Error": "NoNotifier", "Cause": "no notifier is deployed for this channel"}
+            ),
+            result_path="$.failure",
+        ).next(record_failure)
+    )
+
+    confirm_step = database_step(
+        "Confirm still wanted",
+        confirm,
+        sfn.TaskInput.from_object(
+            {**notification_keys, "due": sfn.JsonPath.string_at("$.notification.due")}
+        ),
+        "$.confirmed",
+    ).add_catch(
+        sfn.Pass(scope, "Not confirmed"), errors=["States.ALL"], result_path="$.confirmError"
+    )
+    still_wanted = (
+        sfn.Choice(scope, "Still wanted?")
+        .when(
+            sfn.Condition.boolean_equals("$.confirmed.deliver", False),
+            sfn.Succeed(scope, "Not delivered"),
+        )
+        .otherwise(which_channel)
+    )
+    deliver_one = (
+        sfn.Wait(scope, "Wait until due", time=sfn.WaitTime.timestamp_path("$.notification.due"))
+        .next(confirm_step)
+        .next(still_wanted)
+    )
+    deliver_all = sfn.Map(
+        scope,
+        "Deliver notifications",
+        items_path="$.claim.notifications",
+        item_selector={
+            "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+            "execution": sfn.JsonPath.execution_id,
+        },
+        max_concurrency=max_concurrency,
+        result_path=sfn.JsonPath.DISCARD,
+    ).item_processor(deliver_one)
+    more_due = (
+        sfn.Choice(scope, "More due?")
+        .when(sfn.Condition.boolean_equals("$.claim.more", True), claim)
+        .otherwise(sfn.Succeed(scope, "Done"))
+    )
+    return claim.next(deliver_all).next(more_due)

@@ -1,0 +1,223 @@
+"""The delivery use cases, one per step of the state machine.
+
+claim (activator) -> confirm -> deliver (notifier, no database) -> record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from escalator.channels import Notifier
+from escalator.channels.phone import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
+from escalator.config import DeliveryConfig
+from escalator.database import UnitOfWork
+from escalator.logs import logger
+from escalator.model import ClaimedNotification, Delivery, Receipt
+
+MAX_ERROR_LENGTH = 1000
+MAX_EARLY_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What one activation claimed, and whether more is due right now."""
+
+    notifications: list[ClaimedNotification]
+    more: bool
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "notifications": [item.to_event() for item in self.notifications],
+            "more": self.more,
+            "claimed": len(self.notifications),
+        }
+
+
+def claim_due(
+    uow: UnitOfWork, *, execution: str, config: DeliveryConfig, lookahead: int | None = None
+) -> Claim:
+    """Tidy lapsed claims and leases, expire what is too late, complete finished
+    processes, then claim the notifications due within the lookahead, oldest first."""
+    window = lookahead or config.lookahead_seconds
+    with uow:
+        tidied = uow.notifications.housekeep(max_lateness=config.max_lateness_seconds)
+        completed = uow.processes.complete_finished(tidied.unknown + tidied.expired)
+        claimed = uow.notifications.claim_due(
+            owner=execution,
+            lookahead=window,
+            limit=config.claim_batch_size,
+            grace=config.claim_grace_seconds,
+        )
+        more = len(claimed) == config.claim_batch_size and uow.notifications.any_due(
+            lookahead=window
+        )
+        uow.commit()
+    logger.info(
+        "notifications claimed",
+        extra={
+            "execution": execution,
+            "claimed": len(claimed),
+            "more": more,
+            "released": tidied.released,
+            "unknown": len(tidied.unknown),
+            "expired": len(tidied.expired),
+            "completed": completed,
+        },
+    )
+    return Claim(notifications=claimed, more=more)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The answer of the confirm step: deliver this, or skip with a reason."""
+
+    delivery: Delivery | None
+    reason: str | None = None
+
+    def to_event(self) -> dict[str, Any]:
+        if self.delivery is None:
+            return {"deliver": False, "reason": self.reason}
+        return {"deliver": True, "delivery": self.delivery.to_event()}
+
+
+def confirm(
+    uow: UnitOfWork,
+    *,
+    notification_id: int,
+    execution: str,
+    config: DeliveryConfig,
+    due: str | None = None,
+) -> Confirmation:
+    """The last check before sending: claimed by this execution, process still active,
+    not too late. Moves the notification to ``sending`` and adds the caller id of a call.
+
+    The Wait state before this step resolves whole seconds (and may end a fraction of a
+    second early); the rest of the wait, at most ``MAX_EARLY_SECONDS``, happens here, so
+    nothing is delivered before its due time.
+    """
+    keys: dict[str, object] = {"notification_id": notification_id, "execution": execution}
+    if due is not None:
+        early = _epoch(due) - time.time()
+        if early > 0:
+            time.sleep(min(early, MAX_EARLY_SECONDS))
+    with uow:
+        if uow.notifications.expire_if_late(
+            notification_id, owner=execution, max_lateness=config.max_lateness_seconds
+        ):
+            uow.commit()
+            logger.warning("notification expired", extra={**keys, "outcome": "expired"})
+            return Confirmation(None, "too late: expired")
+        delivery = uow.notifications.start_sending(
+            notification_id, owner=execution, lease=config.sending_lease_seconds
+        )
+        if delivery is None:
+            reason = uow.notifications.why_not_sending(notification_id, owner=execution)
+            logger.info("delivery skipped", extra={**keys, "outcome": "skipped", "reason": reason})
+            return Confirmation(None, reason)
+        keys["process_id"] = delivery.process_id
+        if delivery.channel == "phone":
+            try:
+                caller_id = choose_caller_id(
+                    uow.properties.get(CALLER_ID_REGISTRY), delivery.target
+                )
+            except CallerIdError as exc:
+                _finish(uow, delivery, execution, error=f"no caller id: {exc}")
+                uow.commit()
+                logger.warning("delivery failed", extra={**keys, "reason": str(exc)})
+                return Confirmation(None, f"no caller id: {exc}")
+            delivery = dataclasses.replace(delivery, caller_id=caller_id)
+        uow.commit()
+    return Confirmation(delivery)
+
+
+def deliver(notifier: Notifier, delivery: Delivery) -> Receipt:
+    """Hand the delivery to the channel's provider (no database involved).
+
+    Raises ``TransientDeliveryError`` or ``PermanentDeliveryError`` from the adapter.
+    """
+    keys = {"notification_id": delivery.notification_id, "process_id": delivery.process_id}
+    try:
+        receipt = notifier.deliver(delivery)
+    except Exception as exc:
+        logger.warning(
+            "delivery attempt failed",
+            extra={
+                **keys,
+                "channel": delivery.channel,
+                "error": type(exc).__name__,
+                "reason": str(exc),
+            },
+        )
+        raise
+    logger.info(
+        "notification delivered",
+        extra={**keys, "channel": delivery.channel, "provider_ref": receipt.provider_ref},
+    )
+    return receipt
+
+
+def record_outcome(
+    uow: UnitOfWork,
+    *,
+    notification_id: int,
+    execution: str,
+    receipt: dict[str, Any] | None = None,
+    failure: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record ``sent`` with the provider's reference, or ``failed`` with the reason the
+    state machine caught; complete the process when nothing is left to deliver."""
+    provider_ref = None if receipt is None else str(receipt.get("provider_ref"))
+    error = None if receipt is not None else failure_reason(failure or {})
+    with uow:
+        process_ref = uow.notifications.finish(
+            notification_id, owner=execution, provider_ref=provider_ref, error=error
+        )
+        completed = process_ref is not None and uow.processes.complete_finished([process_ref]) > 0
+        uow.commit()
+    outcome = "stale" if process_ref is None else ("sent" if error is None else "failed")
+    logger.info(
+        "outcome recorded",
+        extra={
+            "notification_id": notification_id,
+            "execution": execution,
+            "outcome": outcome,
+            "provider_ref": provider_ref,
+            "reason": error,
+            "process_completed": completed,
+        },
+    )
+    return {"notification_id": notification_id, "outcome": outcome}
+
+
+def _finish(uow: UnitOfWork, delivery: Delivery, execution: str, *, error: str) -> None:
+    process_ref = uow.notifications.finish(
+        delivery.notification_id, owner=execution, provider_ref=None, error=error
+    )
+    if process_ref is not None:
+        uow.processes.complete_finished([process_ref])
+
+
+def failure_reason(failure: dict[str, Any]) -> str:
+    """A readable reason from a Step Functions catch (``{"Error": ..., "Cause": ...}``)."""
+    error = str(failure.get("Error") or "Error")
+    cause = failure.get("Cause")
+    message = ""
+    if isinstance(cause, str):
+        try:
+            parsed = json.loads(cause)
+        except json.JSONDecodeError:
+            message = cause
+        else:
+            message = str(parsed.get("errorMessage", "")) if isinstance(parsed, dict) else cause
+    reason = f"{error}: {message}" if message else error
+    return reason[:MAX_ERROR_LENGTH]
+
+
+def _epoch(timestamp: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp ending in ``Z``."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()

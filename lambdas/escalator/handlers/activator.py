@@ -1,0 +1,27 @@
+"""Activator Lambda, the state machine's first step: claims the notifications now due.
+
+Input: ``{"execution": <execution id>, "input": <execution input>}``; the execution
+input may carry ``period_seconds`` (the schedule period) to set the lookahead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from escalator import bootstrap
+from escalator.delivery import claim_due
+from escalator.logs import logger
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    period = (event.get("input") or {}).get("period_seconds")
+    claim = claim_due(
+        bootstrap.unit_of_work(),
+        execution=str(event["execution"]),
+        config=bootstrap.delivery_config(),
+        lookahead=int(period) if period else None,
+    )
+    return claim.to_event()

@@ -1,0 +1,27 @@
+"""Confirm Lambda: the last check before sending one notification.
+
+Input: ``{"notification_id": ..., "execution": ..., "due": "...Z"}``; output ``{"deliver": true,
+"delivery": {...}}`` or ``{"deliver": false, "reason": ...}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from escalator import bootstrap
+from escalator.delivery import confirm
+from escalator.logs import logger
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    confirmation = confirm(
+        bootstrap.unit_of_work(),
+        notification_id=int(event["notification_id"]),
+        execution=str(event["execution"]),
+        config=bootstrap.delivery_config(),
+        due=event.get("due"),
+    )
+    return confirmation.to_event()

@@ -1,0 +1,23 @@
+"""Notifier Lambda, one function per channel: delivers one notification, no database.
+
+Input: the ``delivery`` the confirm step produced; output the provider's receipt.
+Errors are raised by class name (``TransientDeliveryError`` is retried by the state
+machine, anything else becomes a recorded failure).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from escalator import bootstrap
+from escalator.delivery import deliver
+from escalator.logs import logger
+from escalator.model import Delivery
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    delivery = Delivery.from_event(event)
+    return deliver(bootstrap.notifier(delivery.channel), delivery).to_event()

@@ -1,0 +1,65 @@
+"""Run moto's Lambda functions in-process, with the real handlers.
+
+moto (pinned: 5.2.5) executes Lambda code only in Docker, which this project does not
+need. This is the one patch that changes that: ``LambdaFunction.invoke`` imports the
+function's ``Handler`` (e.g. ``escalator.handlers.confirm.handler``) and calls it with
+the event, answering as Lambda does, with ``errorType`` set to the exception's class
+name when it raises. ``overrides`` replaces a function's handler for fault injection.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+
+from tests.support.events import FakeLambdaContext
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class InProcessLambdas:
+    """The handlers behind moto's functions; ``overrides`` by function name."""
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, Handler] = {}
+        self.invocations: list[str] = []
+
+    def handler_for(self, function: Any) -> Handler:
+        override = self.overrides.get(function.function_name)
+        if override is not None:
+            return override
+        module_name, _, attribute = function.handler.rpartition(".")
+        handler: Handler = getattr(importlib.import_module(module_name), attribute)
+        return handler
+
+    def invoke(self, function: Any, body: str | None, response_headers: dict[str, str]) -> bytes:
+        self.invocations.append(function.function_name)
+        event = json.loads(body) if body else {}
+        context = FakeLambdaContext(function_name=function.function_name)
+        try:
+            result = self.handler_for(function)(event, context)
+        except Exception as exc:  # Lambda reports any exception as a function error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            result = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+        return json.dumps(result).encode()
+
+
+@contextmanager
+def lambdas_in_process() -> Iterator[InProcessLambdas]:
+    """Route every moto Lambda invocation to the real handler while the context is open."""
+    lambdas = InProcessLambdas()
+    original = LambdaFunction.invoke
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        return lambdas.invoke(self, body, response_headers)
+
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+    try:
+        yield lambdas
+    finally:
+        LambdaFunction.invoke = original  # type: ignore[method-assign]

@@ -1,0 +1,271 @@
+"""Real protocol peers on loopback: Twilio's Calls API, an SMTP server, PubNub publish.
+
+Each records what it received and how many requests it was serving at once, and can be
+told how to answer next.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import json
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class InFlight:
+    """Counts concurrent requests and remembers the highest count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.current -= 1
+
+
+@dataclass
+class Call:
+    """One request to the Calls API: its form fields, credentials and arrival time."""
+
+    form: dict[str, str]
+    account_sid: str
+    auth: str
+    received_at: float
+
+
+class _HttpPeer:
+    """A threaded HTTP server on 127.0.0.1 with a handler built from ``self.answer``."""
+
+    def __init__(self) -> None:
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                peer._serve(self)
+
+            def do_POST(self) -> None:
+                peer._serve(self)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.in_flight = InFlight()
+        self.delay = 0.0
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        with self.in_flight.request():
+            if self.delay:
+                time.sleep(self.delay)
+            status, payload = self.answer(request)
+        body = json.dumps(payload).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
+        raise NotImplementedError
+
+
+class TwilioStub(_HttpPeer):
+    """``POST /2010-04-01/Accounts/{sid}/Calls.json``, as the ``twilio`` client calls it.
+
+    Answers 201 with a call SID unless ``script`` holds planned answers: ``201``,
+    ``429``, ``503``, or ``21211`` (HTTP 400, invalid 'To' number).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Call] = []
+        self.refused: list[Call] = []
+        self.script: deque[int] = deque()
+        self._lock = threading.Lock()
+
+    def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
+        parts = request.path.split("/")
+        if request.command != "POST" or len(parts) != 5 or parts[4] != "Calls.json":
+            return 404, {"code": 20404, "message": "not found", "status": 404}
+        length = int(request.headers.get("Content-Length", "0"))
+        form = dict(urllib.parse.parse_qsl(request.rfile.read(length).decode()))
+        auth = base64.b64decode(request.headers.get("Authorization", "Basic ").split()[1]).decode()
+        call = Call(form=form, account_sid=parts[3], auth=auth, received_at=time.time())
+        with self._lock:
+            plan = self.script.popleft() if self.script else 201
+            (self.calls if plan == 201 else self.refused).append(call)
+        if plan == 201:
+            sid = f"CA{uuid.uuid4().hex}"
+            return 201, {
+                "sid": sid,
+                "status": "queued",
+                "to": form.get("To"),
+                "from": form.get("From"),
+            }
+        if plan == 21211:
+            message = "The 'To' number is not a valid phone number."
+            return 400, {"code": 21211, "message": message, "status": 400}
+        return plan, {
+            "code": 20003 if plan == 429 else 20500,
+            "message": "try later",
+            "status": plan,
+        }
+
+
+@dataclass
+class Publication:
+    channel: str
+    message: Any
+    publish_key: str
+    subscribe_key: str
+    uuid: str
+    received_at: float
+
+
+class PubNubStub(_HttpPeer):
+    """``GET /publish/{pub}/{sub}/0/{channel}/0/{message}?uuid=...``, answering a timetoken."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.publications: list[Publication] = []
+        self._lock = threading.Lock()
+
+    def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
+        path, _, query = request.path.partition("?")
+        parts = [urllib.parse.unquote(part) for part in path.split("/")]
+        if len(parts) != 8 or parts[1] != "publish":
+            return 400, [0, "Invalid", "0"]
+        publication = Publication(
+            channel=parts[5],
+            message=json.loads(parts[7]),
+            publish_key=parts[2],
+            subscribe_key=parts[3],
+            uuid=dict(urllib.parse.parse_qsl(query)).get("uuid", ""),
+            received_at=time.time(),
+        )
+        with self._lock:
+            self.publications.append(publication)
+        return 200, [1, "Sent", str(time.time_ns() // 100)]
+
+
+@dataclass
+class Mail:
+    mail_from: str
+    recipients: list[str]
+    message: EmailMessage
+    received_at: float
+
+
+@dataclass
+class _MailHandler:
+    mails: list[Mail] = field(default_factory=list)
+    in_flight: InFlight = field(default_factory=InFlight)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.in_flight.request():
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            self.mails.append(
+                Mail(envelope.mail_from, list(envelope.rcpt_tos), message, time.time())
+            )
+        return "250 Message accepted for delivery"
+
+
+class SmtpPeer:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self._handler = _MailHandler()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def mails(self) -> list[Mail]:
+        return self._handler.mails
+
+    @property
+    def in_flight(self) -> InFlight:
+        return self._handler.in_flight
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@dataclass
+class Peers:
+    twilio: TwilioStub
+    smtp: SmtpPeer
+    pubnub: PubNubStub
+
+    def environment(self) -> dict[str, str]:
+        """The notifiers' settings pointing at these peers."""
+        return {
+            "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
+            "TWILIO_AUTH_TOKEN": "test-token",
+            "TWILIO_URL": "https://restaurant.example.com/twiml/escalation.xml",
+            "TWILIO_API_BASE_URL": self.twilio.url,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(self.smtp.port),
+            "SMTP_STARTTLS": "false",
+            "MAIL_FROM": "escalator@roomorders.example.com",
+            "MAIL_SUBJECT": "Order waiting",
+            "MAIL_BODY": "An order is waiting for your confirmation.",
+            "PUBNUB_PUB_KEY": "pub-c-test",
+            "PUBNUB_SUB_KEY": "sub-c-test",
+            "PUBNUB_UUID": "escalator-test",
+            "PUBNUB_ORIGIN": self.pubnub.url,
+        }
+
+
+@contextmanager
+def running_peers() -> Iterator[Peers]:
+    peers = Peers(twilio=TwilioStub(), smtp=SmtpPeer(), pubnub=PubNubStub())
+    for peer in (peers.twilio, peers.smtp, peers.pubnub):
+        peer.start()
+    try:
+        yield peers
+    finally:
+        for peer in (peers.twilio, peers.smtp, peers.pubnub):
+            peer.stop()
