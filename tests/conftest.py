@@ -17,6 +17,10 @@ from tests.support.events import lambda_context as make_lambda_context
 from tests.support.events import sqs_event, sqs_record
 from tests.support.postgres import PostgresServer, postgres_server
 
+# moto's Step Functions interpreter logs every caught task error with a dump of the
+# whole state machine; the execution history tells the same, readably.
+logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:

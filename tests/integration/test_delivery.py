@@ -6,8 +6,9 @@ Real PostgreSQL, real handlers (in-process), real protocol peers on loopback.
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from moto import mock_aws
 from escalator import bootstrap
 from escalator.handlers import initiator
 from tests.support import state
-from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start
+from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.events import lambda_context, sqs_event, sqs_record
 from tests.support.moto_lambda import InProcessLambdas, lambdas_in_process
 from tests.support.peers import Peers, running_peers
@@ -45,6 +46,21 @@ class Pipeline:
             self.database_url,
             "SELECT channel, state, provider_ref, error FROM notification ORDER BY id",
         )
+
+    def states(self) -> list[str]:
+        return [row[1] for row in self.notification_states()]
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, "condition not met in time"
+            time.sleep(0.05)
+
+    def configure(self, monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
+        """Change the functions' settings, as a redeploy (new cold start) would."""
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        bootstrap.reset()
 
 
 @pytest.fixture
@@ -116,3 +132,229 @@ def test_phone_email_and_pubnub_are_each_delivered_once_when_due(pipeline: Pipel
     assert refs[1] == mail.message["Message-ID"]
     assert refs[2].isdigit()
     assert state.processes(pipeline.database_url) == [("restaurant-42", 1, "completed")]
+
+
+def test_stop_after_the_claim_but_before_due_prevents_every_delivery(pipeline: Pipeline) -> None:
+    # GIVEN notifications claimed by a running execution, due in a few seconds
+    due = int(time.time()) + 4
+    pipeline.submit(start("restaurant-42", phone(at=due), email(at=due), pubnub(at=due)))
+    execution = pipeline.machine.start()
+    pipeline.wait_for(lambda: pipeline.states() == ["claimed"] * 3)
+
+    # WHEN the restaurant confirms an order before they are due
+    pipeline.submit(stop("restaurant-42"))
+
+    # THEN the execution ends well, nothing is delivered, and all are cancelled
+    assert pipeline.machine.wait(execution)["status"] == "SUCCEEDED"
+    assert pipeline.peers.twilio.calls == []
+    assert pipeline.peers.smtp.mails == []
+    assert pipeline.peers.pubnub.publications == []
+    assert pipeline.states() == ["cancelled"] * 3
+    assert state.processes(pipeline.database_url) == [("restaurant-42", 1, "stopped")]
+
+
+def test_overlapping_executions_deliver_each_notification_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 30 notifications due at once, claimed in small batches
+    pipeline.configure(monkeypatch, CLAIM_BATCH_SIZE="4")
+    due = int(time.time()) + 2
+    for process in range(3):
+        pipeline.submit(
+            start(
+                f"restaurant-{process}", *[pubnub(f"ch-{process}-{n}", at=due) for n in range(10)]
+            )
+        )
+
+    # WHEN two executions run at the same time
+    executions = [pipeline.machine.start(), pipeline.machine.start()]
+    descriptions = [pipeline.machine.wait(execution) for execution in executions]
+
+    # THEN both succeed and every notification was published exactly once
+    assert [description["status"] for description in descriptions] == ["SUCCEEDED"] * 2
+    channels = [publication.channel for publication in pipeline.peers.pubnub.publications]
+    assert sorted(channels) == sorted(f"ch-{p}-{n}" for p in range(3) for n in range(10))
+    assert pipeline.states() == ["sent"] * 30
+    owners = query(pipeline.database_url, "SELECT DISTINCT claim_owner FROM notification")
+    assert len(owners) == 2  # both executions really took part
+
+
+def lambda_events(pipeline: Pipeline, execution: str, event_type: str) -> int:
+    return sum(1 for event in pipeline.machine.history(execution) if event["type"] == event_type)
+
+
+def test_twilio_busy_twice_then_accepting_delivers_the_call_once(pipeline: Pipeline) -> None:
+    # GIVEN Twilio answers 503 twice before it accepts the call
+    pipeline.peers.twilio.script.extend([503, 503])
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+
+    # WHEN the state machine runs
+    execution = pipeline.machine.start()
+    assert pipeline.machine.wait(execution)["status"] == "SUCCEEDED"
+
+    # THEN the call was placed once, after two refused attempts visible in the history
+    assert len(pipeline.peers.twilio.calls) == 1
+    assert len(pipeline.peers.twilio.refused) == 2
+    assert lambda_events(pipeline, execution, "LambdaFunctionFailed") == 2
+    assert pipeline.states() == ["sent"]
+
+
+def test_invalid_number_at_twilio_fails_without_retry_and_spares_the_others(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN Twilio refuses the number (HTTP 400, error 21211)
+    pipeline.peers.twilio.script.append(21211)
+    now = int(time.time())
+    pipeline.submit(start("restaurant-42", phone(at=now), email(at=now), pubnub(at=now)))
+
+    # WHEN the state machine runs
+    execution = pipeline.machine.start()
+    assert pipeline.machine.wait(execution)["status"] == "SUCCEEDED"
+
+    # THEN the call failed with the reason, once, and the others were delivered
+    assert len(pipeline.peers.twilio.refused) == 1
+    assert pipeline.peers.twilio.calls == []
+    (phone_row, email_row, pubnub_row) = pipeline.notification_states()
+    assert phone_row[1] == "failed"
+    assert "21211" in phone_row[3]
+    assert "PermanentDeliveryError" in phone_row[3]
+    assert (email_row[1], pubnub_row[1]) == ("sent", "sent")
+    assert len(pipeline.peers.smtp.mails) == 1
+    assert len(pipeline.peers.pubnub.publications) == 1
+    assert state.processes(pipeline.database_url) == [("restaurant-42", 1, "completed")]
+
+
+def test_notifier_crashing_after_confirm_ends_unknown_and_is_never_sent(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN the phone notifier hangs after the confirm step, and the execution dies
+    entered, release = threading.Event(), threading.Event()
+
+    def hanging_notifier(event: dict[str, Any], context: Any) -> Any:
+        entered.set()
+        release.wait(20)
+        raise RuntimeError("sandbox crashed")
+
+    notifier = pipeline.machine.function_named("FunctionsNotifierPhone")
+    pipeline.lambdas.overrides[notifier] = hanging_notifier
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+    execution = pipeline.machine.start()
+    assert entered.wait(20)
+    pipeline.machine.stop(execution)
+    release.set()
+    assert pipeline.states() == ["sending"]
+
+    # WHEN the sending lease (3 s) has run out and later executions run, with a working
+    # notifier again
+    del pipeline.lambdas.overrides[notifier]
+    pipeline.wait_for(lambda: lease_over(pipeline), timeout=10)
+    pipeline.machine.run()
+    pipeline.machine.run()
+
+    # THEN the notification is unknown and was never sent
+    assert pipeline.states() == ["unknown"]
+    assert pipeline.peers.twilio.calls == []
+    assert state.processes(pipeline.database_url) == [("restaurant-42", 1, "completed")]
+
+
+def lease_over(pipeline: Pipeline) -> bool:
+    rows = query(pipeline.database_url, "SELECT bool_and(lease_until < now()) FROM notification")
+    return rows == [(True,)]
+
+
+def test_execution_stopped_after_the_claim_leaves_work_the_next_one_delivers(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN an execution that claimed a notification and was stopped before its time
+    due = int(time.time()) + 3
+    pipeline.submit(start("restaurant-42", phone(at=due)))
+    execution = pipeline.machine.start()
+    pipeline.wait_for(lambda: pipeline.states() == ["claimed"])
+    pipeline.machine.stop(execution)
+
+    # WHEN its claim has lapsed (due + 2 s of grace) and the next execution runs
+    pipeline.wait_for(lambda: lease_over(pipeline), timeout=10)
+    pipeline.machine.run()
+
+    # THEN the notification is delivered, once
+    assert len(pipeline.peers.twilio.calls) == 1
+    assert pipeline.states() == ["sent"]
+
+
+def test_notification_older_than_the_maximum_lateness_expires_unsent(pipeline: Pipeline) -> None:
+    # GIVEN a notification that was due 20 minutes ago (the maximum lateness is 15)
+    now = int(time.time())
+    pipeline.submit(start("restaurant-42", phone(at=now - 1200), email(at=now)))
+
+    # WHEN the state machine runs
+    pipeline.machine.run()
+
+    # THEN it expired and was not sent; the fresh one was
+    assert pipeline.states() == ["expired", "sent"]
+    assert pipeline.peers.twilio.calls == []
+    assert len(pipeline.peers.smtp.mails) == 1
+    assert state.processes(pipeline.database_url) == [("restaurant-42", 1, "completed")]
+
+
+def test_caller_id_falls_back_to_the_default(pipeline: Pipeline) -> None:
+    pipeline.submit(start("restaurant-1", phone("+14155550123", at=int(time.time()))))
+
+    pipeline.machine.run()
+
+    (call,) = pipeline.peers.twilio.calls
+    assert call.form["From"] == CALLER_IDS["default"]
+    assert pipeline.states() == ["sent"]
+
+
+def test_caller_id_uses_the_shorter_prefix_when_the_longer_does_not_match(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.submit(start("restaurant-1", phone("+38512345678", at=int(time.time()))))
+
+    pipeline.machine.run()
+
+    (call,) = pipeline.peers.twilio.calls
+    assert call.form["From"] == CALLER_IDS["+385"]
+
+
+def test_no_caller_id_is_a_recorded_failure(pipeline: Pipeline) -> None:
+    # GIVEN a registry with neither a matching prefix nor a default
+    query(
+        pipeline.database_url,
+        "UPDATE property SET property_value = %s WHERE property_key = 'caller-id-registry'",
+        (json.dumps({"+44": "+442071838750"}),),
+    )
+    pipeline.submit(start("restaurant-1", phone(at=int(time.time()))))
+
+    pipeline.machine.run()
+
+    assert pipeline.peers.twilio.calls == []
+    ((_, status, _, error),) = pipeline.notification_states()
+    assert status == "failed"
+    assert error == (
+        "no caller id: no prefix in caller-id-registry matches the number and there is no default"
+    )
+
+
+def test_500_notifications_are_delivered_once_within_the_concurrency_limit(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN 500 notifications due in the same window, and a peer that takes a moment
+    pipeline.peers.pubnub.delay = 0.05
+    due = int(time.time()) + 2
+    for process in range(5):
+        pipeline.submit(
+            start(
+                f"restaurant-{process}", *[pubnub(f"ch-{process}-{n}", at=due) for n in range(100)]
+            )
+        )
+
+    # WHEN the state machine runs
+    pipeline.machine.run(timeout=300)
+
+    # THEN each was published exactly once, with at most MaxConcurrency in flight
+    channels = [publication.channel for publication in pipeline.peers.pubnub.publications]
+    assert len(channels) == 500
+    assert len(set(channels)) == 500
+    assert 1 < pipeline.peers.pubnub.in_flight.peak <= 40
+    assert pipeline.states() == ["sent"] * 500

@@ -129,12 +129,12 @@ def invalid_cases() -> list[InvalidCase]:
         InvalidCase(
             "channel-unknown",
             start("r", {**phone(), "channel": "sms"}),
-            "notifications[0].channel must be one of: email, phone, pubnub",
+            "notifications[0].channel must be one of: console, email, phone, pubnub",
         ),
         InvalidCase(
             "channel-not-string",
             start("r", {**phone(), "channel": ["phone"]}),
-            "notifications[0].channel must be one of: email, phone, pubnub",
+            "notifications[0].channel must be one of: console, email, phone, pubnub",
         ),
         InvalidCase(
             "phone-number-missing",

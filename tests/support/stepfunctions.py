@@ -11,6 +11,7 @@ import functools
 import io
 import json
 import time
+import uuid
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +79,12 @@ class DeployedStateMachine:
         return name
 
     def start(self, execution_input: dict[str, Any] | None = None) -> str:
+        # A name of our own, as EventBridge Scheduler gives one: moto leaves $$.Execution.Id
+        # ending in ":None" without it, the same for every execution.
         response = self.sfn.start_execution(
-            stateMachineArn=self.arn, input=json.dumps(execution_input or {"period_seconds": 60})
+            stateMachineArn=self.arn,
+            name=f"tick-{uuid.uuid4()}",
+            input=json.dumps(execution_input or {"period_seconds": 60}),
         )
         execution_arn: str = response["executionArn"]
         return execution_arn
@@ -101,6 +106,14 @@ class DeployedStateMachine:
         description = self.wait(self.start(execution_input), timeout)
         assert description["status"] == "SUCCEEDED", description
         return description
+
+    def stop(self, execution_arn: str) -> None:
+        """Stop an execution and wait until it has ended.
+
+        moto reports a stopped execution as FAILED where AWS says ABORTED.
+        """
+        self.sfn.stop_execution(executionArn=execution_arn)
+        assert self.wait(execution_arn)["status"] in ("ABORTED", "FAILED")
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
