@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class InFlight:
@@ -76,7 +77,9 @@ class _HttpPeer:
         self.server.daemon_threads = True
         self.in_flight = InFlight()
         self.delay = 0.0
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -197,6 +200,15 @@ class Mail:
 class _MailHandler:
     mails: list[Mail] = field(default_factory=list)
     in_flight: InFlight = field(default_factory=InFlight)
+    rcpt_reply: str | None = None  # e.g. "450 4.2.1 Mailbox busy" to refuse recipients
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.rcpt_reply is not None:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.in_flight.request():
@@ -209,14 +221,33 @@ class _MailHandler:
 
 
 class SmtpPeer:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts."""
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts.
 
-    def __init__(self) -> None:
+    With ``login=(user, password)`` it offers AUTH (without TLS) and refuses other logins.
+    """
+
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
         self._handler = _MailHandler()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if login is not None:
+
+            def authenticate(
+                server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+            ) -> AuthResult:
+                ok = (data.login.decode(), data.password.decode()) == login
+                return AuthResult(success=ok, handled=False)
+
+            options = {"authenticator": authenticate, "auth_require_tls": False}
+        self._controller = Controller(
+            self._handler, hostname="127.0.0.1", port=self.port, **options
+        )
+
+    @property
+    def handler(self) -> _MailHandler:
+        return self._handler
 
     @property
     def mails(self) -> list[Mail]:

@@ -1,0 +1,186 @@
+"""Each notifier against its real protocol peer: what it sends, and how provider errors
+become the project's transient or permanent delivery errors."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from escalator.channels.email import SmtpMailer
+from escalator.channels.phone import TwilioCalls
+from escalator.channels.pubnub import PubNubPublisher
+from escalator.config import (
+    load_pubnub_settings,
+    load_smtp_settings,
+    load_twilio_settings,
+)
+from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.model import Delivery
+from tests.support.contract_cases import EMAIL, PHONE
+from tests.support.peers import Peers, PubNubStub, SmtpPeer, running_peers
+
+CALL = Delivery(7, "restaurant-42", "phone", PHONE, 1_800_000_000, caller_id="+38512345678")
+MAIL = Delivery(8, "restaurant-42", "email", EMAIL, 1_800_000_000)
+PUBLISH = Delivery(9, "restaurant-42", "pubnub", "ch13234", 1_800_000_000)
+
+
+@pytest.fixture
+def peers() -> Iterator[Peers]:
+    with running_peers() as running:
+        yield running
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def twilio(peers: Peers, **overrides: str) -> TwilioCalls:
+    return TwilioCalls(load_twilio_settings({**peers.environment(), **overrides}))
+
+
+def test_twilio_call_is_placed_with_caller_id_and_twiml_url(peers: Peers) -> None:
+    receipt = twilio(peers).deliver(CALL)
+
+    (call,) = peers.twilio.calls
+    assert call.form == {
+        "To": PHONE,
+        "From": "+38512345678",
+        "Url": "https://restaurant.example.com/twiml/escalation.xml",
+    }
+    assert receipt.provider_ref.startswith("CA")
+    assert receipt.detail == {
+        "from": "+38512345678",
+        "url": "https://restaurant.example.com/twiml/escalation.xml",
+    }
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_twilio_busy_is_transient(peers: Peers, status: int) -> None:
+    peers.twilio.script.append(status)
+    with pytest.raises(TransientDeliveryError, match=f"HTTP {status}"):
+        twilio(peers).deliver(CALL)
+
+
+def test_twilio_invalid_number_is_permanent(peers: Peers) -> None:
+    peers.twilio.script.append(21211)
+    with pytest.raises(PermanentDeliveryError, match="error 21211"):
+        twilio(peers).deliver(CALL)
+
+
+def test_twilio_unreachable_is_transient(peers: Peers) -> None:
+    notifier = twilio(peers, TWILIO_API_BASE_URL=f"http://127.0.0.1:{closed_port()}")
+    with pytest.raises(TransientDeliveryError, match="cannot reach Twilio"):
+        notifier.deliver(CALL)
+
+
+def test_twilio_silent_after_the_request_is_permanent(peers: Peers) -> None:
+    # The request reached Twilio: retrying could place a second call.
+    peers.twilio.delay = 2.5
+    with pytest.raises(PermanentDeliveryError, match="did not answer in time"):
+        twilio(peers, TWILIO_TIMEOUT_SECONDS="1").deliver(CALL)
+    peers.twilio.delay = 0
+
+
+def mailer(peers: Peers, smtp: SmtpPeer | None = None, **overrides: str) -> SmtpMailer:
+    port = str((smtp or peers.smtp).port)
+    return SmtpMailer(load_smtp_settings({**peers.environment(), "SMTP_PORT": port, **overrides}))
+
+
+def test_email_is_sent_with_a_message_id(peers: Peers) -> None:
+    receipt = mailer(peers).deliver(MAIL)
+
+    (mail,) = peers.smtp.mails
+    assert mail.recipients == [EMAIL]
+    assert mail.mail_from == "escalator@roomorders.example.com"
+    assert receipt.provider_ref == mail.message["Message-ID"]
+    assert receipt.provider_ref.endswith("@roomorders.example.com>")
+
+
+def test_email_recipient_busy_is_transient(peers: Peers) -> None:
+    peers.smtp.handler.rcpt_reply = "450 4.2.1 Mailbox busy"
+    with pytest.raises(TransientDeliveryError, match="450"):
+        mailer(peers).deliver(MAIL)
+
+
+def test_email_recipient_unknown_is_permanent(peers: Peers) -> None:
+    peers.smtp.handler.rcpt_reply = "550 5.1.1 No such user"
+    with pytest.raises(PermanentDeliveryError, match="550"):
+        mailer(peers).deliver(MAIL)
+
+
+def test_email_login_is_used_and_a_refused_login_is_permanent(peers: Peers) -> None:
+    server = SmtpPeer(login=("escalator", "right"))
+    server.start()
+    try:
+        receipt = mailer(peers, server, SMTP_USERNAME="escalator", SMTP_PASSWORD="right").deliver(
+            MAIL
+        )
+        assert [mail.message["Message-ID"] for mail in server.mails] == [receipt.provider_ref]
+        with pytest.raises(PermanentDeliveryError, match="SMTP login refused"):
+            mailer(peers, server, SMTP_USERNAME="escalator", SMTP_PASSWORD="wrong").deliver(MAIL)
+    finally:
+        server.stop()
+
+
+def test_email_server_unreachable_is_transient(peers: Peers) -> None:
+    notifier = SmtpMailer(
+        load_smtp_settings({**peers.environment(), "SMTP_PORT": str(closed_port())})
+    )
+    with pytest.raises(TransientDeliveryError, match="cannot talk to the SMTP server"):
+        notifier.deliver(MAIL)
+
+
+def publisher(peers: Peers, origin: str | None = None) -> PubNubPublisher:
+    env = {**peers.environment(), **({"PUBNUB_ORIGIN": origin} if origin else {})}
+    return PubNubPublisher(load_pubnub_settings(env))
+
+
+def test_pubnub_message_is_published_with_keys_and_uuid(peers: Peers) -> None:
+    receipt = publisher(peers).deliver(PUBLISH)
+
+    (publication,) = peers.pubnub.publications
+    assert (publication.channel, publication.publish_key, publication.subscribe_key) == (
+        "ch13234",
+        "pub-c-test",
+        "sub-c-test",
+    )
+    assert publication.uuid == "escalator-test"
+    assert publication.message == {
+        "type": "escalation",
+        "process-id": "restaurant-42",
+        "notification-id": 9,
+        "at": 1_800_000_000,
+    }
+    assert receipt.provider_ref.isdigit()
+
+
+class RefusingPubNub(PubNubStub):
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def answer(self, request: object) -> tuple[int, object]:
+        return self.status, [0, "Refused", "0"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, TransientDeliveryError), (403, PermanentDeliveryError)]
+)
+def test_pubnub_errors_are_translated(peers: Peers, status: int, error: type[Exception]) -> None:
+    stub = RefusingPubNub(status)
+    stub.start()
+    try:
+        with pytest.raises(error, match=f"HTTP {status}"):
+            publisher(peers, stub.url).deliver(PUBLISH)
+    finally:
+        stub.stop()
+
+
+def test_pubnub_unreachable_is_transient(peers: Peers) -> None:
+    with pytest.raises(TransientDeliveryError, match="cannot reach PubNub"):
+        publisher(peers, f"http://127.0.0.1:{closed_port()}").deliver(PUBLISH)

@@ -1,0 +1,65 @@
+"""Pure rules of the delivery pipeline: caller ids, failure reasons, event shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from escalator.channels.phone import CallerIdError, choose_caller_id
+from escalator.delivery import failure_reason
+from escalator.model import Delivery
+
+REGISTRY = json.dumps(
+    {"default": "+12025550123", "+385": "+38512345678", "38591": "+38591000000", "+44": 7}
+)
+
+
+@pytest.mark.parametrize(
+    ("number", "caller_id"),
+    [
+        ("+385911234567", "+38591000000"),  # the longest prefix wins (written without +)
+        ("+38512345678", "+38512345678"),  # only the shorter one matches
+        ("+14155550123", "+12025550123"),  # nothing matches: the default
+        ("+442071838750", "+12025550123"),  # a malformed entry is skipped
+    ],
+)
+def test_caller_id_is_chosen_by_longest_prefix_then_default(number: str, caller_id: str) -> None:
+    assert choose_caller_id(REGISTRY, number) == caller_id
+
+
+@pytest.mark.parametrize(
+    ("registry", "reason"),
+    [
+        (None, "there is no caller-id-registry property"),
+        ("{", "the caller-id-registry property is not valid JSON"),
+        ("[]", "the caller-id-registry property is not a JSON object"),
+        (
+            json.dumps({"+44": "+442071838750"}),
+            "no prefix in caller-id-registry matches the number and there is no default",
+        ),
+    ],
+)
+def test_no_caller_id_has_a_clear_reason(registry: str | None, reason: str) -> None:
+    with pytest.raises(CallerIdError) as failure:
+        choose_caller_id(registry, "+385911234567")
+    assert str(failure.value) == reason
+
+
+def test_failure_reason_reads_the_lambda_error_of_a_catch() -> None:
+    cause = json.dumps({"errorType": "PermanentDeliveryError", "errorMessage": "error 21211"})
+    failure = {"Error": "PermanentDeliveryError", "Cause": cause}
+    assert failure_reason(failure) == "PermanentDeliveryError: error 21211"
+
+
+def test_failure_reason_keeps_a_plain_cause_and_is_bounded() -> None:
+    assert failure_reason({"Error": "States.Timeout", "Cause": "x" * 5000}).startswith(
+        "States.Timeout: xxx"
+    )
+    assert len(failure_reason({"Error": "E", "Cause": "x" * 5000})) == 1000
+    assert failure_reason({}) == "Error"
+
+
+def test_delivery_survives_the_round_trip_through_the_state() -> None:
+    delivery = Delivery(1, "restaurant-42", "phone", "+385911234567", 1_800_000_000, "+385123")
+    assert Delivery.from_event(json.loads(json.dumps(delivery.to_event()))) == delivery
