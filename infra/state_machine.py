@@ -69,23 +69,18 @@ def delivery_definition(
         "$.claim",
     )
 
+    # An outcome that cannot be recorded leaves the notification sending: the lease
+    # turns it unknown, and it is never sent again.
     outcome_lost = sfn.Pass(scope, "Outcome not recorded")
-    record_delivery = database_step(
-        "Record delivery",
-        record,
-        sfn.TaskInput.from_object(
-            {**notification_keys, "receipt": sfn.JsonPath.object_at("$.receipt")}
-        ),
-        "$.recorded",
-    ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
-    record_failure = database_step(
-        "Record failure",
-        record,
-        sfn.TaskInput.from_object(
-            {**notification_keys, "failure": sfn.JsonPath.object_at("$.failure")}
-        ),
-        "$.recorded",
-    ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
+
+    def record_step(task_id: str, key: str) -> sfn.TaskStateBase:
+        payload = {**notification_keys, key: sfn.JsonPath.object_at(f"$.{key}")}
+        return database_step(
+            task_id, record, sfn.TaskInput.from_object(payload), "$.recorded"
+        ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
+
+    record_delivery = record_step("Record delivery", "receipt")
+    record_failure = record_step("Record failure", "failure")
 
     which_channel = sfn.Choice(scope, "Which channel?")
     for name, channel in CHANNELS.items():
