@@ -1,49 +1,124 @@
-"""The Escalator stack. Issue 4 completes it (network, database, schedule, alarms)."""
+"""The Escalator stack: one ``cdk deploy`` stands up the whole system."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.functions import EscalatorFunctions
+from infra.alarms import Alarms
+from infra.database import Database
+from infra.functions import EscalatorFunctions, retention
+from infra.network import Network
 from infra.queue import RequestQueue
-from infra.state_machine import DEFAULT_MAX_CONCURRENCY, delivery_definition
+from infra.schedule import DeliverySchedule
+from infra.secrets import provider_secrets
+from infra.settings import StackSettings, from_context
+from infra.state_machine import delivery_definition
 
 INITIATOR_TIMEOUT = Duration.seconds(30)
 
 
 class EscalatorStack(Stack):
-    """Everything Escalator runs on, in one stack."""
+    """Queue, database with its schema, functions, state machine on its schedule, alarms."""
 
-    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: StackSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        settings = settings or from_context(self.node)
+        self.settings = settings
+
+        network = Network(self, "Network", log_retention=retention(settings.log_retention_days))
+        database = Database(self, "Database", network=network, settings=settings)
         # Six times the initiator's timeout, as AWS advises for an SQS event source.
         requests = RequestQueue(
             self,
             "RequestQueue",
             visibility_timeout=Duration.seconds(INITIATOR_TIMEOUT.to_seconds() * 6),
         )
-        functions = EscalatorFunctions(self, "Functions", environment={})
-        max_concurrency = int(
-            self.node.try_get_context("max_concurrency") or DEFAULT_MAX_CONCURRENCY
-        )
-        definition = delivery_definition(
+        for arn in settings.producer_arns:
+            requests.queue.grant_send_messages(iam.ArnPrincipal(arn))
+
+        functions = EscalatorFunctions(
             self,
-            activator=functions.activator,
-            confirm=functions.confirm,
-            record=functions.record,
-            notifiers=functions.notifiers,
-            max_concurrency=max_concurrency,
+            "Functions",
+            network=network,
+            database_secret=database.secret,
+            provider_secrets=provider_secrets(self, settings),
+            settings=settings,
+        )
+        functions.initiator.add_event_source(
+            event_sources.SqsEventSource(
+                requests.queue,
+                batch_size=10,
+                report_batch_item_failures=True,
+                max_concurrency=settings.budget.initiator,
+            )
+        )
+        self.migration = functions.add_migration(
+            network=network,
+            database_secret=database.secret,
+            database=database.instance,
+            settings=settings,
+        )
+
+        execution_logs = logs.LogGroup(
+            self,
+            "DeliveryLogs",
+            log_group_name=f"/aws/vendedlogs/states/{construct_id}-delivery",
+            retention=retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.state_machine = sfn.StateMachine(
             self,
             "Delivery",
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition_body=sfn.DefinitionBody.from_chainable(
+                delivery_definition(
+                    self,
+                    activator=functions.activator,
+                    confirm=functions.confirm,
+                    record=functions.record,
+                    notifiers=functions.notifiers,
+                    max_concurrency=settings.max_concurrency,
+                )
+            ),
             state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.minutes(30),
+            tracing_enabled=True,
+            # Execution data holds phone numbers and e-mail addresses: keep it out of logs.
+            logs=sfn.LogOptions(
+                destination=execution_logs, level=sfn.LogLevel.ALL, include_execution_data=False
+            ),
         )
-        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        schedule = DeliverySchedule(
+            self, "Schedule", state_machine=self.state_machine, minutes=settings.schedule_minutes
+        )
+        Alarms(
+            self,
+            "Alarms",
+            dead_letter_queue=requests.dead_letter_queue,
+            state_machine=self.state_machine,
+            schedule_minutes=settings.schedule_minutes,
+            topic_arn=settings.alarm_topic_arn,
+        )
+        self.functions = functions
+        self.database = database
+        self.network = network
+        self.requests = requests
+        self.schedule = schedule
+
         CfnOutput(self, "RequestQueueUrl", value=requests.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=requests.dead_letter_queue.queue_url)
+        CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn)

@@ -53,7 +53,7 @@ def delivery_definition(
             result_path=result_path,
         )
         return task.add_retry(
-            errors=[DATABASE_ERROR],
+            errors=[DATABASE_ERROR, "Lambda.TooManyRequestsException"],
             interval=Duration.seconds(2),
             max_attempts=3,
             backoff_rate=2,

@@ -8,9 +8,11 @@ roesc where it had them (``DB_HOST``, ``DB_PORT``, ``DB_NAME``, ``DB_USER``,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from psycopg2.extensions import make_dsn
 
@@ -42,31 +44,74 @@ class InitiatorConfig:
 def database_settings(
     environ: Mapping[str, str] | None = None, *, url: str | None = None
 ) -> DatabaseSettings:
-    """``url`` if given, else ``DATABASE_URL``, else the ``DB_*`` variables."""
+    """``url`` if given, else ``DATABASE_URL``, else the ``DB_*`` variables, with the
+    credentials (and host, port, name) from the RDS secret ``DB_SECRET_ARN`` when set."""
     env = os.environ if environ is None else environ
     url = url or env.get("DATABASE_URL")
     idle_check = _integer(env, "DB_IDLE_CHECK_SECONDS", 30, minimum=0)
     if url:
         return DatabaseSettings(dsn=url, idle_check_seconds=idle_check)
+    values = dict(env)
+    if env.get("DB_SECRET_ARN"):
+        secret = read_secret(env["DB_SECRET_ARN"])
+        fields = {"DB_HOST": "host", "DB_PORT": "port", "DB_NAME": "dbname"}
+        fields |= {"DB_USER": "username", "DB_PASSWORD": "password"}
+        values |= {name: str(secret[key]) for name, key in fields.items() if key in secret}
     missing = [
-        name for name in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD") if not env.get(name)
+        name for name in ("DB_HOST", "DB_NAME", "DB_USER", "DB_PASSWORD") if not values.get(name)
     ]
     if missing:
         raise ConfigError(
-            f"missing required environment variable {', '.join(missing)} "
-            "(set DATABASE_URL, or all of DB_HOST, DB_NAME, DB_USER and DB_PASSWORD)"
+            f"missing required environment variable {', '.join(missing)} (set DATABASE_URL, "
+            "DB_SECRET_ARN, or all of DB_HOST, DB_NAME, DB_USER and DB_PASSWORD)"
         )
     dsn = make_dsn(
-        host=env["DB_HOST"],
-        port=_integer(env, "DB_PORT", 5432),
-        dbname=env["DB_NAME"],
-        user=env["DB_USER"],
-        password=env["DB_PASSWORD"],
+        host=values["DB_HOST"],
+        port=_integer(values, "DB_PORT", 5432),
+        dbname=values["DB_NAME"],
+        user=values["DB_USER"],
+        password=values["DB_PASSWORD"],
         sslmode=env.get("DB_SSLMODE", "prefer"),
         connect_timeout=_integer(env, "DB_CONNECT_TIMEOUT", 5),
         application_name="escalator",
     )
     return DatabaseSettings(dsn=dsn, idle_check_seconds=idle_check)
+
+
+PLACEHOLDER = "set-me"
+
+
+def read_secret(arn: str) -> dict[str, Any]:
+    """The JSON object stored in a Secrets Manager secret (read once, at cold start)."""
+    import boto3  # provided by the Lambda runtime
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        text = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        value = json.loads(text)
+    except (BotoCoreError, ClientError) as exc:
+        raise ConfigError(f"cannot read secret {arn}: {exc}") from None
+    except json.JSONDecodeError:
+        raise ConfigError(f"secret {arn} does not hold a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"secret {arn} does not hold a JSON object")
+    if PLACEHOLDER in value.values():
+        unset = sorted(key for key, item in value.items() if item == PLACEHOLDER)
+        raise ConfigError(
+            f"secret {arn} still holds the placeholder for {', '.join(unset)}: "
+            "put the real credentials there (see README, 'Provider credentials')"
+        )
+    return value
+
+
+def _with_secret(env: Mapping[str, str], arn_name: str, fields: dict[str, str]) -> dict[str, str]:
+    """``env`` plus the values of the secret named by ``arn_name``: its ``fields`` map
+    environment variable names to keys of the secret's JSON object."""
+    values = dict(env)
+    if env.get(arn_name):
+        secret = read_secret(env[arn_name])
+        values |= {name: str(secret[key]) for name, key in fields.items() if key in secret}
+    return values
 
 
 def load_initiator_config(environ: Mapping[str, str] | None = None) -> InitiatorConfig:
@@ -161,7 +206,12 @@ class PubNubSettings:
 
 
 def load_twilio_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
-    env = os.environ if environ is None else environ
+    """Twilio settings; the account SID and token may come from ``TWILIO_SECRET_ARN``."""
+    env = _with_secret(
+        os.environ if environ is None else environ,
+        "TWILIO_SECRET_ARN",
+        {"TWILIO_ACCOUNT_SID": "account_sid", "TWILIO_AUTH_TOKEN": "auth_token"},
+    )
     _require(env, "TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_URL")
     return TwilioSettings(
         account_sid=env["TWILIO_ACCOUNT_SID"],
@@ -173,7 +223,12 @@ def load_twilio_settings(environ: Mapping[str, str] | None = None) -> TwilioSett
 
 
 def load_smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings:
-    env = os.environ if environ is None else environ
+    """SMTP settings; the login may come from ``SMTP_SECRET_ARN``."""
+    env = _with_secret(
+        os.environ if environ is None else environ,
+        "SMTP_SECRET_ARN",
+        {"SMTP_USERNAME": "username", "SMTP_PASSWORD": "password"},
+    )
     _require(env, "SMTP_HOST", "MAIL_FROM")
     return SmtpSettings(
         host=env["SMTP_HOST"],
@@ -189,7 +244,12 @@ def load_smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings
 
 
 def load_pubnub_settings(environ: Mapping[str, str] | None = None) -> PubNubSettings:
-    env = os.environ if environ is None else environ
+    """PubNub settings; the keys may come from ``PUBNUB_SECRET_ARN``."""
+    env = _with_secret(
+        os.environ if environ is None else environ,
+        "PUBNUB_SECRET_ARN",
+        {"PUBNUB_PUB_KEY": "publish_key", "PUBNUB_SUB_KEY": "subscribe_key"},
+    )
     _require(env, "PUBNUB_PUB_KEY", "PUBNUB_SUB_KEY")
     return PubNubSettings(
         publish_key=env["PUBNUB_PUB_KEY"],

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from escalator import metrics
 from escalator.channels import Notifier
 from escalator.channels.phone import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
 from escalator.config import DeliveryConfig
@@ -57,6 +58,8 @@ def claim_due(
             lookahead=window
         )
         uow.commit()
+    metrics.count(metrics.EXPIRED, len(tidied.expired))
+    metrics.count(metrics.UNKNOWN, len(tidied.unknown))
     logger.info(
         "notifications claimed",
         extra={
@@ -110,6 +113,7 @@ def confirm(
             notification_id, owner=execution, max_lateness=config.max_lateness_seconds
         ):
             uow.commit()
+            metrics.count(metrics.EXPIRED)
             logger.warning("notification expired", extra={**keys, "outcome": "expired"})
             return Confirmation(None, "too late: expired")
         delivery = uow.notifications.start_sending(
@@ -174,12 +178,19 @@ def record_outcome(
     provider_ref = None if receipt is None else str(receipt.get("provider_ref"))
     error = None if receipt is not None else failure_reason(failure or {})
     with uow:
-        process_ref = uow.notifications.finish(
+        finished = uow.notifications.finish(
             notification_id, owner=execution, provider_ref=provider_ref, error=error
         )
-        completed = process_ref is not None and uow.processes.complete_finished([process_ref]) > 0
+        completed = finished is not None and (
+            uow.processes.complete_finished([finished.process_ref]) > 0
+        )
         uow.commit()
-    outcome = "stale" if process_ref is None else ("sent" if error is None else "failed")
+    outcome = "stale" if finished is None else ("sent" if error is None else "failed")
+    if finished is not None and error is None:
+        metrics.count(metrics.SENT)
+        metrics.lateness(finished.lateness_seconds)
+    elif finished is not None:
+        metrics.count(metrics.FAILED)
     logger.info(
         "outcome recorded",
         extra={
@@ -195,11 +206,12 @@ def record_outcome(
 
 
 def _finish(uow: UnitOfWork, delivery: Delivery, execution: str, *, error: str) -> None:
-    process_ref = uow.notifications.finish(
+    finished = uow.notifications.finish(
         delivery.notification_id, owner=execution, provider_ref=None, error=error
     )
-    if process_ref is not None:
-        uow.processes.complete_finished([process_ref])
+    if finished is not None:
+        uow.processes.complete_finished([finished.process_ref])
+        metrics.count(metrics.FAILED)
 
 
 def failure_reason(failure: dict[str, Any]) -> str:

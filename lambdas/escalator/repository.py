@@ -100,6 +100,14 @@ class ProcessRepository:
 
 
 @dataclass(frozen=True)
+class Finished:
+    """A notification whose outcome was recorded, and how late after its due time."""
+
+    process_ref: int
+    lateness_seconds: float
+
+
+@dataclass(frozen=True)
 class Housekeeping:
     """What the activator tidied up before claiming."""
 
@@ -256,9 +264,9 @@ class NotificationRepository:
         owner: str,
         provider_ref: str | None,
         error: str | None,
-    ) -> int | None:
-        """Record sent (with ``provider_ref``) or failed (with ``error``); return the process
-        ref, or ``None`` when this execution no longer owns the notification.
+    ) -> Finished | None:
+        """Record sent (with ``provider_ref``) or failed (with ``error``); ``None`` when this
+        execution no longer owns the notification.
 
         A late outcome also replaces ``unknown``: it is better knowledge.
         """
@@ -269,12 +277,12 @@ class NotificationRepository:
                 provider_ref = %s, error = %s, finished_at = now(), updated_at = now(),
                 lease_until = NULL
             WHERE id = %s AND claim_owner = %s AND state IN ('sending', 'unknown')
-            RETURNING process_ref
+            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8
             """,
             (error, provider_ref, error, notification_id, owner),
         )
         row = self._cursor.fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else Finished(process_ref=row[0], lateness_seconds=row[1])
 
 
 class PropertyRepository:

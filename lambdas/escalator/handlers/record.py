@@ -9,8 +9,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from escalator import bootstrap
 from escalator.delivery import record_outcome
 from escalator.logs import logger
+from escalator.metrics import metrics
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return record_outcome(

@@ -1,0 +1,43 @@
+"""EventBridge Scheduler starts the delivery state machine every period."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+
+class DeliverySchedule(Construct):
+    """``rate(N minutes)``, passing ``period_seconds`` so the claim's lookahead matches."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine, minutes: int
+    ):
+        super().__init__(scope, construct_id)
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description="EventBridge Scheduler starts the Escalator delivery state machine",
+        )
+        state_machine.grant_start_execution(role)
+        unit = "minute" if minutes == 1 else "minutes"
+        self.expression = f"rate({minutes} {unit})"
+        self.schedule = scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            description="Claim and deliver the notifications that fall due",
+            schedule_expression=self.expression,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=state_machine.state_machine_arn,
+                role_arn=role.role_arn,
+                input=json.dumps({"period_seconds": minutes * 60}),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=0, maximum_event_age_in_seconds=60
+                ),
+            ),
+        )
