@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit install clean
+.PHONY: test lint typecheck install synth clean
 
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,5 +24,11 @@ typecheck: $(STAMP)
 test: lint typecheck ## ruff, mypy and the whole test suite, on a real PostgreSQL
 	TZ=UTC $(BIN)/pytest
 
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+synth: $(STAMP) node_modules/.package-lock.json ## the CloudFormation template, bundled (no Docker)
+	npx cdk synth --quiet
+
 clean:
-	rm -rf $(VENV) cdk.out .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules cdk.out .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -56,6 +56,7 @@ class LocalBundling:
                 "pip",
                 "install",
                 "--quiet",
+                "--quiet",  # errors only: no notes about this machine's package indexes
                 "--disable-pip-version-check",
                 "--requirement",
                 str(ROOT / "lambdas" / "requirements.txt"),
@@ -241,6 +242,11 @@ class EscalatorFunctions(Construct):
                 "POWERTOOLS_SERVICE_NAME": "escalator",
                 "DB_SECRET_ARN": database_secret.secret_arn,
                 "DB_SSLMODE": "require",
+                **(
+                    {"CALLER_ID_REGISTRY": settings.caller_id_registry}
+                    if settings.caller_id_registry
+                    else {}
+                ),
             },
             execute_after=[database],
             execute_on_handler_change=True,

@@ -64,6 +64,8 @@ class StackSettings:
     pubnub_secret_name: str | None = None
     # Provider settings that are not secret.
     provider: dict[str, str] = field(default_factory=dict)
+    # JSON object of number prefixes to caller ids, stored in the database at deploy.
+    caller_id_registry: str | None = None
 
     @property
     def budget(self) -> ConnectionBudget:
@@ -120,6 +122,9 @@ def from_context(node: Node) -> StackSettings:
     producers = get("producer_arns", [])
     if isinstance(producers, str):
         producers = json.loads(producers) if producers.startswith("[") else producers.split(",")
+    registry = get("caller_id_registry", None)
+    if isinstance(registry, dict):
+        registry = json.dumps(registry)
     settings = StackSettings(
         db_instance_class=str(get("db_instance_class", defaults.db_instance_class)),
         db_allocated_storage_gib=integer("db_allocated_storage_gib", 20, minimum=20),
@@ -136,6 +141,7 @@ def from_context(node: Node) -> StackSettings:
         twilio_secret_name=get("twilio_secret_name", None) or None,
         smtp_secret_name=get("smtp_secret_name", None) or None,
         pubnub_secret_name=get("pubnub_secret_name", None) or None,
+        caller_id_registry=registry or None,
         provider={
             variable: str(node.try_get_context(key))
             for key, variable in PROVIDER_CONTEXT.items()

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra import nag
 from infra.alarms import Alarms
 from infra.database import Database
 from infra.functions import EscalatorFunctions, retention
@@ -117,6 +118,8 @@ class EscalatorStack(Stack):
         self.network = network
         self.requests = requests
         self.schedule = schedule
+
+        nag.apply(self)
 
         CfnOutput(self, "RequestQueueUrl", value=requests.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=requests.dead_letter_queue.queue_url)

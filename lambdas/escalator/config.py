@@ -139,6 +139,31 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
 
 
 @dataclass(frozen=True)
+class MigrationConfig:
+    """Settings of the migration function the stack runs at deploy time."""
+
+    database: DatabaseSettings
+    # JSON object of number prefixes to caller ids, stored as the caller-id-registry property.
+    caller_id_registry: str | None = None
+
+
+def load_migration_config(environ: Mapping[str, str] | None = None) -> MigrationConfig:
+    """Read the migration function's settings; a registry must be a JSON object of strings."""
+    env = os.environ if environ is None else environ
+    registry = env.get("CALLER_ID_REGISTRY") or None
+    if registry is not None:
+        try:
+            parsed = json.loads(registry)
+        except json.JSONDecodeError:
+            raise ConfigError("CALLER_ID_REGISTRY is not valid JSON") from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in parsed.items()
+        ):
+            raise ConfigError("CALLER_ID_REGISTRY must be a JSON object of prefix to caller id")
+    return MigrationConfig(database=database_settings(env), caller_id_registry=registry)
+
+
+@dataclass(frozen=True)
 class DeliveryConfig:
     """Settings of the database steps of the state machine (claim, confirm, record)."""
 

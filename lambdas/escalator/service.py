@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from escalator.channels.phone import CALLER_ID_REGISTRY
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
 from escalator.logs import logger
@@ -91,3 +93,11 @@ def _log(outcome: RequestOutcome) -> None:
     }
     level = logger.warning if outcome.kind == "rejected" else logger.info
     level(_MESSAGES[outcome.kind], extra=fields)
+
+
+def store_caller_id_registry(uow: UnitOfWork, registry_json: str) -> None:
+    """Store the caller-id registry (``property`` table), replacing the previous one."""
+    with uow:
+        uow.properties.put(CALLER_ID_REGISTRY, registry_json)
+        uow.commit()
+    logger.info("caller-id registry stored", extra={"entries": len(json.loads(registry_json))})

@@ -1,0 +1,97 @@
+"""cdk-nag (AwsSolutions) findings that are accepted on purpose, each with its reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import IConstruct
+
+LAMBDA_MANAGED_POLICIES = [
+    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
+]
+
+
+def _suppress(construct: IConstruct, *suppressions: NagPackSuppression) -> None:
+    NagSuppressions.add_resource_suppressions(construct, list(suppressions), apply_to_children=True)
+
+
+def function_suppressions() -> list[NagPackSuppression]:
+    return [
+        NagPackSuppression(
+            id="AwsSolutions-L1",
+            reason="The runtime is pinned to python3.12: the bundle's binary wheels "
+            "(psycopg2-binary, aiohttp) are built for exactly that version.",
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-IAM4",
+            reason="CDK's standard Lambda service role: CloudWatch Logs writes and, for the "
+            "functions in the VPC, the network interfaces; nothing else.",
+            applies_to=list(LAMBDA_MANAGED_POLICIES),
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords accept "
+            "no resource but '*'.",
+            applies_to=["Resource::*"],
+        ),
+    ]
+
+
+def apply(stack: Any) -> None:
+    """Record the accepted findings on the constructs of an ``EscalatorStack``."""
+    functions = stack.functions
+    for function in [*functions.database_functions, *functions.notifiers.values()]:
+        _suppress(function, *function_suppressions())
+    _suppress(stack.migration, *function_suppressions())
+    _suppress(
+        stack.state_machine,
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="Step Functions log delivery (logs:*LogDelivery, PutResourcePolicy, "
+            "Describe*) and X-Ray accept no resource but '*'; function invocations are granted "
+            "on the functions' ARNs and their versions (ARN:*) only.",
+            applies_to=[
+                "Resource::*",
+                {"regex": "/^Resource::<Functions[A-Za-z0-9]+\\.Arn>:\\*$/g"},
+            ],
+        ),
+    )
+    _suppress(
+        stack.database.instance,
+        NagPackSuppression(
+            id="AwsSolutions-RDS3",
+            reason="Single-AZ by default to keep the idle cost low; set the context "
+            "db_multi_az=true for a standby. Backups and deletion protection are on.",
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-RDS11",
+            reason="The database has no public endpoint: isolated subnets, and a security "
+            "group that admits only the database functions. A custom port adds nothing.",
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-SMG4",
+            reason="Rotation would change the password under warm functions that read it at "
+            "cold start; rotate by redeploying or with a maintenance window (README).",
+        ),
+    )
+    _suppress(
+        stack.network,
+        NagPackSuppression(
+            id="CdkNagValidationFailure",
+            reason="AwsSolutions-EC23 cannot read ingress rules whose source is a security "
+            "group token; every ingress here comes from the database functions' group, no CIDR.",
+        ),
+    )
+    for secret_id in ("Twilio", "Smtp", "PubNub"):
+        secret = stack.node.try_find_child(secret_id)
+        if secret is not None:
+            _suppress(
+                secret,
+                NagPackSuppression(
+                    id="AwsSolutions-SMG4",
+                    reason="Third-party credentials: they are rotated in the provider's "
+                    "console and then written to this secret by the operator.",
+                ),
+            )

@@ -1,0 +1,85 @@
+"""The Lambda code bundled for real (local bundling, manylinux wheels, no Docker), and
+every handler imported from the bundle by the Lambda's Python version."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+
+from infra.functions import RUNTIME
+from infra.stack import EscalatorStack
+
+LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # "3.12"
+
+
+def lambda_python() -> str:
+    """An interpreter of the Lambda's Python version (pyenv's, on this machine kind)."""
+    candidates = [
+        shutil.which(f"python{LAMBDA_PYTHON}"),
+        *sorted(Path.home().glob(f".pyenv/versions/{LAMBDA_PYTHON}.*/bin/python")),
+    ]
+    for candidate in candidates:
+        if (
+            candidate
+            and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0
+        ):
+            return str(candidate)
+    pytest.fail(f"no Python {LAMBDA_PYTHON} found to import the bundle with")
+
+
+def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the stack synthesized with bundling on
+    app = cdk.App(outdir=str(tmp_path / "cdk.out"), context={"aws:cdk:enable-asset-metadata": True})
+    stack = EscalatorStack(app, "Escalator")
+    assembly = app.synth()
+    template = assembly.get_stack_by_name(stack.stack_name).template
+    functions = [
+        resource
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        and resource["Properties"].get("Handler", "").startswith("escalator.")
+    ]
+    assets = {
+        resource["Metadata"]["aws:asset:path"] for resource in functions if "Metadata" in resource
+    }
+    (asset,) = assets  # one code asset shared by every function
+    bundle = tmp_path / "cdk.out" / asset
+
+    # THEN it holds the package, the migrations and Lambda-platform wheels, no tests
+    assert (bundle / "escalator" / "sql" / "0001_initial.sql").is_file()
+    assert not (bundle / "escalator" / "local").exists()
+    assert not (bundle / "tests").exists()
+    assert list(
+        bundle.glob(
+            f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"
+        )
+    )
+    # AND every handler imports there, with the Lambda's Python
+    handlers = sorted({resource["Properties"]["Handler"] for resource in functions})
+    script = "; ".join(
+        [
+            "import importlib, json, psycopg2, twilio.rest, phonenumbers",
+            f"handlers = {json.dumps(handlers)}",
+            "[getattr(importlib.import_module(h.rpartition('.')[0]), h.rpartition('.')[2]) "
+            "for h in handlers]",
+            "print(len(handlers))",
+        ]
+    )
+    result = subprocess.run(
+        [lambda_python(), "-I", "-c", f"import sys; sys.path.insert(0, {str(bundle)!r}); {script}"],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(handlers))
+    assert len(handlers) == 6  # initiator, activator, confirm, record, notifier, migrate

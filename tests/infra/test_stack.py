@@ -1,0 +1,285 @@
+"""The synthesized stack proves each promise of issue 4 (aws_cdk.assertions)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from escalator.channels import CHANNELS
+from infra.settings import SettingsError, connection_budget
+from infra.stack import EscalatorStack
+from tests.support.stepfunctions import resources, synthesized_template
+
+DATABASE_HANDLERS = {
+    "escalator.handlers.initiator.handler",
+    "escalator.handlers.activator.handler",
+    "escalator.handlers.confirm.handler",
+    "escalator.handlers.record.handler",
+    "escalator.handlers.migrate.handler",
+}
+NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
+
+
+def synth(**context: Any) -> dict[str, Any]:
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], **context})
+    return dict(Template.from_stack(EscalatorStack(app, "Escalator")).to_json())
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return synthesized_template()
+
+
+def of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
+    return resources(dict(template), resource_type)
+
+
+def our_functions(template: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        logical_id: function
+        for logical_id, function in of_type(template, "AWS::Lambda::Function").items()
+        if function["Properties"].get("Handler", "").startswith("escalator.")
+    }
+
+
+def test_network_has_isolated_subnets_only_and_no_nat(template: dict[str, Any]) -> None:
+    assert of_type(template, "AWS::EC2::NatGateway") == {}
+    assert of_type(template, "AWS::EC2::InternetGateway") == {}
+    subnets = of_type(template, "AWS::EC2::Subnet").values()
+    assert len(subnets) == 2
+    assert all(not subnet["Properties"]["MapPublicIpOnLaunch"] for subnet in subnets)
+    (endpoint,) = of_type(template, "AWS::EC2::VPCEndpoint").values()
+    assert "secretsmanager" in json.dumps(endpoint["Properties"]["ServiceName"])
+    assert endpoint["Properties"]["PrivateDnsEnabled"] is True
+
+
+def test_database_is_private_encrypted_tls_only_and_retained(template: dict[str, Any]) -> None:
+    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    properties = database["Properties"]
+    assert properties["PubliclyAccessible"] is False
+    assert properties["StorageEncrypted"] is True
+    assert properties["Engine"] == "postgres"
+    assert int(properties["EngineVersion"].split(".")[0]) >= 16
+    assert properties["DBInstanceClass"] == "db.t4g.micro"
+    assert properties["BackupRetentionPeriod"] >= 1
+    assert properties["DeletionProtection"] is True
+    assert database["DeletionPolicy"] == "Retain"
+    assert "resolve:secretsmanager" in json.dumps(properties["MasterUserPassword"])
+    (parameters,) = of_type(template, "AWS::RDS::DBParameterGroup").values()
+    assert parameters["Properties"]["Parameters"]["rds.force_ssl"] == "1"
+
+
+def test_database_settings_come_from_context() -> None:
+    template = synth(
+        db_instance_class="t4g.small", db_deletion_protection=False, db_removal_policy="snapshot"
+    )
+    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    assert database["Properties"]["DBInstanceClass"] == "db.t4g.small"
+    assert database["Properties"]["DeletionProtection"] is False
+    assert database["DeletionPolicy"] == "Snapshot"
+
+
+def test_database_port_is_open_only_to_the_database_functions(template: dict[str, Any]) -> None:
+    ingress = [
+        rule["Properties"]
+        for rule in of_type(template, "AWS::EC2::SecurityGroupIngress").values()
+        if rule["Properties"].get("FromPort") == 5432
+    ]
+    (rule,) = ingress
+    assert "SourceSecurityGroupId" in rule
+    assert "CidrIp" not in rule
+    clients = rule["SourceSecurityGroupId"]["Fn::GetAtt"][0]
+    for function in our_functions(template).values():
+        vpc = function["Properties"].get("VpcConfig")
+        if vpc is not None:
+            assert vpc["SecurityGroupIds"] == [{"Fn::GetAtt": [clients, "GroupId"]}]
+    for group in of_type(template, "AWS::EC2::SecurityGroup").values():
+        assert all(
+            egress.get("CidrIp") != "0.0.0.0/0"
+            for egress in group["Properties"].get("SecurityGroupEgress", [])
+        )
+
+
+def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[str, Any]) -> None:
+    functions = our_functions(template)
+    handlers = {function["Properties"]["Handler"] for function in functions.values()}
+    assert handlers == DATABASE_HANDLERS | {NOTIFIER_HANDLER}
+    notifiers = [
+        function
+        for function in functions.values()
+        if function["Properties"]["Handler"] == NOTIFIER_HANDLER
+    ]
+    assert len(notifiers) == len(CHANNELS)
+    for function in functions.values():
+        in_vpc = "VpcConfig" in function["Properties"]
+        assert in_vpc == (function["Properties"]["Handler"] in DATABASE_HANDLERS)
+        variables = function["Properties"]["Environment"]["Variables"]
+        if in_vpc:
+            assert variables["DB_SSLMODE"] == "require"
+            assert "Ref" in variables["DB_SECRET_ARN"]
+
+
+def test_initiator_reads_the_queue_in_batches_of_10_with_partial_failures(
+    template: dict[str, Any],
+) -> None:
+    ((_, mapping),) = of_type(template, "AWS::Lambda::EventSourceMapping").items()
+    properties = mapping["Properties"]
+    assert properties["BatchSize"] == 10
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+def test_database_connections_are_bounded_by_the_cap(template: dict[str, Any]) -> None:
+    def total(template: Mapping[str, Any]) -> int:
+        reserved = sum(
+            function["Properties"].get("ReservedConcurrentExecutions", 0)
+            for function in our_functions(template).values()
+            if function["Properties"]["Handler"] in DATABASE_HANDLERS
+        )
+        assert all(
+            "ReservedConcurrentExecutions" in function["Properties"]
+            for function in our_functions(template).values()
+            if function["Properties"]["Handler"]
+            in DATABASE_HANDLERS - {"escalator.handlers.initiator.handler"}
+        )
+        ((_, mapping),) = of_type(template, "AWS::Lambda::EventSourceMapping").items()
+        initiator = int(mapping["Properties"]["ScalingConfig"]["MaximumConcurrency"])
+        return int(reserved) + initiator
+
+    assert total(template) <= 30
+    assert total(synth(db_connection_cap=18)) <= 18
+    with pytest.raises(SettingsError, match="at least 12"):
+        connection_budget(8)
+
+
+def test_schedule_starts_the_state_machine_with_its_period(template: dict[str, Any]) -> None:
+    ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 60}
+    ((machine_id, _),) = of_type(template, "AWS::StepFunctions::StateMachine").items()
+    assert schedule["Properties"]["Target"]["Arn"] == {"Ref": machine_id}
+    five = synth(schedule_minutes=5)
+    ((_, schedule),) = of_type(five, "AWS::Scheduler::Schedule").items()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 300}
+
+
+def test_state_machine_is_standard_logged_and_traced(template: dict[str, Any]) -> None:
+    ((_, machine),) = of_type(template, "AWS::StepFunctions::StateMachine").items()
+    properties = machine["Properties"]
+    assert properties.get("StateMachineType", "STANDARD") == "STANDARD"
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    logging = properties["LoggingConfiguration"]
+    assert logging["Level"] == "ALL"
+    assert logging["IncludeExecutionData"] is False  # phone numbers stay out of the logs
+
+
+def test_migration_trigger_runs_after_the_database(template: dict[str, Any]) -> None:
+    ((database_id, _),) = of_type(template, "AWS::RDS::DBInstance").items()
+    ((_, trigger),) = of_type(template, "Custom::Trigger").items()
+    assert database_id in trigger["DependsOn"]
+    handler = trigger["Properties"]["HandlerArn"]
+    migrate = [
+        logical_id
+        for logical_id, function in our_functions(template).items()
+        if function["Properties"]["Handler"] == "escalator.handlers.migrate.handler"
+    ]
+    (migrate_id,) = migrate
+    version_id = handler["Ref"]
+    version = template["Resources"][version_id]
+    assert version["Type"] == "AWS::Lambda::Version"
+    assert version["Properties"]["FunctionName"] == {"Ref": migrate_id}
+
+
+def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
+    template: dict[str, Any],
+) -> None:
+    alarms = of_type(template, "AWS::CloudWatch::Alarm").values()
+    metrics = {alarm["Properties"].get("MetricName") for alarm in alarms}
+    assert metrics == {
+        "ApproximateNumberOfMessagesVisible",
+        "ExecutionsFailed",
+        "ExecutionsTimedOut",
+        "NotificationsFailed",
+        "ExecutionsStarted",
+    }
+    assert all("AlarmActions" not in alarm["Properties"] for alarm in alarms)
+    topic = "arn:aws:sns:eu-central-1:123456789012:escalator-alarms"
+    with_topic = of_type(synth(alarm_topic_arn=topic), "AWS::CloudWatch::Alarm").values()
+    assert all(alarm["Properties"]["AlarmActions"] == [topic] for alarm in with_topic)
+
+
+def test_producers_from_context_may_send_to_the_queue() -> None:
+    producer = "arn:aws:iam::210987654321:role/ordering-backend"
+    template = Template.from_json(synth(producer_arns=[producer]))
+    template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": producer},
+                                "Action": Match.array_with(["sqs:SendMessage"]),
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+SECRET_VARIABLES = {
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_ACCOUNT_SID",
+    "SMTP_PASSWORD",
+    "SMTP_USERNAME",
+    "PUBNUB_PUB_KEY",
+    "PUBNUB_SUB_KEY",
+    "DB_PASSWORD",
+    "DATABASE_URL",
+}
+
+
+def test_no_secret_value_is_in_the_template(template: dict[str, Any]) -> None:
+    for function in our_functions(template).values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert SECRET_VARIABLES.isdisjoint(variables)
+    for secret in of_type(template, "AWS::SecretsManager::Secret").values():
+        properties = secret["Properties"]
+        assert "SecretString" not in properties
+        assert "GenerateSecretString" in properties
+    notifier_secrets = {
+        variable
+        for function in our_functions(template).values()
+        for variable in function["Properties"]["Environment"]["Variables"]
+        if variable.endswith("_SECRET_ARN") and variable != "DB_SECRET_ARN"
+    }
+    assert notifier_secrets == {"TWILIO_SECRET_ARN", "SMTP_SECRET_ARN", "PUBNUB_SECRET_ARN"}
+
+
+def test_existing_provider_secrets_are_referenced_by_name() -> None:
+    template = synth(twilio_secret_name="prod/twilio")
+    secrets = of_type(template, "AWS::SecretsManager::Secret")
+    assert len(secrets) == 3  # database, SMTP, PubNub: Twilio's is referenced
+    assert "prod/twilio" in json.dumps(template)
+
+
+def test_caller_id_registry_from_context_reaches_the_migration() -> None:
+    registry = {"default": "+12025550123"}
+    template = synth(caller_id_registry=registry)
+    (migrate,) = [
+        function
+        for function in our_functions(template).values()
+        if function["Properties"]["Handler"] == "escalator.handlers.migrate.handler"
+    ]
+    variables = migrate["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["CALLER_ID_REGISTRY"]) == registry
