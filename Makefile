@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck install synth clean
+.PHONY: test demo lint typecheck install synth clean
 
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ typecheck: $(STAMP)
 
 test: lint typecheck ## ruff, mypy and the whole test suite, on a real PostgreSQL
 	TZ=UTC $(BIN)/pytest
+
+demo: $(STAMP) ## the main job: the local stack runs a scripted scenario, with a summary
+	TZ=UTC $(BIN)/escalator demo
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

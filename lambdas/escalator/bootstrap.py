@@ -53,9 +53,25 @@ def unit_of_work() -> UnitOfWork:
     return UnitOfWork(delivery_database())
 
 
-@functools.cache
+# Notifiers put in place of the configured ones (the local stack's dry-run outbox).
+_notifier_overrides: dict[str, Notifier] = {}
+
+
+def override_notifier(channel: str, replacement: Notifier | None) -> None:
+    """Use ``replacement`` for ``channel`` (``None`` restores the configured notifier)."""
+    if replacement is None:
+        _notifier_overrides.pop(channel, None)
+    else:
+        _notifier_overrides[channel] = replacement
+
+
 def notifier(channel: str) -> Notifier:
     """The channel's notifier, built from its configuration once per cold start."""
+    return _notifier_overrides.get(channel) or _configured_notifier(channel)
+
+
+@functools.cache
+def _configured_notifier(channel: str) -> Notifier:
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}")
     return CHANNELS[channel].notifier()
@@ -63,5 +79,5 @@ def notifier(channel: str) -> Notifier:
 
 def reset() -> None:
     """Forget everything built so far, as a new cold start would (for tests and tools)."""
-    for cached in (initiator, delivery_config, delivery_database, notifier):
+    for cached in (initiator, delivery_config, delivery_database, _configured_notifier):
         cached.cache_clear()

@@ -1,16 +1,29 @@
 """The ``escalator`` command.
 
 escalator db migrate [--database-url URL] [--sql-dir DIR]
+escalator local [--port 4566] [--tick 60] [--database-url URL] [--data-dir DIR]
+                [--caller-id-registry FILE] [--outbox PATH]
+escalator send start PROCESS_ID --notification 'channel=phone,at=+90,phone-number=+385...'
+escalator send stop PROCESS_ID
+escalator send --file request.json
+escalator status PROCESS_ID [--database-url URL] [--json]
+escalator executions [--state-machine-arn ARN] [--max N] [--json]
+escalator demo
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from escalator.config import ConfigError, database_settings
+from escalator.contract import InvalidRequest
 from escalator.migrations import MigrationError, default_sql_dir, migrate
 
 
@@ -23,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, MigrationError) as exc:
         print(f"escalator: error: {exc}", file=sys.stderr)
         return 1
+    except InvalidRequest as exc:
+        print(f"escalator: invalid request: {exc.reason}", file=sys.stderr)
+        return 2
     return status
 
 
@@ -37,9 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate_parser = db_commands.add_parser(
         "migrate", help="apply the pending schema migrations, in order"
     )
-    migrate_parser.add_argument(
-        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, or the DB_* variables)"
-    )
+    _database_option(migrate_parser)
     migrate_parser.add_argument(
         "--sql-dir",
         type=Path,
@@ -47,7 +61,59 @@ def _parser() -> argparse.ArgumentParser:
         help="migration files (default: %(default)s)",
     )
     migrate_parser.set_defaults(run=_migrate)
+
+    local = commands.add_parser("local", help="run the whole system on this machine")
+    local.add_argument("--port", type=int, default=4566, help="AWS endpoint port (4566)")
+    local.add_argument("--tick", type=int, default=60, help="schedule period in seconds (60)")
+    local.add_argument("--database-url", help="PostgreSQL (default: embedded, in --data-dir)")
+    local.add_argument("--data-dir", type=Path, default=Path(".escalator-local"))
+    local.add_argument("--caller-id-registry", type=Path, help="JSON file: prefix -> caller id")
+    local.add_argument("--outbox", type=Path, default=Path("escalator-outbox.jsonl"))
+    local.set_defaults(run=_local)
+
+    send = commands.add_parser("send", help="send a request to the queue")
+    send.add_argument("action", nargs="?", choices=["start", "stop"])
+    send.add_argument("process_id", nargs="?", metavar="PROCESS_ID")
+    send.add_argument(
+        "--notification",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="channel=phone,at=+90,phone-number=+385... (at: epoch seconds or +SECONDS)",
+    )
+    send.add_argument("--file", type=Path, help="send this JSON request instead")
+    send.add_argument("--queue-url", default=os.environ.get("REQUEST_QUEUE"))
+    _aws_options(send)
+    send.set_defaults(run=_send)
+
+    status = commands.add_parser("status", help="a process and its notifications")
+    status.add_argument("process_id", metavar="PROCESS_ID")
+    _database_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(run=_status)
+
+    executions = commands.add_parser("executions", help="recent executions and their outcomes")
+    executions.add_argument("--state-machine-arn", default=os.environ.get("STATE_MACHINE_ARN"))
+    executions.add_argument("--max", type=int, default=10, help="how many (10)")
+    executions.add_argument("--json", action="store_true", help="print JSON")
+    _aws_options(executions)
+    executions.set_defaults(run=_executions)
+
+    demo = commands.add_parser("demo", help="a scripted scenario on the local stack")
+    demo.add_argument("--tick", type=int, default=3)
+    demo.set_defaults(run=_demo)
     return parser
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, or the DB_* variables)"
+    )
+
+
+def _aws_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint-url", help="AWS endpoint (e.g. the local stack's)")
+    parser.add_argument("--region", help="AWS region")
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -57,6 +123,112 @@ def _migrate(args: argparse.Namespace) -> int:
     )
     print(f"applied {len(applied)} migration(s)")
     return 0
+
+
+def _local(args: argparse.Namespace) -> int:
+    from escalator.local.stack import LocalOptions, run
+
+    return run(
+        LocalOptions(
+            port=args.port,
+            tick=args.tick,
+            database_url=args.database_url,
+            data_dir=args.data_dir,
+            caller_id_registry=args.caller_id_registry,
+            outbox=args.outbox,
+        )
+    )
+
+
+def parse_notification(text: str, *, now: int) -> dict[str, Any]:
+    """``channel=phone,at=+90,phone-number=+385...`` -> a notification object."""
+    fields: dict[str, Any] = {}
+    for part in text.split(","):
+        key, separator, value = part.partition("=")
+        if not separator:
+            raise ConfigError(f"--notification: {part!r} is not KEY=VALUE")
+        fields[key.strip()] = value.strip()
+    at = str(fields.get("at", ""))
+    if at.startswith("+") and at[1:].isdigit():
+        fields["at"] = now + int(at[1:])
+    elif at.isdigit():
+        fields["at"] = int(at)
+    return fields
+
+
+def _send(args: argparse.Namespace) -> int:
+    from escalator.client import Producer
+
+    if not args.queue_url:
+        raise ConfigError("--queue-url is required (or set REQUEST_QUEUE)")
+    producer = Producer(args.queue_url, endpoint_url=args.endpoint_url, region=args.region)
+    if args.file is not None:
+        message_id = producer.send(args.file.read_text(encoding="utf-8"))
+    elif args.action == "start" and args.process_id:
+        now = int(time.time())
+        notifications = [parse_notification(text, now=now) for text in args.notification]
+        message_id = producer.start(args.process_id, notifications)
+    elif args.action == "stop" and args.process_id:
+        message_id = producer.stop(args.process_id)
+    else:
+        raise ConfigError("say 'start PROCESS_ID', 'stop PROCESS_ID' or --file FILE")
+    print(message_id)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from escalator.database import Database, UnitOfWork
+
+    with UnitOfWork(Database(database_settings(url=args.database_url))) as uow:
+        history = uow.processes.history(args.process_id)
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0 if history else 1
+    if not history:
+        print(f"no process {args.process_id!r}")
+        return 1
+    for process in history:
+        ended = f", ended {process['ended_at']}" if process["ended_at"] else ""
+        print(
+            f"{process['process_id']}: {process['state']} (started {process['started_at']}{ended})"
+        )
+        for item in process["notifications"]:
+            ref = f" ref={item['provider_ref']}" if item["provider_ref"] else ""
+            error = f" error={item['error']}" if item["error"] else ""
+            print(
+                f"  #{item['id']:<6} {item['channel']:7} {item['target']:24} due {item['due_at']}"
+                f"  {item['state']:9}{ref}{error}"
+            )
+    return 0
+
+
+def _executions(args: argparse.Namespace) -> int:
+    from escalator.executions import recent_executions
+
+    found = recent_executions(
+        state_machine_arn=args.state_machine_arn,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        limit=args.max,
+    )
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    for execution in found:
+        outcomes = ", ".join(
+            f"#{item['notification_id']} {item['outcome']}" for item in execution["outcomes"]
+        )
+        print(
+            f"{execution['name']:45} {execution['status']:9} {execution['started']}"
+            f"  {outcomes or 'nothing delivered'}"
+        )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from escalator.local.demo import run_demo
+
+    return run_demo(tick=args.tick)
 
 
 if __name__ == "__main__":

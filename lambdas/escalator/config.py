@@ -300,3 +300,25 @@ def _boolean(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")
+
+
+def dry_run_details(environ: Mapping[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """What a dry-run delivery reports per channel, from the same variables as the
+    real notifiers (the local stack)."""
+    env = os.environ if environ is None else environ
+    return {
+        "phone": {"url": env.get("TWILIO_URL") or "(dry run: TWILIO_URL is not set)"},
+        "email": {"subject": env.get("MAIL_SUBJECT") or "A new order is waiting for confirmation"},
+        "pubnub": {},
+        "console": {},
+    }
+
+
+def local_defaults(tick: int) -> dict[str, str]:
+    """The delivery settings the local stack uses unless the environment says otherwise:
+    claims and leases scaled to its schedule, so a restart picks up quickly."""
+    return {
+        "LOOKAHEAD_SECONDS": str(tick),
+        "CLAIM_GRACE_SECONDS": str(max(5, 2 * tick)),
+        "SENDING_LEASE_SECONDS": str(max(30, 4 * tick)),
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
@@ -80,6 +82,48 @@ class ProcessRepository:
         )
         row = self._cursor.fetchone()
         return None if row is None else StoppedProcess(process_ref=row[0], cancelled=row[1])
+
+    def history(self, process_id: str) -> list[dict[str, Any]]:
+        """Every process with this id, newest first, each with its notifications."""
+        self._cursor.execute(
+            """
+            SELECT p.id, p.state, p.started_at, p.ended_at,
+                   n.id, n.position, n.channel, n.target, n.due_at, n.state, n.attempts,
+                   n.provider_ref, n.error, n.finished_at
+            FROM process p LEFT JOIN notification n ON n.process_ref = p.id
+            WHERE p.process_id = %s
+            ORDER BY p.id DESC, n.position
+            """,
+            (process_id,),
+        )
+        processes: dict[int, dict[str, Any]] = {}
+        for row in self._cursor.fetchall():
+            process = processes.setdefault(
+                row[0],
+                {
+                    "process_id": process_id,
+                    "state": row[1],
+                    "started_at": _iso(row[2]),
+                    "ended_at": _iso(row[3]),
+                    "notifications": [],
+                },
+            )
+            if row[4] is not None:
+                process["notifications"].append(
+                    {
+                        "id": row[4],
+                        "position": row[5],
+                        "channel": row[6],
+                        "target": row[7],
+                        "due_at": _iso(row[8]),
+                        "state": row[9],
+                        "attempts": row[10],
+                        "provider_ref": row[11],
+                        "error": row[12],
+                        "finished_at": _iso(row[13]),
+                    }
+                )
+        return list(processes.values())
 
     def complete_finished(self, process_refs: Sequence[int]) -> int:
         """Complete the active processes among these with nothing left to deliver."""
@@ -342,6 +386,10 @@ class RequestLog:
             ),
         )
         return self._cursor.fetchone() is not None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _storable(text: str | None) -> str | None:

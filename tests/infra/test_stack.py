@@ -11,9 +11,9 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from escalator.channels import CHANNELS
+from escalator.local.stepfunctions import resources, synthesized_template
 from infra.settings import SettingsError, connection_budget
 from infra.stack import EscalatorStack
-from tests.support.stepfunctions import resources, synthesized_template
 
 DATABASE_HANDLERS = {
     "escalator.handlers.initiator.handler",

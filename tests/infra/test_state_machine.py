@@ -10,8 +10,8 @@ import pytest
 from aws_cdk.assertions import Template
 
 from escalator.channels import CHANNELS
+from escalator.local.stepfunctions import resolve, resources, synthesized_template
 from infra.stack import EscalatorStack
-from tests.support.stepfunctions import resolve, resources, synthesized_template
 
 
 def definition(template: dict[str, Any]) -> dict[str, Any]:

@@ -18,13 +18,13 @@ from moto import mock_aws
 
 from escalator import bootstrap
 from escalator.handlers import initiator
+from escalator.local.lambdas import InProcessLambdas, lambdas_in_process
+from escalator.local.stepfunctions import REGION, DeployedStateMachine, deploy, synthesized_template
 from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.events import lambda_context, sqs_event, sqs_record
-from tests.support.moto_lambda import InProcessLambdas, lambdas_in_process
 from tests.support.peers import Peers, running_peers
 from tests.support.postgres import query
-from tests.support.stepfunctions import REGION, DeployedStateMachine, deploy, synthesized_template
 
 CALLER_IDS = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591000000"}
 

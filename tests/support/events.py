@@ -6,10 +6,11 @@ import hashlib
 import itertools
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from escalator.local.lambdas import LocalContext
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:escalator-requests.fifo"
 _SEQUENCE = itertools.count(18_000_000_000_000_000_000)
@@ -53,22 +54,6 @@ def sqs_event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes of the Lambda context object that Powertools reads."""
-
-    function_name: str = "escalator-test"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:escalator-test"
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "test-request"
-    log_group_name: str = "/aws/lambda/escalator-test"
-    log_stream_name: str = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 def lambda_context() -> LambdaContext:
     """A context object as Lambda passes it (typed as Powertools' ``LambdaContext``)."""
-    return cast(LambdaContext, FakeLambdaContext())
+    return cast(LambdaContext, LocalContext(function_name="escalator-test"))

@@ -1,4 +1,4 @@
-"""Run moto's Lambda functions in-process, with the real handlers.
+"""Run moto's Lambda functions in-process, with the real handlers (local stack and tests).
 
 moto (pinned: 5.2.5) executes Lambda code only in Docker, which this project does not
 need. This is the one patch that changes that: ``LambdaFunction.invoke`` imports the
@@ -13,13 +13,28 @@ import importlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
 
-from tests.support.events import FakeLambdaContext
-
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LocalContext:
+    """The attributes of the Lambda context object that Powertools reads."""
+
+    function_name: str = "escalator-local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:escalator"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "local-request"
+    log_group_name: str = "/aws/lambda/escalator-local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
 
 
 class InProcessLambdas:
@@ -40,7 +55,7 @@ class InProcessLambdas:
     def invoke(self, function: Any, body: str | None, response_headers: dict[str, str]) -> bytes:
         self.invocations.append(function.function_name)
         event = json.loads(body) if body else {}
-        context = FakeLambdaContext(function_name=function.function_name)
+        context = LocalContext(function_name=function.function_name)
         try:
             result = self.handler_for(function)(event, context)
         except Exception as exc:  # Lambda reports any exception as a function error

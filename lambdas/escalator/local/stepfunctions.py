@@ -10,16 +10,16 @@ from __future__ import annotations
 import functools
 import io
 import json
+import sys
 import time
 import uuid
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
-from aws_cdk.assertions import Template
-
-from infra.stack import EscalatorStack
+# The repository this package was installed from (editable install): where app.py is.
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
@@ -27,6 +27,14 @@ ACCOUNT = "123456789012"
 
 @functools.cache
 def synthesized_template() -> dict[str, Any]:
+    """The CloudFormation template of the CDK app (bundling skipped: code runs in-process)."""
+    if str(REPOSITORY) not in sys.path:
+        sys.path.insert(0, str(REPOSITORY))
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.stack import EscalatorStack
+
     app = cdk.App(context={"aws:cdk:bundling-stacks": []})
     return dict(Template.from_stack(EscalatorStack(app, "Escalator")).to_json())
 
@@ -126,14 +134,17 @@ class DeployedStateMachine:
             kwargs["nextToken"] = page["nextToken"]
 
 
-def deploy(boto_session: Any, template: dict[str, Any]) -> DeployedStateMachine:
-    """Register the template's functions and state machine in moto (inside ``mock_aws``)."""
-    iam = boto_session.client("iam")
+def deploy(
+    boto_session: Any, template: dict[str, Any], endpoint_url: str | None = None
+) -> DeployedStateMachine:
+    """Register the template's functions and state machine in moto (``mock_aws`` or the
+    moto server at ``endpoint_url``)."""
+    iam = boto_session.client("iam", endpoint_url=endpoint_url)
     role_arn = iam.create_role(
         RoleName="escalator-test",
         AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
     )["Role"]["Arn"]
-    lambda_client = boto_session.client("lambda")
+    lambda_client = boto_session.client("lambda", endpoint_url=endpoint_url)
     code = _empty_zip()
     arns: dict[str, str] = {}
     functions: dict[str, str] = {}
@@ -149,7 +160,7 @@ def deploy(boto_session: Any, template: dict[str, Any]) -> DeployedStateMachine:
         functions[logical_id] = logical_id
     ((_, state_machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     definition = resolve(state_machine["Properties"]["DefinitionString"], arns)
-    sfn = boto_session.client("stepfunctions")
+    sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
     arn = sfn.create_state_machine(
         name="escalator-delivery", definition=definition, roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]

@@ -1,0 +1,68 @@
+"""The producer client: sends start and stop requests to Escalator's queue, right by
+construction (``MessageGroupId`` = process id, a unique ``MessageDeduplicationId``),
+after checking them against the request contract. Needs only boto3.
+
+    producer = Producer(queue_url)
+    producer.start("restaurant-42", [{"channel": "phone", "at": 1555057084,
+                                      "phone-number": "+385911234567"}])
+    producer.stop("restaurant-42")
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from escalator.contract import InvalidRequest, parse_request
+
+__all__ = ["InvalidRequest", "Producer"]
+
+
+class Producer:
+    """Sends requests to the FIFO request queue. Raises ``InvalidRequest`` before sending
+    anything that breaks the contract."""
+
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        sqs: Any = None,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        if sqs is None:
+            import boto3
+
+            sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
+        self._sqs = sqs
+        self.queue_url = queue_url
+
+    def start(self, process_id: str, notifications: Sequence[Mapping[str, Any]]) -> str:
+        """Start a process; returns the SQS message id."""
+        return self.send(
+            {"process-id": process_id, "action": "start", "notifications": list(notifications)}
+        )
+
+    def stop(self, process_id: str) -> str:
+        """Stop a process; returns the SQS message id."""
+        return self.send({"process-id": process_id, "action": "stop"})
+
+    def send(self, request: Mapping[str, Any] | str) -> str:
+        """Validate a request (a document or its JSON body) and send it."""
+        body = request if isinstance(request, str) else json.dumps(request)
+        parsed = parse_request(body, now=int(time.time()))
+        return self.send_unchecked(body, group_id=parsed.process_id)
+
+    def send_unchecked(self, body: str, *, group_id: str) -> str:
+        """Send a body as it is, invalid or not (for trials of the rejection path)."""
+        response = self._sqs.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageGroupId=group_id,
+            MessageDeduplicationId=str(uuid.uuid4()),
+        )
+        message_id: str = response["MessageId"]
+        return message_id

@@ -1,0 +1,187 @@
+"""``escalator demo`` (``make demo``): a scripted scenario on the local stack.
+
+Two restaurants start; one confirms its order before its call is due, so nothing is
+sent to it; an invalid request is rejected without blocking anything; the first
+restaurant gets its phone call, e-mail and PubNub message, and once its process has
+completed it starts again. Deliveries are shown as they happen; a summary table at the
+end is checked against what the scenario must produce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from escalator.client import Producer
+from escalator.local.outbox import read_outbox
+
+CALLER_IDS = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591000000"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``escalator local`` and return it with its ready line."""
+    registry = workdir / "caller-ids.json"
+    registry.write_text(json.dumps(CALLER_IDS))
+    command = [
+        sys.executable, "-m", "escalator.cli", "local",
+        "--port", str(free_port()),
+        "--tick", str(tick),
+        "--data-dir", str(workdir / "data"),
+        "--caller-id-registry", str(registry),
+        "--outbox", str(workdir / "outbox.jsonl"),
+    ]  # fmt: skip
+    log = (workdir / "local.log").open("w")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)  # noqa: S603
+    assert process.stdout is not None
+    line = _read_line(process.stdout, timeout=180)
+    if not line:
+        process.kill()
+        raise RuntimeError(f"the local stack did not start; see {workdir / 'local.log'}")
+    return process, json.loads(line)
+
+
+def _read_line(stream: IO[str], timeout: float) -> str:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return result[0] if result else ""
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, on_wait: Callable[[], None]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        on_wait()
+        if condition():
+            return True
+        time.sleep(0.5)
+    on_wait()
+    return condition()
+
+
+def run_demo(*, tick: int = 3) -> int:
+    """Run the scenario; 0 when everything happened as it must."""
+    workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
+    print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)
+    process, ready = start_local_stack(workdir, tick=tick)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    try:
+        return _scenario(ready, Path(ready["outbox"]), tick)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        print(f"Local stack stopped (exit {process.returncode}).")
+
+
+def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
+    producer = Producer(
+        ready["queue_url"], endpoint_url=ready["endpoint_url"], region=ready["region"]
+    )
+    shown = 0
+
+    def show_deliveries() -> None:
+        nonlocal shown
+        records = read_outbox(outbox)
+        for record in records[shown:]:
+            late = record["sent_at"] - record["due_at"]
+            print(
+                f"  delivered  {record['channel']:7} to {record['target']:22} "
+                f"for {record['process_id']:13} {late:+5.1f} s after due  ({record['outcome']})"
+            )
+        shown = len(records)
+
+    now = int(time.time())
+    print("restaurant-1 starts: a call at +6 s, an e-mail at +7 s, a PubNub message at +8 s")
+    producer.start(
+        "restaurant-1",
+        [
+            {"channel": "phone", "at": now + 6, "phone-number": "+385911234567"},
+            {"channel": "email", "at": now + 7, "email": "owner@restaurant-1.example"},
+            {"channel": "pubnub", "at": now + 8, "pubnub-channel": "restaurant-1-orders"},
+        ],
+    )
+    print("restaurant-2 starts: a call at +14 s")
+    producer.start(
+        "restaurant-2", [{"channel": "phone", "at": now + 14, "phone-number": "+14155550123"}]
+    )
+    print("an invalid request arrives (unknown channel): it is rejected, nothing blocks")
+    producer.send_unchecked(
+        json.dumps(
+            {
+                "process-id": "restaurant-3",
+                "action": "start",
+                "notifications": [{"channel": "fax", "at": now + 5}],
+            }
+        ),
+        group_id="restaurant-3",
+    )
+    time.sleep(2)
+    print("restaurant-2 confirms its order: its call must not happen")
+    producer.stop("restaurant-2")
+
+    first = wait_until(
+        lambda: len(read_outbox(outbox)) >= 3, timeout=30 + 3 * tick, on_wait=show_deliveries
+    )
+    time.sleep(tick + 2)  # the process completes once its last outcome is recorded
+    print("restaurant-1 has an order again: a new process starts (console notification, +3 s)")
+    producer.start(
+        "restaurant-1",
+        [{"channel": "console", "at": int(time.time()) + 3, "label": "second order"}],
+    )
+    second = wait_until(
+        lambda: len(read_outbox(outbox)) >= 4, timeout=20 + 3 * tick, on_wait=show_deliveries
+    )
+    wait_until(lambda: time.time() > now + 16, timeout=30, on_wait=show_deliveries)
+    records = read_outbox(outbox)
+    return _summary(records, ok=first and second)
+
+
+def _summary(records: list[dict[str, Any]], *, ok: bool) -> int:
+    expected = {
+        ("restaurant-1", "phone"): 1,
+        ("restaurant-1", "email"): 1,
+        ("restaurant-1", "pubnub"): 1,
+        ("restaurant-1", "console"): 1,
+        ("restaurant-2", "phone"): 0,
+    }
+    counts: dict[tuple[str, str], int] = {}
+    for record in records:
+        if record["outcome"] == "sent":
+            key = (record["process_id"], record["channel"])
+            counts[key] = counts.get(key, 0) + 1
+    print()
+    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  result")
+    matches = ok
+    for (process_id, channel), want in expected.items():
+        got = counts.get((process_id, channel), 0)
+        matches = matches and got == want
+        print(f"{process_id:14} {channel:8} {want:>8} {got:>9}  {'ok' if got == want else 'WRONG'}")
+    unexpected = {key: value for key, value in counts.items() if key not in expected}
+    if unexpected:
+        matches = False
+        print(f"unexpected deliveries: {unexpected}")
+    caller_ids = {r["detail"].get("from") for r in records if r["channel"] == "phone"}
+    print(f"caller id used for +38591...: {', '.join(sorted(str(c) for c in caller_ids))}")
+    print("The scenario ran as it must." if matches else "The scenario did NOT run as it must.")
+    return 0 if matches else 1

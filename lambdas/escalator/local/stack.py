@@ -1,0 +1,219 @@
+"""``escalator local``: the whole system on one machine.
+
+A moto server is the AWS endpoint (so the AWS CLI and boto3 work against it), with the
+FIFO request queue and the state machine synthesized from the CDK app, whose Lambda
+tasks run the real handlers in this process. PostgreSQL is the one given, or an
+embedded one kept under the data directory. An execution starts every tick; the queue is
+fed to the initiator as Lambda's event source mapping would. Providers without
+credentials get dry-run transports; every delivery goes to the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from escalator import bootstrap
+from escalator.channels import CHANNELS
+from escalator.config import ConfigError, DatabaseSettings, dry_run_details, local_defaults
+from escalator.database import Database, UnitOfWork
+from escalator.logs import logger
+from escalator.migrations import default_sql_dir, migrate
+from escalator.service import store_caller_id_registry
+
+REGION = "eu-central-1"
+QUEUE_NAME = "escalator-requests.fifo"
+DEAD_LETTER_QUEUE_NAME = "escalator-dead-letters.fifo"
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    port: int = 4566
+    tick: int = 60
+    database_url: str | None = None
+    data_dir: Path = Path(".escalator-local")
+    caller_id_registry: Path | None = None
+    outbox: Path = Path("escalator-outbox.jsonl")
+
+
+def say(message: str) -> None:
+    """Progress for the operator, on stderr (stdout carries only the ready line)."""
+    print(f"escalator local: {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """A PostgreSQL kept under ``data_dir`` (pgserver), stopped on exit; yields its URL."""
+    from pgserver import postgres_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server: Any = postgres_server.get_server(data_dir, cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def moto_server(port: int) -> Iterator[str]:
+    """moto as a real HTTP endpoint on 127.0.0.1, executing state machines."""
+    from moto.core.config import default_user_config
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    # moto's Step Functions interpreter calls Lambda through this port.
+    os.environ["MOTO_PORT"] = str(port)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def prepare_database(url: str, registry_file: Path | None) -> None:
+    """Migrate, and store the caller-id registry given as a file."""
+    migrate(url, default_sql_dir(), progress=say)
+    if registry_file is not None:
+        text = registry_file.read_text(encoding="utf-8")
+        registry = json.loads(text)
+        if not isinstance(registry, dict):
+            raise ConfigError(f"{registry_file} must hold a JSON object of prefix to caller id")
+        database = Database(DatabaseSettings(dsn=url))
+        store_caller_id_registry(UnitOfWork(database), json.dumps(registry))
+
+
+def install_outbox(outbox: Path) -> dict[str, bool]:
+    """Wrap every channel's notifier with the outbox; dry run where it has no credentials."""
+    from escalator.local.outbox import DryRun, OutboxNotifier
+
+    details = dry_run_details()
+    dry: dict[str, bool] = {}
+    for name, channel in CHANNELS.items():
+        try:
+            inner: Any = channel.notifier()
+            dry[name] = False
+        except ConfigError:
+            inner = DryRun(name, details.get(name, {}))
+            dry[name] = True
+        bootstrap.override_notifier(name, OutboxNotifier(inner, outbox, dry_run=dry[name]))
+    return dry
+
+
+def create_queues(sqs: Any) -> str:
+    """The queues as the stack defines them: FIFO, no content-based deduplication, a DLQ."""
+    dead = sqs.create_queue(
+        QueueName=DEAD_LETTER_QUEUE_NAME,
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
+    )["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url: str = sqs.create_queue(
+        QueueName=QUEUE_NAME,
+        Attributes={
+            "FifoQueue": "true",
+            "ContentBasedDeduplication": "false",
+            "VisibilityTimeout": "180",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5}),
+        },
+    )["QueueUrl"]
+    return url
+
+
+def run(options: LocalOptions) -> int:
+    """Run until SIGINT or SIGTERM; return the exit status."""
+    import boto3
+
+    from escalator.handlers import initiator
+    from escalator.local.lambdas import LocalContext, lambdas_in_process
+    from escalator.local.sqs import EventSource
+    from escalator.local.stepfunctions import deploy, synthesized_template
+
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+        **local_defaults(options.tick),
+    }.items():
+        os.environ.setdefault(name, value)
+
+    with ExitStack() as stack:
+        say("starting PostgreSQL")
+        url = options.database_url or stack.enter_context(
+            embedded_postgres(options.data_dir / "postgres")
+        )
+        os.environ["DATABASE_URL"] = url
+        prepare_database(url, options.caller_id_registry)
+        bootstrap.reset()
+        say(f"starting the AWS endpoint on port {options.port}")
+        endpoint = stack.enter_context(moto_server(options.port))
+        lambdas = stack.enter_context(lambdas_in_process())
+        session = boto3.Session(region_name=REGION)
+        sqs = session.client("sqs", endpoint_url=endpoint)
+        queue_url = create_queues(sqs)
+        say("synthesizing the CDK app and registering its state machine")
+        machine = deploy(session, synthesized_template(), endpoint_url=endpoint)
+        dry = install_outbox(options.outbox)
+        say(
+            "dry run for "
+            + (", ".join(name for name, is_dry in dry.items() if is_dry) or "no channel")
+        )
+        ready = {
+            "endpoint_url": endpoint,
+            "region": REGION,
+            "queue_url": queue_url,
+            "state_machine_arn": machine.arn,
+            "database_url": url,
+            "outbox": str(options.outbox.resolve()),
+        }
+        print(json.dumps(ready), flush=True)
+
+        source = EventSource(
+            sqs,
+            queue_url,
+            initiator.handler,
+            context=LocalContext(function_name="initiator"),
+            visibility_timeout=max(5, options.tick),
+        )
+        poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
+        poller.start()
+        executions = 0
+        while not stop.is_set():
+            machine.start({"period_seconds": options.tick})
+            executions += 1
+            stop.wait(options.tick)
+        say("stopping")
+        poller.join(timeout=10)
+        _stop_running(machine)
+        say(f"stopped after {executions} executions, {len(lambdas.invocations)} invocations")
+    return 0
+
+
+def _stop_running(machine: Any) -> None:
+    """Stop executions still running: what they claimed is released after the grace."""
+    try:
+        running = machine.sfn.list_executions(stateMachineArn=machine.arn, statusFilter="RUNNING")
+        for execution in running.get("executions", []):
+            machine.sfn.stop_execution(executionArn=execution["executionArn"])
+    except Exception as exc:  # shutting down regardless
+        say(f"could not stop running executions: {exc}")
+    time.sleep(0.2)
