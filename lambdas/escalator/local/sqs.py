@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -54,9 +55,14 @@ Handler = Callable[[dict[str, Any], Any], Any]
 class EventSource:
     """Feeds an SQS FIFO queue to a handler as Lambda's event source mapping does.
 
-    Batches of up to 10; what the handler reports as failed (or the whole batch, when it
-    raises) stays on the queue and comes back after the visibility timeout, blocking the
-    rest of its message group meanwhile; every other message is deleted.
+    Batches of up to 10. A message the handler reports as failed (or the whole batch,
+    when it raises) comes back with the rest of its message group after the visibility
+    timeout, in order, while other groups go on; after ``max_receive_count`` attempts it
+    moves to the dead-letter queue. Successes are deleted.
+
+    The failed messages stay in flight on the queue meanwhile (so the queue keeps their
+    group blocked) and are retried from here: moto's FIFO queue would hand a group's
+    returning messages back out of order.
     """
 
     def __init__(
@@ -69,6 +75,8 @@ class EventSource:
         batch_size: int = 10,
         visibility_timeout: int = 30,
         wait_seconds: int = 1,
+        max_receive_count: int = 5,
+        dead_letter_queue_url: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
@@ -80,41 +88,84 @@ class EventSource:
         self._batch_size = batch_size
         self._visibility_timeout = visibility_timeout
         self._wait_seconds = wait_seconds
+        self._max_receive_count = max_receive_count
+        self._dead_letter_queue_url = dead_letter_queue_url
+        # group -> (when to retry, its failed messages in order)
+        self._retries: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._attempts: dict[str, int] = {}
 
     def poll_once(self) -> int:
-        """Receive one batch, hand it to the handler, delete what succeeded; return its size."""
-        messages = self._sqs.receive_message(
-            QueueUrl=self._queue_url,
-            MaxNumberOfMessages=self._batch_size,
-            MessageSystemAttributeNames=["All"],
-            VisibilityTimeout=self._visibility_timeout,
-            WaitTimeSeconds=self._wait_seconds,
-        ).get("Messages", [])
-        if not messages:
-            return 0
+        """Retry one group whose time has come, or receive one new batch; return its size."""
+        now = time.monotonic()
+        due = next((group for group, (at, _) in self._retries.items() if at <= now), None)
+        if due is not None:
+            _, messages = self._retries.pop(due)
+        else:
+            messages = self._sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=self._batch_size,
+                MessageSystemAttributeNames=["All"],
+                # Long enough that the queue never hands them out again by itself.
+                VisibilityTimeout=_HOLD_SECONDS,
+                WaitTimeSeconds=self._wait_seconds,
+            ).get("Messages", [])
+        if messages:
+            self._deliver(messages)
+        return len(messages)
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            self._attempts[message["MessageId"]] = self._attempts.get(message["MessageId"], 0) + 1
         try:
-            response = self._handler(
-                lambda_event(messages, queue_arn=self._queue_arn), self._context
-            )
+            event = lambda_event(messages, queue_arn=self._queue_arn)
+            response = self._handler(event, self._context)
             failed = {item["itemIdentifier"] for item in response.get("batchItemFailures", [])}
         except Exception:  # the invocation failed: the whole batch is retried
             failed = {message["MessageId"] for message in messages}
-        done = [message for message in messages if message["MessageId"] not in failed]
-        for start in range(0, len(done), 10):
+        self._delete([message for message in messages if message["MessageId"] not in failed])
+        retry_at = time.monotonic() + self._visibility_timeout
+        for message in messages:
+            if message["MessageId"] not in failed:
+                continue
+            if self._attempts[message["MessageId"]] >= self._max_receive_count:
+                self._dead_letter(message)
+                continue
+            group = message["Attributes"]["MessageGroupId"]
+            _, waiting = self._retries.get(group, (retry_at, []))
+            self._retries[group] = (retry_at, [*waiting, message])
+
+    def _dead_letter(self, message: dict[str, Any]) -> None:
+        if self._dead_letter_queue_url is not None:
+            self._sqs.send_message(
+                QueueUrl=self._dead_letter_queue_url,
+                MessageBody=message["Body"],
+                MessageGroupId=message["Attributes"]["MessageGroupId"],
+                MessageDeduplicationId=message["MessageId"],
+            )
+        self._delete([message])
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        for start in range(0, len(messages), 10):
             self._sqs.delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
                     {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
-                    for number, message in enumerate(done[start : start + 10])
+                    for number, message in enumerate(messages[start : start + 10])
                 ],
             )
-        return len(messages)
+        for message in messages:
+            self._attempts.pop(message["MessageId"], None)
 
     def run(self, stop: threading.Event) -> None:
         """Poll until ``stop`` is set."""
         while not stop.is_set():
             try:
-                self.poll_once()
+                if not self.poll_once() and self._retries:
+                    stop.wait(0.2)
             except Exception:  # the queue endpoint is going away, or hiccuped: try again
                 if stop.wait(1):
                     return
+
+
+# Received messages stay invisible this long; retries are driven by the EventSource.
+_HOLD_SECONDS = 12 * 3600

@@ -112,7 +112,7 @@ def install_outbox(outbox: Path) -> dict[str, bool]:
     return dry
 
 
-def create_queues(sqs: Any) -> str:
+def create_queues(sqs: Any) -> tuple[str, str]:
     """The queues as the stack defines them: FIFO, no content-based deduplication, a DLQ."""
     dead = sqs.create_queue(
         QueueName=DEAD_LETTER_QUEUE_NAME,
@@ -130,7 +130,7 @@ def create_queues(sqs: Any) -> str:
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5}),
         },
     )["QueueUrl"]
-    return url
+    return url, dead
 
 
 def run(options: LocalOptions) -> int:
@@ -169,7 +169,7 @@ def run(options: LocalOptions) -> int:
         lambdas = stack.enter_context(lambdas_in_process())
         session = boto3.Session(region_name=REGION)
         sqs = session.client("sqs", endpoint_url=endpoint)
-        queue_url = create_queues(sqs)
+        queue_url, dead_letter_queue_url = create_queues(sqs)
         say("synthesizing the CDK app and registering its state machine")
         machine = deploy(session, synthesized_template(), endpoint_url=endpoint)
         dry = install_outbox(options.outbox)
@@ -193,6 +193,7 @@ def run(options: LocalOptions) -> int:
             initiator.handler,
             context=LocalContext(function_name="initiator"),
             visibility_timeout=max(5, options.tick),
+            dead_letter_queue_url=dead_letter_queue_url,
         )
         poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
         poller.start()

@@ -1,0 +1,232 @@
+"""``escalator local`` as a user runs it: a subprocess driven only through boto3 against
+its endpoint, and its outbox."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from escalator.executions import recent_executions
+from escalator.local.demo import CALLER_IDS, _read_line, free_port, run_demo
+from escalator.local.outbox import read_outbox
+
+TICK = 2
+
+
+@dataclass
+class LocalStack:
+    process: subprocess.Popen[str]
+    ready: dict[str, Any]
+    workdir: Path
+
+    @property
+    def sqs(self) -> Any:
+        return boto3.client(
+            "sqs", endpoint_url=self.ready["endpoint_url"], region_name=self.ready["region"]
+        )
+
+    def send(self, body: Any, *, group: str, deduplication_id: str | None = None) -> str:
+        response = self.sqs.send_message(
+            QueueUrl=self.ready["queue_url"],
+            MessageBody=body if isinstance(body, str) else json.dumps(body),
+            MessageGroupId=group,
+            MessageDeduplicationId=deduplication_id or str(uuid.uuid4()),
+        )
+        message_id: str = response["MessageId"]
+        return message_id
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return read_outbox(Path(self.ready["outbox"]))
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=15)
+
+
+def launch(workdir: Path) -> LocalStack:
+    registry = workdir / "caller-ids.json"
+    registry.write_text(json.dumps(CALLER_IDS))
+    command = [
+        sys.executable, "-m", "escalator.cli", "local",
+        "--port", str(free_port()),
+        "--tick", str(TICK),
+        "--data-dir", str(workdir / "data"),
+        "--caller-id-registry", str(registry),
+        "--outbox", str(workdir / "outbox.jsonl"),
+    ]  # fmt: skip
+    log = (workdir / "local.log").open("a")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    assert process.stdout is not None
+    line = _read_line(process.stdout, timeout=180)
+    if not line:
+        process.kill()
+        pytest.fail(f"no ready line; log:\n{(workdir / 'local.log').read_text()[-3000:]}")
+    return LocalStack(process, json.loads(line), workdir)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+@pytest.fixture
+def local_stack(tmp_path: Path, aws_env: None) -> Iterator[LocalStack]:
+    stack = launch(tmp_path)
+    yield stack
+    if stack.process.poll() is None:
+        stack.terminate()
+
+
+def start(process_id: str, *notifications: dict[str, Any]) -> dict[str, Any]:
+    return {"process-id": process_id, "action": "start", "notifications": list(notifications)}
+
+
+def phone(at: int, number: str) -> dict[str, Any]:
+    return {"channel": "phone", "at": at, "phone-number": number}
+
+
+def email(at: int, address: str) -> dict[str, Any]:
+    return {"channel": "email", "at": at, "email": address}
+
+
+def pubnub(at: int, name: str) -> dict[str, Any]:
+    return {"channel": "pubnub", "at": at, "pubnub-channel": name}
+
+
+def console(at: int, label: str) -> dict[str, Any]:
+    return {"channel": "console", "at": at, "label": label}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_ready_line_names_everything_a_client_needs(local_stack: LocalStack) -> None:
+    assert set(local_stack.ready) == {
+        "endpoint_url",
+        "region",
+        "queue_url",
+        "state_machine_arn",
+        "database_url",
+        "outbox",
+    }
+    attributes = local_stack.sqs.get_queue_attributes(
+        QueueUrl=local_stack.ready["queue_url"], AttributeNames=["All"]
+    )["Attributes"]
+    assert attributes["FifoQueue"] == "true"
+    assert attributes["ContentBasedDeduplication"] == "false"
+
+
+def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
+    stack = local_stack
+    now = int(time.time())
+    phone_1 = phone(now + 5, "+385911234567")
+    # GIVEN requests as producers send them
+    stack.send(start("r1", phone_1, email(now + 5, "owner@r1.example")), group="r1")
+    stack.send(start("r1", pubnub(now + 5, "r1-duplicate")), group="r1")  # ignored
+    stack.send(start("r2", phone(now + 9, "+38512345678")), group="r2")
+    stack.send({"process-id": "r2", "action": "stop"}, group="r2")  # before the call
+    stack.send({"process-id": "nobody", "action": "stop"}, group="nobody")  # ignored
+    stack.send("{this is not json", group="r3")  # rejected, does not block r3
+    stack.send(start("r3", console(now + 5, "after an invalid one")), group="r3")
+    stack.send(start("r4", phone(now + 5, "+14155550123")), group="r4")
+    retried = start("r5", pubnub(now + 5, "r5-orders"))
+    stack.send(retried, group="r5", deduplication_id="r5-order-1")
+    stack.send(retried, group="r5", deduplication_id="r5-order-1")  # a producer's retry
+
+    # WHEN their time comes
+    wait_for(lambda: len(stack.outbox()) >= 5, timeout=60)
+    time.sleep(TICK + 1)  # r1 completes once its outcomes are recorded
+    stack.send(start("r1", console(int(time.time()) + 2, "second order")), group="r1")
+    wait_for(lambda: len(stack.outbox()) >= 6, timeout=60)
+    wait_for(lambda: time.time() > now + 9 + 2 * TICK, timeout=30)
+
+    # THEN exactly these were delivered, once each
+    records = stack.outbox()
+    delivered = sorted((r["process_id"], r["channel"], r["target"]) for r in records)
+    assert delivered == [
+        ("r1", "console", "second order"),
+        ("r1", "email", "owner@r1.example"),
+        ("r1", "phone", "+385911234567"),
+        ("r3", "console", "after an invalid one"),
+        ("r4", "phone", "+14155550123"),
+        ("r5", "pubnub", "r5-orders"),
+    ]
+    assert len({r["notification_id"] for r in records}) == len(records)
+    assert all(r["outcome"] == "sent" and r["sent_at"] >= r["due_at"] for r in records)
+    # caller ids: the longest prefix, else the default
+    callers = {r["target"]: r["detail"]["from"] for r in records if r["channel"] == "phone"}
+    assert callers == {"+385911234567": "+38591000000", "+14155550123": "+12025550123"}
+    # AND the executions are visible through the Step Functions API
+    executions = recent_executions(
+        state_machine_arn=stack.ready["state_machine_arn"],
+        endpoint_url=stack.ready["endpoint_url"],
+        region=stack.ready["region"],
+        limit=100,
+    )
+    assert any(execution["status"] == "SUCCEEDED" for execution in executions)
+    recorded = [o for execution in executions for o in execution["outcomes"]]
+    assert sorted(o["notification_id"] for o in recorded if o["outcome"] == "sent") == sorted(
+        r["notification_id"] for r in records
+    )
+
+
+def test_sigterm_exits_cleanly_and_a_restart_continues(tmp_path: Path, aws_env: None) -> None:
+    # GIVEN a request applied by a running local stack, due a little later
+    first = launch(tmp_path)
+    due = int(time.time()) + 8
+    first.send(start("r1", phone(due, "+385911234567")), group="r1")
+    wait_for(
+        lambda: (
+            first.sqs.get_queue_attributes(
+                QueueUrl=first.ready["queue_url"], AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]["ApproximateNumberOfMessages"]
+            == "0"
+        ),
+        timeout=20,
+    )
+    time.sleep(TICK + 1)
+
+    # WHEN it is sent SIGTERM
+    started = time.monotonic()
+    assert first.terminate() == 0
+    assert time.monotonic() - started < 10
+    assert first.outbox() == []
+
+    # THEN a restart on the same data directory delivers the notification, once
+    second = launch(tmp_path)
+    try:
+        wait_for(lambda: len(second.outbox()) >= 1, timeout=60)
+        time.sleep(2 * TICK)
+        (record,) = second.outbox()
+        assert (record["process_id"], record["channel"], record["outcome"]) == (
+            "r1",
+            "phone",
+            "sent",
+        )
+        assert record["sent_at"] >= due
+    finally:
+        assert second.terminate() == 0
+
+
+def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(tick=2) == 0
+    out = capsys.readouterr().out
+    assert "The scenario ran as it must." in out
+    assert "restaurant-2   phone           0         0  ok" in out
