@@ -24,7 +24,7 @@ from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.events import lambda_context, sqs_event, sqs_record
 from tests.support.peers import Peers, running_peers
-from tests.support.postgres import query
+from tests.support.postgres import ConnectionSampler, query
 
 CALLER_IDS = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591000000"}
 
@@ -84,7 +84,7 @@ def pipeline(
         )
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
         with mock_aws(config=config), lambdas_in_process() as lambdas:
-            machine = deploy(boto3.Session(region_name=REGION), template)
+            machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
             yield Pipeline(database_url, peers, machine, lambdas)
         bootstrap.reset()
 
@@ -351,9 +351,12 @@ def test_500_notifications_are_delivered_once_within_the_concurrency_limit(
         )
 
     # WHEN the state machine runs
-    pipeline.machine.run(timeout=300)
+    with ConnectionSampler(pipeline.database_url) as connections:
+        pipeline.machine.run(timeout=300)
 
-    # THEN each was published exactly once, with at most MaxConcurrency in flight
+    # THEN each was published exactly once, with at most MaxConcurrency in flight, and
+    # the functions together never held more database connections than the cap
+    assert 0 < connections.peak <= 30
     channels = [publication.channel for publication in pipeline.peers.pubnub.publications]
     assert len(channels) == 500
     assert len(set(channels)) == 500

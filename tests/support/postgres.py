@@ -83,3 +83,42 @@ def query(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[
             return cursor.fetchall() if cursor.description else []
     finally:
         connection.close()
+
+
+class ConnectionSampler:
+    """Samples how many client connections a database has, in the background; ``peak``."""
+
+    def __init__(self, dsn: str, interval: float = 0.05) -> None:
+        import threading
+
+        self._dsn = dsn
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.peak = 0
+
+    def _run(self) -> None:
+        connection = psycopg2.connect(self._dsn)
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                while not self._stop.wait(self._interval):
+                    cursor.execute(
+                        """
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database() AND pid <> pg_backend_pid()
+                          AND backend_type = 'client backend'
+                        """
+                    )
+                    row = cursor.fetchone()
+                    self.peak = max(self.peak, int(row[0]) if row else 0)
+        finally:
+            connection.close()
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -37,12 +39,28 @@ class LocalContext:
         return 30_000
 
 
+# Sandboxes of a function without reserved concurrency (Lambda's would scale further).
+DEFAULT_SANDBOXES = 64
+
+
 class InProcessLambdas:
-    """The handlers behind moto's functions; ``overrides`` by function name."""
+    """The handlers behind moto's functions; ``overrides`` by function name.
+
+    Each function runs in a pool of threads, its "sandboxes": as many as its reserved
+    concurrency (``reserve``), so a function holds at most that many database
+    connections at once, as on Lambda; invocations beyond it wait for a free sandbox.
+    """
 
     def __init__(self) -> None:
         self.overrides: dict[str, Handler] = {}
         self.invocations: list[str] = []
+        self._reserved: dict[str, int] = {}
+        self._sandboxes: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, function_name: str, concurrency: int) -> None:
+        """Give ``function_name`` this many sandboxes (its reserved concurrency)."""
+        self._reserved[function_name] = concurrency
 
     def handler_for(self, function: Any) -> Handler:
         override = self.overrides.get(function.function_name)
@@ -55,13 +73,35 @@ class InProcessLambdas:
     def invoke(self, function: Any, body: str | None, response_headers: dict[str, str]) -> bytes:
         self.invocations.append(function.function_name)
         event = json.loads(body) if body else {}
-        context = LocalContext(function_name=function.function_name)
-        try:
-            result = self.handler_for(function)(event, context)
-        except Exception as exc:  # Lambda reports any exception as a function error
+        handler = self.handler_for(function)
+        future = self._pool(function.function_name).submit(
+            _run, handler, event, LocalContext(function_name=function.function_name)
+        )
+        failed, payload = future.result()
+        if failed:  # Lambda reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
-            result = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
-        return json.dumps(result).encode()
+        return payload
+
+    def _pool(self, function_name: str) -> ThreadPoolExecutor:
+        with self._lock:
+            pool = self._sandboxes.get(function_name)
+            if pool is None:
+                size = self._reserved.get(function_name, DEFAULT_SANDBOXES)
+                pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=function_name)
+                self._sandboxes[function_name] = pool
+            return pool
+
+    def shutdown(self) -> None:
+        for pool in self._sandboxes.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run(handler: Handler, event: dict[str, Any], context: LocalContext) -> tuple[bool, bytes]:
+    try:
+        return False, json.dumps(handler(event, context)).encode()
+    except Exception as exc:
+        error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+        return True, json.dumps(error).encode()
 
 
 @contextmanager
@@ -78,3 +118,4 @@ def lambdas_in_process() -> Iterator[InProcessLambdas]:
         yield lambdas
     finally:
         LambdaFunction.invoke = original  # type: ignore[method-assign]
+        lambdas.shutdown()

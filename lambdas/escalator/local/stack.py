@@ -171,7 +171,7 @@ def run(options: LocalOptions) -> int:
         sqs = session.client("sqs", endpoint_url=endpoint)
         queue_url, dead_letter_queue_url = create_queues(sqs)
         say("synthesizing the CDK app and registering its state machine")
-        machine = deploy(session, synthesized_template(), endpoint_url=endpoint)
+        machine = deploy(session, synthesized_template(), endpoint_url=endpoint, lambdas=lambdas)
         dry = install_outbox(options.outbox)
         say(
             "dry run for "

@@ -135,10 +135,14 @@ class DeployedStateMachine:
 
 
 def deploy(
-    boto_session: Any, template: dict[str, Any], endpoint_url: str | None = None
+    boto_session: Any,
+    template: dict[str, Any],
+    endpoint_url: str | None = None,
+    lambdas: Any = None,
 ) -> DeployedStateMachine:
     """Register the template's functions and state machine in moto (``mock_aws`` or the
-    moto server at ``endpoint_url``)."""
+    moto server at ``endpoint_url``); give ``lambdas`` (``InProcessLambdas``) each
+    function's reserved concurrency."""
     iam = boto_session.client("iam", endpoint_url=endpoint_url)
     role_arn = iam.create_role(
         RoleName="escalator-test",
@@ -158,6 +162,9 @@ def deploy(
         )
         arns[logical_id] = created["FunctionArn"]
         functions[logical_id] = logical_id
+        reserved = function["Properties"].get("ReservedConcurrentExecutions")
+        if lambdas is not None and reserved:
+            lambdas.reserve(logical_id, int(reserved))
     ((_, state_machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     definition = resolve(state_machine["Properties"]["DefinitionString"], arns)
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
