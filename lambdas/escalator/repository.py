@@ -356,15 +356,8 @@ class RequestLog:
     def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
 
-    def seen(self, message_id: str) -> bool:
-        """Whether this message was already applied (an SQS redelivery)."""
-        self._cursor.execute(
-            "SELECT 1 FROM request_log WHERE message_id = %s", (_storable(message_id),)
-        )
-        return self._cursor.fetchone() is not None
-
     def record(self, message: RequestMessage, outcome: RequestOutcome) -> bool:
-        """Record the outcome; ``False`` if a concurrent delivery recorded this message first."""
+        """Record the outcome; ``False`` if this message was recorded before (a redelivery)."""
         rejected = outcome.kind == "rejected"
         self._cursor.execute(
             """

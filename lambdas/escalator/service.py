@@ -22,14 +22,14 @@ def handle_request(
     is written then, and the message can be retried.
     """
     with uow:
-        if uow.requests.seen(message.message_id):
-            outcome = RequestOutcome(message_id=message.message_id, kind="duplicate")
+        outcome = _apply(uow, message, now=now, max_schedule_ahead=max_schedule_ahead)
+        # The request log is keyed by message id: a message applied before (a redelivery,
+        # or a concurrent delivery that committed first) conflicts here, and everything
+        # this transaction did is rolled back. The common path pays no extra look-up.
+        if uow.requests.record(message, outcome):
+            uow.commit()
         else:
-            outcome = _apply(uow, message, now=now, max_schedule_ahead=max_schedule_ahead)
-            if uow.requests.record(message, outcome):
-                uow.commit()
-            else:  # a concurrent delivery of the same message committed first
-                outcome = RequestOutcome(message_id=message.message_id, kind="duplicate")
+            outcome = RequestOutcome(message_id=message.message_id, kind="duplicate")
     _log(outcome)
     return outcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from escalator.config import SmtpSettings
 
 
+# Pure, and restaurants send the same destinations order after order.
+@functools.lru_cache(maxsize=4096)
 def target_problem(address: str) -> str | None:
     """Why ``address`` is not a deliverable-looking e-mail address, or ``None``."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ _TRANSIENT_STATUS = frozenset({429, 503})
 CALLER_ID_REGISTRY = "caller-id-registry"
 
 
+# Pure, and restaurants send the same destinations order after order.
+@functools.lru_cache(maxsize=4096)
 def target_problem(number: str) -> str | None:
     """Why ``number`` is not a valid E.164 phone number, or ``None``."""
     if not _E164.fullmatch(number):

@@ -1,0 +1,99 @@
+"""Shared pieces of the benchmarks: an embedded PostgreSQL, the moto-run state machine
+with loopback peers, statistics, and the report format (a table, then one JSON line)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TZ", "UTC")
+time.tzset()
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+
+def progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def quiet_logs() -> None:
+    """The functions' JSON logs go to /dev/null: the cost of writing them stays counted."""
+    import logging
+
+    from escalator.logs import logger
+
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def database() -> Iterator[str]:
+    """A migrated database: ``DATABASE_URL``'s server if set, else an embedded one."""
+    from escalator.migrations import default_sql_dir, migrate
+    from tests.support.postgres import postgres_server
+
+    with (
+        tempfile.TemporaryDirectory(prefix="escalator-bench-") as scratch,
+        postgres_server(Path(scratch)) as server,
+    ):
+        name = server.create_database(template=server.template)
+        dsn = server.dsn(name)
+        migrate(dsn, default_sql_dir())
+        try:
+            yield dsn
+        finally:
+            server.drop_database(name)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def report(
+    bench: str,
+    *,
+    rows: Sequence[tuple[str, str]],
+    value: float,
+    unit: str,
+    baseline: float | None,
+    target: str,
+    met: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Print the table, then the JSON line that must be the script's last."""
+    width = max(len(label) for label, _ in rows)
+    print(f"\n{bench}")
+    for label, shown in rows:
+        print(f"  {label:<{width}}  {shown}")
+    ratio = None if not baseline else round(value / baseline, 3)
+    line = {
+        "bench": bench,
+        "value": round(value, 4),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 4),
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        **(extra or {}),
+    }
+    print(json.dumps(line), flush=True)
