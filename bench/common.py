@@ -97,3 +97,47 @@ def report(
         **(extra or {}),
     }
     print(json.dumps(line), flush=True)
+
+
+@contextmanager
+def pipeline(dsn: str, **settings: str) -> Iterator[Any]:
+    """The synthesized state machine run by moto, handlers in-process, peers on loopback.
+
+    Yields ``(machine, peers, lambdas)``.
+    """
+    import boto3
+    from moto import mock_aws
+
+    from escalator import bootstrap
+    from escalator.local.lambdas import lambdas_in_process
+    from escalator.local.stepfunctions import REGION, deploy, synthesized_template
+    from tests.support.peers import running_peers
+
+    template = synthesized_template()
+    with running_peers() as peers:
+        os.environ.update(
+            {
+                **peers.environment(),
+                "DATABASE_URL": dsn,
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_DEFAULT_REGION": REGION,
+                **settings,
+            }
+        )
+        bootstrap.reset()
+        config: Any = {"stepfunctions": {"execute_state_machine": True}}
+        with mock_aws(config=config), lambdas_in_process() as lambdas:
+            machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
+            yield machine, peers, lambdas
+
+
+def submit(documents: Sequence[dict[str, Any]]) -> None:
+    """Apply start requests through the initiator, ten to a batch."""
+    from escalator.handlers import initiator
+    from tests.support.events import lambda_context, sqs_event, sqs_record
+
+    for start in range(0, len(documents), 10):
+        records = [sqs_record(document) for document in documents[start : start + 10]]
+        response: Any = initiator.handler(sqs_event(*records), lambda_context())
+        assert response == {"batchItemFailures": []}, response

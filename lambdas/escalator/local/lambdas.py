@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ class InProcessLambdas:
         self._reserved: dict[str, int] = {}
         self._sandboxes: dict[str, ThreadPoolExecutor] = {}
         self._lock = threading.Lock()
+        # Wall time spent inside the handlers, per function (for the benchmarks).
+        self.handler_seconds: dict[str, float] = {}
 
     def reserve(self, function_name: str, concurrency: int) -> None:
         """Give ``function_name`` this many sandboxes (its reserved concurrency)."""
@@ -77,7 +80,10 @@ class InProcessLambdas:
         future = self._pool(function.function_name).submit(
             _run, handler, event, LocalContext(function_name=function.function_name)
         )
-        failed, payload = future.result()
+        failed, payload, seconds = future.result()
+        with self._lock:
+            name = function.function_name
+            self.handler_seconds[name] = self.handler_seconds.get(name, 0.0) + seconds
         if failed:  # Lambda reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
@@ -96,12 +102,16 @@ class InProcessLambdas:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run(handler: Handler, event: dict[str, Any], context: LocalContext) -> tuple[bool, bytes]:
+def _run(
+    handler: Handler, event: dict[str, Any], context: LocalContext
+) -> tuple[bool, bytes, float]:
+    started = time.perf_counter()
     try:
-        return False, json.dumps(handler(event, context)).encode()
+        payload = json.dumps(handler(event, context)).encode()
     except Exception as exc:
         error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
-        return True, json.dumps(error).encode()
+        return True, json.dumps(error).encode(), time.perf_counter() - started
+    return False, payload, time.perf_counter() - started
 
 
 @contextmanager

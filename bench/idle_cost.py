@@ -1,0 +1,115 @@
+"""Idle cost: the monthly bill of the synthesized stack with no traffic, itemised from
+the template. Target: under 25 USD a month, and no NAT gateway."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from common import progress, report
+
+PRICES_DATE = "2026-11 (us-east-1 list prices)"
+HOURS = 730
+RDS_HOURLY = {"db.t4g.micro": 0.016, "db.t4g.small": 0.032, "db.t4g.medium": 0.065}
+GP3_GB_MONTH = 0.115
+ENDPOINT_AZ_HOUR = 0.01
+NAT_HOUR = 0.045
+SECRET_MONTH = 0.40
+TRANSITION = 0.000025
+FREE_TRANSITIONS = 4000
+ALARM_MONTH = 0.10
+LAMBDA_GB_SECOND = 0.0000166667
+LAMBDA_REQUEST = 0.0000002
+SQS_FIFO_REQUEST = 0.0000005
+LOG_GB = 0.50
+
+
+def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] == kind]
+
+
+def idle_transitions(definition: dict[str, Any]) -> int:
+    """State transitions of an execution that claims nothing: start, then each state on
+    the path Claim -> Map (no items) -> More due? -> Done."""
+    states = definition["States"]
+    name, count = definition["StartAt"], 1
+    while name:
+        count += 1
+        state = states[name]
+        if state["Type"] == "Choice":
+            name = state.get("Default")
+        else:
+            name = (
+                None if state.get("End") or state["Type"] in ("Succeed", "Fail") else state["Next"]
+            )
+    return count
+
+
+def main() -> None:
+    from escalator.local.stepfunctions import resolve, synthesized_template
+
+    progress("synthesizing the stack")
+    template = synthesized_template()
+    items: list[tuple[str, float]] = []
+    (database,) = resources(template, "AWS::RDS::DBInstance")
+    properties = database["Properties"]
+    copies = 2 if properties.get("MultiAZ") else 1
+    instance = properties["DBInstanceClass"]
+    items.append((f"RDS {instance} x{copies}, {HOURS} h", RDS_HOURLY[instance] * HOURS * copies))
+    storage = int(properties["AllocatedStorage"])
+    items.append((f"RDS storage {storage} GiB gp3 x{copies}", storage * GP3_GB_MONTH * copies))
+    subnets = len(resources(template, "AWS::EC2::Subnet"))
+    for endpoint in resources(template, "AWS::EC2::VPCEndpoint"):
+        service = json.dumps(endpoint["Properties"]["ServiceName"])
+        name = next(word for word in re.findall(r"[a-z]+", service.split(".")[-1]))
+        items.append(
+            (f"interface endpoint ({name}), {subnets} AZs", ENDPOINT_AZ_HOUR * HOURS * subnets)
+        )
+    nats = len(resources(template, "AWS::EC2::NatGateway"))
+    items.append((f"NAT gateways: {nats}", nats * NAT_HOUR * HOURS))
+    secrets = len(resources(template, "AWS::SecretsManager::Secret"))
+    items.append((f"Secrets Manager, {secrets} secrets", secrets * SECRET_MONTH))
+    (schedule,) = resources(template, "AWS::Scheduler::Schedule")
+    minutes = int(re.findall(r"\d+", schedule["Properties"]["ScheduleExpression"])[0])
+    executions = HOURS * 60 // minutes
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine")
+    arns = {lid: f"arn:{lid}" for lid, r in template["Resources"].items()
+            if r["Type"] == "AWS::Lambda::Function"}  # fmt: skip
+    definition = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
+    per_execution = idle_transitions(definition)
+    transitions = per_execution * executions
+    items.append(
+        (
+            f"Step Functions: {executions:,} executions x {per_execution} transitions",
+            max(0, transitions - FREE_TRANSITIONS) * TRANSITION,
+        )
+    )
+    items.append(
+        (
+            f"Lambda: {executions:,} activator runs (0.1 s, 256 MB)",
+            executions * (0.1 * 0.25 * LAMBDA_GB_SECOND + LAMBDA_REQUEST),
+        )
+    )
+    alarms = len(resources(template, "AWS::CloudWatch::Alarm"))
+    items.append((f"CloudWatch: {alarms} alarms", alarms * ALARM_MONTH))
+    items.append(("CloudWatch Logs: ~1.5 KB per idle execution", executions * 1.5e-6 * LOG_GB))
+    items.append(("SQS: event source long polling (~130k requests)", 130_000 * SQS_FIFO_REQUEST))
+    items.append(("EventBridge Scheduler (14 M invocations free)", 0.0))
+    total = sum(cost for _, cost in items)
+    rows = [(label, f"{cost:8.2f} USD") for label, cost in items]
+    rows += [("total per month", f"{total:8.2f} USD"), ("prices", PRICES_DATE)]
+    report(
+        "idle_cost",
+        rows=rows,
+        value=total,
+        unit="USD/month",
+        baseline=None,
+        target="< 25 USD/month, no NAT gateway",
+        met=total < 25 and nats == 0,
+        extra={"nat_gateways": nats},
+    )
+
+
+if __name__ == "__main__":
+    main()
