@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck install synth clean
+.PHONY: test demo bench stress lint typecheck install synth clean
 
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,16 @@ test: lint typecheck ## ruff, mypy and the whole test suite, on a real PostgreSQ
 
 demo: $(STAMP) ## the main job: the local stack runs a scripted scenario, with a summary
 	TZ=UTC $(BIN)/escalator demo
+
+BENCHES := ingest claim lateness fanout idle_cost
+
+bench: $(STAMP) ## every benchmark; each prints a table and a JSON last line
+	@for name in $(BENCHES); do \
+		echo "== bench/$$name.py"; TZ=UTC $(BIN)/python bench/$$name.py || exit 1; \
+	done
+
+stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make test`)
+	TZ=UTC ESCALATOR_STRESS=full $(BIN)/pytest -m stress tests/stress
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

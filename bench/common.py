@@ -20,6 +20,8 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TZ", "UTC")
 time.tzset()
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+# The functions' EMF metric lines would drown the tables.
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 def progress(message: str) -> None:

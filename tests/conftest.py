@@ -15,6 +15,7 @@ from escalator import bootstrap
 from escalator.logs import logger
 from tests.support.events import lambda_context as make_lambda_context
 from tests.support.events import sqs_event, sqs_record
+from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
 from tests.support.postgres import PostgresServer, postgres_server
 
 # moto's Step Functions interpreter logs every caught task error with a dump of the
