@@ -29,63 +29,64 @@ class Alarms(Construct):
     ):
         super().__init__(scope, construct_id)
         five_minutes = Duration.minutes(5)
+        at_least_one = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        quiet_is_fine = cloudwatch.TreatMissingData.NOT_BREACHING
+
+        def alarm(
+            alarm_id: str,
+            metric: cloudwatch.Metric,
+            description: str,
+            comparison: cloudwatch.ComparisonOperator = at_least_one,
+            missing: cloudwatch.TreatMissingData = quiet_is_fine,
+        ) -> cloudwatch.Alarm:
+            return metric.create_alarm(
+                self,
+                alarm_id,
+                alarm_description=description,
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=comparison,
+                treat_missing_data=missing,
+            )
+
         self.alarms = [
-            dead_letter_queue.metric_approximate_number_of_messages_visible(
-                period=five_minutes, statistic="Maximum"
-            ).create_alarm(
-                self,
+            alarm(
                 "DeadLetters",
-                alarm_description="Requests failed 5 times and wait in the dead-letter queue",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                dead_letter_queue.metric_approximate_number_of_messages_visible(
+                    period=five_minutes, statistic="Maximum"
+                ),
+                "Requests failed 5 times and wait in the dead-letter queue",
             ),
-            state_machine.metric_failed(period=five_minutes).create_alarm(
-                self,
+            alarm(
                 "ExecutionsFailed",
-                alarm_description="A delivery execution failed",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                state_machine.metric_failed(period=five_minutes),
+                "A delivery execution failed",
             ),
-            state_machine.metric_timed_out(period=five_minutes).create_alarm(
-                self,
+            alarm(
                 "ExecutionsTimedOut",
-                alarm_description="A delivery execution timed out",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                state_machine.metric_timed_out(period=five_minutes),
+                "A delivery execution timed out",
             ),
-            cloudwatch.Metric(
-                namespace=metrics.NAMESPACE,
-                metric_name=metrics.FAILED,
-                dimensions_map={"service": "escalator"},
-                statistic="Sum",
-                period=five_minutes,
-            ).create_alarm(
-                self,
+            alarm(
                 "NotificationsFailing",
-                alarm_description="Notifications are failing to be delivered",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                cloudwatch.Metric(
+                    namespace=metrics.NAMESPACE,
+                    metric_name=metrics.FAILED,
+                    dimensions_map={"service": "escalator"},
+                    statistic="Sum",
+                    period=five_minutes,
+                ),
+                "Notifications are failing to be delivered",
             ),
-            state_machine.metric_started(
-                period=Duration.minutes(max(5, schedule_minutes * 3))
-            ).create_alarm(
-                self,
+            alarm(
                 "ScheduleNotRunning",
-                alarm_description="The schedule has not started a delivery execution",
-                threshold=1,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
+                state_machine.metric_started(period=Duration.minutes(max(5, schedule_minutes * 3))),
+                "The schedule has not started a delivery execution",
+                comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                missing=cloudwatch.TreatMissingData.BREACHING,
             ),
         ]
         if topic_arn:
             topic = sns.Topic.from_topic_arn(self, "Topic", topic_arn)
-            for alarm in self.alarms:
-                alarm.add_alarm_action(actions.SnsAction(topic))
+            for created in self.alarms:
+                created.add_alarm_action(actions.SnsAction(topic))

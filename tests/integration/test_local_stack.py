@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import boto3
 import pytest
 
 from escalator.executions import recent_executions
-from escalator.local.demo import CALLER_IDS, _read_line, free_port, run_demo
+from escalator.local.demo import run_demo, start_local_stack
 from escalator.local.outbox import read_outbox
 
 TICK = 2
@@ -55,24 +54,8 @@ class LocalStack:
 
 
 def launch(workdir: Path) -> LocalStack:
-    registry = workdir / "caller-ids.json"
-    registry.write_text(json.dumps(CALLER_IDS))
-    command = [
-        sys.executable, "-m", "escalator.cli", "local",
-        "--port", str(free_port()),
-        "--tick", str(TICK),
-        "--data-dir", str(workdir / "data"),
-        "--caller-id-registry", str(registry),
-        "--outbox", str(workdir / "outbox.jsonl"),
-    ]  # fmt: skip
-    log = (workdir / "local.log").open("a")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
-    assert process.stdout is not None
-    line = _read_line(process.stdout, timeout=180)
-    if not line:
-        process.kill()
-        pytest.fail(f"no ready line; log:\n{(workdir / 'local.log').read_text()[-3000:]}")
-    return LocalStack(process, json.loads(line), workdir)
+    process, ready = start_local_stack(workdir, tick=TICK)
+    return LocalStack(process, ready, workdir)
 
 
 @pytest.fixture

@@ -36,7 +36,8 @@ def free_port() -> int:
 
 
 def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``escalator local`` and return it with its ready line."""
+    """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``);
+    return the process and its ready line."""
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
     command = [
@@ -47,13 +48,14 @@ def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str
         "--caller-id-registry", str(registry),
         "--outbox", str(workdir / "outbox.jsonl"),
     ]  # fmt: skip
-    log = (workdir / "local.log").open("w")
+    log = (workdir / "local.log").open("a")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)  # noqa: S603
     assert process.stdout is not None
     line = _read_line(process.stdout, timeout=180)
     if not line:
         process.kill()
-        raise RuntimeError(f"the local stack did not start; see {workdir / 'local.log'}")
+        tail = (workdir / "local.log").read_text()[-3000:]
+        raise RuntimeError(f"the local stack did not start; {workdir / 'local.log'} ends:\n{tail}")
     return process, json.loads(line)
 
 
