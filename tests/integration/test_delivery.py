@@ -289,5 +289,5 @@ def test_500_notifications_are_delivered_once_within_the_concurrency_limit(
     channels = [publication.channel for publication in pipeline.peers.pubnub.publications]
     assert len(channels) == 500
     assert len(set(channels)) == 500
-    assert 1 < pipeline.peers.pubnub.in_flight.peak <= 40
+    assert pipeline.peers.pubnub.in_flight.peak in range(2, 41)  # parallel, never above 40
     assert pipeline.states() == ["sent"] * 500
