@@ -126,8 +126,22 @@ class ProcessRepository:
         return list(processes.values())
 
     def complete_finished(self, process_refs: Sequence[int]) -> int:
-        """Complete the active processes among these with nothing left to deliver."""
+        """Complete the active processes among these with nothing left to deliver.
+
+        The process rows are locked first: two transactions recording the last two
+        outcomes of a process at the same time would otherwise each still see the
+        other's notification undelivered, and neither would complete the process. The
+        check runs after the lock, in a statement of its own, so it sees what the
+        transaction that held the lock committed.
+        """
         if not process_refs:
+            return 0
+        refs = sorted(set(process_refs))
+        self._cursor.execute(
+            "SELECT id FROM process WHERE id = ANY(%s) AND state = 'active' ORDER BY id FOR UPDATE",
+            (refs,),
+        )
+        if not self._cursor.fetchall():
             return 0
         self._cursor.execute(
             f"""
@@ -138,7 +152,7 @@ class ProcessRepository:
                   WHERE n.process_ref = p.id AND n.state IN {UNDELIVERED}
               )
             """,
-            (sorted(set(process_refs)),),
+            (refs,),
         )
         return self._cursor.rowcount
 
