@@ -21,8 +21,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Most tests wait on real time (due times, leases, the schedule): more workers than cores.
+WORKERS ?= 4
+
 test: lint typecheck ## ruff, mypy and the whole test suite, on a real PostgreSQL
-	TZ=UTC $(BIN)/pytest
+	TZ=UTC $(BIN)/pytest -n $(WORKERS) --dist worksteal
 
 demo: $(STAMP) ## the main job: the local stack runs a scripted scenario, with a summary
 	TZ=UTC $(BIN)/escalator demo

@@ -17,7 +17,7 @@ BATCH = 200
 
 def fill(dsn: str, not_due: int) -> None:
     """``not_due`` pending notifications due tomorrow, plus 200 due now (one process)."""
-    from tests.support.postgres import query
+    from devstack.postgres import query
 
     query(dsn, "TRUNCATE notification, request_log, process RESTART IDENTITY CASCADE")
     query(
@@ -42,15 +42,14 @@ def fill(dsn: str, not_due: int) -> None:
 
 
 def time_claims(dsn: str) -> list[float]:
+    from devstack.postgres import query
     from escalator import bootstrap
-    from escalator.delivery import claim_due
-    from tests.support.postgres import query
 
-    config = bootstrap.delivery_config()
+    steps = bootstrap.delivery_steps()
     timings: list[float] = []
     for repeat in range(REPEATS):
         started = time.perf_counter()
-        claim = claim_due(bootstrap.unit_of_work(), execution=f"bench-{repeat}", config=config)
+        claim = steps.claim(execution=f"bench-{repeat}")
         timings.append((time.perf_counter() - started) * 1000)
         assert len(claim.notifications) == BATCH
         query(

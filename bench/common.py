@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: an embedded PostgreSQL, the moto-run state machine
-with loopback peers, statistics, and the report format (a table, then one JSON line)."""
+with loopback peers (both from ``devstack``), statistics, and the report format (a
+table, then one JSON line)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TZ", "UTC")
 time.tzset()
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
@@ -43,8 +41,8 @@ def quiet_logs() -> None:
 @contextmanager
 def database() -> Iterator[str]:
     """A migrated database: ``DATABASE_URL``'s server if set, else an embedded one."""
+    from devstack.postgres import postgres_server
     from escalator.migrations import default_sql_dir, migrate
-    from tests.support.postgres import postgres_server
 
     with (
         tempfile.TemporaryDirectory(prefix="escalator-bench-") as scratch,
@@ -103,41 +101,19 @@ def report(
 
 @contextmanager
 def pipeline(dsn: str, **settings: str) -> Iterator[Any]:
-    """The synthesized state machine run by moto, handlers in-process, peers on loopback.
+    """The synthesized state machine run by moto, handlers in-process, peers on loopback
+    (``devstack.pipeline``). Yields ``(machine, peers, lambdas)``."""
+    from devstack.pipeline import running_pipeline
 
-    Yields ``(machine, peers, lambdas)``.
-    """
-    import boto3
-    from moto import mock_aws
-
-    from escalator import bootstrap
-    from escalator.local.lambdas import lambdas_in_process
-    from escalator.local.stepfunctions import REGION, deploy, synthesized_template
-    from tests.support.peers import running_peers
-
-    template = synthesized_template()
-    with running_peers() as peers:
-        os.environ.update(
-            {
-                **peers.environment(),
-                "DATABASE_URL": dsn,
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": REGION,
-                **settings,
-            }
-        )
-        bootstrap.reset()
-        config: Any = {"stepfunctions": {"execute_state_machine": True}}
-        with mock_aws(config=config), lambdas_in_process() as lambdas:
-            machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
-            yield machine, peers, lambdas
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
+    with running_pipeline(dsn, **settings) as running:
+        yield running.machine, running.peers, running.lambdas
 
 
 def submit(documents: Sequence[dict[str, Any]]) -> None:
     """Apply start requests through the initiator, ten to a batch."""
+    from devstack.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
-    from tests.support.events import lambda_context, sqs_event, sqs_record
 
     for start in range(0, len(documents), 10):
         records = [sqs_record(document) for document in documents[start : start + 10]]

@@ -47,7 +47,7 @@ def idle_transitions(definition: dict[str, Any]) -> int:
 
 
 def main() -> None:
-    from escalator.local.stepfunctions import resolve, synthesized_template
+    from devstack.template import resolve, synthesized_template
 
     progress("synthesizing the stack")
     template = synthesized_template()

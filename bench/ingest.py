@@ -37,8 +37,8 @@ def bodies(prefix: str, count: int) -> list[str]:
 
 
 def handler_round(prefix: str) -> float:
+    from devstack.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
-    from tests.support.events import lambda_context, sqs_event, sqs_record
 
     texts = bodies(prefix, BATCHES * 10)
     events = [
@@ -95,8 +95,8 @@ def baseline_round(dsn: str, prefix: str) -> float:
 
 
 def main() -> None:
+    from devstack.postgres import ConnectionSampler
     from escalator import bootstrap
-    from tests.support.postgres import ConnectionSampler
 
     quiet_logs()
     with database() as dsn:

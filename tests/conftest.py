@@ -1,22 +1,48 @@
-"""Fixtures shared by every test: a real PostgreSQL, event factories, a Lambda context."""
+"""Fixtures shared by every test: a real PostgreSQL, event factories, a Lambda context,
+and one synthesized template for the whole session (all xdist workers, and the local
+stacks the tests start)."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devstack.events import lambda_context as make_lambda_context
+from devstack.events import sqs_event, sqs_record
+from devstack.postgres import PostgresServer, postgres_server
+from devstack.template import TEMPLATE_FILE_VARIABLE
 from escalator import bootstrap
 from escalator.logs import logger
-from tests.support.events import lambda_context as make_lambda_context
-from tests.support.events import sqs_event, sqs_record
 from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
-from tests.support.postgres import PostgresServer, postgres_server
+
+_TEMPLATE_DIRECTORY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Name the file the session's template is synthesized into, once, by whichever
+    process needs it first. The controller names it; xdist workers inherit it."""
+    if hasattr(config, "workerinput"):
+        return
+    directory = tempfile.mkdtemp(prefix="escalator-template-")
+    config.stash[_TEMPLATE_DIRECTORY] = directory
+    os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_TEMPLATE_DIRECTORY, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
 
 # moto's Step Functions interpreter logs every caught task error with a dump of the
 # whole state machine; the execution history tells the same, readably.
@@ -46,15 +72,21 @@ def empty_database_url(postgres: PostgresServer) -> Iterator[str]:
     postgres.drop_database(name)
 
 
+@pytest.fixture(autouse=True)
+def cold_start() -> Iterator[None]:
+    """Every test starts, and leaves, with nothing wired: as a new cold start would."""
+    bootstrap.reset()
+    yield
+    bootstrap.reset()
+
+
 @pytest.fixture
-def initiator_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator[str]:
+def initiator_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
     """The initiator's environment pointing at this test's database, as on a cold start."""
     for name in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", database_url)
-    bootstrap.initiator.cache_clear()
-    yield database_url
-    bootstrap.initiator.cache_clear()
+    return database_url
 
 
 @pytest.fixture

@@ -1,73 +1,142 @@
-"""Wiring: build each entry point's service from the configuration, once per cold start."""
+"""Wiring: every entry point's use cases bound to the real adapters, built once per cold
+start from the configuration.
+
+Each handler makes one call, ``bootstrap.<entry point>().<use case>(...)``. Tests and
+tools that change the environment call ``reset()``, as a new cold start would.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
+from escalator import delivery, service
 from escalator.channels import CHANNELS, Notifier
 from escalator.config import (
-    ConfigError,
     DeliveryConfig,
+    InitiatorConfig,
+    MigrationConfig,
     load_delivery_config,
     load_initiator_config,
+    load_migration_config,
 )
 from escalator.database import Database, UnitOfWork
-from escalator.model import RequestMessage, RequestOutcome
-from escalator.service import handle_request
+from escalator.errors import ConfigError
+from escalator.migrations import default_sql_dir
+from escalator.model import (
+    Delivery,
+    Migrated,
+    Outcome,
+    Receipt,
+    Recorded,
+    RequestMessage,
+    RequestOutcome,
+)
 
-Initiator = Callable[[RequestMessage], RequestOutcome]
+
+@dataclass(frozen=True)
+class Initiator:
+    """The initiator's use case, bound to its database."""
+
+    database: Database
+    config: InitiatorConfig
+
+    def apply(self, message: RequestMessage) -> RequestOutcome:
+        """Apply one request from the queue (``service.handle_request``)."""
+        return service.handle_request(
+            UnitOfWork(self.database),
+            message,
+            now=int(time.time()),
+            max_schedule_ahead=self.config.max_schedule_ahead_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class DeliverySteps:
+    """The state machine's database steps (``escalator.delivery``), bound to their
+    database and settings."""
+
+    database: Database
+    config: DeliveryConfig
+
+    def claim(self, *, execution: str, lookahead: int | None = None) -> delivery.Claim:
+        return delivery.claim_due(
+            UnitOfWork(self.database), execution=execution, config=self.config, lookahead=lookahead
+        )
+
+    def confirm(
+        self, *, notification_id: int, execution: str, due: str | None = None
+    ) -> delivery.Confirmation:
+        return delivery.confirm(
+            UnitOfWork(self.database),
+            notification_id=notification_id,
+            execution=execution,
+            config=self.config,
+            due=due,
+        )
+
+    def record(self, *, notification_id: int, execution: str, outcome: Outcome) -> Recorded:
+        return delivery.record_outcome(
+            UnitOfWork(self.database),
+            notification_id=notification_id,
+            execution=execution,
+            outcome=outcome,
+        )
+
+
+class Notifiers:
+    """The notifier functions' use case: each channel's adapter is built from its
+    configuration when first needed, so a notifier function reads only its own."""
+
+    def __init__(self) -> None:
+        # Put in place of the configured adapters (the local stack's dry-run outbox).
+        self.overrides: dict[str, Notifier] = {}
+
+    def deliver(self, item: Delivery) -> Receipt:
+        """Deliver through the channel's adapter (``delivery.deliver``)."""
+        return delivery.deliver(self.for_channel(item.channel), item)
+
+    def for_channel(self, channel: str) -> Notifier:
+        return self.overrides.get(channel) or _configured_notifier(channel)
+
+
+@dataclass(frozen=True)
+class Migrator:
+    """The migration function's use case, with the master connection it runs on."""
+
+    config: MigrationConfig
+
+    def run(self) -> Migrated:
+        """Apply ``sql/`` and store the caller-id registry (``service.migrate_database``)."""
+        return service.migrate_database(
+            UnitOfWork(Database(self.config.database)),
+            dsn=self.config.database.dsn,
+            sql_dir=default_sql_dir(),
+            caller_id_registry=self.config.caller_id_registry,
+        )
 
 
 @functools.cache
 def initiator() -> Initiator:
-    """The initiator's request handler, bound to the configured database."""
     config = load_initiator_config()
-    database = Database(config.database)
-
-    def handle(message: RequestMessage) -> RequestOutcome:
-        return handle_request(
-            UnitOfWork(database),
-            message,
-            now=int(time.time()),
-            max_schedule_ahead=config.max_schedule_ahead_seconds,
-        )
-
-    return handle
+    return Initiator(Database(config.database), config)
 
 
 @functools.cache
-def delivery_config() -> DeliveryConfig:
-    """The settings of the activator, confirm and record functions."""
-    return load_delivery_config()
+def delivery_steps() -> DeliverySteps:
+    config = load_delivery_config()
+    return DeliverySteps(Database(config.database), config)
 
 
 @functools.cache
-def delivery_database() -> Database:
-    return Database(delivery_config().database)
+def notifiers() -> Notifiers:
+    return Notifiers()
 
 
-def unit_of_work() -> UnitOfWork:
-    """A unit of work on the delivery functions' database."""
-    return UnitOfWork(delivery_database())
-
-
-# Notifiers put in place of the configured ones (the local stack's dry-run outbox).
-_notifier_overrides: dict[str, Notifier] = {}
-
-
-def override_notifier(channel: str, replacement: Notifier | None) -> None:
-    """Use ``replacement`` for ``channel`` (``None`` restores the configured notifier)."""
-    if replacement is None:
-        _notifier_overrides.pop(channel, None)
-    else:
-        _notifier_overrides[channel] = replacement
-
-
-def notifier(channel: str) -> Notifier:
-    """The channel's notifier, built from its configuration once per cold start."""
-    return _notifier_overrides.get(channel) or _configured_notifier(channel)
+@functools.cache
+def migrator() -> Migrator:
+    return Migrator(load_migration_config())
 
 
 @functools.cache
@@ -78,6 +147,6 @@ def _configured_notifier(channel: str) -> Notifier:
 
 
 def reset() -> None:
-    """Forget everything built so far, as a new cold start would (for tests and tools)."""
-    for cached in (initiator, delivery_config, delivery_database, _configured_notifier):
+    """Forget everything built so far, as a new cold start would."""
+    for cached in (initiator, delivery_steps, notifiers, migrator, _configured_notifier):
         cached.cache_clear()

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from escalator.channels import CHANNELS
+from escalator.limits import (
+    MAX_BODY_BYTES,
+    MAX_NOTIFICATIONS,
+    MAX_PROCESS_ID_LENGTH,
+    MAX_SCHEDULE_AHEAD_SECONDS,
+)
 
-MAX_BODY_BYTES = 64 * 1024
-# Producers use the process id as the SQS MessageGroupId, which is at most 128 characters.
-MAX_PROCESS_ID_LENGTH = 128
-MAX_NOTIFICATIONS = 100
-MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600
 ACTIONS = ("start", "stop")
 
 

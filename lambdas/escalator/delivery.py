@@ -6,22 +6,27 @@ claim (activator) -> confirm -> deliver (notifier, no database) -> record.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from escalator import metrics
-from escalator.channels import Notifier
-from escalator.channels.phone import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
+from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
+from escalator.channels import CHANNELS, Notifier
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.logs import logger
-from escalator.model import ClaimedNotification, Delivery, Receipt
-
-MAX_ERROR_LENGTH = 1000
-MAX_EARLY_SECONDS = 5.0
+from escalator.model import (
+    ClaimedNotification,
+    Delivery,
+    Failure,
+    Outcome,
+    Receipt,
+    Recorded,
+    RecordedKind,
+)
+from escalator.repository import Finished
 
 
 @dataclass(frozen=True)
@@ -97,17 +102,18 @@ def confirm(
     due: str | None = None,
 ) -> Confirmation:
     """The last check before sending: claimed by this execution, process still active,
-    not too late. Moves the notification to ``sending`` and adds the caller id of a call.
+    not too late. Moves the notification to ``sending`` and adds the caller id of a
+    delivery whose channel calls from one.
 
     The Wait state before this step resolves whole seconds (and may end a fraction of a
-    second early); the rest of the wait, at most ``MAX_EARLY_SECONDS``, happens here, so
-    nothing is delivered before its due time.
+    second early); the rest of the wait, at most ``config.confirm_max_wait_seconds``,
+    happens here, so nothing is delivered before its due time.
     """
     keys: dict[str, object] = {"notification_id": notification_id, "execution": execution}
     if due is not None:
         early = _epoch(due) - time.time()
         if early > 0:
-            time.sleep(min(early, MAX_EARLY_SECONDS))
+            time.sleep(min(early, config.confirm_max_wait_seconds))
     with uow:
         if uow.notifications.expire_if_late(
             notification_id, owner=execution, max_lateness=config.max_lateness_seconds
@@ -124,16 +130,18 @@ def confirm(
             logger.info("delivery skipped", extra={**keys, "outcome": "skipped", "reason": reason})
             return Confirmation(None, reason)
         keys["process_id"] = delivery.process_id
-        if delivery.channel == "phone":
+        channel = CHANNELS.get(delivery.channel)
+        if channel is not None and channel.calls_from_caller_id:
             try:
                 caller_id = choose_caller_id(
                     uow.properties.get(CALLER_ID_REGISTRY), delivery.target
                 )
             except CallerIdError as exc:
-                _finish(uow, delivery, execution, error=f"no caller id: {exc}")
+                reason = f"no caller id: {exc}"
+                _finish(uow, delivery, execution, Failure(reason))
                 uow.commit()
                 logger.warning("delivery failed", extra={**keys, "reason": str(exc)})
-                return Confirmation(None, f"no caller id: {exc}")
+                return Confirmation(None, reason)
             delivery = dataclasses.replace(delivery, caller_id=caller_id)
         uow.commit()
     return Confirmation(delivery)
@@ -166,27 +174,21 @@ def deliver(notifier: Notifier, delivery: Delivery) -> Receipt:
 
 
 def record_outcome(
-    uow: UnitOfWork,
-    *,
-    notification_id: int,
-    execution: str,
-    receipt: dict[str, Any] | None = None,
-    failure: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Record ``sent`` with the provider's reference, or ``failed`` with the reason the
-    state machine caught; complete the process when nothing is left to deliver."""
-    provider_ref = None if receipt is None else str(receipt.get("provider_ref"))
-    error = None if receipt is not None else failure_reason(failure or {})
+    uow: UnitOfWork, *, notification_id: int, execution: str, outcome: Outcome
+) -> Recorded:
+    """Record ``sent`` with the provider's reference, or ``failed`` with the reason;
+    complete the process when nothing is left to deliver. ``stale`` when this execution
+    no longer owns the notification."""
     with uow:
-        finished = uow.notifications.finish(
-            notification_id, owner=execution, provider_ref=provider_ref, error=error
-        )
+        finished = _finish_notification(uow, notification_id, execution, outcome)
         completed = finished is not None and (
             uow.processes.complete_finished([finished.process_ref]) > 0
         )
         uow.commit()
-    outcome = "stale" if finished is None else ("sent" if error is None else "failed")
-    if finished is not None and error is None:
+    kind: RecordedKind = (
+        "stale" if finished is None else ("sent" if isinstance(outcome, Receipt) else "failed")
+    )
+    if finished is not None and kind == "sent":
         metrics.count(metrics.SENT)
         metrics.lateness(finished.lateness_seconds)
     elif finished is not None:
@@ -196,38 +198,32 @@ def record_outcome(
         extra={
             "notification_id": notification_id,
             "execution": execution,
-            "outcome": outcome,
-            "provider_ref": provider_ref,
-            "reason": error,
+            "outcome": kind,
+            "provider_ref": outcome.provider_ref if isinstance(outcome, Receipt) else None,
+            "reason": outcome.reason if isinstance(outcome, Failure) else None,
             "process_completed": completed,
         },
     )
-    return {"notification_id": notification_id, "outcome": outcome}
+    return Recorded(notification_id=notification_id, outcome=kind, process_completed=completed)
 
 
-def _finish(uow: UnitOfWork, delivery: Delivery, execution: str, *, error: str) -> None:
-    finished = uow.notifications.finish(
-        delivery.notification_id, owner=execution, provider_ref=None, error=error
+def _finish_notification(
+    uow: UnitOfWork, notification_id: int, execution: str, outcome: Outcome
+) -> Finished | None:
+    if isinstance(outcome, Receipt):
+        return uow.notifications.finish(
+            notification_id, owner=execution, provider_ref=outcome.provider_ref, error=None
+        )
+    return uow.notifications.finish(
+        notification_id, owner=execution, provider_ref=None, error=outcome.reason
     )
+
+
+def _finish(uow: UnitOfWork, delivery: Delivery, execution: str, failure: Failure) -> None:
+    finished = _finish_notification(uow, delivery.notification_id, execution, failure)
     if finished is not None:
         uow.processes.complete_finished([finished.process_ref])
         metrics.count(metrics.FAILED)
-
-
-def failure_reason(failure: dict[str, Any]) -> str:
-    """A readable reason from a Step Functions catch (``{"Error": ..., "Cause": ...}``)."""
-    error = str(failure.get("Error") or "Error")
-    cause = failure.get("Cause")
-    message = ""
-    if isinstance(cause, str):
-        try:
-            parsed = json.loads(cause)
-        except json.JSONDecodeError:
-            message = cause
-        else:
-            message = str(parsed.get("errorMessage", "")) if isinstance(parsed, dict) else cause
-    reason = f"{error}: {message}" if message else error
-    return reason[:MAX_ERROR_LENGTH]
 
 
 def _epoch(timestamp: str) -> float:

@@ -25,3 +25,7 @@ class TransientDeliveryError(DeliveryError):
 class PermanentDeliveryError(DeliveryError):
     """The provider refused the notification, or may have acted on it without saying so:
     trying again would fail again or risk a duplicate. Recorded as a failure."""
+
+
+class ConfigError(EscalatorError):
+    """A required setting is missing or malformed; the message names it."""

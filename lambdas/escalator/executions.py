@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from escalator.errors import ConfigError
+
 RECORD_STATES = ("Record delivery", "Record failure")
 
 
@@ -18,8 +20,6 @@ def find_state_machine(sfn: Any) -> str:
         if "delivery" in machine["name"].lower() or "escalator" in machine["name"].lower()
     ]
     if len(matching) != 1:
-        from escalator.config import ConfigError
-
         names = ", ".join(machine["name"] for machine in machines) or "none"
         raise ConfigError(f"give --state-machine-arn (state machines found: {names})")
     arn: str = matching[0]

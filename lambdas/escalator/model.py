@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 OutcomeKind = Literal["started", "stopped", "ignored", "rejected", "duplicate"]
+# Reasons are stored and logged; an unbounded exception message is cut here.
+MAX_REASON_LENGTH = 1000
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,49 @@ class Receipt:
 
     def to_event(self) -> dict[str, object]:
         return {"provider_ref": self.provider_ref, "detail": self.detail or {}}
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> Receipt:
+        detail = event.get("detail")
+        return cls(
+            provider_ref=str(event["provider_ref"]),
+            detail={str(key): str(value) for key, value in detail.items()} if detail else None,
+        )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a delivery failed: a readable reason, at most ``MAX_REASON_LENGTH`` long."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", self.reason[:MAX_REASON_LENGTH])
+
+
+# What the record step is told about one delivery.
+Outcome = Receipt | Failure
+RecordedKind = Literal["sent", "failed", "stale"]
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the record step wrote: ``stale`` when this execution no longer owned it."""
+
+    notification_id: int
+    outcome: RecordedKind
+    process_completed: bool = False
+
+    def to_event(self) -> dict[str, object]:
+        return {"notification_id": self.notification_id, "outcome": self.outcome}
+
+
+@dataclass(frozen=True)
+class Migrated:
+    """What the migration function did: the files it applied, in order."""
+
+    applied: tuple[str, ...]
+    caller_ids_stored: bool = False
+
+    def to_event(self) -> dict[str, object]:
+        return {"applied": list(self.applied), "caller_ids_stored": self.caller_ids_stored}

@@ -1,15 +1,18 @@
-"""The initiator's use case: apply one request from the queue, exactly once."""
+"""The use cases outside the state machine: apply one request from the queue, exactly
+once (the initiator), and bring the database up to date (the migration function)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from escalator.channels.phone import CALLER_ID_REGISTRY
+from escalator.caller_ids import CALLER_ID_REGISTRY
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
 from escalator.logs import logger
-from escalator.model import OutcomeKind, RequestMessage, RequestOutcome
+from escalator.migrations import migrate
+from escalator.model import Migrated, OutcomeKind, RequestMessage, RequestOutcome
 
 
 def handle_request(
@@ -101,3 +104,20 @@ def store_caller_id_registry(uow: UnitOfWork, registry_json: str) -> None:
         uow.properties.put(CALLER_ID_REGISTRY, registry_json)
         uow.commit()
     logger.info("caller-id registry stored", extra={"entries": len(json.loads(registry_json))})
+
+
+def migrate_database(
+    uow: UnitOfWork, *, dsn: str, sql_dir: Path, caller_id_registry: str | None
+) -> Migrated:
+    """Apply the pending migrations, then store the caller-id registry when one is given.
+
+    Raises ``MigrationError`` naming the file that failed; the database stays at the last
+    good version.
+    """
+    applied = migrate(dsn, sql_dir, progress=logger.info)
+    if caller_id_registry is not None:
+        store_caller_id_registry(uow, caller_id_registry)
+    return Migrated(
+        applied=tuple(migration.filename for migration in applied),
+        caller_ids_stored=caller_id_registry is not None,
+    )

@@ -6,14 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from devstack.template import resources, synthesize, synthesized_template
 from escalator.channels import CHANNELS
-from escalator.local.stepfunctions import resources, synthesized_template
 from infra.settings import SettingsError, connection_budget
-from infra.stack import EscalatorStack
 
 DATABASE_HANDLERS = {
     "escalator.handlers.initiator.handler",
@@ -26,8 +24,7 @@ NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
 
 
 def synth(**context: Any) -> dict[str, Any]:
-    app = cdk.App(context={"aws:cdk:bundling-stacks": [], **context})
-    return dict(Template.from_stack(EscalatorStack(app, "Escalator")).to_json())
+    return synthesize(**context)
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Template
 
+from devstack.template import resolve, resources, synthesize, synthesized_template
 from escalator.channels import CHANNELS
-from escalator.local.stepfunctions import resolve, resources, synthesized_template
-from infra.stack import EscalatorStack
 
 
 def definition(template: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +82,5 @@ def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]
 
 
 def test_max_concurrency_comes_from_context() -> None:
-    app = cdk.App(context={"aws:cdk:bundling-stacks": [], "max_concurrency": 7})
-    template = dict(Template.from_stack(EscalatorStack(app, "Escalator")).to_json())
+    template = synthesize(max_concurrency=7)
     assert definition(template)["States"]["Deliver notifications"]["MaxConcurrency"] == 7

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from escalator.cli import main, parse_notification
+from devstack.cli import main, parse_notification
 from escalator.client import InvalidRequest, Producer
 from tests.support.contract_cases import PHONE, phone, start
 
@@ -108,8 +108,8 @@ def test_send_command_starts_stops_and_sends_files(
 def test_status_command_shows_the_process_and_its_notifications(
     initiator_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from devstack.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
-    from tests.support.events import lambda_context, sqs_event, sqs_record
 
     initiator.handler(sqs_event(sqs_record(start("restaurant-5", phone()))), lambda_context())
 

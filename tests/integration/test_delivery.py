@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from devstack.postgres import ConnectionSampler, query
 from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.pipeline import CALLER_IDS, Pipeline
-from tests.support.postgres import ConnectionSampler, query
 
 
 def test_phone_email_and_pubnub_are_each_delivered_once_when_due(pipeline: Pipeline) -> None:
@@ -86,7 +86,7 @@ def test_overlapping_executions_deliver_each_notification_once(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN 30 notifications due at once, claimed in small batches
-    pipeline.configure(monkeypatch, CLAIM_BATCH_SIZE="4")
+    pipeline.configure(CLAIM_BATCH_SIZE="4")
     due = int(time.time()) + 2
     for process in range(3):
         pipeline.submit(

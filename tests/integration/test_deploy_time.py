@@ -11,15 +11,12 @@ import pytest
 from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
-from escalator.config import (
-    ConfigError,
-    database_settings,
-    load_migration_config,
-    load_twilio_settings,
-)
+from devstack.events import lambda_context
+from devstack.postgres import query
+from escalator.channels import phone
+from escalator.config import database_settings, load_migration_config
+from escalator.errors import ConfigError
 from escalator.handlers import migrate
-from tests.support.events import lambda_context
-from tests.support.postgres import query
 
 REGISTRY = {"default": "+12025550123", "+385": "+38512345678"}
 
@@ -33,8 +30,8 @@ def test_migration_trigger_applies_the_schema_and_stores_the_caller_ids(
     first = migrate.handler({}, lambda_context())
     second = migrate.handler({}, lambda_context())
 
-    assert first == {"applied": ["0001_initial.sql"]}
-    assert second == {"applied": []}
+    assert first == {"applied": ["0001_initial.sql"], "caller_ids_stored": True}
+    assert second == {"applied": [], "caller_ids_stored": True}
     rows = query(
         empty_database_url,
         "SELECT property_value FROM property WHERE property_key = 'caller-id-registry'",
@@ -97,7 +94,7 @@ def test_provider_credentials_come_from_their_secret(secrets: Any) -> None:
         SecretString=json.dumps({"account_sid": "AC123", "auth_token": "token"}),
     )["ARN"]
 
-    settings = load_twilio_settings({"TWILIO_SECRET_ARN": arn, "TWILIO_URL": "https://x/twiml"})
+    settings = phone.load_settings({"TWILIO_SECRET_ARN": arn, "TWILIO_URL": "https://x/twiml"})
 
     assert (settings.account_sid, settings.auth_token) == ("AC123", "token")
 
@@ -109,7 +106,7 @@ def test_a_secret_still_holding_its_placeholder_is_refused(secrets: Any) -> None
     )["ARN"]
 
     with pytest.raises(ConfigError, match="still holds the placeholder for account_sid"):
-        load_twilio_settings({"TWILIO_SECRET_ARN": arn, "TWILIO_URL": "https://x/twiml"})
+        phone.load_settings({"TWILIO_SECRET_ARN": arn, "TWILIO_URL": "https://x/twiml"})
 
 
 def test_an_unreadable_secret_is_named(secrets: Any) -> None:

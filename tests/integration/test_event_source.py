@@ -12,8 +12,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from escalator.local.lambdas import LocalContext
-from escalator.local.sqs import EventSource
+from devstack.moto_adapter import LocalContext
+from devstack.sqs import EventSource
 
 
 @pytest.fixture

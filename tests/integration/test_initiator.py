@@ -9,6 +9,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devstack.events import body, sqs_event, sqs_record
+from devstack.postgres import PostgresServer, query
 from escalator import bootstrap
 from escalator.handlers import initiator
 from tests.support import state
@@ -23,8 +25,6 @@ from tests.support.contract_cases import (
     start,
     stop,
 )
-from tests.support.events import body, sqs_event, sqs_record
-from tests.support.postgres import PostgresServer, query
 
 Handle = Callable[..., dict[str, Any]]
 LogLines = Callable[[], list[dict[str, Any]]]
@@ -44,7 +44,7 @@ def handle(initiator_env: str, lambda_context: LambdaContext) -> Handle:
 def use_database(monkeypatch: pytest.MonkeyPatch, dsn: str) -> None:
     """Point the initiator at another database, as a new cold start would."""
     monkeypatch.setenv("DATABASE_URL", dsn)
-    bootstrap.initiator.cache_clear()
+    bootstrap.reset()
 
 
 def failed_ids(response: dict[str, Any]) -> list[str]:
@@ -330,7 +330,6 @@ def test_connection_dropped_while_idle_is_replaced(
 ) -> None:
     # GIVEN a warm initiator whose connection the server closed while it was idle
     monkeypatch.setenv("DB_IDLE_CHECK_SECONDS", "0")
-    bootstrap.initiator.cache_clear()
     handle(sqs_record(start("alpha", phone())))
     killed = query(
         database_url,

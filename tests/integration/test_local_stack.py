@@ -16,9 +16,9 @@ from typing import Any
 import boto3
 import pytest
 
+from devstack.demo import run_demo, start_local_stack
+from devstack.outbox import read_outbox
 from escalator.executions import recent_executions
-from escalator.local.demo import run_demo, start_local_stack
-from escalator.local.outbox import read_outbox
 
 TICK = 2
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.postgres import query
 from escalator.migrations import MigrationError, default_sql_dir, discover, migrate
-from tests.support.postgres import query
 
 SQL_DIR = default_sql_dir()
 
@@ -137,7 +137,7 @@ def test_badly_named_migrations_are_refused(
 
 
 def test_command_line_migrates_and_reports(empty_database_url: str) -> None:
-    command = [sys.executable, "-m", "escalator.cli", "db", "migrate"]
+    command = [sys.executable, "-m", "devstack.cli", "db", "migrate"]
 
     first = subprocess.run(
         [*command, "--database-url", empty_database_url],
@@ -162,7 +162,7 @@ def test_command_line_migrates_and_reports(empty_database_url: str) -> None:
 def test_command_line_fails_clearly_without_a_database(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "escalator.cli", "db", "migrate"],
+        [sys.executable, "-m", "devstack.cli", "db", "migrate"],
         capture_output=True,
         text=True,
         check=False,

@@ -8,18 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.peers import Peers, PubNubStub, SmtpPeer, running_peers
+from escalator.channels import email, phone, pubnub
 from escalator.channels.email import SmtpMailer
 from escalator.channels.phone import TwilioCalls
 from escalator.channels.pubnub import PubNubPublisher
-from escalator.config import (
-    load_pubnub_settings,
-    load_smtp_settings,
-    load_twilio_settings,
-)
 from escalator.errors import PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery
 from tests.support.contract_cases import EMAIL, PHONE
-from tests.support.peers import Peers, PubNubStub, SmtpPeer, running_peers
 
 CALL = Delivery(7, "restaurant-42", "phone", PHONE, 1_800_000_000, caller_id="+38512345678")
 MAIL = Delivery(8, "restaurant-42", "email", EMAIL, 1_800_000_000)
@@ -40,7 +36,7 @@ def closed_port() -> int:
 
 
 def twilio(peers: Peers, **overrides: str) -> TwilioCalls:
-    return TwilioCalls(load_twilio_settings({**peers.environment(), **overrides}))
+    return TwilioCalls(phone.load_settings({**peers.environment(), **overrides}))
 
 
 def test_twilio_call_is_placed_with_caller_id_and_twiml_url(peers: Peers) -> None:
@@ -88,7 +84,7 @@ def test_twilio_silent_after_the_request_is_permanent(peers: Peers) -> None:
 
 def mailer(peers: Peers, smtp: SmtpPeer | None = None, **overrides: str) -> SmtpMailer:
     port = str((smtp or peers.smtp).port)
-    return SmtpMailer(load_smtp_settings({**peers.environment(), "SMTP_PORT": port, **overrides}))
+    return SmtpMailer(email.load_settings({**peers.environment(), "SMTP_PORT": port, **overrides}))
 
 
 def test_email_is_sent_with_a_message_id(peers: Peers) -> None:
@@ -129,7 +125,7 @@ def test_email_login_is_used_and_a_refused_login_is_permanent(peers: Peers) -> N
 
 def test_email_server_unreachable_is_transient(peers: Peers) -> None:
     notifier = SmtpMailer(
-        load_smtp_settings({**peers.environment(), "SMTP_PORT": str(closed_port())})
+        email.load_settings({**peers.environment(), "SMTP_PORT": str(closed_port())})
     )
     with pytest.raises(TransientDeliveryError, match="cannot talk to the SMTP server"):
         notifier.deliver(MAIL)
@@ -137,7 +133,7 @@ def test_email_server_unreachable_is_transient(peers: Peers) -> None:
 
 def publisher(peers: Peers, origin: str | None = None) -> PubNubPublisher:
     env = {**peers.environment(), **({"PUBNUB_ORIGIN": origin} if origin else {})}
-    return PubNubPublisher(load_pubnub_settings(env))
+    return PubNubPublisher(pubnub.load_settings(env))
 
 
 def test_pubnub_message_is_published_with_keys_and_uuid(peers: Peers) -> None:

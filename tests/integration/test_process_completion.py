@@ -6,9 +6,9 @@ from __future__ import annotations
 import threading
 import time
 
+from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
-from tests.support.postgres import query
 
 OWNER = "execution-1"
 

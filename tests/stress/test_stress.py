@@ -22,15 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from escalator import bootstrap
+from devstack.events import lambda_context, sqs_event, sqs_record
+from devstack.moto_adapter import LocalContext
+from devstack.polling import wait_until
+from devstack.postgres import PostgresServer, query
+from devstack.sqs import EventSource
+from devstack.template import synthesized_template
 from escalator.handlers import initiator
-from escalator.local.lambdas import LocalContext
-from escalator.local.sqs import EventSource
 from escalator.migrations import default_sql_dir, migrate
 from tests.integration.test_initiator_properties import assert_only_valid_processes, bodies
-from tests.support.events import lambda_context, sqs_event, sqs_record
 from tests.support.pipeline import Pipeline
-from tests.support.postgres import PostgresServer, query
 
 pytestmark = pytest.mark.stress
 FULL = os.environ.get("ESCALATOR_STRESS") == "full"
@@ -55,13 +56,12 @@ def pubnub_starts(count: int, due: int, prefix: str = "p") -> list[dict[str, Any
 
 
 def test_four_overlapping_executions_deliver_each_notification_exactly_once(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline,
 ) -> None:
     count = 10_000 if FULL else 400
     # Four executions' worth of threads share one process here: give the peer and the
     # sending lease room, so what is measured is exactly-once, not the emulator's speed.
     pipeline.configure(
-        monkeypatch,
         CLAIM_BATCH_SIZE="50",
         PUBNUB_TIMEOUT_SECONDS="120",
         SENDING_LEASE_SECONDS="600",
@@ -94,7 +94,6 @@ def test_a_flood_of_generated_bodies_never_crashes_and_leaves_only_valid_rows(
 ) -> None:
     examples = 10_000 if FULL else 1_500
     monkeypatch.setenv("DATABASE_URL", flood_database)
-    bootstrap.reset()
     context = lambda_context()
     handled: list[str] = []
 
@@ -111,7 +110,6 @@ def test_a_flood_of_generated_bodies_never_crashes_and_leaves_only_valid_rows(
         handled.append(record["messageId"])
 
     handle()
-    bootstrap.reset()
     assert len(handled) >= examples
     assert query(flood_database, "SELECT count(*) FROM request_log") == [(len(handled),)]
     assert_only_valid_processes(flood_database)
@@ -144,7 +142,6 @@ def test_database_outage_during_ingest_loses_nothing_and_keeps_group_order(
     migrate(database.url, default_sql_dir())
     monkeypatch.setenv("DATABASE_URL", database.url)
     monkeypatch.setenv("DB_IDLE_CHECK_SECONDS", "0")
-    bootstrap.reset()
     due = int(time.time()) + 3600
     try:
         with mock_aws():
@@ -200,7 +197,6 @@ def test_database_outage_during_ingest_loses_nothing_and_keeps_group_order(
         assert len(per_group) == groups
         assert all(n == rounds // 2 and stopped for _, n, stopped in per_group)
     finally:
-        bootstrap.reset()
         database.stop()
 
 
@@ -209,13 +205,6 @@ def applied(url: str) -> int:
         return int(query(url, "SELECT count(*) FROM request_log")[0][0])
     except Exception:  # the database is down for a moment
         return -1
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
 
 
 BOUNDARIES = ["after claim", "after confirm", "after send", "before record"]
@@ -236,7 +225,7 @@ def test_a_crash_at_each_step_boundary_duplicates_nothing_and_leaves_nothing_ope
     def crashing(name: str, *, run_first: bool) -> Callable[[dict[str, Any], Any], Any]:
         """Every invocation of the crashed execution dies at the boundary (after running
         the real step when the boundary is after it); the first one stops the execution."""
-        real = pipeline.lambdas.handler_for(_Function(name, machine))
+        real = pipeline.lambdas.handler_for(name, handler_path(name))
 
         def handler(event: dict[str, Any], context: Any) -> Any:
             if run_first:
@@ -262,10 +251,12 @@ def test_a_crash_at_each_step_boundary_duplicates_nothing_and_leaves_nothing_ope
     assert crashed.wait(30)
     assert machine.wait(current["arn"])["status"] in ("ABORTED", "FAILED")
     del pipeline.lambdas.overrides[name]
-    deadline = time.monotonic() + 60
-    while set(pipeline.states()) - TERMINAL and time.monotonic() < deadline:
-        time.sleep(1)
+
+    def settled() -> bool:
         machine.run()
+        return not set(pipeline.states()) - TERMINAL
+
+    wait_until(settled, timeout=60, interval=1, what="every notification ending")
 
     # THEN nothing is left open, nothing was delivered twice, and only a notification
     # caught between confirm and record may lack its delivery (it is unknown, not resent)
@@ -281,11 +272,7 @@ def test_a_crash_at_each_step_boundary_duplicates_nothing_and_leaves_nothing_ope
         assert len(channels) >= states["sent"]
 
 
-class _Function:
-    """What ``InProcessLambdas.handler_for`` reads of a moto function."""
-
-    def __init__(self, logical_id: str, machine: Any) -> None:
-        from escalator.local.stepfunctions import synthesized_template
-
-        self.function_name = logical_id
-        self.handler = synthesized_template()["Resources"][logical_id]["Properties"]["Handler"]
+def handler_path(logical_id: str) -> str:
+    """The ``Handler`` the template gives the function (moto names it by its logical id)."""
+    handler: str = synthesized_template()["Resources"][logical_id]["Properties"]["Handler"]
+    return handler

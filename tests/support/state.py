@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support.postgres import query
+from devstack.postgres import query
 
 
 def processes(dsn: str) -> list[tuple[Any, ...]]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from psycopg2.extensions import parse_dsn
 
-from escalator.config import ConfigError, database_settings, load_initiator_config
+from escalator.config import database_settings, load_initiator_config
+from escalator.errors import ConfigError
 
 
 def test_database_url_wins() -> None:

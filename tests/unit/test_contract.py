@@ -7,15 +7,15 @@ import time
 
 import pytest
 
+from devstack.events import body
 from escalator.contract import (
-    MAX_NOTIFICATIONS,
-    MAX_PROCESS_ID_LENGTH,
     InvalidRequest,
     Notification,
     StartRequest,
     StopRequest,
     parse_request,
 )
+from escalator.limits import MAX_NOTIFICATIONS, MAX_PROCESS_ID_LENGTH
 from tests.support.contract_cases import (
     EMAIL,
     PHONE,
@@ -28,7 +28,6 @@ from tests.support.contract_cases import (
     start,
     stop,
 )
-from tests.support.events import body
 
 CASES = invalid_cases()
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from escalator.channels.phone import CallerIdError, choose_caller_id
-from escalator.delivery import failure_reason
-from escalator.model import Delivery
+from escalator.caller_ids import CallerIdError, choose_caller_id
+from escalator.handlers.record import failure_of, outcome_of
+from escalator.model import Delivery, Failure, Receipt
 
 REGISTRY = json.dumps(
     {"default": "+12025550123", "+385": "+38512345678", "38591": "+38591000000", "+44": 7}
@@ -46,18 +46,29 @@ def test_no_caller_id_has_a_clear_reason(registry: str | None, reason: str) -> N
     assert str(failure.value) == reason
 
 
-def test_failure_reason_reads_the_lambda_error_of_a_catch() -> None:
+def test_a_caught_lambda_error_becomes_its_name_and_message() -> None:
     cause = json.dumps({"errorType": "PermanentDeliveryError", "errorMessage": "error 21211"})
     failure = {"Error": "PermanentDeliveryError", "Cause": cause}
-    assert failure_reason(failure) == "PermanentDeliveryError: error 21211"
+    assert failure_of(failure) == Failure("PermanentDeliveryError: error 21211")
 
 
-def test_failure_reason_keeps_a_plain_cause_and_is_bounded() -> None:
-    assert failure_reason({"Error": "States.Timeout", "Cause": "x" * 5000}).startswith(
+def test_a_caught_plain_cause_is_kept_and_bounded() -> None:
+    assert failure_of({"Error": "States.Timeout", "Cause": "x" * 5000}).reason.startswith(
         "States.Timeout: xxx"
     )
-    assert len(failure_reason({"Error": "E", "Cause": "x" * 5000})) == 1000
-    assert failure_reason({}) == "Error"
+    assert len(failure_of({"Error": "E", "Cause": "x" * 5000}).reason) == 1000
+    assert failure_of({}).reason == "Error"
+
+
+def test_the_record_step_reads_a_receipt_or_a_failure() -> None:
+    receipt = {"provider_ref": "CA123", "detail": {"from": "+38512345678"}}
+    assert outcome_of({"notification_id": 1, "execution": "x", "receipt": receipt}) == Receipt(
+        "CA123", {"from": "+38512345678"}
+    )
+    caught = {"Error": "NoNotifier", "Cause": "no notifier is deployed for this channel"}
+    assert outcome_of({"notification_id": 1, "execution": "x", "failure": caught}) == Failure(
+        "NoNotifier: no notifier is deployed for this channel"
+    )
 
 
 def test_delivery_survives_the_round_trip_through_the_state() -> None:

@@ -3,20 +3,71 @@
 from __future__ import annotations
 
 import functools
+import os
 import smtplib
 import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
 
-from escalator.channels.base import Channel, Notifier
+from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.config import boolean, integer, present, require, with_secret
 from escalator.errors import PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery, Receipt
 
-if TYPE_CHECKING:
-    from escalator.config import SmtpSettings
+# The notifier's environment.
+SMTP_HOST = "SMTP_HOST"
+SMTP_PORT = "SMTP_PORT"
+SMTP_USERNAME = "SMTP_USERNAME"
+SMTP_PASSWORD = "SMTP_PASSWORD"  # noqa: S105 - the name of a variable
+SMTP_STARTTLS = "SMTP_STARTTLS"
+SMTP_TIMEOUT_SECONDS = "SMTP_TIMEOUT_SECONDS"
+MAIL_FROM = "MAIL_FROM"
+MAIL_SUBJECT = "MAIL_SUBJECT"
+MAIL_BODY = "MAIL_BODY"
+SECRET = ProviderSecret(
+    name="Smtp",
+    variable="SMTP_SECRET_ARN",
+    fields={SMTP_USERNAME: "username", SMTP_PASSWORD: "password"},
+    generated="password",
+)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """E-mail over SMTP, with STARTTLS and login when configured."""
+
+    host: str
+    mail_from: str
+    port: int = 587
+    subject: str = "A new order is waiting for confirmation"
+    body: str = "A new order is waiting for your confirmation."
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = True
+    timeout_seconds: int = 10
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings:
+    """SMTP settings; the login may come from ``SMTP_SECRET_ARN``."""
+    env = with_secret(os.environ if environ is None else environ, SECRET.variable, SECRET.fields)
+    require(env, SMTP_HOST, MAIL_FROM)
+    return SmtpSettings(
+        host=env[SMTP_HOST],
+        mail_from=env[MAIL_FROM],
+        **present(
+            port=integer(env, SMTP_PORT),
+            subject=env.get(MAIL_SUBJECT) or None,
+            body=env.get(MAIL_BODY) or None,
+            username=env.get(SMTP_USERNAME) or None,
+            password=env.get(SMTP_PASSWORD) or None,
+            starttls=boolean(env, SMTP_STARTTLS),
+            timeout_seconds=integer(env, SMTP_TIMEOUT_SECONDS),
+        ),
+    )
 
 
 # Pure, and restaurants send the same destinations order after order.
@@ -81,9 +132,7 @@ class SmtpMailer:
 
 
 def _notifier() -> Notifier:
-    from escalator.config import load_smtp_settings  # at cold start of the notifier only
-
-    return SmtpMailer(load_smtp_settings())
+    return SmtpMailer(load_settings())
 
 
 CHANNEL = Channel(
@@ -92,4 +141,13 @@ CHANNEL = Channel(
     target_problem=target_problem,
     task_name="Send e-mail",
     notifier=_notifier,
+    secret=SECRET,
+    settings={
+        "smtp_host": SMTP_HOST,
+        "smtp_port": SMTP_PORT,
+        "smtp_starttls": SMTP_STARTTLS,
+        "mail_from": MAIL_FROM,
+        "mail_subject": MAIL_SUBJECT,
+        "mail_body": MAIL_BODY,
+    },
 )

@@ -3,24 +3,60 @@
 from __future__ import annotations
 
 import functools
-import json
+import os
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
 
 import phonenumbers
 
-from escalator.channels.base import Channel, Notifier
+from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.config import integer, present, require, with_secret
 from escalator.errors import PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery, Receipt
-
-if TYPE_CHECKING:
-    from escalator.config import TwilioSettings
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 # Twilio answers these when it did not take the request: worth another try.
 _TRANSIENT_STATUS = frozenset({429, 503})
-CALLER_ID_REGISTRY = "caller-id-registry"
+
+# The notifier's environment.
+TWILIO_ACCOUNT_SID = "TWILIO_ACCOUNT_SID"
+TWILIO_AUTH_TOKEN = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of a variable
+TWILIO_URL = "TWILIO_URL"
+TWILIO_API_BASE_URL = "TWILIO_API_BASE_URL"
+TWILIO_TIMEOUT_SECONDS = "TWILIO_TIMEOUT_SECONDS"
+SECRET = ProviderSecret(
+    name="Twilio",
+    variable="TWILIO_SECRET_ARN",
+    fields={TWILIO_ACCOUNT_SID: "account_sid", TWILIO_AUTH_TOKEN: "auth_token"},
+    generated="auth_token",
+)
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    """Phone calls: ``Client.calls.create(to, from_=caller id, url=TWILIO_URL)``."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    twiml_url: str
+    api_base_url: str = "https://api.twilio.com"
+    timeout_seconds: int = 10
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
+    """Twilio settings; the account SID and token may come from ``TWILIO_SECRET_ARN``."""
+    env = with_secret(os.environ if environ is None else environ, SECRET.variable, SECRET.fields)
+    require(env, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_URL)
+    return TwilioSettings(
+        account_sid=env[TWILIO_ACCOUNT_SID],
+        auth_token=env[TWILIO_AUTH_TOKEN],
+        twiml_url=env[TWILIO_URL],
+        **present(
+            api_base_url=env.get(TWILIO_API_BASE_URL) or None,
+            timeout_seconds=integer(env, TWILIO_TIMEOUT_SECONDS),
+        ),
+    )
 
 
 # Pure, and restaurants send the same destinations order after order.
@@ -36,42 +72,6 @@ def target_problem(number: str) -> str | None:
     if not phonenumbers.is_valid_number(parsed):
         return "is not a valid E.164 phone number"
     return None
-
-
-class CallerIdError(ValueError):
-    """No caller id can be chosen for a destination."""
-
-
-def choose_caller_id(registry_json: str | None, number: str) -> str:
-    """The caller id for ``number``: the entry with the longest prefix of it, else ``default``.
-
-    The registry is the JSON object under ``caller-id-registry`` in the ``property``
-    table, e.g. ``{"default": "+12025550123", "+385": "+38512345678"}``; a prefix without
-    a leading ``+`` is read as if it had one. Raises ``CallerIdError`` with a reason.
-    """
-    if registry_json is None:
-        raise CallerIdError(f"there is no {CALLER_ID_REGISTRY} property")
-    try:
-        registry: Any = json.loads(registry_json)
-    except json.JSONDecodeError:
-        raise CallerIdError(f"the {CALLER_ID_REGISTRY} property is not valid JSON") from None
-    if not isinstance(registry, Mapping):
-        raise CallerIdError(f"the {CALLER_ID_REGISTRY} property is not a JSON object")
-    matches = [
-        (len(prefix), caller_id)
-        for key, caller_id in registry.items()
-        if key != "default" and isinstance(caller_id, str)
-        for prefix in [key if key.startswith("+") else f"+{key}"]
-        if number.startswith(prefix)
-    ]
-    if matches:
-        return max(matches)[1]
-    default = registry.get("default")
-    if isinstance(default, str) and default:
-        return default
-    raise CallerIdError(
-        f"no prefix in {CALLER_ID_REGISTRY} matches the number and there is no default"
-    )
 
 
 class TwilioCalls:
@@ -117,9 +117,7 @@ class TwilioCalls:
 
 
 def _notifier() -> Notifier:
-    from escalator.config import load_twilio_settings  # at cold start of the notifier only
-
-    return TwilioCalls(load_twilio_settings())
+    return TwilioCalls(load_settings())
 
 
 CHANNEL = Channel(
@@ -128,4 +126,7 @@ CHANNEL = Channel(
     target_problem=target_problem,
     task_name="Call phone",
     notifier=_notifier,
+    calls_from_caller_id=True,
+    secret=SECRET,
+    settings={"twilio_url": TWILIO_URL},
 )

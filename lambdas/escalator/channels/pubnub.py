@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from escalator.channels.base import Channel, Notifier
+from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.config import integer, present, require, with_secret
 from escalator.errors import PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery, Receipt
 
-if TYPE_CHECKING:
-    from escalator.config import PubNubSettings
+# The notifier's environment.
+PUBNUB_PUB_KEY = "PUBNUB_PUB_KEY"
+PUBNUB_SUB_KEY = "PUBNUB_SUB_KEY"
+PUBNUB_UUID = "PUBNUB_UUID"
+PUBNUB_ORIGIN = "PUBNUB_ORIGIN"
+PUBNUB_TIMEOUT_SECONDS = "PUBNUB_TIMEOUT_SECONDS"
+SECRET = ProviderSecret(
+    name="PubNub",
+    variable="PUBNUB_SECRET_ARN",
+    fields={PUBNUB_PUB_KEY: "publish_key", PUBNUB_SUB_KEY: "subscribe_key"},
+    generated="publish_key",
+)
 
 MAX_CHANNEL_NAME = 92
 # PubNub reserves these for channel groups, wildcards and multiplexing.
@@ -30,6 +43,32 @@ def target_problem(name: str) -> str | None:
     if any(char in _RESERVED or not char.isprintable() or char.isspace() for char in name):
         return "contains a character PubNub does not allow (space, control, or one of , : * / \\)"
     return None
+
+
+@dataclass(frozen=True)
+class PubNubSettings:
+    """PubNub publish over its REST API."""
+
+    publish_key: str = field(repr=False)
+    subscribe_key: str
+    uuid: str = "escalator"
+    origin: str = "https://ps.pndsn.com"
+    timeout_seconds: int = 10
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> PubNubSettings:
+    """PubNub settings; the keys may come from ``PUBNUB_SECRET_ARN``."""
+    env = with_secret(os.environ if environ is None else environ, SECRET.variable, SECRET.fields)
+    require(env, PUBNUB_PUB_KEY, PUBNUB_SUB_KEY)
+    return PubNubSettings(
+        publish_key=env[PUBNUB_PUB_KEY],
+        subscribe_key=env[PUBNUB_SUB_KEY],
+        **present(
+            uuid=env.get(PUBNUB_UUID) or None,
+            origin=env.get(PUBNUB_ORIGIN) or None,
+            timeout_seconds=integer(env, PUBNUB_TIMEOUT_SECONDS),
+        ),
+    )
 
 
 def message_for(delivery: Delivery) -> dict[str, object]:
@@ -88,9 +127,7 @@ class PubNubPublisher:
 
 
 def _notifier() -> Notifier:
-    from escalator.config import load_pubnub_settings  # at cold start of the notifier only
-
-    return PubNubPublisher(load_pubnub_settings())
+    return PubNubPublisher(load_settings())
 
 
 CHANNEL = Channel(
@@ -99,4 +136,6 @@ CHANNEL = Channel(
     target_problem=target_problem,
     task_name="Publish to PubNub",
     notifier=_notifier,
+    secret=SECRET,
+    settings={"pubnub_origin": PUBNUB_ORIGIN, "pubnub_uuid": PUBNUB_UUID},
 )

@@ -11,7 +11,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
-from escalator.delivery import claim_due
 from escalator.logs import logger
 from escalator.metrics import metrics
 
@@ -20,10 +19,7 @@ from escalator.metrics import metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     period = (event.get("input") or {}).get("period_seconds")
-    claim = claim_due(
-        bootstrap.unit_of_work(),
-        execution=str(event["execution"]),
-        config=bootstrap.delivery_config(),
-        lookahead=int(period) if period else None,
+    claim = bootstrap.delivery_steps().claim(
+        execution=str(event["execution"]), lookahead=int(period) if period else None
     )
     return claim.to_event()

@@ -11,7 +11,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
-from escalator.delivery import confirm
 from escalator.logs import logger
 from escalator.metrics import metrics
 
@@ -19,11 +18,9 @@ from escalator.metrics import metrics
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    confirmation = confirm(
-        bootstrap.unit_of_work(),
+    confirmation = bootstrap.delivery_steps().confirm(
         notification_id=int(event["notification_id"]),
         execution=str(event["execution"]),
-        config=bootstrap.delivery_config(),
         due=event.get("due"),
     )
     return confirmation.to_event()

@@ -28,7 +28,7 @@ processor = SqsFifoPartialProcessor(
 def record_handler(record: SQSRecord) -> None:
     """Apply one request; an exception marks it (and the rest of its group) as failed."""
     message = RequestMessage(record.message_id, record.body, record.attributes.message_group_id)
-    bootstrap.initiator()(message)
+    bootstrap.initiator().apply(message)
 
 
 @logger.inject_lambda_context(clear_state=True)

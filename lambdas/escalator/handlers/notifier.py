@@ -12,12 +12,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
-from escalator.delivery import deliver
 from escalator.logs import logger
 from escalator.model import Delivery
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    delivery = Delivery.from_event(event)
-    return deliver(bootstrap.notifier(delivery.channel), delivery).to_event()
+    return bootstrap.notifiers().deliver(Delivery.from_event(event)).to_event()

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from devstack import CALLER_IDS
+from devstack.outbox import read_outbox
+from devstack.polling import NotInTime, wait_until
 from escalator.client import Producer
-from escalator.local.outbox import read_outbox
-
-CALLER_IDS = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591000000"}
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
     command = [
-        sys.executable, "-m", "escalator.cli", "local",
+        sys.executable, "-m", "devstack.cli", "local",
         "--port", str(free_port()),
         "--tick", str(tick),
         "--data-dir", str(workdir / "data"),
@@ -67,15 +67,13 @@ def _read_line(stream: IO[str], timeout: float) -> str:
     return result[0] if result else ""
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, on_wait: Callable[[], None]) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        on_wait()
-        if condition():
-            return True
-        time.sleep(0.5)
-    on_wait()
-    return condition()
+def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[], None]) -> bool:
+    """Whether ``condition`` holds within ``timeout`` seconds, showing progress meanwhile."""
+    try:
+        wait_until(condition, timeout=timeout, interval=0.5, on_wait=on_wait)
+    except NotInTime:
+        return False
+    return True
 
 
 def run_demo(*, tick: int = 3) -> int:
@@ -142,7 +140,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     print("restaurant-2 confirms its order: its call must not happen")
     producer.stop("restaurant-2")
 
-    first = wait_until(
+    first = happens(
         lambda: len(read_outbox(outbox)) >= 3, timeout=30 + 3 * tick, on_wait=show_deliveries
     )
     time.sleep(tick + 2)  # the process completes once its last outcome is recorded
@@ -151,10 +149,10 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         "restaurant-1",
         [{"channel": "console", "at": int(time.time()) + 3, "label": "second order"}],
     )
-    second = wait_until(
+    second = happens(
         lambda: len(read_outbox(outbox)) >= 4, timeout=20 + 3 * tick, on_wait=show_deliveries
     )
-    wait_until(lambda: time.time() > now + 16, timeout=30, on_wait=show_deliveries)
+    happens(lambda: time.time() > now + 16, timeout=30, on_wait=show_deliveries)
     records = read_outbox(outbox)
     return _summary(records, ok=first and second)
 

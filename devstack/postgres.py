@@ -1,13 +1,15 @@
-"""A real PostgreSQL for the tests: ``DATABASE_URL`` when set, else an embedded server.
+"""A real PostgreSQL: ``DATABASE_URL`` when set, else an embedded server (pgserver).
 
 Each test gets a database of its own, created from a template that was migrated once,
-so tests never see each other's rows and never pay for the migrations again.
+so tests never see each other's rows and never pay for the migrations again. The local
+stack keeps its embedded server under its data directory.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,13 +67,22 @@ def postgres_server(scratch: Path) -> Iterator[PostgresServer]:
         finally:
             server.drop_database(server.template)
         return
-    from pgserver import postgres_server as embedded_postgres
+    with embedded_postgres(scratch) as embedded_url:
+        yield PostgresServer(embedded_url)
 
-    embedded: Any = embedded_postgres.get_server(scratch, cleanup_mode="stop")
+
+@contextmanager
+def embedded_postgres(data_dir: Path) -> Iterator[str]:
+    """An embedded PostgreSQL (pgserver) keeping its data under ``data_dir``, stopped on
+    exit; yields its URL."""
+    from pgserver import postgres_server as embedded
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server: Any = embedded.get_server(data_dir, cleanup_mode="stop")
     try:
-        yield PostgresServer(embedded.get_uri())
+        yield str(server.get_uri())
     finally:
-        embedded.cleanup()
+        server.cleanup()
 
 
 def query(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -89,8 +100,6 @@ class ConnectionSampler:
     """Samples how many client connections a database has, in the background; ``peak``."""
 
     def __init__(self, dsn: str, interval: float = 0.05) -> None:
-        import threading
-
         self._dsn = dsn
         self._interval = interval
         self._stop = threading.Event()

@@ -22,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from escalator.config import ConfigError, database_settings
+from escalator.config import database_settings
 from escalator.contract import InvalidRequest
+from escalator.errors import ConfigError
 from escalator.migrations import MigrationError, default_sql_dir, migrate
 
 
@@ -126,7 +127,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from escalator.local.stack import LocalOptions, run
+    from devstack.stack import LocalOptions, run
 
     return run(
         LocalOptions(
@@ -226,7 +227,7 @@ def _executions(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from escalator.local.demo import run_demo
+    from devstack.demo import run_demo
 
     return run_demo(tick=args.tick)
 

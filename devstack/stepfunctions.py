@@ -1,67 +1,22 @@
 """The state machine exactly as the CDK app synthesizes it, executed by moto.
 
-``synthesized_template()`` synthesizes the stack (bundling skipped); ``deploy`` creates a
-moto Lambda function per function of the template, resolves the definition's
-references to them, and registers the state machine.
+``deploy`` creates a moto Lambda function per function of the template, resolves the
+definition's references to them, and registers the state machine.
 """
 
 from __future__ import annotations
 
-import functools
 import io
 import json
-import sys
-import time
 import uuid
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-# The repository this package was installed from (editable install): where app.py is.
-REPOSITORY = Path(__file__).resolve().parents[3]
+from devstack.polling import wait_until
+from devstack.template import REGION, resolve, resources
 
-REGION = "eu-central-1"
-ACCOUNT = "123456789012"
-
-
-@functools.cache
-def synthesized_template() -> dict[str, Any]:
-    """The CloudFormation template of the CDK app (bundling skipped: code runs in-process)."""
-    if str(REPOSITORY) not in sys.path:
-        sys.path.insert(0, str(REPOSITORY))
-    import aws_cdk as cdk
-    from aws_cdk.assertions import Template
-
-    from infra.stack import EscalatorStack
-
-    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
-    return dict(Template.from_stack(EscalatorStack(app, "Escalator")).to_json())
-
-
-def resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
-    return {
-        logical_id: resource
-        for logical_id, resource in template["Resources"].items()
-        if resource["Type"] == resource_type
-    }
-
-
-def resolve(value: Any, arns: dict[str, str]) -> Any:
-    """Resolve the CloudFormation intrinsics a state machine definition uses."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(resolve(part, arns) for part in parts)
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        assert attribute == "Arn", value
-        return arns[logical_id]
-    if isinstance(value, dict) and "Ref" in value:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-        return pseudo[value["Ref"]]
-    raise AssertionError(f"cannot resolve {value!r}")
+__all__ = ["REGION", "DeployedStateMachine", "deploy"]
 
 
 def _empty_zip() -> bytes:
@@ -98,14 +53,16 @@ class DeployedStateMachine:
         return execution_arn
 
     def wait(self, execution_arn: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            description: dict[str, Any] = self.sfn.describe_execution(executionArn=execution_arn)
-            if description["status"] != "RUNNING":
-                return description
-            if time.monotonic() > deadline:
-                raise AssertionError(f"execution still running after {timeout} s")
-            time.sleep(0.1)
+        """The description of the execution once it has ended."""
+        ended: list[dict[str, Any]] = []
+
+        def has_ended() -> bool:
+            description = self.sfn.describe_execution(executionArn=execution_arn)
+            ended[:] = [description] if description["status"] != "RUNNING" else []
+            return bool(ended)
+
+        wait_until(has_ended, timeout=timeout, interval=0.1, what="the execution's end")
+        return ended[0]
 
     def run(
         self, execution_input: dict[str, Any] | None = None, timeout: float = 120

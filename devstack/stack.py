@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.postgres import embedded_postgres
+from devstack.template import REGION
 from escalator import bootstrap
-from escalator.channels import CHANNELS
-from escalator.config import ConfigError, DatabaseSettings, dry_run_details, local_defaults
+from escalator.channels import CHANNELS, email, phone
+from escalator.config import DatabaseSettings, Env
 from escalator.database import Database, UnitOfWork
+from escalator.errors import ConfigError
 from escalator.logs import logger
 from escalator.migrations import default_sql_dir, migrate
 from escalator.service import store_caller_id_registry
 
-REGION = "eu-central-1"
 QUEUE_NAME = "escalator-requests.fifo"
 DEAD_LETTER_QUEUE_NAME = "escalator-dead-letters.fifo"
 
@@ -49,19 +51,6 @@ class LocalOptions:
 def say(message: str) -> None:
     """Progress for the operator, on stderr (stdout carries only the ready line)."""
     print(f"escalator local: {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def embedded_postgres(data_dir: Path) -> Iterator[str]:
-    """A PostgreSQL kept under ``data_dir`` (pgserver), stopped on exit; yields its URL."""
-    from pgserver import postgres_server
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server: Any = postgres_server.get_server(data_dir, cleanup_mode="stop")
-    try:
-        yield str(server.get_uri())
-    finally:
-        server.cleanup()
 
 
 @contextmanager
@@ -95,11 +84,30 @@ def prepare_database(url: str, registry_file: Path | None) -> None:
         store_caller_id_registry(UnitOfWork(database), json.dumps(registry))
 
 
+def local_defaults(tick: int) -> dict[str, str]:
+    """The delivery settings the local stack uses unless the environment says otherwise:
+    claims and leases scaled to its schedule, so a restart picks up quickly."""
+    return {
+        Env.LOOKAHEAD_SECONDS: str(tick),
+        Env.CLAIM_GRACE_SECONDS: str(max(5, 2 * tick)),
+        Env.SENDING_LEASE_SECONDS: str(max(30, 4 * tick)),
+    }
+
+
+def dry_run_details() -> dict[str, dict[str, str]]:
+    """What a dry-run delivery reports per channel, from the same variables (and the same
+    defaults) as the real notifiers."""
+    subject = os.environ.get(email.MAIL_SUBJECT) or email.SmtpSettings.subject
+    url = os.environ.get(phone.TWILIO_URL) or f"(dry run: {phone.TWILIO_URL} is not set)"
+    return {"phone": {"url": url}, "email": {"subject": subject}}
+
+
 def install_outbox(outbox: Path) -> dict[str, bool]:
     """Wrap every channel's notifier with the outbox; dry run where it has no credentials."""
-    from escalator.local.outbox import DryRun, OutboxNotifier
+    from devstack.outbox import DryRun, OutboxNotifier
 
     details = dry_run_details()
+    notifiers = bootstrap.notifiers()
     dry: dict[str, bool] = {}
     for name, channel in CHANNELS.items():
         try:
@@ -108,7 +116,7 @@ def install_outbox(outbox: Path) -> dict[str, bool]:
         except ConfigError:
             inner = DryRun(name, details.get(name, {}))
             dry[name] = True
-        bootstrap.override_notifier(name, OutboxNotifier(inner, outbox, dry_run=dry[name]))
+        notifiers.overrides[name] = OutboxNotifier(inner, outbox, dry_run=dry[name])
     return dry
 
 
@@ -137,10 +145,11 @@ def run(options: LocalOptions) -> int:
     """Run until SIGINT or SIGTERM; return the exit status."""
     import boto3
 
+    from devstack.moto_adapter import LocalContext, lambdas_in_process
+    from devstack.sqs import EventSource
+    from devstack.stepfunctions import deploy
+    from devstack.template import synthesized_template
     from escalator.handlers import initiator
-    from escalator.local.lambdas import LocalContext, lambdas_in_process
-    from escalator.local.sqs import EventSource
-    from escalator.local.stepfunctions import deploy, synthesized_template
 
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -161,7 +170,7 @@ def run(options: LocalOptions) -> int:
         url = options.database_url or stack.enter_context(
             embedded_postgres(options.data_dir / "postgres")
         )
-        os.environ["DATABASE_URL"] = url
+        os.environ[Env.DATABASE_URL] = url
         prepare_database(url, options.caller_id_registry)
         bootstrap.reset()
         say(f"starting the AWS endpoint on port {options.port}")

@@ -1,0 +1,255 @@
+"""The one module that adapts moto (pinned: ``MOTO_VERSION``) to run Escalator in-process.
+
+moto executes Lambda code only in Docker, which this project does not need, and its Step
+Functions interpreter pays for work AWS does elsewhere. While ``lambdas_in_process()``
+is open, these attributes of moto are replaced (``PATCHED``), and restored afterwards:
+
+- ``LambdaFunction.invoke`` imports the function's ``Handler`` (e.g.
+  ``escalator.handlers.confirm.handler``) and calls it in a pool of threads sized by
+  its reserved concurrency, answering as Lambda does (``errorType`` = the exception's
+  class name when it raises). ``InProcessLambdas.overrides`` replaces a handler for
+  fault injection.
+- The interpreter's ``boto_client_for`` built a new boto3 client for every Lambda task
+  and sent each invocation through botocore and moto's HTTP emulation: Lambda tasks now
+  go straight to moto's Lambda backend (which calls ``LambdaFunction.invoke``), and
+  clients of other services are built once.
+- The interpreter built a new JSONPath parser (a ply LR parser) for every path it
+  evaluated: parsed paths are cached.
+
+``check_moto()`` says what no longer matches when moto changes; patching refuses then,
+and a test runs it, so an upgrade fails loudly instead of silently testing less.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import moto
+from moto.awslambda import models as lambda_models
+from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.stepfunctions.parser.asl.component.common.path import result_path
+from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+
+# The version this module was written against (requirements-dev.txt pins it).
+MOTO_VERSION = "5.2.5"
+# What is replaced: (module, attribute, the parameters the original must have).
+PATCHED: list[tuple[Any, str, tuple[str, ...]]] = [
+    (
+        lambda_models.LambdaFunction,
+        "invoke",
+        ("self", "body", "request_headers", "response_headers"),
+    ),
+    (lambda_eval_utils, "boto_client_for", ("region", "service", "state_credentials")),
+    (json_path, "parse", ("path", "debug")),
+    (result_path, "parse", ("string",)),
+]
+# What the replacements call of moto, unchanged.
+CALLED: list[tuple[Any, str, tuple[str, ...]]] = [
+    (
+        lambda_models.LambdaBackend,
+        "invoke",
+        ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
+    ),
+    (boto_client, "boto_client_for", ("region", "service", "state_credentials")),
+]
+# moto's own, as imported (this module is the only one that replaces them).
+_ORIGINALS: dict[tuple[Any, str], Any] = {
+    (owner, name): getattr(owner, name, None) for owner, name, _ in PATCHED + CALLED
+}
+# Lambda refuses a response larger than this (moto's Lambda API checks it too).
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def check_moto() -> list[str]:
+    """What no longer matches this module in the installed moto (empty when all does)."""
+    problems = []
+    if moto.__version__ != MOTO_VERSION:
+        problems.append(f"moto is {moto.__version__}, this adapter was written for {MOTO_VERSION}")
+    for owner, name, parameters in PATCHED + CALLED:
+        target = _ORIGINALS[(owner, name)]
+        where = f"{getattr(owner, '__name__', owner)}.{name}"
+        if target is None:
+            problems.append(f"{where} is gone")
+            continue
+        found = tuple(inspect.signature(target).parameters)
+        if found != parameters:
+            problems.append(f"{where} now takes {found}, not {parameters}")
+    return problems
+
+
+@dataclass
+class LocalContext:
+    """The attributes of the Lambda context object that Powertools reads."""
+
+    function_name: str = "escalator-local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:escalator"
+    memory_limit_in_mb: int = 256
+    aws_request_id: str = "local-request"
+    log_group_name: str = "/aws/lambda/escalator-local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+# Sandboxes of a function without reserved concurrency (Lambda's would scale further).
+DEFAULT_SANDBOXES = 64
+
+
+class InProcessLambdas:
+    """The handlers behind moto's functions; ``overrides`` by function name.
+
+    Each function runs in a pool of threads, its "sandboxes": as many as its reserved
+    concurrency (``reserve``), so a function holds at most that many database
+    connections at once, as on Lambda; invocations beyond it wait for a free sandbox.
+    """
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, Handler] = {}
+        self.invocations: list[str] = []
+        self._reserved: dict[str, int] = {}
+        self._sandboxes: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+        # Wall time spent inside the handlers, per function (for the benchmarks).
+        self.handler_seconds: dict[str, float] = {}
+
+    def reserve(self, function_name: str, concurrency: int) -> None:
+        """Give ``function_name`` this many sandboxes (its reserved concurrency)."""
+        self._reserved[function_name] = concurrency
+
+    def handler_for(self, function_name: str, handler_path: str) -> Handler:
+        """The override of ``function_name``, else the handler ``module.attribute``."""
+        override = self.overrides.get(function_name)
+        if override is not None:
+            return override
+        module_name, _, attribute = handler_path.rpartition(".")
+        handler: Handler = getattr(importlib.import_module(module_name), attribute)
+        return handler
+
+    def invoke(self, function: Any, body: str | None, response_headers: dict[str, str]) -> bytes:
+        """Run the function's handler with ``body`` as its event; what Lambda answers."""
+        name = function.function_name
+        self.invocations.append(name)
+        event = json.loads(body) if body else {}
+        handler = self.handler_for(name, function.handler)
+        future = self._pool(name).submit(_run, handler, event, LocalContext(function_name=name))
+        failed, payload, seconds = future.result()
+        with self._lock:
+            self.handler_seconds[name] = self.handler_seconds.get(name, 0.0) + seconds
+        if failed:  # Lambda reports any exception as a function error
+            response_headers["x-amz-function-error"] = "Unhandled"
+        return payload
+
+    def _pool(self, function_name: str) -> ThreadPoolExecutor:
+        with self._lock:
+            pool = self._sandboxes.get(function_name)
+            if pool is None:
+                size = self._reserved.get(function_name, DEFAULT_SANDBOXES)
+                pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix=function_name)
+                self._sandboxes[function_name] = pool
+            return pool
+
+    def shutdown(self) -> None:
+        for pool in self._sandboxes.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run(
+    handler: Handler, event: dict[str, Any], context: LocalContext
+) -> tuple[bool, bytes, float]:
+    started = time.perf_counter()
+    try:
+        payload = json.dumps(handler(event, context)).encode()
+    except Exception as exc:
+        error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
+        return True, json.dumps(error).encode(), time.perf_counter() - started
+    return False, payload, time.perf_counter() - started
+
+
+class DirectLambdaClient:
+    """What the interpreter uses of a Lambda client, ``invoke``, answered by moto's Lambda
+    backend in this process (under ``mock_aws`` and in the moto server alike)."""
+
+    def __init__(self, region: str) -> None:
+        self._region = region
+
+    def invoke(
+        self, *, FunctionName: str, Payload: Any = None, Qualifier: str | None = None, **_: Any
+    ) -> dict[str, Any]:
+        # A function ARN carries its account: arn:aws:lambda:REGION:ACCOUNT:function:NAME
+        parts = FunctionName.split(":")
+        account = parts[4] if len(parts) > 5 else DEFAULT_ACCOUNT_ID
+        backend = lambda_models.lambda_backends[account][self._region]
+        body = Payload.decode() if isinstance(Payload, bytes) else Payload
+        headers: dict[str, str] = {}
+        payload = backend.invoke(FunctionName, Qualifier, body, {}, headers)
+        data = payload if isinstance(payload, bytes) else str(payload).encode()
+        if len(data) > MAX_RESPONSE_BYTES:
+            headers["x-amz-function-error"] = "Unhandled"
+            error = {
+                "errorType": "Function.ResponseSizeTooLarge",
+                "errorMessage": "Response payload size exceeded maximum allowed payload size.",
+            }
+            data = json.dumps(error).encode()
+        response: dict[str, Any] = {"StatusCode": 200, "Payload": io.BytesIO(data)}
+        if "x-amz-function-error" in headers:
+            response["FunctionError"] = headers["x-amz-function-error"]
+        return response
+
+
+_clients: dict[tuple[str, str], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+    if service == "lambda":
+        return DirectLambdaClient(region)
+    with _clients_lock:  # building boto3 clients concurrently is not thread-safe
+        key = (region, service)
+        if key not in _clients:
+            _clients[key] = boto_client.boto_client_for(region, service, state_credentials)
+        return _clients[key]
+
+
+@contextmanager
+def lambdas_in_process() -> Iterator[InProcessLambdas]:
+    """Apply the patches (``PATCHED``) while the context is open; yield the handlers."""
+    problems = check_moto()
+    if problems:
+        raise RuntimeError("devstack.moto_adapter does not fit this moto: " + "; ".join(problems))
+    lambdas = InProcessLambdas()
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        return lambdas.invoke(self, body, response_headers)
+
+    originals = [_ORIGINALS[(owner, name)] for owner, name, _ in PATCHED]
+    replacements = [
+        invoke,
+        _client_for,
+        functools.lru_cache(maxsize=1024)(originals[2]),
+        functools.lru_cache(maxsize=1024)(originals[3]),
+    ]
+    _clients.clear()  # clients of an earlier mock_aws session
+    for (owner, name, _), replacement in zip(PATCHED, replacements, strict=True):
+        setattr(owner, name, replacement)
+    try:
+        yield lambdas
+    finally:
+        for (owner, name, _), original in zip(PATCHED, originals, strict=True):
+            setattr(owner, name, original)
+        lambdas.shutdown()

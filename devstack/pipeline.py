@@ -1,0 +1,103 @@
+"""The delivery pipeline on one machine: the synthesized state machine run by moto, the
+real handlers in-process, a real PostgreSQL and the protocol peers on loopback. The
+tests' ``pipeline`` fixture and the benchmarks run on it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto import mock_aws
+
+from devstack import CALLER_IDS
+from devstack.events import lambda_context, sqs_event, sqs_record
+from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
+from devstack.peers import Peers, running_peers
+from devstack.polling import wait_until
+from devstack.postgres import query
+from devstack.stepfunctions import REGION, DeployedStateMachine, deploy
+from devstack.template import synthesized_template
+from escalator import bootstrap
+from escalator.caller_ids import CALLER_ID_REGISTRY
+from escalator.handlers import initiator
+
+__all__ = ["CALLER_IDS", "Pipeline", "running_pipeline"]
+
+
+@dataclass
+class Pipeline:
+    database_url: str
+    peers: Peers
+    machine: DeployedStateMachine
+    lambdas: InProcessLambdas
+    _saved: dict[str, str | None] = field(default_factory=dict, repr=False)
+
+    def submit(self, *documents: Any) -> None:
+        """Apply requests through the initiator, ten to a batch, as the queue would."""
+        for start in range(0, len(documents), 10):
+            records = [sqs_record(document) for document in documents[start : start + 10]]
+            response = initiator.handler(sqs_event(*records), lambda_context())
+            assert response == {"batchItemFailures": []}, response
+
+    def notification_states(self) -> list[tuple[Any, ...]]:
+        """(channel, state, provider_ref, error) of every notification, in id order."""
+        return query(
+            self.database_url,
+            "SELECT channel, state, provider_ref, error FROM notification ORDER BY id",
+        )
+
+    def states(self) -> list[str]:
+        return [row[1] for row in self.notification_states()]
+
+    def wait_for(self, condition: Callable[[], object], timeout: float = 30) -> None:
+        wait_until(condition, timeout=timeout)
+
+    def configure(self, **settings: str) -> None:
+        """Change the functions' settings, as a redeploy (new cold starts) would; the
+        previous values come back when the pipeline closes."""
+        for name, value in settings.items():
+            self._saved.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        bootstrap.reset()
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved.clear()
+        bootstrap.reset()
+
+
+@contextmanager
+def running_pipeline(database_url: str, **settings: str) -> Iterator[Pipeline]:
+    """The pipeline on ``database_url`` (migrated), the functions' environment set from
+    the peers and ``settings``, the caller-id registry stored."""
+    template = synthesized_template()
+    query(
+        database_url,
+        "INSERT INTO property (property_key, property_value) VALUES (%s, %s)"
+        " ON CONFLICT (property_key) DO UPDATE SET property_value = EXCLUDED.property_value",
+        (CALLER_ID_REGISTRY, json.dumps(CALLER_IDS)),
+    )
+    with running_peers() as peers:
+        config: Any = {"stepfunctions": {"execute_state_machine": True}}
+        with mock_aws(config=config), lambdas_in_process() as lambdas:
+            machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
+            pipeline = Pipeline(database_url, peers, machine, lambdas)
+            pipeline.configure(
+                **peers.environment(),
+                DATABASE_URL=database_url,
+                AWS_DEFAULT_REGION=REGION,
+                **settings,
+            )
+            try:
+                yield pipeline
+            finally:
+                pipeline.restore()

@@ -1,0 +1,78 @@
+"""The CloudFormation template of the CDK app, as the local stack and the tests use it.
+
+Synthesizing starts the CDK's Node.js process and takes seconds, so it happens once per
+process, and once per test session when ``ESCALATOR_TEMPLATE`` names a file: the first
+process to need the template synthesizes it there (under a lock), the others read it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# A file to share one synthesized template between processes (set by the test session).
+TEMPLATE_FILE_VARIABLE = "ESCALATOR_TEMPLATE"
+STACK_NAME = "Escalator"
+REGION = "eu-central-1"
+ACCOUNT = "123456789012"
+
+
+@functools.cache
+def synthesized_template() -> dict[str, Any]:
+    """The template (bundling skipped: the local stack and tests run the code in-process)."""
+    shared = os.environ.get(TEMPLATE_FILE_VARIABLE)
+    if not shared:
+        return synthesize()
+    path = Path(shared)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            template = synthesize()
+            partial = path.with_suffix(".partial")
+            partial.write_text(json.dumps(template), encoding="utf-8")
+            partial.replace(path)
+            return template
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
+
+
+def synthesize(**context: Any) -> dict[str, Any]:
+    """Synthesize the stack now, with these context values, bundling skipped."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.stack import EscalatorStack
+
+    app = cdk.App(context={"aws:cdk:bundling-stacks": [], **context})
+    return dict(Template.from_stack(EscalatorStack(app, STACK_NAME)).to_json())
+
+
+def resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    """The template's resources of one type, by logical id."""
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def resolve(value: Any, arns: dict[str, str]) -> Any:
+    """Resolve the CloudFormation intrinsics a state machine definition uses."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve(part, arns) for part in parts)
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical_id, attribute = value["Fn::GetAtt"]
+        assert attribute == "Arn", value
+        return arns[logical_id]
+    if isinstance(value, dict) and "Ref" in value:
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+        return pseudo[value["Ref"]]
+    raise AssertionError(f"cannot resolve {value!r}")
