@@ -7,6 +7,8 @@ from typing import Any
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
+from escalator.channels import CHANNELS
+
 LAMBDA_MANAGED_POLICIES = [
     "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
@@ -44,7 +46,6 @@ def apply(stack: Any) -> None:
     functions = stack.functions
     for function in [*functions.database_functions, *functions.notifiers.values()]:
         _suppress(function, *function_suppressions())
-    _suppress(stack.migration, *function_suppressions())
     _suppress(
         stack.state_machine,
         NagPackSuppression(
@@ -84,8 +85,8 @@ def apply(stack: Any) -> None:
             "group token; every ingress here comes from the database functions' group, no CIDR.",
         ),
     )
-    for secret_id in ("Twilio", "Smtp", "PubNub"):
-        secret = stack.node.try_find_child(secret_id)
+    for channel in CHANNELS.values():
+        secret = stack.node.try_find_child(channel.secret.name) if channel.secret else None
         if secret is not None:
             _suppress(
                 secret,

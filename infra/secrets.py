@@ -1,5 +1,6 @@
-"""Provider credentials in Secrets Manager: created by the stack with placeholders (or
-referenced by name from context), filled in by the operator, read by the notifiers."""
+"""Provider credentials in Secrets Manager, one secret per channel that has a provider
+secret in the registry: created by the stack with placeholders (or referenced by name
+from context), filled in by the operator, read by that channel's notifier only."""
 
 from __future__ import annotations
 
@@ -9,42 +10,36 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from escalator.channels import CHANNELS
 from escalator.config import PLACEHOLDER
-from infra.functions import ProviderSecret
 from infra.settings import StackSettings
 
-# channel -> (secret id, variable naming it to the notifier, JSON keys, generated key)
-_PROVIDERS = {
-    "phone": ("Twilio", "TWILIO_SECRET_ARN", ("account_sid",), "auth_token"),
-    "email": ("Smtp", "SMTP_SECRET_ARN", ("username",), "password"),
-    "pubnub": ("PubNub", "PUBNUB_SECRET_ARN", ("subscribe_key",), "publish_key"),
-}
 
-
-def provider_secrets(scope: Construct, settings: StackSettings) -> dict[str, ProviderSecret]:
-    """One secret per provider. A created secret holds ``set-me`` placeholders (and a
-    random value for the secret field) that the notifier refuses until they are replaced."""
-    names = {
-        "phone": settings.twilio_secret_name,
-        "email": settings.smtp_secret_name,
-        "pubnub": settings.pubnub_secret_name,
-    }
-    secrets: dict[str, ProviderSecret] = {}
-    for channel, (secret_id, variable, keys, generated) in _PROVIDERS.items():
-        existing = names[channel]
+def provider_secrets(
+    scope: Construct, settings: StackSettings
+) -> dict[str, secretsmanager.ISecret]:
+    """The secret of each channel, by channel name. A created secret holds ``set-me``
+    placeholders (and a random value for its generated key) that the notifier refuses
+    until they are replaced."""
+    secrets: dict[str, secretsmanager.ISecret] = {}
+    for name, channel in CHANNELS.items():
+        spec = channel.secret
+        if spec is None:
+            continue
+        existing = settings.existing_secrets.get(name)
         if existing:
-            secret = secretsmanager.Secret.from_secret_name_v2(scope, secret_id, existing)
-        else:
-            secret = secretsmanager.Secret(
-                scope,
-                secret_id,
-                description=f"Escalator {secret_id} credentials: replace every '{PLACEHOLDER}'",
-                generate_secret_string=secretsmanager.SecretStringGenerator(
-                    secret_string_template=json.dumps(dict.fromkeys(keys, PLACEHOLDER)),
-                    generate_string_key=generated,
-                    exclude_punctuation=True,
-                ),
-                removal_policy=RemovalPolicy.RETAIN,
-            )
-        secrets[channel] = ProviderSecret(secret=secret, variable=variable)
+            secrets[name] = secretsmanager.Secret.from_secret_name_v2(scope, spec.name, existing)
+            continue
+        placeholders = {key: PLACEHOLDER for key in spec.fields.values() if key != spec.generated}
+        secrets[name] = secretsmanager.Secret(
+            scope,
+            spec.name,
+            description=f"Escalator {spec.name} credentials: replace every '{PLACEHOLDER}'",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps(placeholders),
+                generate_string_key=spec.generated,
+                exclude_punctuation=True,
+            ),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
     return secrets

@@ -1,14 +1,25 @@
-"""The stack's settings, read from the CDK context (``cdk.json`` or ``-c key=value``)."""
+"""The stack's settings, read from the CDK context (``cdk.json`` or ``-c key=value``).
+
+Each setting is a field of ``StackSettings`` whose name is its context key; the field's
+default is the one default, and ``__post_init__`` validates, whichever way the settings
+were made. The providers' settings come from the channel registry: each channel names
+the context keys of its non-secret settings, and ``<provider>_secret_name`` names an
+existing secret to use instead of the one the stack creates.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
 
+from escalator.channels import CHANNELS
+
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
+MIN_CONNECTION_CAP = 12
 
 
 class SettingsError(ValueError):
@@ -32,8 +43,8 @@ class ConnectionBudget:
 
 def connection_budget(cap: int) -> ConnectionBudget:
     """Share ``cap`` connections among the database functions (reserved concurrency)."""
-    if cap < 12:
-        raise SettingsError(f"db_connection_cap must be at least 12, got {cap}")
+    if cap < MIN_CONNECTION_CAP:
+        raise SettingsError(f"db_connection_cap must be at least {MIN_CONNECTION_CAP}, got {cap}")
     initiator = max(2, cap // 6)
     activator = 2
     rest = cap - initiator - activator - 1
@@ -44,7 +55,7 @@ def connection_budget(cap: int) -> ConnectionBudget:
 
 @dataclass(frozen=True)
 class StackSettings:
-    """Every knob of the stack, with safe defaults."""
+    """Every knob of the stack, with safe defaults. A field's name is its context key."""
 
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
@@ -58,14 +69,29 @@ class StackSettings:
     log_retention_days: int = 30
     producer_arns: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
-    # Existing secrets to use instead of the ones the stack creates (by name).
-    twilio_secret_name: str | None = None
-    smtp_secret_name: str | None = None
-    pubnub_secret_name: str | None = None
-    # Provider settings that are not secret.
-    provider: dict[str, str] = field(default_factory=dict)
     # JSON object of number prefixes to caller ids, stored in the database at deploy.
     caller_id_registry: str | None = None
+    # Provider settings that are not secret: environment variable name -> value.
+    provider: dict[str, str] = field(default_factory=dict)
+    # Existing secrets to use instead of the ones the stack creates: channel -> name.
+    existing_secrets: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        minimums = {
+            "db_allocated_storage_gib": 20,
+            "db_backup_retention_days": 1,
+            "schedule_minutes": 1,
+            "max_concurrency": 1,
+            "log_retention_days": 1,
+        }
+        for name, minimum in minimums.items():
+            if getattr(self, name) < minimum:
+                raise SettingsError(
+                    f"context {name} must be at least {minimum}, got {getattr(self, name)}"
+                )
+        if self.db_removal_policy not in REMOVAL_POLICIES:
+            raise SettingsError(f"context db_removal_policy must be one of {REMOVAL_POLICIES}")
+        self.budget  # noqa: B018 - validates the cap early, with a clear message
 
     @property
     def budget(self) -> ConnectionBudget:
@@ -76,77 +102,47 @@ class StackSettings:
         return self.schedule_minutes * 60
 
 
-# Context keys of the non-secret provider settings, and the variables they become.
-PROVIDER_CONTEXT = {
-    "twilio_url": "TWILIO_URL",
-    "smtp_host": "SMTP_HOST",
-    "smtp_port": "SMTP_PORT",
-    "smtp_starttls": "SMTP_STARTTLS",
-    "mail_from": "MAIL_FROM",
-    "mail_subject": "MAIL_SUBJECT",
-    "mail_body": "MAIL_BODY",
-    "pubnub_origin": "PUBNUB_ORIGIN",
-    "pubnub_uuid": "PUBNUB_UUID",
-}
-
-
 def from_context(node: Node) -> StackSettings:
     """Read the settings; raise ``SettingsError`` naming a malformed value."""
-    defaults = StackSettings()
+    hints = typing.get_type_hints(StackSettings)
+    values: dict[str, Any] = {}
+    for item in fields(StackSettings):
+        raw = node.try_get_context(item.name)
+        if raw is not None and item.name not in ("provider", "existing_secrets"):
+            values[item.name] = _convert(item.name, raw, hints[item.name])
+    values["provider"] = {
+        variable: str(node.try_get_context(key))
+        for channel in CHANNELS.values()
+        for key, variable in channel.settings.items()
+        if node.try_get_context(key) is not None
+    }
+    values["existing_secrets"] = {
+        name: str(node.try_get_context(channel.secret.context_key))
+        for name, channel in CHANNELS.items()
+        if channel.secret is not None and node.try_get_context(channel.secret.context_key)
+    }
+    return StackSettings(**values)
 
-    def get(key: str, default: Any) -> Any:
-        value = node.try_get_context(key)
-        return default if value is None else value
 
-    def integer(key: str, default: int, minimum: int = 1) -> int:
-        value = get(key, default)
+def _convert(key: str, raw: Any, kind: Any) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool) or str(raw).lower() in ("true", "false"):
+            return raw if isinstance(raw, bool) else str(raw).lower() == "true"
+        raise SettingsError(f"context {key} must be true or false, got {raw!r}")
+    if kind is int:
         try:
-            number = int(value)
+            return int(raw)
         except (TypeError, ValueError):
-            raise SettingsError(f"context {key} must be an integer, got {value!r}") from None
-        if number < minimum:
-            raise SettingsError(f"context {key} must be at least {minimum}, got {number}")
-        return number
-
-    def boolean(key: str, default: bool) -> bool:
-        value = get(key, default)
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("true", "false"):
-            return str(value).lower() == "true"
-        raise SettingsError(f"context {key} must be true or false, got {value!r}")
-
-    removal = str(get("db_removal_policy", defaults.db_removal_policy)).lower()
-    if removal not in REMOVAL_POLICIES:
-        raise SettingsError(f"context db_removal_policy must be one of {REMOVAL_POLICIES}")
-    producers = get("producer_arns", [])
-    if isinstance(producers, str):
-        producers = json.loads(producers) if producers.startswith("[") else producers.split(",")
-    registry = get("caller_id_registry", None)
-    if isinstance(registry, dict):
-        registry = json.dumps(registry)
-    settings = StackSettings(
-        db_instance_class=str(get("db_instance_class", defaults.db_instance_class)),
-        db_allocated_storage_gib=integer("db_allocated_storage_gib", 20, minimum=20),
-        db_multi_az=boolean("db_multi_az", defaults.db_multi_az),
-        db_deletion_protection=boolean("db_deletion_protection", True),
-        db_removal_policy=removal,
-        db_backup_retention_days=integer("db_backup_retention_days", 7),
-        db_connection_cap=integer("db_connection_cap", defaults.db_connection_cap),
-        schedule_minutes=integer("schedule_minutes", defaults.schedule_minutes),
-        max_concurrency=integer("max_concurrency", defaults.max_concurrency),
-        log_retention_days=integer("log_retention_days", defaults.log_retention_days),
-        producer_arns=tuple(str(arn).strip() for arn in producers if str(arn).strip()),
-        alarm_topic_arn=get("alarm_topic_arn", None) or None,
-        twilio_secret_name=get("twilio_secret_name", None) or None,
-        smtp_secret_name=get("smtp_secret_name", None) or None,
-        pubnub_secret_name=get("pubnub_secret_name", None) or None,
-        caller_id_registry=registry or None,
-        provider={
-            variable: str(node.try_get_context(key))
-            for key, variable in PROVIDER_CONTEXT.items()
-            if node.try_get_context(key) is not None
-        },
-    )
-    settings.budget  # noqa: B018 - validates the cap early, with a clear message
-    return settings
+            raise SettingsError(f"context {key} must be an integer, got {raw!r}") from None
+    if kind == tuple[str, ...]:
+        if isinstance(raw, str):
+            raw = json.loads(raw) if raw.startswith("[") else raw.split(",")
+        return tuple(str(item).strip() for item in raw if str(item).strip())
+    if isinstance(raw, dict):  # a JSON object given as such in cdk.json
+        return json.dumps(raw)
+    text = str(raw)
+    if key == "db_removal_policy":
+        return text.lower()
+    if kind == str | None:
+        return text or None
+    return text

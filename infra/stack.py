@@ -14,9 +14,10 @@ from constructs import Construct
 from infra import nag
 from infra.alarms import Alarms
 from infra.database import Database
-from infra.functions import EscalatorFunctions, retention
+from infra.functions import EscalatorFunctions
 from infra.network import Network
 from infra.queue import RequestQueue
+from infra.retention import retention
 from infra.schedule import DeliverySchedule
 from infra.secrets import provider_secrets
 from infra.settings import StackSettings, from_context
@@ -55,6 +56,7 @@ class EscalatorStack(Stack):
             self,
             "Functions",
             network=network,
+            database=database.instance,
             database_secret=database.secret,
             provider_secrets=provider_secrets(self, settings),
             settings=settings,
@@ -66,12 +68,6 @@ class EscalatorStack(Stack):
                 report_batch_item_failures=True,
                 max_concurrency=settings.budget.initiator,
             )
-        )
-        self.migration = functions.add_migration(
-            network=network,
-            database_secret=database.secret,
-            database=database.instance,
-            settings=settings,
         )
 
         execution_logs = logs.LogGroup(

@@ -12,7 +12,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 
-from infra.functions import RUNTIME
+from infra.bundling import RUNTIME
 from infra.stack import EscalatorStack
 
 LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # "3.12"
@@ -53,10 +53,17 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     (asset,) = assets  # one code asset shared by every function
     bundle = tmp_path / "cdk.out" / asset
 
-    # THEN it holds the package, the migrations and Lambda-platform wheels, no tests
+    # THEN it holds the package, the migrations and Lambda-platform wheels; not the
+    # development harness (no local-stack module, nothing that names it), the CDK app
+    # or the tests
     assert (bundle / "escalator" / "sql" / "0001_initial.sql").is_file()
-    assert not (bundle / "escalator" / "local").exists()
-    assert not (bundle / "tests").exists()
+    for outside in ("devstack", "infra", "tests", "bench"):
+        assert not (bundle / outside).exists()
+    code = {path: path.read_text(encoding="utf-8") for path in bundle.glob("escalator/**/*.py")}
+    assert len(code) > 20
+    assert [path for path, text in code.items() if "devstack" in text] == []
+    assert not list(bundle.glob("escalator/**/local"))
+    assert {path.stem for path in code} & {"stack", "outbox", "demo", "moto_adapter"} == set()
     assert list(
         bundle.glob(
             f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"

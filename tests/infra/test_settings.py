@@ -1,0 +1,69 @@
+"""The stack's settings: one default each, validated however they are made, and the
+shortest log retention that keeps what was asked for."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_logs as logs
+
+from infra.retention import retention
+from infra.settings import SettingsError, StackSettings, from_context
+
+
+@pytest.mark.parametrize(
+    ("days", "kept"),
+    [
+        (1, logs.RetentionDays.ONE_DAY),
+        (2, logs.RetentionDays.THREE_DAYS),
+        (30, logs.RetentionDays.ONE_MONTH),
+        (31, logs.RetentionDays.TWO_MONTHS),
+        (731, logs.RetentionDays.TWO_YEARS),
+        (732, logs.RetentionDays.THREE_YEARS),
+        (3653, logs.RetentionDays.TEN_YEARS),
+        (3654, logs.RetentionDays.INFINITE),
+    ],
+)
+def test_retention_keeps_logs_at_least_as_long_as_asked(
+    days: int, kept: logs.RetentionDays
+) -> None:
+    assert retention(days) == kept
+
+
+def settings_of(**context: object) -> StackSettings:
+    return from_context(cdk.App(context=context).node)
+
+
+def test_context_falls_back_to_the_dataclass_defaults() -> None:
+    assert settings_of() == StackSettings()
+    assert settings_of(schedule_minutes="5", db_multi_az="true").schedule_minutes == 5
+    assert settings_of(db_multi_az="true").db_multi_az is True
+    assert settings_of(producer_arns="a,b").producer_arns == ("a", "b")
+    assert settings_of(producer_arns='["a"]').producer_arns == ("a",)
+    assert settings_of(db_removal_policy="SNAPSHOT").db_removal_policy == "snapshot"
+
+
+def test_provider_settings_and_existing_secrets_come_from_the_channel_registry() -> None:
+    settings = settings_of(twilio_url="https://x/twiml", smtp_port=2525, pubnub_secret_name="p")
+    assert settings.provider == {"TWILIO_URL": "https://x/twiml", "SMTP_PORT": "2525"}
+    assert settings.existing_secrets == {"pubnub": "p"}
+
+
+@pytest.mark.parametrize(
+    ("context", "problem"),
+    [
+        ({"schedule_minutes": "soon"}, "schedule_minutes must be an integer"),
+        ({"db_multi_az": "maybe"}, "db_multi_az must be true or false"),
+        ({"db_allocated_storage_gib": 10}, "db_allocated_storage_gib must be at least 20"),
+        ({"db_removal_policy": "keep"}, "db_removal_policy must be one of"),
+        ({"db_connection_cap": 8}, "db_connection_cap must be at least 12"),
+    ],
+)
+def test_a_malformed_context_value_is_named(context: dict[str, object], problem: str) -> None:
+    with pytest.raises(SettingsError, match=problem):
+        settings_of(**context)
+
+
+def test_settings_made_in_code_are_validated_too() -> None:
+    with pytest.raises(SettingsError, match="max_concurrency must be at least 1"):
+        StackSettings(max_concurrency=0)
