@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench stress lint typecheck install synth clean
+.PHONY: test demo bench stress lint typecheck install synth clean docs
+
+# Python caches compiled modules: without it every test worker, local stack and command
+# would parse aws-cdk-lib, moto and botocore from source again (seconds each).
+unexport PYTHONDONTWRITEBYTECODE
 
 $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +28,14 @@ typecheck: $(STAMP)
 # Most tests wait on real time (due times, leases, the schedule): more workers than cores.
 WORKERS ?= 4
 
-test: lint typecheck ## ruff, mypy and the whole test suite, on a real PostgreSQL
-	TZ=UTC $(BIN)/pytest -n $(WORKERS) --dist worksteal
+# mypy (one core, most of it in aws-cdk-lib's types) runs beside the tests, which spend
+# much of their time waiting on real time; its verdict is printed after theirs.
+test: lint ## ruff, mypy and the whole test suite, on a real PostgreSQL
+	@report=$$(mktemp); \
+	$(BIN)/mypy > $$report 2>&1 & typing=$$!; \
+	TZ=UTC $(BIN)/pytest -n $(WORKERS) --dist loadgroup; tests=$$?; \
+	wait $$typing; typed=$$?; echo "mypy:"; cat $$report; rm -f $$report; \
+	test $$tests -eq 0 -a $$typed -eq 0
 
 demo: $(STAMP) ## the main job: the local stack runs a scripted scenario, with a summary
 	TZ=UTC $(BIN)/escalator demo

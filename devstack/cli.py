@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from devstack.demo import DEMO_TICK
+from devstack.stack import LocalOptions
 from escalator.config import database_settings
 from escalator.contract import InvalidRequest
 from escalator.errors import ConfigError
@@ -64,12 +66,17 @@ def _parser() -> argparse.ArgumentParser:
     migrate_parser.set_defaults(run=_migrate)
 
     local = commands.add_parser("local", help="run the whole system on this machine")
-    local.add_argument("--port", type=int, default=4566, help="AWS endpoint port (4566)")
-    local.add_argument("--tick", type=int, default=60, help="schedule period in seconds (60)")
+    defaults = LocalOptions()
+    local.add_argument(
+        "--port", type=int, default=defaults.port, help="AWS endpoint port (%(default)s)"
+    )
+    local.add_argument(
+        "--tick", type=int, default=defaults.tick, help="schedule period in seconds (%(default)s)"
+    )
     local.add_argument("--database-url", help="PostgreSQL (default: embedded, in --data-dir)")
-    local.add_argument("--data-dir", type=Path, default=Path(".escalator-local"))
+    local.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     local.add_argument("--caller-id-registry", type=Path, help="JSON file: prefix -> caller id")
-    local.add_argument("--outbox", type=Path, default=Path("escalator-outbox.jsonl"))
+    local.add_argument("--outbox", type=Path, default=defaults.outbox)
     local.set_defaults(run=_local)
 
     send = commands.add_parser("send", help="send a request to the queue")
@@ -101,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     executions.set_defaults(run=_executions)
 
     demo = commands.add_parser("demo", help="a scripted scenario on the local stack")
-    demo.add_argument("--tick", type=int, default=3)
+    demo.add_argument("--tick", type=int, default=DEMO_TICK, help="schedule period (%(default)s)")
     demo.set_defaults(run=_demo)
     return parser
 
@@ -127,7 +134,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from devstack.stack import LocalOptions, run
+    from devstack.stack import run
 
     return run(
         LocalOptions(

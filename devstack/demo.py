@@ -27,6 +27,9 @@ from devstack.outbox import read_outbox
 from devstack.polling import NotInTime, wait_until
 from escalator.client import Producer
 
+# The demo's schedule period: short, so the scenario takes seconds.
+DEMO_TICK = 3
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -76,7 +79,7 @@ def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[],
     return True
 
 
-def run_demo(*, tick: int = 3) -> int:
+def run_demo(*, tick: int = DEMO_TICK) -> int:
     """Run the scenario; 0 when everything happened as it must."""
     workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)

@@ -40,6 +40,8 @@ DEAD_LETTER_QUEUE_NAME = "escalator-dead-letters.fifo"
 
 @dataclass(frozen=True)
 class LocalOptions:
+    """What ``escalator local`` is told; these defaults are its command line's."""
+
     port: int = 4566
     tick: int = 60
     database_url: str | None = None

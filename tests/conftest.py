@@ -38,6 +38,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the long tests first (the order is otherwise kept): a parallel run then ends
+    with short tests on every worker instead of one long test on one of them."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     directory = config.stash.get(_TEMPLATE_DIRECTORY, None)
     if directory is not None:

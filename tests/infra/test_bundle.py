@@ -15,6 +15,9 @@ import pytest
 from infra.bundling import RUNTIME
 from infra.stack import EscalatorStack
 
+# Long: started first, so that the parallel run ends with the short tests.
+pytestmark = pytest.mark.long
+
 LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # "3.12"
 
 
@@ -81,7 +84,9 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
         ]
     )
     result = subprocess.run(
-        [lambda_python(), "-I", "-c", f"import sys; sys.path.insert(0, {str(bundle)!r}); {script}"],
+        # As Lambda runs it: the bundle is the working directory, first on the path.
+        [lambda_python(), "-E", "-s", "-c", script],
+        cwd=bundle,
         capture_output=True,
         text=True,
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},

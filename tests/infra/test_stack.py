@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from devstack.template import resources, synthesize, synthesized_template
+from devstack.template import resources
 from escalator.channels import CHANNELS
 from infra.settings import SettingsError, connection_budget
+from tests.infra.conftest import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
 
 DATABASE_HANDLERS = {
     "escalator.handlers.initiator.handler",
@@ -21,15 +22,6 @@ DATABASE_HANDLERS = {
     "escalator.handlers.migrate.handler",
 }
 NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
-
-
-def synth(**context: Any) -> dict[str, Any]:
-    return synthesize(**context)
-
-
-@pytest.fixture(scope="module")
-def template() -> dict[str, Any]:
-    return synthesized_template()
 
 
 def of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
@@ -71,11 +63,8 @@ def test_database_is_private_encrypted_tls_only_and_retained(template: dict[str,
     assert parameters["Properties"]["Parameters"]["rds.force_ssl"] == "1"
 
 
-def test_database_settings_come_from_context() -> None:
-    template = synth(
-        db_instance_class="t4g.small", db_deletion_protection=False, db_removal_policy="snapshot"
-    )
-    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+def test_database_settings_come_from_context(customized: dict[str, Any]) -> None:
+    ((_, database),) = of_type(customized, "AWS::RDS::DBInstance").items()
     assert database["Properties"]["DBInstanceClass"] == "db.t4g.small"
     assert database["Properties"]["DeletionProtection"] is False
     assert database["DeletionPolicy"] == "Snapshot"
@@ -131,7 +120,9 @@ def test_initiator_reads_the_queue_in_batches_of_10_with_partial_failures(
     assert properties["ScalingConfig"]["MaximumConcurrency"] >= 2
 
 
-def test_database_connections_are_bounded_by_the_cap(template: dict[str, Any]) -> None:
+def test_database_connections_are_bounded_by_the_cap(
+    template: dict[str, Any], customized: dict[str, Any]
+) -> None:
     def total(template: Mapping[str, Any]) -> int:
         reserved = sum(
             function["Properties"].get("ReservedConcurrentExecutions", 0)
@@ -149,19 +140,21 @@ def test_database_connections_are_bounded_by_the_cap(template: dict[str, Any]) -
         return int(reserved) + initiator
 
     assert total(template) <= 30
-    assert total(synth(db_connection_cap=18)) <= 18
+    assert CUSTOM_CONTEXT["db_connection_cap"] == 18
+    assert total(customized) <= 18
     with pytest.raises(SettingsError, match="at least 12"):
         connection_budget(8)
 
 
-def test_schedule_starts_the_state_machine_with_its_period(template: dict[str, Any]) -> None:
+def test_schedule_starts_the_state_machine_with_its_period(
+    template: dict[str, Any], customized: dict[str, Any]
+) -> None:
     ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 60}
     ((machine_id, _),) = of_type(template, "AWS::StepFunctions::StateMachine").items()
     assert schedule["Properties"]["Target"]["Arn"] == {"Ref": machine_id}
-    five = synth(schedule_minutes=5)
-    ((_, schedule),) = of_type(five, "AWS::Scheduler::Schedule").items()
+    ((_, schedule),) = of_type(customized, "AWS::Scheduler::Schedule").items()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
     assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 300}
 
@@ -194,7 +187,7 @@ def test_migration_trigger_runs_after_the_database(template: dict[str, Any]) -> 
 
 
 def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
-    template: dict[str, Any],
+    template: dict[str, Any], customized: dict[str, Any]
 ) -> None:
     alarms = of_type(template, "AWS::CloudWatch::Alarm").values()
     metrics = {alarm["Properties"].get("MetricName") for alarm in alarms}
@@ -206,15 +199,12 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ExecutionsStarted",
     }
     assert all("AlarmActions" not in alarm["Properties"] for alarm in alarms)
-    topic = "arn:aws:sns:eu-central-1:123456789012:escalator-alarms"
-    with_topic = of_type(synth(alarm_topic_arn=topic), "AWS::CloudWatch::Alarm").values()
-    assert all(alarm["Properties"]["AlarmActions"] == [topic] for alarm in with_topic)
+    with_topic = of_type(customized, "AWS::CloudWatch::Alarm").values()
+    assert all(alarm["Properties"]["AlarmActions"] == [ALARM_TOPIC] for alarm in with_topic)
 
 
-def test_producers_from_context_may_send_to_the_queue() -> None:
-    producer = "arn:aws:iam::210987654321:role/ordering-backend"
-    template = Template.from_json(synth(producer_arns=[producer]))
-    template.has_resource_properties(
+def test_producers_from_context_may_send_to_the_queue(customized: dict[str, Any]) -> None:
+    Template.from_json(customized).has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {
             "PolicyDocument": {
@@ -223,7 +213,7 @@ def test_producers_from_context_may_send_to_the_queue() -> None:
                         Match.object_like(
                             {
                                 "Effect": "Allow",
-                                "Principal": {"AWS": producer},
+                                "Principal": {"AWS": PRODUCER},
                                 "Action": Match.array_with(["sqs:SendMessage"]),
                             }
                         )
@@ -263,20 +253,19 @@ def test_no_secret_value_is_in_the_template(template: dict[str, Any]) -> None:
     assert notifier_secrets == {"TWILIO_SECRET_ARN", "SMTP_SECRET_ARN", "PUBNUB_SECRET_ARN"}
 
 
-def test_existing_provider_secrets_are_referenced_by_name() -> None:
-    template = synth(twilio_secret_name="prod/twilio")
-    secrets = of_type(template, "AWS::SecretsManager::Secret")
+def test_existing_provider_secrets_are_referenced_by_name(customized: dict[str, Any]) -> None:
+    secrets = of_type(customized, "AWS::SecretsManager::Secret")
     assert len(secrets) == 3  # database, SMTP, PubNub: Twilio's is referenced
-    assert "prod/twilio" in json.dumps(template)
+    assert "prod/twilio" in json.dumps(customized)
 
 
-def test_caller_id_registry_from_context_reaches_the_migration() -> None:
-    registry = {"default": "+12025550123"}
-    template = synth(caller_id_registry=registry)
+def test_caller_id_registry_from_context_reaches_the_migration(
+    customized: dict[str, Any],
+) -> None:
     (migrate,) = [
         function
-        for function in our_functions(template).values()
+        for function in our_functions(customized).values()
         if function["Properties"]["Handler"] == "escalator.handlers.migrate.handler"
     ]
     variables = migrate["Properties"]["Environment"]["Variables"]
-    assert json.loads(variables["CALLER_ID_REGISTRY"]) == registry
+    assert json.loads(variables["CALLER_ID_REGISTRY"]) == REGISTRY

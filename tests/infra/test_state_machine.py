@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from devstack.template import resolve, resources, synthesize, synthesized_template
+from devstack.template import resolve, resources, synthesized_template
 from escalator.channels import CHANNELS
+from tests.infra.conftest import CUSTOM_CONTEXT
 
 
 def definition(template: dict[str, Any]) -> dict[str, Any]:
@@ -81,6 +82,6 @@ def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]
     assert "JSONata" not in str(definition(template))
 
 
-def test_max_concurrency_comes_from_context() -> None:
-    template = synthesize(max_concurrency=7)
-    assert definition(template)["States"]["Deliver notifications"]["MaxConcurrency"] == 7
+def test_max_concurrency_comes_from_context(customized: dict[str, Any]) -> None:
+    assert CUSTOM_CONTEXT["max_concurrency"] == 7
+    assert definition(customized)["States"]["Deliver notifications"]["MaxConcurrency"] == 7

@@ -17,6 +17,9 @@ from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.pipeline import CALLER_IDS, Pipeline
 
+# Long: started first, so that the parallel run ends with the short tests.
+pytestmark = pytest.mark.long
+
 
 def test_phone_email_and_pubnub_are_each_delivered_once_when_due(pipeline: Pipeline) -> None:
     # GIVEN a process with a call, an e-mail and a PubNub message due in 2 seconds

@@ -17,6 +17,9 @@ from escalator.channels import CHANNELS
 from escalator.handlers import initiator
 from escalator.limits import MAX_PROCESS_ID_LENGTH
 
+# Long: started first, so that the parallel run ends with the short tests.
+pytestmark = pytest.mark.long
+
 EXAMPLES = 1000
 
 json_values = st.recursive(

@@ -18,7 +18,12 @@ import pytest
 
 from devstack.demo import run_demo, start_local_stack
 from devstack.outbox import read_outbox
+from devstack.polling import wait_until
+from devstack.postgres import query
 from escalator.executions import recent_executions
+
+# Long: started first, so that the parallel run ends with the short tests.
+pytestmark = pytest.mark.long
 
 TICK = 2
 
@@ -48,6 +53,15 @@ class LocalStack:
     def outbox(self) -> list[dict[str, Any]]:
         return read_outbox(Path(self.ready["outbox"]))
 
+    def process_states(self, process_id: str) -> list[str]:
+        """The states of the processes with this id, oldest first (from its database)."""
+        rows = query(
+            self.ready["database_url"],
+            "SELECT state FROM process WHERE process_id = %s ORDER BY id",
+            (process_id,),
+        )
+        return [str(row[0]) for row in rows]
+
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=15)
@@ -58,19 +72,26 @@ def launch(workdir: Path) -> LocalStack:
     return LocalStack(process, ready, workdir)
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def use_local_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     monkeypatch.delenv("DATABASE_URL", raising=False)
 
 
 @pytest.fixture
-def local_stack(tmp_path: Path, aws_env: None) -> Iterator[LocalStack]:
-    stack = launch(tmp_path)
-    yield stack
-    if stack.process.poll() is None:
-        stack.terminate()
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_local_credentials(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One local stack for the tests that only use it as a client would."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_local_credentials(monkeypatch)
+        stack = launch(tmp_path_factory.mktemp("local-stack"))
+        yield stack
+        if stack.process.poll() is None:
+            stack.terminate()
 
 
 def start(process_id: str, *notifications: dict[str, Any]) -> dict[str, Any]:
@@ -93,13 +114,11 @@ def console(at: int, label: str) -> dict[str, Any]:
     return {"channel": "console", "at": at, "label": label}
 
 
-def wait_for(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
+def wait_for(condition: Callable[[], object], timeout: float) -> None:
+    wait_until(condition, timeout=timeout, interval=0.2)
 
 
+@pytest.mark.xdist_group("local_stack")
 def test_ready_line_names_everything_a_client_needs(local_stack: LocalStack) -> None:
     assert set(local_stack.ready) == {
         "endpoint_url",
@@ -116,6 +135,7 @@ def test_ready_line_names_everything_a_client_needs(local_stack: LocalStack) -> 
     assert attributes["ContentBasedDeduplication"] == "false"
 
 
+@pytest.mark.xdist_group("local_stack")
 def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     stack = local_stack
     now = int(time.time())
@@ -135,7 +155,7 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
 
     # WHEN their time comes
     wait_for(lambda: len(stack.outbox()) >= 5, timeout=60)
-    time.sleep(TICK + 1)  # r1 completes once its outcomes are recorded
+    wait_for(lambda: stack.process_states("r1") == ["completed"], timeout=30)
     stack.send(start("r1", console(int(time.time()) + 2, "second order")), group="r1")
     wait_for(lambda: len(stack.outbox()) >= 6, timeout=60)
     wait_for(lambda: time.time() > now + 9 + 2 * TICK, timeout=30)

@@ -4,8 +4,8 @@ its notifications are recorded by concurrent transactions (the record steps of o
 from __future__ import annotations
 
 import threading
-import time
 
+from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
@@ -65,10 +65,12 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
         # WHEN both look for what is left, the second while the first has not committed
         completed_by_first = uow.processes.complete_finished([process_ref])
         go.set()
-        deadline = time.monotonic() + 10
-        while other.is_alive() and not waiting_for_a_lock(database_url):
-            assert time.monotonic() < deadline, "the second transaction neither ended nor waited"
-            time.sleep(0.01)
+        wait_until(
+            lambda: not other.is_alive() or waiting_for_a_lock(database_url),
+            timeout=10,
+            interval=0.01,
+            what="the second transaction ending or waiting for the first",
+        )
         uow.commit()
     other.join(10)
 

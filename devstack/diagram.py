@@ -1,0 +1,129 @@
+"""The delivery state machine as a picture: a Mermaid flowchart drawn from the definition
+the CDK app synthesizes, so the picture in ``docs/`` is the machine that runs.
+
+``python -m devstack.diagram`` (``make docs``) writes ``docs/state-machine.md``; a test
+fails when the committed file no longer matches the synthesized definition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from devstack.template import resolve, resources, synthesized_template
+
+DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
+
+_HEADER = """\
+# The delivery state machine
+
+Generated from the definition the CDK app synthesizes (`make docs`; a test fails when
+this file no longer matches it). Solid arrows are the normal path, labelled arrows the
+choices, dotted arrows the errors a state catches; a state's retries are listed in it.
+GitHub and most Markdown viewers draw the chart; <https://mermaid.live> draws it too.
+
+"""
+
+
+def definition(template: dict[str, Any]) -> dict[str, Any]:
+    """The state machine definition of a synthesized template, its ARNs resolved."""
+    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
+    arns = {
+        logical_id: f"arn:aws:lambda:eu-central-1:123456789012:function:{logical_id}"
+        for logical_id in resources(template, "AWS::Lambda::Function")
+    }
+    parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
+    return parsed
+
+
+def mermaid(machine: dict[str, Any]) -> str:
+    """A Mermaid flowchart of ``machine`` (an Amazon States Language definition)."""
+    lines = ["flowchart TD", "    start((start))"]
+    lines += [f"    start --> {_node(machine['StartAt'])}"]
+    lines += _states(machine["States"], indent="    ")
+    return "\n".join(lines) + "\n"
+
+
+def document(template: dict[str, Any]) -> str:
+    """The whole of ``docs/state-machine.md`` for ``template``."""
+    return f"{_HEADER}```mermaid\n{mermaid(definition(template))}```\n"
+
+
+def _states(states: dict[str, Any], indent: str) -> list[str]:
+    lines: list[str] = []
+    for name, state in states.items():
+        node = _node(name)
+        kind = state["Type"]
+        if kind == "Map":
+            inner = state["ItemProcessor"]
+            lines.append(f'{indent}subgraph {node}["{name} (Map, at most '
+                         f'{state.get("MaxConcurrency", "any")} at once)"]')  # fmt: skip
+            lines.append(f"{indent}    direction TB")
+            lines.append(f"{indent}    {node}_start((each item)) --> {_node(inner['StartAt'])}")
+            lines += _states(inner["States"], indent + "    ")
+            lines.append(f"{indent}end")
+        else:
+            lines.append(f"{indent}{node}{_shape(kind, _label(name, state))}")
+        lines += _edges(node, state, indent)
+    return lines
+
+
+def _edges(node: str, state: dict[str, Any], indent: str) -> list[str]:
+    lines = []
+    for rule in state.get("Choices", []):
+        lines.append(f'{indent}{node} -->|"{_condition(rule)}"| {_node(rule["Next"])}')
+    if "Default" in state:
+        lines.append(f'{indent}{node} -->|"otherwise"| {_node(state["Default"])}')
+    if "Next" in state:
+        lines.append(f"{indent}{node} --> {_node(state['Next'])}")
+    for catch in state.get("Catch", []):
+        errors = ", ".join(catch["ErrorEquals"])
+        lines.append(f'{indent}{node} -.->|"{errors}"| {_node(catch["Next"])}')
+    return lines
+
+
+def _label(name: str, state: dict[str, Any]) -> str:
+    parts = [name]
+    if state["Type"] == "Task":
+        function = str(state.get("Resource", "")).rsplit(":", 1)[-1]
+        parts.append(re.sub(r"[0-9A-F]{8}$", "", function.removeprefix("Functions")) + " λ")
+    if state["Type"] == "Wait":
+        parts.append("until " + str(state.get("TimestampPath") or state.get("Timestamp", "")))
+    for retry in state.get("Retry", []):
+        errors = ", ".join(retry["ErrorEquals"])
+        parts.append(f"retry {errors}: {retry.get('MaxAttempts', 3)}x")
+    return "<br/>".join(part.replace('"', "'") for part in parts)
+
+
+def _shape(kind: str, label: str) -> str:
+    if kind == "Choice":
+        return '{"' + label + '"}'
+    if kind in ("Succeed", "Fail"):
+        return '(["' + label + '"])'
+    return '["' + label + '"]'
+
+
+def _condition(rule: dict[str, Any]) -> str:
+    for key, value in rule.items():
+        if key not in ("Variable", "Next"):
+            return f"{rule.get('Variable', '')} {key} {json.dumps(value)}".replace('"', "'")
+    return "?"
+
+
+def _node(name: str) -> str:
+    return "s_" + re.sub(r"[^A-Za-z0-9]", "_", name)
+
+
+def main() -> int:
+    """Write ``docs/state-machine.md`` from the synthesized template."""
+    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
+    DOCUMENT.write_text(document(synthesized_template()), encoding="utf-8")
+    print(f"wrote {DOCUMENT}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
