@@ -50,6 +50,9 @@ bench: $(STAMP) ## every benchmark; each prints a table and a JSON last line
 stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make test`)
 	TZ=UTC ESCALATOR_STRESS=full $(BIN)/pytest -m stress tests/stress
 
+docs: $(STAMP) ## docs/state-machine.md, drawn from the synthesized state machine
+	$(BIN)/python -m devstack.diagram
+
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 

@@ -1,0 +1,50 @@
+"""The documentation shows the machine that runs: the state machine picture in docs/ is
+drawn from the synthesized definition, and the README points only at what exists."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from devstack.diagram import DOCUMENT, definition, document, mermaid
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_state_machine_picture_is_drawn_from_the_synthesized_definition(
+    template: dict[str, Any],
+) -> None:
+    assert DOCUMENT.read_text(encoding="utf-8") == document(template), "run `make docs`"
+
+
+def test_the_picture_has_every_state_and_every_transition(template: dict[str, Any]) -> None:
+    machine = definition(template)
+    chart = mermaid(machine)
+    inner = machine["States"]["Deliver notifications"]["ItemProcessor"]["States"]
+    for name in [*machine["States"], *inner]:
+        assert f'["{name}' in chart or f'{{"{name}' in chart or f'(["{name}' in chart, name
+    arrows = chart.count("-->") + chart.count("-.->")
+    transitions = sum(
+        ("Next" in state) + ("Default" in state) + len(state.get("Choices", []))
+        + len(state.get("Catch", []))
+        for state in [*machine["States"].values(), *inner.values()]
+    )  # fmt: skip
+    assert arrows == transitions + 2  # and the start of the machine and of each item
+
+
+def test_every_file_the_readme_names_exists_and_it_points_nowhere_outside() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    top = "|".join(re.escape(path.name) for path in ROOT.iterdir() if path.is_dir())
+    named = set(re.findall(rf"`((?:{top})/[\w./-]*)`", readme))
+    assert len(named) > 5, "the README names hardly any file"
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []
+    for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        text = page.read_text(encoding="utf-8")
+        assert "shared/" not in text, page.name
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(ROOT), (page.name, target)
+            assert resolved.exists(), (page.name, target)
