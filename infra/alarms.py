@@ -10,7 +10,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from escalator import metrics
+from escalator import SERVICE, metrics
 
 
 class Alarms(Construct):
@@ -72,7 +72,7 @@ class Alarms(Construct):
                 cloudwatch.Metric(
                     namespace=metrics.NAMESPACE,
                     metric_name=metrics.FAILED,
-                    dimensions_map={"service": "escalator"},
+                    dimensions_map={"service": SERVICE},
                     statistic="Sum",
                     period=five_minutes,
                 ),

@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from escalator import SERVICE
 from escalator.channels import CHANNELS
 from escalator.config import Env
 from infra.bundling import RUNTIME, lambda_code
@@ -21,7 +22,6 @@ from infra.network import Network
 from infra.retention import retention
 from infra.settings import StackSettings
 
-SERVICE_NAME = "escalator"
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
 
@@ -137,6 +137,6 @@ class EscalatorFunctions(Construct):
             reserved_concurrent_executions=reserved,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={Env.POWERTOOLS_SERVICE_NAME: SERVICE_NAME, **environment},
+            environment={Env.POWERTOOLS_SERVICE_NAME: SERVICE, **environment},
             **placement,
         )

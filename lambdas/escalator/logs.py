@@ -12,6 +12,8 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import LogRecord
 
+from escalator import SERVICE
+
 _PHONE = re.compile(r"\+[0-9]{6,15}")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
@@ -40,4 +42,4 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
         return mask(super().serialize(log))
 
 
-logger = Logger(service="escalator", logger_formatter=MaskingFormatter())
+logger = Logger(service=SERVICE, logger_formatter=MaskingFormatter())

@@ -9,6 +9,8 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from escalator import SERVICE
+
 NAMESPACE = "Escalator"
 SENT = "NotificationsSent"
 FAILED = "NotificationsFailed"
@@ -16,7 +18,7 @@ EXPIRED = "NotificationsExpired"
 UNKNOWN = "NotificationsUnknown"
 LATENESS = "DeliveryLateness"
 
-metrics = Metrics(namespace=NAMESPACE, service="escalator")
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count(name: str, value: int = 1) -> None:
