@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack.template import resolve, resources, synthesized_template
+from devstack.template import state_machine_definition, synthesized_template
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
 
@@ -28,17 +28,6 @@ GitHub and most Markdown viewers draw the chart; <https://mermaid.live> draws it
 """
 
 
-def definition(template: dict[str, Any]) -> dict[str, Any]:
-    """The state machine definition of a synthesized template, its ARNs resolved."""
-    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    arns = {
-        logical_id: f"arn:aws:lambda:eu-central-1:123456789012:function:{logical_id}"
-        for logical_id in resources(template, "AWS::Lambda::Function")
-    }
-    parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
-    return parsed
-
-
 def mermaid(machine: dict[str, Any]) -> str:
     """A Mermaid flowchart of ``machine`` (an Amazon States Language definition)."""
     lines = ["flowchart TD", "    start((start))"]
@@ -49,7 +38,7 @@ def mermaid(machine: dict[str, Any]) -> str:
 
 def document(template: dict[str, Any]) -> str:
     """The whole of ``docs/state-machine.md`` for ``template``."""
-    return f"{_HEADER}```mermaid\n{mermaid(definition(template))}```\n"
+    return f"{_HEADER}```mermaid\n{mermaid(state_machine_definition(template))}```\n"
 
 
 def _states(states: dict[str, Any], indent: str) -> list[str]:

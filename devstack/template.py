@@ -61,6 +61,18 @@ def resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
     }
 
 
+def state_machine_definition(template: dict[str, Any]) -> dict[str, Any]:
+    """The template's state machine definition, each function's ARN resolved by its
+    logical id."""
+    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
+    arns = {
+        logical_id: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
+        for logical_id in resources(template, "AWS::Lambda::Function")
+    }
+    parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
+    return parsed
+
+
 def resolve(value: Any, arns: dict[str, str]) -> Any:
     """Resolve the CloudFormation intrinsics a state machine definition uses."""
     if isinstance(value, str):

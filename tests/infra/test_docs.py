@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from devstack.diagram import DOCUMENT, definition, document, mermaid
+from devstack.diagram import DOCUMENT, document, mermaid
+from devstack.template import state_machine_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +20,7 @@ def test_the_state_machine_picture_is_drawn_from_the_synthesized_definition(
 
 
 def test_the_picture_has_every_state_and_every_transition(template: dict[str, Any]) -> None:
-    machine = definition(template)
+    machine = state_machine_definition(template)
     chart = mermaid(machine)
     inner = machine["States"]["Deliver notifications"]["ItemProcessor"]["States"]
     for name in [*machine["States"], *inner]:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from devstack.template import resolve, resources, synthesized_template
+from devstack.template import resources, state_machine_definition, synthesized_template
 from escalator.channels import CHANNELS
 from tests.infra.conftest import CUSTOM_CONTEXT
 
 
-def definition(template: dict[str, Any]) -> dict[str, Any]:
-    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    arns = {
-        logical_id: f"arn:aws:lambda:eu-central-1:123456789012:function:{logical_id}"
-        for logical_id in resources(template, "AWS::Lambda::Function")
-    }
-    parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
-    return parsed
-
-
 @pytest.fixture(scope="module")
 def states() -> dict[str, Any]:
-    top: dict[str, Any] = definition(synthesized_template())["States"]
+    top: dict[str, Any] = state_machine_definition(synthesized_template())["States"]
     return top
 
 
@@ -79,9 +68,12 @@ def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]
     template = synthesized_template()
     ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     assert machine["Properties"].get("StateMachineType", "STANDARD") == "STANDARD"
-    assert "JSONata" not in str(definition(template))
+    assert "JSONata" not in str(state_machine_definition(template))
 
 
 def test_max_concurrency_comes_from_context(customized: dict[str, Any]) -> None:
     assert CUSTOM_CONTEXT["max_concurrency"] == 7
-    assert definition(customized)["States"]["Deliver notifications"]["MaxConcurrency"] == 7
+    assert (
+        state_machine_definition(customized)["States"]["Deliver notifications"]["MaxConcurrency"]
+        == 7
+    )
