@@ -12,6 +12,7 @@ from infra.settings import StackSettings
 
 ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17)
 DATABASE_NAME = "escalator"
+MASTER_USER = "escalator"
 PORT = 5432
 _REMOVAL = {
     "retain": RemovalPolicy.RETAIN,
@@ -45,6 +46,14 @@ class Database(Construct):
             description="Escalator: TLS only",
             parameters={"rds.force_ssl": "1"},
         )
+        # The master password of a retained instance must outlive a failed first deploy:
+        # the secret goes only when the instance does.
+        master = rds.DatabaseSecret(self, "MasterSecret", username=MASTER_USER)
+        master.apply_removal_policy(
+            RemovalPolicy.DESTROY
+            if settings.db_removal_policy == "destroy"
+            else RemovalPolicy.RETAIN
+        )
         self.instance = rds.DatabaseInstance(
             self,
             "Instance",
@@ -55,7 +64,7 @@ class Database(Construct):
             security_groups=[security],
             port=PORT,
             database_name=DATABASE_NAME,
-            credentials=rds.Credentials.from_generated_secret("escalator"),
+            credentials=rds.Credentials.from_secret(master, username=MASTER_USER),
             parameter_group=parameters,
             publicly_accessible=False,
             storage_encrypted=True,
@@ -71,3 +80,4 @@ class Database(Construct):
         secret = self.instance.secret
         assert secret is not None
         self.secret = secret
+        self.database_name = DATABASE_NAME

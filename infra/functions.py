@@ -36,6 +36,7 @@ class EscalatorFunctions(Construct):
         *,
         network: Network,
         database: Construct,
+        database_name: str,
         database_secret: secretsmanager.ISecret,
         provider_secrets: Mapping[str, secretsmanager.ISecret],
         settings: StackSettings,
@@ -46,7 +47,12 @@ class EscalatorFunctions(Construct):
         self._retention = retention(settings.log_retention_days)
         budget = settings.budget
 
-        connects = {Env.DB_SECRET_ARN: database_secret.secret_arn, Env.DB_SSLMODE: "require"}
+        # The RDS secret holds the host, port and credentials, never the database's name.
+        connects = {
+            Env.DB_SECRET_ARN: database_secret.secret_arn,
+            Env.DB_NAME: database_name,
+            Env.DB_SSLMODE: "require",
+        }
         delivery = {**connects, Env.LOOKAHEAD_SECONDS: str(settings.schedule_seconds)}
         self.initiator = self.function("Initiator", "initiator", environment=connects, in_vpc=True)
         self.activator = self.function(

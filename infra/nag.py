@@ -60,7 +60,7 @@ def apply(stack: Any) -> None:
         ),
     )
     _suppress(
-        stack.database.instance,
+        stack.database,
         NagPackSuppression(
             id="AwsSolutions-RDS3",
             reason="Single-AZ by default to keep the idle cost low; set the context "

@@ -57,6 +57,7 @@ class EscalatorStack(Stack):
             "Functions",
             network=network,
             database=database.instance,
+            database_name=database.database_name,
             database_secret=database.secret,
             provider_secrets=provider_secrets(self, settings),
             settings=settings,

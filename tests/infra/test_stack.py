@@ -70,6 +70,23 @@ def test_database_settings_come_from_context(customized: dict[str, Any]) -> None
     assert database["DeletionPolicy"] == "Snapshot"
 
 
+def database_name(template: Mapping[str, Any]) -> str:
+    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    name: str = database["Properties"]["DBName"]
+    return name
+
+
+def test_the_database_secret_outlives_a_failed_deploy_as_the_instance_does(
+    template: dict[str, Any], customized: dict[str, Any]
+) -> None:
+    for stack, policy in ((template, "Retain"), (customized, "Retain")):
+        ((_, database),) = of_type(stack, "AWS::RDS::DBInstance").items()
+        secret_id = database["Properties"]["MasterUserPassword"]["Fn::Join"][1][1]["Ref"]
+        assert database["DeletionPolicy"] in ("Retain", "Snapshot")
+        assert stack["Resources"][secret_id]["DeletionPolicy"] == policy
+        assert stack["Resources"][secret_id]["UpdateReplacePolicy"] == policy
+
+
 def test_database_port_is_open_only_to_the_database_functions(template: dict[str, Any]) -> None:
     ingress = [
         rule["Properties"]
@@ -108,6 +125,7 @@ def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[
         if in_vpc:
             assert variables["DB_SSLMODE"] == "require"
             assert "Ref" in variables["DB_SECRET_ARN"]
+            assert variables["DB_NAME"] == database_name(template)
 
 
 def test_initiator_reads_the_queue_in_batches_of_10_with_partial_failures(

@@ -62,25 +62,30 @@ def secrets(aws_credentials: None) -> Iterator[Any]:
 
 
 def test_database_credentials_come_from_the_rds_secret(secrets: Any) -> None:
+    # The keys RDS writes: the generated username and password, then what the secret
+    # attachment adds. Never the database's name: the stack gives that as DB_NAME.
     arn = secrets.create_secret(
         Name="escalator-db",
         SecretString=json.dumps(
             {
                 "username": "escalator",
                 "password": "s3cret",
+                "engine": "postgres",
                 "host": "db.internal",
                 "port": 5432,
-                "dbname": "escalator",
-                "engine": "postgres",
+                "dbInstanceIdentifier": "escalator-db",
             }
         ),
     )["ARN"]
 
-    settings = database_settings({"DB_SECRET_ARN": arn, "DB_SSLMODE": "require"})
+    settings = database_settings(
+        {"DB_SECRET_ARN": arn, "DB_NAME": "escalator", "DB_SSLMODE": "require"}
+    )
 
     parsed = parse_dsn(settings.dsn)
-    assert (parsed["host"], parsed["user"], parsed["password"]) == (
+    assert (parsed["host"], parsed["dbname"], parsed["user"], parsed["password"]) == (
         "db.internal",
+        "escalator",
         "escalator",
         "s3cret",
     )

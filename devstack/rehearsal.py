@@ -1,0 +1,339 @@
+"""A deploy rehearsal: what the synthesized template describes, stood up on a moto server
+and an embedded PostgreSQL, and nothing the template does not say.
+
+- Every secret holds what Secrets Manager generates from its ``GenerateSecretString``;
+  the database secret also holds exactly the keys the RDS secret attachment adds
+  (``engine``, ``host``, ``port``, ``dbInstanceIdentifier``).
+- The database and its master user are created from the instance's properties
+  (``DBName``, ``MasterUsername``), with the generated password.
+- Every function runs in a process of its own (``devstack.sandbox``) whose environment
+  is the function's template environment, resolved, plus what the Lambda runtime
+  provides (region, credentials, the function's name) and the emulation's AWS endpoint.
+- The queues come from the template's queue properties, the state machine from its
+  definition, an execution's input from the schedule's target.
+
+A function that needs something the template does not give it fails; the rehearsal
+raises ``RehearsalError`` naming the function and what it said.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import psycopg2
+from psycopg2 import sql
+
+from devstack.demo import free_port
+from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
+from devstack.postgres import embedded_postgres
+from devstack.stack import moto_server
+from devstack.stepfunctions import DeployedStateMachine, deploy
+from devstack.template import REGION, resources
+
+SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
+ATTACHMENT = "AWS::SecretsManager::SecretTargetAttachment"
+INSTANCE = "AWS::RDS::DBInstance"
+FUNCTION = "AWS::Lambda::Function"
+
+
+class RehearsalError(AssertionError):
+    """The template does not give a function what it needs; the message names both."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function as the template defines it."""
+
+    logical_id: str
+    handler: str
+    environment: dict[str, str]
+    timeout: int
+    reserved: int | None
+
+
+def generated_secret(properties: dict[str, Any]) -> dict[str, str]:
+    """What Secrets Manager stores for ``GenerateSecretString``: the template's object
+    with a random value under the generated key."""
+    spec = properties["GenerateSecretString"]
+    excluded = set(spec.get("ExcludeCharacters", ""))
+    if spec.get("ExcludePunctuation"):
+        excluded |= set(string.punctuation)
+    alphabet = [char for char in string.ascii_letters + string.digits + string.punctuation
+                if char not in excluded]  # fmt: skip
+    value = "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+    content: dict[str, str] = json.loads(spec.get("SecretStringTemplate", "{}"))
+    content[spec["GenerateStringKey"]] = value
+    return content
+
+
+def function_specs(template: dict[str, Any], arns: dict[str, str]) -> dict[str, FunctionSpec]:
+    """Escalator's functions, their environment resolved with ``arns`` (by logical id)."""
+    specs = {}
+    for logical_id, function in resources(template, FUNCTION).items():
+        properties = function["Properties"]
+        if not str(properties.get("Handler", "")).startswith("escalator."):
+            continue
+        variables = properties.get("Environment", {}).get("Variables", {})
+        specs[logical_id] = FunctionSpec(
+            logical_id=logical_id,
+            handler=properties["Handler"],
+            environment={
+                name: _resolve(logical_id, name, value, arns) for name, value in variables.items()
+            },
+            timeout=int(properties.get("Timeout", 3)),
+            reserved=properties.get("ReservedConcurrentExecutions"),
+        )
+    return specs
+
+
+def _resolve(function: str, variable: str, value: Any, arns: dict[str, str]) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in arns:
+        return arns[value["Ref"]]
+    raise RehearsalError(f"{function}: {variable} = {value!r} is not something a deploy gives")
+
+
+class Sandbox:
+    """One function's process; invocations take turns (one at a time, as one sandbox)."""
+
+    def __init__(self, spec: FunctionSpec, runtime: dict[str, str], log: IO[str]) -> None:
+        self.spec = spec
+        environment = {**runtime, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id}
+        self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
+            [sys.executable, "-m", "devstack.sandbox", spec.handler],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=environment,
+            text=True,
+        )
+        self._lock = threading.Lock()
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The function's answer: ``ok`` with ``payload``, or ``errorType``/``errorMessage``."""
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        with self._lock:
+            self._process.stdin.write(json.dumps(event) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        if not line:
+            raise RehearsalError(f"{self.spec.logical_id}: the sandbox process died")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def handler(self, event: dict[str, Any], context: Any) -> Any:
+        """As a handler of ``InProcessLambdas``: the payload, or the function's error
+        raised under its own class name (what Step Functions matches)."""
+        answer = self.invoke(event)
+        if answer["ok"]:
+            return answer["payload"]
+        raise type(answer["errorType"], (Exception,), {})(answer["errorMessage"])
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+@dataclass
+class Rehearsal:
+    """The stage: AWS on a moto server, the database, and a sandbox per function."""
+
+    endpoint_url: str
+    session: Any
+    database_url: str  # the embedded server's administrator, for the test's own checks
+    secret_arns: dict[str, str]  # logical id -> ARN
+    queue_urls: dict[str, str]  # logical id -> URL
+    sandboxes: dict[str, Sandbox]
+    machine: DeployedStateMachine
+    lambdas: InProcessLambdas
+    schedule_input: dict[str, Any]
+    database_name: str
+    log: Path
+    events: list[str] = field(default_factory=list)
+
+    def function(self, prefix: str) -> Sandbox:
+        """The sandbox of the function whose logical id starts with ``prefix``."""
+        (found,) = [box for name, box in self.sandboxes.items() if name.startswith(prefix)]
+        return found
+
+    def invoke(self, prefix: str, event: dict[str, Any]) -> Any:
+        """Invoke a function directly; ``RehearsalError`` naming it when it fails."""
+        sandbox = self.function(prefix)
+        answer = sandbox.invoke(event)
+        if not answer["ok"]:
+            raise RehearsalError(
+                f"{sandbox.spec.logical_id} ({sandbox.spec.handler}) failed: "
+                f"{answer['errorType']}: {answer['errorMessage']}"
+            )
+        return answer["payload"]
+
+    def put_secret(self, prefix: str, value: dict[str, str]) -> None:
+        """What the operator does once: the provider's real credentials into its secret."""
+        (arn,) = [arn for name, arn in self.secret_arns.items() if name.startswith(prefix)]
+        self.session.client("secretsmanager", endpoint_url=self.endpoint_url).put_secret_value(
+            SecretId=arn, SecretString=json.dumps(value)
+        )
+
+
+def _sandbox_runtime(endpoint_url: str) -> dict[str, str]:
+    """What the Lambda runtime gives every function, and the emulation's endpoint."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TZ": "UTC",
+        "LANG": "C.UTF-8",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "rehearsal",
+        "AWS_SECRET_ACCESS_KEY": "rehearsal",
+        "AWS_SESSION_TOKEN": "rehearsal",
+        "AWS_ENDPOINT_URL": endpoint_url,
+    }
+
+
+@contextmanager
+def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
+    """Stand the template up under ``workdir``; close everything on exit."""
+    with ExitStack() as stack:
+        admin_url = stack.enter_context(embedded_postgres(workdir / "postgres"))
+        socket_dir = str(psycopg2.extensions.parse_dsn(admin_url).get("host", ""))
+        endpoint = stack.enter_context(moto_server(free_port()))
+        session = boto3.Session(
+            region_name=REGION,
+            aws_access_key_id="rehearsal",
+            aws_secret_access_key="rehearsal",  # noqa: S106 - the emulator's
+        )
+        arns, database_name = _secrets(template, session, endpoint, admin_url, socket_dir)
+        queue_urls = _queues(template, session, endpoint, arns)
+        lambdas = stack.enter_context(lambdas_in_process())
+        log_path = workdir / "functions.log"
+        log = stack.enter_context(log_path.open("a", encoding="utf-8"))
+        runtime = _sandbox_runtime(endpoint)
+        sandboxes = {
+            logical_id: Sandbox(spec, runtime, log)
+            for logical_id, spec in function_specs(template, arns).items()
+        }
+        for sandbox in sandboxes.values():
+            stack.callback(sandbox.close)
+            lambdas.overrides[sandbox.spec.logical_id] = sandbox.handler
+        machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+        ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
+        yield Rehearsal(
+            endpoint_url=endpoint,
+            session=session,
+            database_url=_dsn(admin_url, database_name),
+            secret_arns={name: arns[name] for name in resources(template, SECRET)},
+            queue_urls=queue_urls,
+            sandboxes=sandboxes,
+            machine=machine,
+            lambdas=lambdas,
+            schedule_input=json.loads(schedule["Properties"]["Target"]["Input"]),
+            database_name=database_name,
+            log=log_path,
+        )
+
+
+def _dynamic(value: Any, secrets_by_id: dict[str, dict[str, str]]) -> str:
+    """A property as CloudFormation resolves it: a literal, or a dynamic reference
+    ``{{resolve:secretsmanager:<secret>:SecretString:<key>::}}`` to a generated secret."""
+    if isinstance(value, str):
+        return value
+    parts = value.get("Fn::Join", ["", []])[1] if isinstance(value, dict) else []
+    if len(parts) == 3 and parts[0] == "{{resolve:secretsmanager:" and "Ref" in parts[1]:
+        key = parts[2].removeprefix(":SecretString:").removesuffix("::}}")
+        return secrets_by_id[parts[1]["Ref"]][key]
+    raise RehearsalError(f"cannot resolve {value!r} as CloudFormation would")
+
+
+def _dsn(admin_url: str, database: str) -> str:
+    return psycopg2.extensions.make_dsn(admin_url, dbname=database)
+
+
+def _secrets(
+    template: dict[str, Any], session: Any, endpoint: str, admin_url: str, socket_dir: str
+) -> tuple[dict[str, str], str]:
+    """Create every secret as generated, attach the database's, and create the database
+    and its master user from the instance's properties. Returns the ARNs by logical id
+    (an attachment's ``Ref`` is its secret's ARN) and the database's name."""
+    client = session.client("secretsmanager", endpoint_url=endpoint)
+    values = {name: generated_secret(secret["Properties"])
+              for name, secret in resources(template, SECRET).items()}  # fmt: skip
+    ((attachment_id, attachment),) = resources(template, ATTACHMENT).items()
+    ((instance_id, instance),) = resources(template, INSTANCE).items()
+    secret_id = attachment["Properties"]["SecretId"]["Ref"]
+    properties = instance["Properties"]
+    values[secret_id] |= {
+        "engine": properties["Engine"],
+        "host": socket_dir,  # the embedded server listens on a socket in this directory
+        "port": "5432",
+        "dbInstanceIdentifier": instance_id.lower(),
+    }
+    user = _dynamic(properties["MasterUsername"], values)
+    database = properties.get("DBName", "postgres")
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD %s").format(sql.Identifier(user)),
+            (values[secret_id]["password"],),
+        )
+        cursor.execute(
+            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(user)
+            )
+        )
+    connection.close()
+    arns = {
+        name: client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
+        for name, value in values.items()
+    }
+    arns[attachment_id] = arns[secret_id]
+    return arns, database
+
+
+def _queues(
+    template: dict[str, Any], session: Any, endpoint: str, arns: dict[str, str]
+) -> dict[str, str]:
+    """The queues with the template's attributes, dead-letter queues first."""
+    client = session.client("sqs", endpoint_url=endpoint)
+    queues = resources(template, "AWS::SQS::Queue")
+    ordered = sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]["Properties"])
+    urls: dict[str, str] = {}
+    for name in ordered:
+        properties = queues[name]["Properties"]
+        attributes = {
+            key: str(properties[key]).lower()
+            if isinstance(properties[key], bool)
+            else str(properties[key])
+            for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout")
+            if key in properties
+        }
+        redrive = properties.get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": arns[target], "maxReceiveCount": redrive["maxReceiveCount"]}
+            )
+        suffix = ".fifo" if properties.get("FifoQueue") else ""
+        urls[name] = client.create_queue(QueueName=name + suffix, Attributes=attributes)["QueueUrl"]
+        arns[name] = client.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    return urls

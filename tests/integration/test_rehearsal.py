@@ -1,0 +1,124 @@
+"""The deploy rehearsal: the synthesized template stood up as CloudFormation, Secrets
+Manager and Lambda would, each function in its own process with exactly its template
+environment; then the migration as the trigger runs it, and start, delivery and stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.peers import Peers, running_peers
+from devstack.postgres import query
+from devstack.rehearsal import Rehearsal, rehearse
+from devstack.sqs import EventSource
+from devstack.template import resources, synthesize
+from escalator.client import Producer
+
+pytestmark = pytest.mark.long
+
+
+@pytest.fixture(scope="module")
+def peers() -> Iterator[Peers]:
+    with running_peers() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stage(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    """The stack as an operator deploys it, its PubNub origin given as context."""
+    template = synthesize(pubnub_origin=peers.pubnub.url)
+    with rehearse(template, tmp_path_factory.mktemp("rehearsal")) as rehearsal:
+        yield rehearsal
+
+
+def request_queue(stage: Rehearsal, template_queues: dict[str, Any] | None = None) -> str:
+    (url,) = [url for name, url in stage.queue_urls.items() if "DeadLetters" not in name]
+    return url
+
+
+def test_the_migration_runs_as_the_trigger_invokes_it(stage: Rehearsal) -> None:
+    # The trigger invokes the function with no payload once the database exists.
+    migrated = stage.invoke("FunctionsMigrate", {})
+
+    assert migrated["applied"] == ["0001_initial.sql"]
+    tables = query(
+        stage.database_url,
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'notification'",
+    )
+    assert tables == [(1,)]
+
+
+def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
+    stage: Rehearsal, peers: Peers
+) -> None:
+    stage.invoke("FunctionsMigrate", {})  # a second deploy: nothing to apply
+    # GIVEN the operator has put the provider's credentials in its secret
+    stage.put_secret("PubNub", {"publish_key": "pub-c-rehearsal", "subscribe_key": "sub-c-r"})
+    sqs = stage.session.client("sqs", endpoint_url=stage.endpoint_url)
+    queue = request_queue(stage)
+    producer = Producer(queue, sqs=sqs)
+    now = int(time.time())
+    producer.start(
+        "restaurant-1",
+        [
+            {"channel": "console", "at": now + 2, "label": "order 1"},
+            {"channel": "pubnub", "at": now + 2, "pubnub-channel": "restaurant-1-orders"},
+        ],
+    )
+    producer.start("restaurant-2", [{"channel": "console", "at": now + 30, "label": "order 2"}])
+    producer.stop("restaurant-2")
+
+    # WHEN the event source feeds the initiator and the schedule starts the machine
+    source = EventSource(
+        sqs, queue, stage.function("FunctionsInitiator").handler, context=None, wait_seconds=0
+    )
+    while source.poll_once():
+        pass
+    description = stage.machine.run(stage.schedule_input, timeout=120)
+
+    # THEN restaurant-1 got both, restaurant-2 nothing, all through the template's settings
+    assert description["status"] == "SUCCEEDED"
+    rows = query(
+        stage.database_url,
+        """
+        SELECT p.process_id, p.state, n.channel, n.state FROM notification n
+        JOIN process p ON p.id = n.process_ref ORDER BY n.id
+        """,
+    )
+    assert rows == [
+        ("restaurant-1", "completed", "console", "sent"),
+        ("restaurant-1", "completed", "pubnub", "sent"),
+        ("restaurant-2", "stopped", "console", "cancelled"),
+    ]
+    (publication,) = [p for p in peers.pubnub.publications if p.channel == "restaurant-1-orders"]
+    assert publication.publish_key == "pub-c-rehearsal"
+
+
+def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
+    template = synthesize()
+    policies = resources(template, "AWS::IAM::Policy")
+    for logical_id, function in resources(template, "AWS::Lambda::Function").items():
+        properties = function["Properties"]
+        if not str(properties.get("Handler", "")).startswith("escalator."):
+            continue
+        role = properties["Role"]["Fn::GetAtt"][0]
+        allowed = [
+            statement
+            for policy in policies.values()
+            if {"Ref": role} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if statement["Effect"] == "Allow"
+            and "secretsmanager:GetSecretValue" in _list(statement["Action"])
+        ]
+        for variable, value in properties["Environment"]["Variables"].items():
+            if variable.endswith("_SECRET_ARN"):
+                assert any(value in _list(statement["Resource"]) for statement in allowed), (
+                    f"{logical_id} reads {variable} but its role may not"
+                )
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
