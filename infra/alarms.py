@@ -12,16 +12,20 @@ from constructs import Construct
 
 from escalator import SERVICE, metrics
 
+# A request older than this in the queue means the initiator is not keeping up.
+OLDEST_REQUEST_SECONDS = 300
+
 
 class Alarms(Construct):
-    """Dead letters, failed or timed-out executions, failing notifications, and a
-    schedule that stopped starting executions."""
+    """Dead letters, requests waiting too long, failed or timed-out executions, failing,
+    expired or unknown notifications, and a schedule that stopped starting executions."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        request_queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.StateMachine,
         schedule_minutes: int,
@@ -38,15 +42,25 @@ class Alarms(Construct):
             description: str,
             comparison: cloudwatch.ComparisonOperator = at_least_one,
             missing: cloudwatch.TreatMissingData = quiet_is_fine,
+            threshold: int = 1,
         ) -> cloudwatch.Alarm:
             return metric.create_alarm(
                 self,
                 alarm_id,
                 alarm_description=description,
-                threshold=1,
+                threshold=threshold,
                 evaluation_periods=1,
                 comparison_operator=comparison,
                 treat_missing_data=missing,
+            )
+
+        def escalator_metric(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=metrics.NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": SERVICE},
+                statistic="Sum",
+                period=five_minutes,
             )
 
         self.alarms = [
@@ -56,6 +70,14 @@ class Alarms(Construct):
                     period=five_minutes, statistic="Maximum"
                 ),
                 "Requests failed 5 times and wait in the dead-letter queue",
+            ),
+            alarm(
+                "RequestsWaiting",
+                request_queue.metric_approximate_age_of_oldest_message(
+                    period=five_minutes, statistic="Maximum"
+                ),
+                f"A request has waited more than {OLDEST_REQUEST_SECONDS} s in the queue",
+                threshold=OLDEST_REQUEST_SECONDS,
             ),
             alarm(
                 "ExecutionsFailed",
@@ -69,14 +91,18 @@ class Alarms(Construct):
             ),
             alarm(
                 "NotificationsFailing",
-                cloudwatch.Metric(
-                    namespace=metrics.NAMESPACE,
-                    metric_name=metrics.FAILED,
-                    dimensions_map={"service": SERVICE},
-                    statistic="Sum",
-                    period=five_minutes,
-                ),
+                escalator_metric(metrics.FAILED),
                 "Notifications are failing to be delivered",
+            ),
+            alarm(
+                "NotificationsExpired",
+                escalator_metric(metrics.EXPIRED),
+                "Notifications expired: they were due too long ago to be delivered",
+            ),
+            alarm(
+                "NotificationsUnknown",
+                escalator_metric(metrics.UNKNOWN),
+                "Notifications ended unknown: sent, but no outcome was recorded",
             ),
             alarm(
                 "ScheduleNotRunning",

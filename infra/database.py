@@ -8,6 +8,7 @@ from aws_cdk import aws_rds as rds
 from constructs import Construct
 
 from infra.network import Network
+from infra.retention import retention
 from infra.settings import StackSettings
 
 ENGINE = rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_17)
@@ -70,12 +71,14 @@ class Database(Construct):
             storage_encrypted=True,
             storage_type=rds.StorageType.GP3,
             allocated_storage=settings.db_allocated_storage_gib,
+            max_allocated_storage=settings.db_max_allocated_storage_gib,
             multi_az=settings.db_multi_az,
             backup_retention=Duration.days(settings.db_backup_retention_days),
             deletion_protection=settings.db_deletion_protection,
             removal_policy=_REMOVAL[settings.db_removal_policy],
             auto_minor_version_upgrade=True,
             cloudwatch_logs_exports=["postgresql"],
+            cloudwatch_logs_retention=retention(settings.log_retention_days),
         )
         secret = self.instance.secret
         assert secret is not None

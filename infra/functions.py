@@ -82,13 +82,14 @@ class EscalatorFunctions(Construct):
         ]
         for function in self.database_functions:
             database_secret.grant_read(function)
-        # Runs the migration once the database exists, and again at every deploy that
-        # changes the code; a failing migration fails the deployment.
+        # Runs the migration once the database exists and can be reached (its security
+        # group rules and the network's endpoint included), and again at every deploy
+        # that changes the code; a failing migration fails the deployment.
         self.migration_trigger = triggers.Trigger(
             self,
             "MigrateTrigger",
             handler=self.migration,
-            execute_after=[database],
+            execute_after=[database, network],
             execute_on_handler_change=True,
         )
 

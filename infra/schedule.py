@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_stepfunctions as sfn
@@ -20,7 +21,11 @@ class DeliverySchedule(Construct):
         role = iam.Role(
             self,
             "Role",
-            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            # Only schedules of this account may use the role (no confused deputy).
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
             description="EventBridge Scheduler starts the Escalator delivery state machine",
         )
         state_machine.grant_start_execution(role)

@@ -19,6 +19,8 @@ from constructs import Node
 from escalator.channels import CHANNELS
 
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
+# An inline Map state runs at most this many iterations at once.
+MAX_INLINE_MAP_CONCURRENCY = 40
 MIN_CONNECTION_CAP = 12
 
 
@@ -59,6 +61,8 @@ class StackSettings:
 
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gib: int = 20
+    # Storage autoscaling grows the volume up to this size.
+    db_max_allocated_storage_gib: int = 100
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     db_removal_policy: str = "retain"
@@ -89,6 +93,15 @@ class StackSettings:
                 raise SettingsError(
                     f"context {name} must be at least {minimum}, got {getattr(self, name)}"
                 )
+        if self.max_concurrency > MAX_INLINE_MAP_CONCURRENCY:
+            raise SettingsError(
+                f"context max_concurrency must be at most {MAX_INLINE_MAP_CONCURRENCY} (an inline"
+                f" Map runs no more at once), got {self.max_concurrency}"
+            )
+        if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
+            raise SettingsError(
+                "context db_max_allocated_storage_gib must be at least db_allocated_storage_gib"
+            )
         if self.db_removal_policy not in REMOVAL_POLICIES:
             raise SettingsError(f"context db_removal_policy must be one of {REMOVAL_POLICIES}")
         self.budget  # noqa: B018 - validates the cap early, with a clear message

@@ -56,7 +56,7 @@ class EscalatorStack(Stack):
             self,
             "Functions",
             network=network,
-            database=database.instance,
+            database=database,
             database_name=database.database_name,
             database_secret=database.secret,
             provider_secrets=provider_secrets(self, settings),
@@ -105,6 +105,7 @@ class EscalatorStack(Stack):
         Alarms(
             self,
             "Alarms",
+            request_queue=requests.queue,
             dead_letter_queue=requests.dead_letter_queue,
             state_machine=self.state_machine,
             schedule_minutes=settings.schedule_minutes,

@@ -21,8 +21,9 @@ DEFAULT_MAX_CONCURRENCY = 40
 # Raised by the notifiers (escalator.errors) and by the database functions.
 TRANSIENT_DELIVERY_ERROR = "TransientDeliveryError"
 DATABASE_ERROR = "DatabaseError"
-# Lambda did not run the function at all: safe to retry even for a notifier.
-LAMBDA_NOT_RUN = ["Lambda.TooManyRequestsException", "Lambda.ServiceException"]
+# Lambda did not run the function at all (throttled): safe to retry even for a notifier.
+# Lambda.ServiceException is not among them: the function may have placed the call.
+LAMBDA_NOT_RUN = ["Lambda.TooManyRequestsException"]
 NOTIFIER_ATTEMPTS = 3
 
 

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match, Template
 
 from devstack.template import resources
 from escalator.channels import CHANNELS
-from infra.settings import SettingsError, connection_budget
+from infra.settings import SettingsError, StackSettings, connection_budget
 from tests.infra.conftest import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
 
 DATABASE_HANDLERS = {
@@ -211,9 +211,12 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
     metrics = {alarm["Properties"].get("MetricName") for alarm in alarms}
     assert metrics == {
         "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
         "ExecutionsFailed",
         "ExecutionsTimedOut",
         "NotificationsFailed",
+        "NotificationsExpired",
+        "NotificationsUnknown",
         "ExecutionsStarted",
     }
     assert all("AlarmActions" not in alarm["Properties"] for alarm in alarms)
@@ -287,3 +290,49 @@ def test_caller_id_registry_from_context_reaches_the_migration(
     ]
     variables = migrate["Properties"]["Environment"]["Variables"]
     assert json.loads(variables["CALLER_ID_REGISTRY"]) == REGISTRY
+
+
+def test_the_migration_runs_only_once_the_database_can_be_reached(
+    template: dict[str, Any],
+) -> None:
+    ((_, trigger),) = of_type(template, "Custom::Trigger").items()
+    needs = {
+        *of_type(template, "AWS::RDS::DBInstance"),
+        *of_type(template, "AWS::EC2::SecurityGroupIngress"),
+        *of_type(template, "AWS::EC2::SecurityGroupEgress"),
+        *of_type(template, "AWS::EC2::VPCEndpoint"),
+    }
+    assert needs <= set(trigger["DependsOn"])
+
+
+def test_the_database_grows_its_storage_and_keeps_its_logs_for_the_retention(
+    template: dict[str, Any],
+) -> None:
+    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    properties = database["Properties"]
+    assert int(properties["MaxAllocatedStorage"]) > int(properties["AllocatedStorage"])
+    (retention,) = of_type(template, "Custom::LogRetention").values()
+    assert retention["Properties"]["RetentionInDays"] == 30
+    assert "/postgresql" in json.dumps(retention["Properties"]["LogGroupName"])
+
+
+def test_only_this_accounts_schedules_may_use_the_scheduler_role(
+    template: dict[str, Any],
+) -> None:
+    roles = [
+        role
+        for role in of_type(template, "AWS::IAM::Role").values()
+        if "scheduler.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    ((statement,),) = [
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"] for role in roles
+    ]
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    }
+
+
+def test_more_than_an_inline_map_can_run_at_once_is_refused() -> None:
+    with pytest.raises(SettingsError, match="max_concurrency must be at most 40"):
+        StackSettings(max_concurrency=41)
+    assert StackSettings(max_concurrency=40).max_concurrency == 40
