@@ -44,6 +44,7 @@ def main() -> None:
         publications = list(peers.pubnub.publications)
         peak_in_flight = peers.pubnub.in_flight.peak
         in_handlers = dict(lambdas.handler_seconds)
+        throttles = dict(lambdas.throttles)
     channels = [p.channel for p in publications]
     last = max(p.received_at for p in publications) if publications else float("nan")
     elapsed = last - due
@@ -61,6 +62,10 @@ def main() -> None:
             ),
             ("peak database connections", f"{connections.peak} (cap {CAP})"),
             (
+                "throttled invocations (all reserved sandboxes busy), retried",
+                ", ".join(f"{name[9:17]} {count}" for name, count in throttles.items()) or "none",
+            ),
+            (
                 "time inside Escalator's handlers",
                 ", ".join(f"{name[9:17]} {seconds:.1f} s" for name, seconds in in_handlers.items()),
             ),
@@ -70,7 +75,11 @@ def main() -> None:
         baseline=ideal,
         target="<= 2 x ideal, exactly once each; connections <= cap",
         met=elapsed <= 2 * ideal and once and connections.peak <= CAP,
-        extra={"peak_connections": connections.peak, "exactly_once": once},
+        extra={
+            "peak_connections": connections.peak,
+            "exactly_once": once,
+            "throttles": sum(throttles.values()),
+        },
     )
 
 

@@ -13,6 +13,10 @@ is open, these attributes of moto are replaced (``PATCHED``), and restored after
   and sent each invocation through botocore and moto's HTTP emulation: Lambda tasks now
   go straight to moto's Lambda backend (which calls ``LambdaFunction.invoke``), and
   clients of other services are built once.
+- A function whose reserved concurrency is all busy is throttled at once, as Lambda
+  does: the invocation fails with ``TooManyRequestsException`` (HTTP 429), which Step
+  Functions sees as ``Lambda.TooManyRequestsException``. ``InProcessLambdas.throttles``
+  counts them per function.
 - The interpreter built a new JSONPath parser (a ply LR parser) for every path it
   evaluated: parsed paths are cached.
 
@@ -37,6 +41,7 @@ from typing import Any
 
 import moto
 from moto.awslambda import models as lambda_models
+from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
@@ -72,6 +77,20 @@ _ORIGINALS: dict[tuple[Any, str], Any] = {
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# How Step Functions names a throttled Lambda invocation.
+THROTTLED = "Lambda.TooManyRequestsException"
+
+
+class TooManyRequests(LambdaClientError):  # type: ignore[misc]
+    """Every sandbox of the function's reserved concurrency is busy (HTTP 429)."""
+
+    code = 429
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__(
+            "TooManyRequestsException",
+            f"Rate Exceeded: all of the reserved concurrency of {function_name} is in use",
+        )
 
 
 def check_moto() -> list[str]:
@@ -123,7 +142,10 @@ class InProcessLambdas:
         self.overrides: dict[str, Handler] = {}
         self.invocations: list[str] = []
         self._reserved: dict[str, int] = {}
+        self._busy: dict[str, int] = {}
         self._sandboxes: dict[str, ThreadPoolExecutor] = {}
+        # Invocations refused because every reserved sandbox was busy, per function.
+        self.throttles: dict[str, int] = {}
         self._lock = threading.Lock()
         # Wall time spent inside the handlers, per function (for the benchmarks).
         self.handler_seconds: dict[str, float] = {}
@@ -142,13 +164,29 @@ class InProcessLambdas:
         return handler
 
     def invoke(self, function: Any, body: str | None, response_headers: dict[str, str]) -> bytes:
-        """Run the function's handler with ``body`` as its event; what Lambda answers."""
+        """Run the function's handler with ``body`` as its event; what Lambda answers.
+
+        Raises ``TooManyRequests`` when every sandbox of its reserved concurrency is busy.
+        """
         name = function.function_name
-        self.invocations.append(name)
-        event = json.loads(body) if body else {}
-        handler = self.handler_for(name, function.handler)
-        future = self._pool(name).submit(_run, handler, event, LocalContext(function_name=name))
-        failed, payload, seconds = future.result()
+        reserved = self._reserved.get(name)
+        with self._lock:
+            busy = self._busy.get(name, 0)
+            if reserved is not None and busy >= reserved:
+                self.throttles[name] = self.throttles.get(name, 0) + 1
+                raise TooManyRequests(name)
+            self._busy[name] = busy + 1
+            self.invocations.append(name)
+        try:
+            event = json.loads(body) if body else {}
+            handler = self.handler_for(name, function.handler)
+            context = LocalContext(function_name=name)
+            failed, payload, seconds = (
+                self._pool(name).submit(_run, handler, event, context).result()
+            )
+        finally:
+            with self._lock:
+                self._busy[name] -= 1
         with self._lock:
             self.handler_seconds[name] = self.handler_seconds.get(name, 0.0) + seconds
         if failed:  # Lambda reports any exception as a function error
@@ -197,7 +235,13 @@ class DirectLambdaClient:
         backend = lambda_models.lambda_backends[account][self._region]
         body = Payload.decode() if isinstance(Payload, bytes) else Payload
         headers: dict[str, str] = {}
-        payload = backend.invoke(FunctionName, Qualifier, body, {}, headers)
+        try:
+            payload = backend.invoke(FunctionName, Qualifier, body, {}, headers)
+        except TooManyRequests as exc:
+            # moto names an error of the Lambda API "Exception"; Step Functions says
+            # Lambda.TooManyRequestsException, so it is answered under that name.
+            headers["x-amz-function-error"] = "Unhandled"
+            payload = json.dumps({"errorType": THROTTLED, "errorMessage": exc.message})
         data = payload if isinstance(payload, bytes) else str(payload).encode()
         if len(data) > MAX_RESPONSE_BYTES:
             headers["x-amz-function-error"] = "Unhandled"

@@ -21,6 +21,24 @@ from escalator.channels import CHANNELS
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
 # An inline Map state runs at most this many iterations at once.
 MAX_INLINE_MAP_CONCURRENCY = 40
+# How many Map iterations may compete for one sandbox of Confirm or Record. Each holds
+# it at most a few seconds (confirm waits out at most CONFIRM_MAX_WAIT_SECONDS), so a
+# throttled step waits a few times that at most: well inside the throttle retrier.
+WAITERS_PER_SANDBOX = 4
+
+
+@dataclass(frozen=True)
+class ThrottleRetry:
+    """How a task retries ``Lambda.TooManyRequestsException`` (all reserved sandboxes
+    busy): jittered, each delay at most ``max_delay_seconds``, ``attempts`` in all; about
+    a minute on average before a burst could end in a catch."""
+
+    interval_seconds: int = 1
+    max_delay_seconds: int = 8
+    attempts: int = 20
+
+
+THROTTLE_RETRY = ThrottleRetry()
 MIN_CONNECTION_CAP = 12
 
 
@@ -41,6 +59,11 @@ class ConnectionBudget:
     @property
     def total(self) -> int:
         return self.initiator + self.activator + self.confirm + self.record + self.migrate
+
+    @property
+    def map_concurrency(self) -> int:
+        """The most Map iterations the Confirm and Record reservations can serve."""
+        return min(MAX_INLINE_MAP_CONCURRENCY, WAITERS_PER_SANDBOX * min(self.confirm, self.record))
 
 
 def connection_budget(cap: int) -> ConnectionBudget:
@@ -69,7 +92,8 @@ class StackSettings:
     db_backup_retention_days: int = 7
     db_connection_cap: int = 30
     schedule_minutes: int = 1
-    max_concurrency: int = 40
+    # The Map's MaxConcurrency; derived from the connection budget unless given.
+    max_concurrency: int | None = None
     log_retention_days: int = 30
     producer_arns: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
@@ -85,7 +109,6 @@ class StackSettings:
             "db_allocated_storage_gib": 20,
             "db_backup_retention_days": 1,
             "schedule_minutes": 1,
-            "max_concurrency": 1,
             "log_retention_days": 1,
         }
         for name, minimum in minimums.items():
@@ -93,11 +116,16 @@ class StackSettings:
                 raise SettingsError(
                     f"context {name} must be at least {minimum}, got {getattr(self, name)}"
                 )
-        if self.max_concurrency > MAX_INLINE_MAP_CONCURRENCY:
-            raise SettingsError(
-                f"context max_concurrency must be at most {MAX_INLINE_MAP_CONCURRENCY} (an inline"
-                f" Map runs no more at once), got {self.max_concurrency}"
-            )
+        if self.max_concurrency is not None:
+            limit = self.budget.map_concurrency
+            if not 1 <= self.max_concurrency <= limit:
+                raise SettingsError(
+                    f"context max_concurrency must be from 1 to {limit}, got "
+                    f"{self.max_concurrency}: an inline Map runs at most "
+                    f"{MAX_INLINE_MAP_CONCURRENCY} at once, and the database steps' reserved "
+                    f"concurrency (db_connection_cap {self.db_connection_cap}) serves "
+                    f"{WAITERS_PER_SANDBOX} iterations per sandbox"
+                )
         if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
             raise SettingsError(
                 "context db_max_allocated_storage_gib must be at least db_allocated_storage_gib"
@@ -109,6 +137,11 @@ class StackSettings:
     @property
     def budget(self) -> ConnectionBudget:
         return connection_budget(self.db_connection_cap)
+
+    @property
+    def map_concurrency(self) -> int:
+        """The Map's MaxConcurrency: as given, else what the budget serves."""
+        return self.max_concurrency or self.budget.map_concurrency
 
     @property
     def schedule_seconds(self) -> int:
@@ -142,7 +175,7 @@ def _convert(key: str, raw: Any, kind: Any) -> Any:
         if isinstance(raw, bool) or str(raw).lower() in ("true", "false"):
             return raw if isinstance(raw, bool) else str(raw).lower() == "true"
         raise SettingsError(f"context {key} must be true or false, got {raw!r}")
-    if kind is int:
+    if kind is int or kind == int | None:
         try:
             return int(raw)
         except (TypeError, ValueError):

@@ -88,7 +88,7 @@ class EscalatorStack(Stack):
                     confirm=functions.confirm,
                     record=functions.record,
                     notifiers=functions.notifiers,
-                    max_concurrency=settings.max_concurrency,
+                    max_concurrency=settings.map_concurrency,
                 )
             ),
             state_machine_type=sfn.StateMachineType.STANDARD,

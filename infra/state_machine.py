@@ -16,6 +16,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from escalator.channels import CHANNELS
+from infra.settings import THROTTLE_RETRY, ThrottleRetry
 
 DEFAULT_MAX_CONCURRENCY = 40
 # Raised by the notifiers (escalator.errors) and by the database functions.
@@ -23,8 +24,22 @@ TRANSIENT_DELIVERY_ERROR = "TransientDeliveryError"
 DATABASE_ERROR = "DatabaseError"
 # Lambda did not run the function at all (throttled): safe to retry even for a notifier.
 # Lambda.ServiceException is not among them: the function may have placed the call.
-LAMBDA_NOT_RUN = ["Lambda.TooManyRequestsException"]
+THROTTLED = "Lambda.TooManyRequestsException"
 NOTIFIER_ATTEMPTS = 3
+
+
+def throttle_retry(
+    task: sfn.TaskStateBase, retry: ThrottleRetry = THROTTLE_RETRY
+) -> sfn.TaskStateBase:
+    """Retry a throttled invocation (all reserved sandboxes busy) until a sandbox is free."""
+    return task.add_retry(
+        errors=[THROTTLED],
+        interval=Duration.seconds(retry.interval_seconds),
+        max_delay=Duration.seconds(retry.max_delay_seconds),
+        max_attempts=retry.attempts,
+        backoff_rate=2,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
 
 
 def delivery_definition(
@@ -53,12 +68,14 @@ def delivery_definition(
             payload_response_only=True,
             result_path=result_path,
         )
-        return task.add_retry(
-            errors=[DATABASE_ERROR, "Lambda.TooManyRequestsException"],
-            interval=Duration.seconds(2),
-            max_attempts=3,
-            backoff_rate=2,
-            jitter_strategy=sfn.JitterType.FULL,
+        return throttle_retry(
+            task.add_retry(
+                errors=[DATABASE_ERROR],
+                interval=Duration.seconds(2),
+                max_attempts=3,
+                backoff_rate=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
         )
 
     claim = database_step(
@@ -87,24 +104,23 @@ def delivery_definition(
     for name, channel in CHANNELS.items():
         if name not in notifiers:
             continue
-        notify = (
-            tasks.LambdaInvoke(
-                scope,
-                channel.task_name,
-                lambda_function=notifiers[name],
-                input_path="$.confirmed.delivery",
-                payload_response_only=True,
-                retry_on_service_exceptions=False,
-                result_path="$.receipt",
-            )
-            .add_retry(
-                errors=[TRANSIENT_DELIVERY_ERROR, *LAMBDA_NOT_RUN],
-                interval=Duration.seconds(1),
-                max_attempts=NOTIFIER_ATTEMPTS - 1,
-                backoff_rate=2,
-                jitter_strategy=sfn.JitterType.FULL,
-            )
-            .add_catch(record_failure, errors=["States.ALL"], result_path="$.failure")
+        notify = tasks.LambdaInvoke(
+            scope,
+            channel.task_name,
+            lambda_function=notifiers[name],
+            input_path="$.confirmed.delivery",
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path="$.receipt",
+        ).add_retry(
+            errors=[TRANSIENT_DELIVERY_ERROR],
+            interval=Duration.seconds(1),
+            max_attempts=NOTIFIER_ATTEMPTS - 1,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        notify = throttle_retry(notify).add_catch(
+            record_failure, errors=["States.ALL"], result_path="$.failure"
         )
         which_channel.when(
             sfn.Condition.string_equals("$.confirmed.delivery.channel", name),

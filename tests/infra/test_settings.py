@@ -65,5 +65,14 @@ def test_a_malformed_context_value_is_named(context: dict[str, object], problem:
 
 
 def test_settings_made_in_code_are_validated_too() -> None:
-    with pytest.raises(SettingsError, match="max_concurrency must be at least 1"):
+    with pytest.raises(SettingsError, match="max_concurrency must be from 1 to 40, got 0"):
         StackSettings(max_concurrency=0)
+
+
+def test_the_maps_concurrency_is_derived_from_the_connection_budget() -> None:
+    budget = StackSettings().budget
+    assert StackSettings().map_concurrency == min(40, 4 * min(budget.confirm, budget.record))
+    small = StackSettings(db_connection_cap=12)
+    assert small.map_concurrency == 4 * min(small.budget.confirm, small.budget.record) < 40
+    with pytest.raises(SettingsError, match="db_connection_cap 12"):
+        StackSettings(db_connection_cap=12, max_concurrency=40)

@@ -333,6 +333,6 @@ def test_only_this_accounts_schedules_may_use_the_scheduler_role(
 
 
 def test_more_than_an_inline_map_can_run_at_once_is_refused() -> None:
-    with pytest.raises(SettingsError, match="max_concurrency must be at most 40"):
+    with pytest.raises(SettingsError, match="max_concurrency must be from 1 to 40, got 41"):
         StackSettings(max_concurrency=41)
     assert StackSettings(max_concurrency=40).max_concurrency == 40

@@ -8,7 +8,18 @@ import pytest
 
 from devstack.template import resources, state_machine_definition, synthesized_template
 from escalator.channels import CHANNELS
+from infra.settings import THROTTLE_RETRY
 from tests.infra.conftest import CUSTOM_CONTEXT
+
+# A throttled invocation (every reserved sandbox busy) is retried until one is free.
+THROTTLE_RETRIER = {
+    "ErrorEquals": ["Lambda.TooManyRequestsException"],
+    "IntervalSeconds": THROTTLE_RETRY.interval_seconds,
+    "MaxDelaySeconds": THROTTLE_RETRY.max_delay_seconds,
+    "MaxAttempts": THROTTLE_RETRY.attempts,
+    "BackoffRate": 2,
+    "JitterStrategy": "FULL",
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +64,13 @@ def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(states: dict[s
     assert routes == {name: channel.task_name for name, channel in CHANNELS.items()}
     for channel in CHANNELS.values():
         task = inner[channel.task_name]
-        (retry,) = task["Retry"]
-        # only what means the function did not run, or did not reach the provider
-        assert set(retry["ErrorEquals"]) == {
-            "TransientDeliveryError",
-            "Lambda.TooManyRequestsException",
-        }
-        assert retry["JitterStrategy"] == "FULL"
-        assert retry["MaxAttempts"] == 2  # three attempts in all
-        assert retry["BackoffRate"] == 2
+        # only what means the provider did not take it, or the function did not run
+        transient, throttled = task["Retry"]
+        assert transient["ErrorEquals"] == ["TransientDeliveryError"]
+        assert transient["JitterStrategy"] == "FULL"
+        assert transient["MaxAttempts"] == 2  # three attempts in all
+        assert transient["BackoffRate"] == 2
+        assert throttled == THROTTLE_RETRIER
         assert task["Catch"] == [
             {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Record failure"}
         ]
@@ -81,3 +90,14 @@ def test_max_concurrency_comes_from_context(customized: dict[str, Any]) -> None:
         state_machine_definition(customized)["States"]["Deliver notifications"]["MaxConcurrency"]
         == 7
     )
+
+
+def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(states: dict[str, Any]) -> None:
+    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+    tasks = {
+        name: state for name, state in [*states.items(), *inner.items()] if state["Type"] == "Task"
+    }
+    assert len(tasks) == 4 + len(CHANNELS)  # claim, confirm, two records, the notifiers
+    for name, task in tasks.items():
+        assert THROTTLE_RETRIER in task["Retry"], name
+    assert THROTTLE_RETRY.attempts * THROTTLE_RETRY.max_delay_seconds >= 60

@@ -31,28 +31,12 @@ from devstack.template import synthesized_template
 from escalator.handlers import initiator
 from escalator.migrations import default_sql_dir, migrate
 from tests.integration.test_initiator_properties import assert_only_valid_processes, bodies
+from tests.support.contract_cases import pubnub_starts
 from tests.support.pipeline import Pipeline
 
 pytestmark = [pytest.mark.stress, pytest.mark.long]
 FULL = os.environ.get("ESCALATOR_STRESS") == "full"
 TERMINAL = {"sent", "failed", "cancelled", "expired", "unknown"}
-
-
-def pubnub_starts(count: int, due: int, prefix: str = "p") -> list[dict[str, Any]]:
-    documents = []
-    for process in range((count + 99) // 100):
-        size = min(100, count - process * 100)
-        documents.append(
-            {
-                "process-id": f"{prefix}-{process}",
-                "action": "start",
-                "notifications": [
-                    {"channel": "pubnub", "at": due, "pubnub-channel": f"{prefix}-{process}-{n}"}
-                    for n in range(size)
-                ],
-            }
-        )
-    return documents
 
 
 def test_four_overlapping_executions_deliver_each_notification_exactly_once(

@@ -45,6 +45,24 @@ def stop(process_id: Any = "restaurant-42") -> dict[str, Any]:
     return {"process-id": process_id, "action": "stop"}
 
 
+def pubnub_starts(count: int, due: int, prefix: str = "p") -> list[dict[str, Any]]:
+    """Starts of ``count`` PubNub notifications all due at ``due``, 100 to a process."""
+    documents = []
+    for process in range((count + 99) // 100):
+        size = min(100, count - process * 100)
+        documents.append(
+            {
+                "process-id": f"{prefix}-{process}",
+                "action": "start",
+                "notifications": [
+                    {"channel": "pubnub", "at": due, "pubnub-channel": f"{prefix}-{process}-{n}"}
+                    for n in range(size)
+                ],
+            }
+        )
+    return documents
+
+
 def without(document: dict[str, Any], key: str) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name != key}
 
