@@ -106,7 +106,7 @@ def pipeline(dsn: str, **settings: str) -> Iterator[Any]:
     from devstack.pipeline import running_pipeline
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
-    with running_pipeline(dsn, **settings) as running:
+    with running_pipeline(dsn, settings) as running:
         yield running.machine, running.peers, running.lambdas
 
 

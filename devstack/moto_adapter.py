@@ -17,6 +17,11 @@ is open, these attributes of moto are replaced (``PATCHED``), and restored after
   does: the invocation fails with ``TooManyRequestsException`` (HTTP 429), which Step
   Functions sees as ``Lambda.TooManyRequestsException``. ``InProcessLambdas.throttles``
   counts them per function.
+- The ``states:startExecution`` task hands its parameters to botocore as the state
+  machine names them (``StateMachineArn``, ``Input``, ``Name``), which botocore refuses
+  (its names are ``stateMachineArn``...): its client passes them on renamed.
+- A Standard execution fails once its history passes ``HISTORY_EVENT_CAP`` events (AWS's
+  quota is 25,000), with the history as it stands; moto lets it grow without end.
 - The interpreter built a new JSONPath parser (a ply LR parser) for every path it
   evaluated: parsed paths are cached.
 
@@ -45,6 +50,11 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_sfn,
+)
+from moto.stepfunctions.parser.asl.eval import environment
+from moto.stepfunctions.parser.asl.eval.event import event_manager
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 # The version this module was written against (requirements-dev.txt pins it).
@@ -57,9 +67,34 @@ PATCHED: list[tuple[Any, str, tuple[str, ...]]] = [
         ("self", "body", "request_headers", "response_headers"),
     ),
     (lambda_eval_utils, "boto_client_for", ("region", "service", "state_credentials")),
+    (state_task_service_sfn, "boto_client_for", ("region", "service", "state_credentials")),
     (json_path, "parse", ("path", "debug")),
     (result_path, "parse", ("string",)),
+    (
+        environment.Environment,
+        "__init__",
+        (
+            "self",
+            "aws_execution_details",
+            "execution_type",
+            "context",
+            "event_history_context",
+            "cloud_watch_logging_session",
+            "activity_store",
+            "variable_store",
+            "mock_test_case",
+        ),
+    ),
+    (
+        event_manager.EventManager,
+        "add_event",
+        ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
+    ),
 ]
+# A Standard execution's history holds at most this many events on AWS, which fails an
+# execution that would write more.
+HISTORY_EVENT_CAP = 25_000
+HISTORY_LIMIT_ERROR = "ExecutionHistoryLimitExceeded"
 # What the replacements call of moto, unchanged.
 CALLED: list[tuple[Any, str, tuple[str, ...]]] = [
     (
@@ -256,6 +291,22 @@ class DirectLambdaClient:
         return response
 
 
+class StepFunctionsClient:
+    """A Step Functions client that takes the parameters as a state machine names them
+    (``StateMachineArn``) and passes them on as botocore names them (``stateMachineArn``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        call = getattr(self._client, operation)
+
+        def renamed(**parameters: Any) -> Any:
+            return call(**{key[:1].lower() + key[1:]: value for key, value in parameters.items()})
+
+        return renamed
+
+
 _clients: dict[tuple[str, str], Any] = {}
 _clients_lock = threading.Lock()
 
@@ -270,9 +321,36 @@ def _client_for(region: str, service: str, state_credentials: Any = None) -> Any
         return _clients[key]
 
 
+def _capped_history(cap: int) -> tuple[Callable[..., None], Callable[..., int]]:
+    """An ``Environment.__init__`` that lets the execution's event manager reach its
+    execution, and an ``add_event`` that fails the execution past ``cap`` events."""
+    init = _ORIGINALS[(environment.Environment, "__init__")]
+    add_event = _ORIGINALS[(event_manager.EventManager, "add_event")]
+
+    def init_with_owner(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.event_manager.escalator_execution = self
+
+    def add_capped_event(self: Any, *args: Any, **kwargs: Any) -> int:
+        event_id: int = add_event(self, *args, **kwargs)
+        execution = getattr(self, "escalator_execution", None)
+        if event_id > cap and execution is not None and execution.is_running():
+            # (moto refuses error names in the States. namespace from here)
+            execution.set_error(
+                {
+                    "error": HISTORY_LIMIT_ERROR,
+                    "cause": f"The execution history reached {cap} events, its quota.",
+                }
+            )
+        return event_id
+
+    return init_with_owner, add_capped_event
+
+
 @contextmanager
-def lambdas_in_process() -> Iterator[InProcessLambdas]:
-    """Apply the patches (``PATCHED``) while the context is open; yield the handlers."""
+def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProcessLambdas]:
+    """Apply the patches (``PATCHED``) while the context is open; yield the handlers.
+    ``history_cap`` scales the history quota down for tests that prove it at small size."""
     problems = check_moto()
     if problems:
         raise RuntimeError("devstack.moto_adapter does not fit this moto: " + "; ".join(problems))
@@ -285,8 +363,10 @@ def lambdas_in_process() -> Iterator[InProcessLambdas]:
     replacements = [
         invoke,
         _client_for,
-        functools.lru_cache(maxsize=1024)(originals[2]),
+        lambda *args, **kwargs: StepFunctionsClient(_client_for(*args, **kwargs)),
         functools.lru_cache(maxsize=1024)(originals[3]),
+        functools.lru_cache(maxsize=1024)(originals[4]),
+        *_capped_history(history_cap),
     ]
     _clients.clear()  # clients of an earlier mock_aws session
     for (owner, name, _), replacement in zip(PATCHED, replacements, strict=True):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from devstack import CALLER_IDS
 from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
+from devstack.moto_adapter import HISTORY_EVENT_CAP, InProcessLambdas, lambdas_in_process
 from devstack.peers import Peers, running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
@@ -76,9 +76,15 @@ class Pipeline:
 
 
 @contextmanager
-def running_pipeline(database_url: str, **settings: str) -> Iterator[Pipeline]:
+def running_pipeline(
+    database_url: str,
+    settings: Mapping[str, str] | None = None,
+    *,
+    history_cap: int = HISTORY_EVENT_CAP,
+) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
-    the peers and ``settings``, the caller-id registry stored."""
+    the peers and ``settings``, the caller-id registry stored. ``history_cap`` scales
+    the quota of history events per execution down, for tests at a small size."""
     template = synthesized_template()
     query(
         database_url,
@@ -88,14 +94,14 @@ def running_pipeline(database_url: str, **settings: str) -> Iterator[Pipeline]:
     )
     with running_peers() as peers:
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
-        with mock_aws(config=config), lambdas_in_process() as lambdas:
+        with mock_aws(config=config), lambdas_in_process(history_cap) as lambdas:
             machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
             pipeline = Pipeline(database_url, peers, machine, lambdas)
             pipeline.configure(
                 **peers.environment(),
                 DATABASE_URL=database_url,
                 AWS_DEFAULT_REGION=REGION,
-                **settings,
+                **(settings or {}),
             )
             try:
                 yield pipeline

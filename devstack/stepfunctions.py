@@ -67,10 +67,29 @@ class DeployedStateMachine:
     def run(
         self, execution_input: dict[str, Any] | None = None, timeout: float = 120
     ) -> dict[str, Any]:
-        """Start an execution and wait for it to end; fail unless it succeeded."""
+        """Start an execution and wait for it and the executions it handed over to;
+        fail unless every one of them succeeded. Returns the first one's description."""
+        before = {item["executionArn"] for item in self.settle(timeout)}
         description = self.wait(self.start(execution_input), timeout)
         assert description["status"] == "SUCCEEDED", description
+        for ended in self.settle(timeout):
+            assert ended["executionArn"] in before or ended["status"] == "SUCCEEDED", ended
         return description
+
+    def settle(self, timeout: float = 120) -> list[dict[str, Any]]:
+        """Wait until no execution of the state machine runs (hand-overs included);
+        the descriptions of them all, oldest first."""
+
+        def none_running() -> bool:
+            running = self.sfn.list_executions(stateMachineArn=self.arn, statusFilter="RUNNING")
+            return not running["executions"]
+
+        wait_until(none_running, timeout=timeout, interval=0.1, what="every execution's end")
+        listed = self.sfn.list_executions(stateMachineArn=self.arn, maxResults=1000)
+        return [
+            self.sfn.describe_execution(executionArn=item["executionArn"])
+            for item in sorted(listed["executions"], key=lambda item: item["startDate"])
+        ]
 
     def stop(self, execution_arn: str) -> None:
         """Stop an execution and wait until it has ended.
@@ -125,7 +144,9 @@ def deploy(
     ((_, state_machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     definition = resolve(state_machine["Properties"]["DefinitionString"], arns)
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
+    # The template's own name: the definition hands over to the state machine by it.
+    name = state_machine["Properties"].get("StateMachineName", "escalator-delivery")
     arn = sfn.create_state_machine(
-        name="escalator-delivery", definition=definition, roleArn=role_arn, type="STANDARD"
+        name=name, definition=definition, roleArn=role_arn, type="STANDARD"
     )["stateMachineArn"]
     return DeployedStateMachine(sfn=sfn, arn=arn, functions=functions)

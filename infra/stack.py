@@ -78,9 +78,13 @@ class EscalatorStack(Stack):
             retention=retention(settings.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
+        # Named, so that its definition can start it again (the hand-over).
+        machine_name = f"{construct_id}-delivery"
+        itself = sfn.StateMachine.from_state_machine_name(self, "Itself", machine_name)
         self.state_machine = sfn.StateMachine(
             self,
             "Delivery",
+            state_machine_name=machine_name,
             definition_body=sfn.DefinitionBody.from_chainable(
                 delivery_definition(
                     self,
@@ -88,6 +92,7 @@ class EscalatorStack(Stack):
                     confirm=functions.confirm,
                     record=functions.record,
                     notifiers=functions.notifiers,
+                    itself=itself,
                     max_concurrency=settings.map_concurrency,
                 )
             ),

@@ -2,7 +2,12 @@
 
 Claim due notifications -> Deliver notifications (Map: Wait until due -> Confirm still
 wanted -> Which channel? -> one task per channel -> Record delivery / Record failure)
--> More due? (back to the claim) / Done.
+-> More due? (hand over to a fresh execution) / Done.
+
+One execution claims and delivers one batch: a Standard execution's history holds at
+most 25,000 events, and each delivery writes about 23, so instead of looping, an
+execution that leaves more due starts the next one, named from its own name (a retried
+hand-over starts nothing twice) and with the same input.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def delivery_definition(
     confirm: lambda_.IFunction,
     record: lambda_.IFunction,
     notifiers: Mapping[str, lambda_.IFunction],
+    itself: sfn.IStateMachine,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> sfn.IChainable:
     """The states of the delivery state machine."""
@@ -171,9 +177,32 @@ def delivery_definition(
         max_concurrency=max_concurrency,
         result_path=sfn.JsonPath.DISCARD,
     ).item_processor(deliver_one)
+    handed_over = sfn.Succeed(scope, "Handed over")
+    hand_over = (
+        tasks.StepFunctionsStartExecution(
+            scope,
+            "Hand over to a fresh execution",
+            state_machine=itself,
+            name=sfn.JsonPath.format(
+                "more-{}", sfn.JsonPath.hash(sfn.JsonPath.execution_name, "MD5")
+            ),
+            input=sfn.TaskInput.from_json_path_at("$$.Execution.Input"),
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        .add_retry(
+            errors=["States.TaskFailed"],
+            interval=Duration.seconds(1),
+            max_attempts=3,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        # A retry after a start that succeeded finds its execution there already.
+        .add_catch(handed_over, errors=["StepFunctions.ExecutionAlreadyExistsException"])
+    )
     more_due = (
         sfn.Choice(scope, "More due?")
-        .when(sfn.Condition.boolean_equals("$.claim.more", True), claim)
+        .when(sfn.Condition.boolean_equals("$.claim.more", True), hand_over.next(handed_over))
         .otherwise(sfn.Succeed(scope, "Done"))
     )
     return claim.next(deliver_all).next(more_due)

@@ -28,12 +28,36 @@ def states() -> dict[str, Any]:
     return top
 
 
-def test_top_level_states_loop_until_nothing_more_is_due(states: dict[str, Any]) -> None:
-    assert set(states) == {"Claim due notifications", "Deliver notifications", "More due?", "Done"}
+def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
+    states: dict[str, Any], template: dict[str, Any]
+) -> None:
+    assert set(states) == {
+        "Claim due notifications",
+        "Deliver notifications",
+        "More due?",
+        "Hand over to a fresh execution",
+        "Handed over",
+        "Done",
+    }
     assert states["Claim due notifications"]["Next"] == "Deliver notifications"
     assert states["More due?"]["Choices"] == [
-        {"Variable": "$.claim.more", "BooleanEquals": True, "Next": "Claim due notifications"}
+        {
+            "Variable": "$.claim.more",
+            "BooleanEquals": True,
+            "Next": "Hand over to a fresh execution",
+        }
     ]
+    hand_over = states["Hand over to a fresh execution"]
+    assert hand_over["Resource"] == "arn:aws:states:::states:startExecution"
+    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
+    name = machine["Properties"]["StateMachineName"]
+    assert hand_over["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{name}")
+    # named from its parent, so a retried hand-over starts nothing twice
+    assert hand_over["Parameters"]["Name.$"] == (
+        "States.Format('more-{}', States.Hash($$.Execution.Name, 'MD5'))"
+    )
+    assert hand_over["Parameters"]["Input.$"] == "$$.Execution.Input"
+    assert hand_over["Catch"][0]["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
 
 
 def test_map_delivers_in_parallel_with_bounded_concurrency(states: dict[str, Any]) -> None:
@@ -95,7 +119,9 @@ def test_max_concurrency_comes_from_context(customized: dict[str, Any]) -> None:
 def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(states: dict[str, Any]) -> None:
     inner = states["Deliver notifications"]["ItemProcessor"]["States"]
     tasks = {
-        name: state for name, state in [*states.items(), *inner.items()] if state["Type"] == "Task"
+        name: state
+        for name, state in [*states.items(), *inner.items()]
+        if state["Type"] == "Task" and ":lambda:" in state["Resource"]
     }
     assert len(tasks) == 4 + len(CHANNELS)  # claim, confirm, two records, the notifiers
     for name, task in tasks.items():

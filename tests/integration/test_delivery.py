@@ -98,17 +98,18 @@ def test_overlapping_executions_deliver_each_notification_once(
             )
         )
 
-    # WHEN two executions run at the same time
+    # WHEN two executions run at the same time (each handing over while more is due)
     executions = [pipeline.machine.start(), pipeline.machine.start()]
-    descriptions = [pipeline.machine.wait(execution) for execution in executions]
+    descriptions = pipeline.machine.settle()
 
-    # THEN both succeed and every notification was published exactly once
-    assert [description["status"] for description in descriptions] == ["SUCCEEDED"] * 2
+    # THEN all succeed and every notification was published exactly once
+    assert {description["executionArn"] for description in descriptions} >= set(executions)
+    assert {description["status"] for description in descriptions} == {"SUCCEEDED"}
     channels = [publication.channel for publication in pipeline.peers.pubnub.publications]
     assert sorted(channels) == sorted(f"ch-{p}-{n}" for p in range(3) for n in range(10))
     assert pipeline.states() == ["sent"] * 30
     owners = query(pipeline.database_url, "SELECT DISTINCT claim_owner FROM notification")
-    assert len(owners) == 2  # both executions really took part
+    assert len(owners) >= 2  # both executions (and those they handed over to) took part
 
 
 def lambda_events(pipeline: Pipeline, execution: str, event_type: str) -> int:

@@ -15,6 +15,6 @@ __all__ = ["CALLER_IDS", "Pipeline", "pipeline"]
 @pytest.fixture
 def pipeline(database_url: str, aws_credentials: None) -> Iterator[Pipeline]:
     with running_pipeline(
-        database_url, CLAIM_GRACE_SECONDS="2", SENDING_LEASE_SECONDS="3"
+        database_url, {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"}
     ) as running:
         yield running
