@@ -4,6 +4,7 @@ environment; then the migration as the trigger runs it, and start, delivery and 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -34,7 +35,7 @@ def stage(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
         yield rehearsal
 
 
-def request_queue(stage: Rehearsal, template_queues: dict[str, Any] | None = None) -> str:
+def request_queue(stage: Rehearsal) -> str:
     (url,) = [url for name, url in stage.queue_urls.items() if "DeadLetters" not in name]
     return url
 
@@ -122,3 +123,34 @@ def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def allowed_resources(template: dict[str, Any], role: str, action: str) -> list[Any]:
+    """The resources the role's policies in the template allow ``action`` on."""
+    return [
+        resource
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow" and action in _list(statement["Action"])
+        for resource in _list(statement["Resource"])
+    ]
+
+
+def test_the_state_machine_may_invoke_every_function_it_names_and_start_itself() -> None:
+    template = synthesize()
+    ((machine_id, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
+    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    invocable = allowed_resources(template, role, "lambda:InvokeFunction")
+    named = json.dumps(machine["Properties"]["DefinitionString"])
+    for logical_id in resources(template, "AWS::Lambda::Function"):
+        if f'"{logical_id}"' in named:
+            assert {"Fn::GetAtt": [logical_id, "Arn"]} in invocable, logical_id
+    (itself,) = allowed_resources(template, role, "states:StartExecution")
+    name = machine["Properties"]["StateMachineName"]
+    assert json.dumps(itself).endswith(f':stateMachine:{name}"]]}}')
+    ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
+    scheduler_role = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    assert allowed_resources(template, scheduler_role, "states:StartExecution") == [
+        {"Ref": machine_id}
+    ]
