@@ -307,7 +307,10 @@ def test_an_execution_past_the_history_quota_fails_as_on_aws(
 
         description = pipeline.machine.wait(pipeline.machine.start())
 
+        # THEN it failed, its history cut at the quota (moto reports the quota's error, or,
+        # when a state it cut short fails after it, that state's error)
         assert description["status"] == "FAILED"
-        # (under load moto may report the error of a state it cut short instead)
-        assert description["error"] in (HISTORY_LIMIT_ERROR, "States.Runtime")
-        assert len(pipeline.machine.history(description["executionArn"])) <= 200 + 60
+        events = pipeline.machine.history(description["executionArn"])
+        assert len(events) <= 200 + 60
+        assert description["error"] == HISTORY_LIMIT_ERROR or len(events) > 200
+        assert pipeline.states().count("sent") < 30
