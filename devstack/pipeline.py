@@ -80,10 +80,12 @@ def running_pipeline(
     database_url: str,
     settings: Mapping[str, str] | None = None,
     *,
+    application_url: str | None = None,
     history_cap: int = HISTORY_EVENT_CAP,
 ) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
-    the peers and ``settings``, the caller-id registry stored. ``history_cap`` scales
+    the peers and ``settings``, the caller-id registry stored. The functions connect
+    with ``application_url`` when given (the application role). ``history_cap`` scales
     the quota of history events per execution down, for tests at a small size."""
     template = synthesized_template()
     query(
@@ -99,7 +101,7 @@ def running_pipeline(
             pipeline = Pipeline(database_url, peers, machine, lambdas)
             pipeline.configure(
                 **peers.environment(),
-                DATABASE_URL=database_url,
+                DATABASE_URL=application_url or database_url,
                 AWS_DEFAULT_REGION=REGION,
                 **(settings or {}),
             )

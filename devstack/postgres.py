@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,20 +21,32 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
-from escalator.migrations import default_sql_dir, migrate
+from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 
 
 class PostgresServer:
-    """Creates and drops scratch databases on one server (needs CREATEDB)."""
+    """Creates and drops scratch databases on one server (needs CREATEDB), and lets the
+    application role log in with a password of this session's."""
 
     def __init__(self, admin_dsn: str) -> None:
         self.admin_dsn = admin_dsn
         self._names = (f"escalator_test_{os.getpid()}_{n}" for n in itertools.count())
         self.template = self.create_database()
         migrate(self.dsn(self.template), default_sql_dir())
+        self.application_password = allow_application_login(self.dsn(self.template))
 
     def dsn(self, database: str) -> str:
+        """The administrator's connection to ``database``: for migrations and checks."""
         return make_dsn(self.admin_dsn, dbname=database)
+
+    def application_dsn(self, database: str) -> str:
+        """The application role's connection to ``database``: what the functions use."""
+        return make_dsn(
+            self.admin_dsn,
+            dbname=database,
+            user=APPLICATION_ROLE,
+            password=self.application_password,
+        )
 
     def create_database(self, template: str | None = None) -> str:
         name = next(self._names)
@@ -69,6 +82,25 @@ def postgres_server(scratch: Path) -> Iterator[PostgresServer]:
         return
     with embedded_postgres(scratch) as embedded_url:
         yield PostgresServer(embedded_url)
+
+
+def allow_application_login(admin_dsn: str) -> str:
+    """Give the application role (created by the migrations) a new random password, as
+    the development harness authenticates it (AWS uses IAM instead); return it."""
+    password = secrets.token_urlsafe(24)
+    connection = psycopg2.connect(admin_dsn)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(
+                    sql.Identifier(APPLICATION_ROLE)
+                ),
+                (password,),
+            )
+    finally:
+        connection.close()
+    return password
 
 
 @contextmanager

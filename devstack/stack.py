@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.postgres import embedded_postgres
+from psycopg2.extensions import make_dsn
+
+from devstack.postgres import allow_application_login, embedded_postgres
 from devstack.template import REGION
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
@@ -31,7 +33,7 @@ from escalator.config import DatabaseSettings, Env
 from escalator.database import Database, UnitOfWork
 from escalator.errors import ConfigError
 from escalator.logs import logger
-from escalator.migrations import default_sql_dir, migrate
+from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 from escalator.service import store_caller_id_registry
 
 QUEUE_NAME = "escalator-requests.fifo"
@@ -74,9 +76,11 @@ def moto_server(port: int) -> Iterator[str]:
         server.stop()
 
 
-def prepare_database(url: str, registry_file: Path | None) -> None:
-    """Migrate, and store the caller-id registry given as a file."""
+def prepare_database(url: str, registry_file: Path | None) -> str:
+    """Migrate, and store the caller-id registry given as a file, as administrator;
+    return the application role's URL, which the functions connect with."""
     migrate(url, default_sql_dir(), progress=say)
+    application_url = make_dsn(url, user=APPLICATION_ROLE, password=allow_application_login(url))
     if registry_file is not None:
         text = registry_file.read_text(encoding="utf-8")
         registry = json.loads(text)
@@ -84,6 +88,7 @@ def prepare_database(url: str, registry_file: Path | None) -> None:
             raise ConfigError(f"{registry_file} must hold a JSON object of prefix to caller id")
         database = Database(DatabaseSettings(dsn=url))
         store_caller_id_registry(UnitOfWork(database), json.dumps(registry))
+    return application_url
 
 
 def local_defaults(tick: int) -> dict[str, str]:
@@ -172,8 +177,8 @@ def run(options: LocalOptions) -> int:
         url = options.database_url or stack.enter_context(
             embedded_postgres(options.data_dir / "postgres")
         )
+        url = prepare_database(url, options.caller_id_registry)
         os.environ[Env.DATABASE_URL] = url
-        prepare_database(url, options.caller_id_registry)
         bootstrap.reset()
         say(f"starting the AWS endpoint on port {options.port}")
         endpoint = stack.enter_context(moto_server(options.port))

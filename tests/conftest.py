@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from psycopg2.extensions import parse_dsn
 
 from devstack.events import lambda_context as make_lambda_context
 from devstack.events import sqs_event, sqs_record
@@ -71,6 +72,12 @@ def database_url(postgres: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
+def application_url(postgres: PostgresServer, database_url: str) -> str:
+    """This test's database as the application role connects to it (DML, no DDL)."""
+    return postgres.application_dsn(str(parse_dsn(database_url)["dbname"]))
+
+
+@pytest.fixture
 def empty_database_url(postgres: PostgresServer) -> Iterator[str]:
     """A fresh database with no schema at all."""
     name = postgres.create_database()
@@ -87,12 +94,13 @@ def cold_start() -> Iterator[None]:
 
 
 @pytest.fixture
-def initiator_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> str:
-    """The initiator's environment pointing at this test's database, as on a cold start."""
+def initiator_env(monkeypatch: pytest.MonkeyPatch, application_url: str) -> str:
+    """The initiator's environment pointing at this test's database, as on a cold start,
+    connecting as the application role."""
     for name in ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    return database_url
+    monkeypatch.setenv("DATABASE_URL", application_url)
+    return application_url
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
+from psycopg2.extensions import parse_dsn
 
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import HISTORY_LIMIT_ERROR, LocalContext
@@ -76,10 +77,11 @@ def flood_database(postgres: PostgresServer) -> Iterator[str]:
 
 
 def test_a_flood_of_generated_bodies_never_crashes_and_leaves_only_valid_rows(
-    flood_database: str, monkeypatch: pytest.MonkeyPatch
+    flood_database: str, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     examples = 10_000 if FULL else 1_500
-    monkeypatch.setenv("DATABASE_URL", flood_database)
+    name = str(parse_dsn(flood_database)["dbname"])
+    monkeypatch.setenv("DATABASE_URL", postgres.application_dsn(name))
     context = lambda_context()
     handled: list[str] = []
 
@@ -272,14 +274,19 @@ def handler_path(logical_id: str) -> str:
 
 
 def test_many_due_at_once_are_delivered_once_and_no_execution_outgrows_its_history(
-    database_url: str, aws_credentials: None, record_property: Callable[[str, object], None]
+    database_url: str,
+    application_url: str,
+    aws_credentials: None,
+    record_property: Callable[[str, object], None],
 ) -> None:
     # Full size: 5,000 due at once, the quota of 25,000 events, claims of 200. Reduced:
     # the same proportions at a tenth, where one execution claiming in a loop would
     # pass the quota more than twice over.
     count, cap, batch = (5_000, 25_000, 200) if FULL else (300, 2_500, 20)
     settings = {"CLAIM_BATCH_SIZE": str(batch), "SENDING_LEASE_SECONDS": "600"}
-    with running_pipeline(database_url, settings, history_cap=cap) as pipeline:
+    with running_pipeline(
+        database_url, settings, application_url=application_url, history_cap=cap
+    ) as pipeline:
         pipeline.submit(*pubnub_starts(count, int(time.time()) + 2))
 
         first = pipeline.machine.start()
@@ -299,10 +306,12 @@ def test_many_due_at_once_are_delivered_once_and_no_execution_outgrows_its_histo
 
 
 def test_an_execution_past_the_history_quota_fails_as_on_aws(
-    database_url: str, aws_credentials: None
+    database_url: str, application_url: str, aws_credentials: None
 ) -> None:
     # 30 deliveries write about 700 events; with a quota of 200 the execution must fail.
-    with running_pipeline(database_url, history_cap=200) as pipeline:
+    with running_pipeline(
+        database_url, application_url=application_url, history_cap=200
+    ) as pipeline:
         pipeline.submit(*pubnub_starts(30, int(time.time())))
 
         description = pipeline.machine.wait(pipeline.machine.start())

@@ -13,8 +13,11 @@ __all__ = ["CALLER_IDS", "Pipeline", "pipeline"]
 
 
 @pytest.fixture
-def pipeline(database_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+def pipeline(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+    """The functions connect as the application role; the test reads as administrator."""
     with running_pipeline(
-        database_url, {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"}
+        database_url,
+        {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
+        application_url=application_url,
     ) as running:
         yield running
