@@ -126,9 +126,7 @@ def _aws_options(parser: argparse.ArgumentParser) -> None:
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = database_settings(url=args.database_url)
-    applied = migrate(
-        settings.dsn, args.sql_dir, progress=lambda line: print(line, file=sys.stderr)
-    )
+    applied = migrate(settings, args.sql_dir, progress=lambda line: print(line, file=sys.stderr))
     print(f"applied {len(applied)} migration(s)")
     return 0
 

@@ -111,7 +111,7 @@ class Migrator:
         """Apply ``sql/`` and store the caller-id registry (``service.migrate_database``)."""
         return service.migrate_database(
             UnitOfWork(Database(self.config.database)),
-            dsn=self.config.database.dsn,
+            database=self.config.database,
             sql_dir=default_sql_dir(),
             caller_id_registry=self.config.caller_id_registry,
         )

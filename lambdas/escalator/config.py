@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg2.extensions import make_dsn
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from escalator.errors import ConfigError
 from escalator.limits import MAX_SCHEDULE_AHEAD_SECONDS
@@ -38,6 +38,10 @@ class Env:
     DB_SSLMODE = "DB_SSLMODE"
     DB_CONNECT_TIMEOUT = "DB_CONNECT_TIMEOUT"
     DB_IDLE_CHECK_SECONDS = "DB_IDLE_CHECK_SECONDS"
+    # true: the password is an IAM authentication token, signed at each connection
+    DB_IAM_AUTH = "DB_IAM_AUTH"
+    # Lambda's own: the region tokens are signed for
+    AWS_REGION = "AWS_REGION"
     MAX_SCHEDULE_AHEAD_SECONDS = "MAX_SCHEDULE_AHEAD_SECONDS"
     LOOKAHEAD_SECONDS = "LOOKAHEAD_SECONDS"
     CLAIM_BATCH_SIZE = "CLAIM_BATCH_SIZE"
@@ -56,14 +60,43 @@ PLACEHOLDER = "set-me"
 POSTGRES_PORT = 5432
 
 
+Password = Callable[[], str]
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
-    """How to reach PostgreSQL. The DSN holds the password, so it is kept out of repr."""
+    """How to reach PostgreSQL: a DSN without the password, and what gives the password
+    at each new connection (an IAM token signed then, or a fixed password). Neither
+    appears in repr."""
 
     dsn: str = field(repr=False)
     # A connection idle for longer than this is checked before it is used again, so a
     # connection the server dropped while the Lambda sandbox was frozen fails nothing.
     idle_check_seconds: int = 30
+    password: Password | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> DatabaseSettings:
+        """Settings from a URL or DSN; a password in it becomes the fixed password."""
+        parts = parse_dsn(url)
+        secret = parts.pop("password", None)
+        return cls(dsn=make_dsn(**parts), password=_fixed(secret) if secret else None, **options)
+
+
+def _fixed(password: str) -> Password:
+    return lambda: password
+
+
+def iam_token_signer(host: str, port: int, user: str, region: str) -> Password:
+    """A fresh IAM authentication token for ``user`` at each call: signed locally with
+    the function's credentials (no network call), valid for 15 minutes, checked only
+    when a connection opens."""
+    import boto3  # provided by the Lambda runtime
+
+    client = boto3.client("rds", region_name=region)
+    return lambda: str(
+        client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user, Region=region)
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +149,9 @@ def database_settings(
     url = url or env.get(Env.DATABASE_URL)
     idle = present(idle_check_seconds=integer(env, Env.DB_IDLE_CHECK_SECONDS, minimum=0))
     if url:
-        return DatabaseSettings(dsn=url, **idle)
+        return DatabaseSettings.from_url(url, **idle)
+    if boolean(env, Env.DB_IAM_AUTH):
+        return _iam_settings(env, idle)
     values = with_secret(
         env,
         Env.DB_SECRET_ARN,
@@ -138,17 +173,27 @@ def database_settings(
             f"missing required environment variable {', '.join(missing)} (set DATABASE_URL, "
             "DB_SECRET_ARN, or all of DB_HOST, DB_NAME, DB_USER and DB_PASSWORD)"
         )
-    dsn = make_dsn(
+    dsn = _dsn(env, values)
+    return DatabaseSettings(dsn=dsn, password=_fixed(values[Env.DB_PASSWORD]), **idle)
+
+
+def _dsn(env: Mapping[str, str], values: Mapping[str, str]) -> str:
+    return make_dsn(
         host=values[Env.DB_HOST],
         port=integer(values, Env.DB_PORT) or POSTGRES_PORT,
         dbname=values[Env.DB_NAME],
         user=values[Env.DB_USER],
-        password=values[Env.DB_PASSWORD],
         sslmode=env.get(Env.DB_SSLMODE) or "prefer",
         connect_timeout=integer(env, Env.DB_CONNECT_TIMEOUT) or 5,
         application_name="escalator",
     )
-    return DatabaseSettings(dsn=dsn, **idle)
+
+
+def _iam_settings(env: Mapping[str, str], idle: dict[str, Any]) -> DatabaseSettings:
+    require(env, Env.DB_HOST, Env.DB_NAME, Env.DB_USER, Env.AWS_REGION)
+    port = integer(env, Env.DB_PORT) or POSTGRES_PORT
+    signer = iam_token_signer(env[Env.DB_HOST], port, env[Env.DB_USER], env[Env.AWS_REGION])
+    return DatabaseSettings(dsn=_dsn(env, env), password=signer, **idle)
 
 
 def load_initiator_config(environ: Mapping[str, str] | None = None) -> InitiatorConfig:

@@ -42,7 +42,7 @@ class Database(threading.local):
         ):
             self.discard()
         if self._connection is None or self._connection.closed:
-            self._connection = psycopg2.connect(self._settings.dsn)
+            self._connection = connect(self._settings)
         self._last_used = time.monotonic()
         return self._connection
 
@@ -52,6 +52,13 @@ class Database(threading.local):
             with contextlib.suppress(psycopg2.Error):
                 self._connection.close()
         self._connection = None
+
+
+def connect(settings: DatabaseSettings) -> psycopg2.extensions.connection:
+    """A new connection, with the password given now (a fresh IAM token on AWS)."""
+    if settings.password is None:
+        return psycopg2.connect(settings.dsn)
+    return psycopg2.connect(settings.dsn, password=settings.password())
 
 
 def _alive(connection: psycopg2.extensions.connection) -> bool:

@@ -18,6 +18,8 @@ from pathlib import Path
 import psycopg2
 import psycopg2.extensions
 
+from escalator.config import DatabaseSettings
+from escalator.database import connect
 from escalator.errors import EscalatorError
 
 # The role the runtime functions connect as, created by sql/0002_application_role.sql.
@@ -70,12 +72,17 @@ def discover(directory: Path) -> list[Migration]:
 
 
 def migrate(
-    dsn: str, directory: Path, *, progress: Callable[[str], None] = lambda _line: None
+    database: DatabaseSettings | str,
+    directory: Path,
+    *,
+    progress: Callable[[str], None] = lambda _line: None,
 ) -> list[Migration]:
-    """Apply the pending migrations in order and return them (empty when up to date)."""
+    """Apply the pending migrations in order and return them (empty when up to date).
+    ``database`` is the settings of the master connection, or its URL."""
     migrations = discover(directory)
+    settings = DatabaseSettings.from_url(database) if isinstance(database, str) else database
     try:
-        connection = psycopg2.connect(dsn)
+        connection = connect(settings)
     except psycopg2.Error as exc:
         raise MigrationError(f"cannot connect to the database: {exc}".strip()) from exc
     try:

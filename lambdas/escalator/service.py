@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from escalator.caller_ids import CALLER_ID_REGISTRY
+from escalator.config import DatabaseSettings
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
 from escalator.logs import logger
@@ -107,14 +108,14 @@ def store_caller_id_registry(uow: UnitOfWork, registry_json: str) -> None:
 
 
 def migrate_database(
-    uow: UnitOfWork, *, dsn: str, sql_dir: Path, caller_id_registry: str | None
+    uow: UnitOfWork, *, database: DatabaseSettings, sql_dir: Path, caller_id_registry: str | None
 ) -> Migrated:
     """Apply the pending migrations, then store the caller-id registry when one is given.
 
     Raises ``MigrationError`` naming the file that failed; the database stays at the last
     good version.
     """
-    applied = migrate(dsn, sql_dir, progress=logger.info)
+    applied = migrate(database, sql_dir, progress=logger.info)
     if caller_id_registry is not None:
         store_caller_id_registry(uow, caller_id_registry)
     return Migrated(

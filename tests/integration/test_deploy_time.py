@@ -86,7 +86,8 @@ def test_database_credentials_come_from_the_rds_secret(secrets: Any) -> None:
     )
 
     parsed = parse_dsn(settings.dsn)
-    assert (parsed["host"], parsed["dbname"], parsed["user"], parsed["password"]) == (
+    assert settings.password is not None
+    assert (parsed["host"], parsed["dbname"], parsed["user"], settings.password()) == (
         "db.internal",
         "escalator",
         "escalator",

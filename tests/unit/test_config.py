@@ -9,9 +9,11 @@ from escalator.config import database_settings, load_initiator_config
 from escalator.errors import ConfigError
 
 
-def test_database_url_wins() -> None:
+def test_database_url_wins_and_its_password_is_given_at_each_connection() -> None:
     settings = database_settings({"DATABASE_URL": "postgresql://u:p@db/escalator", "DB_HOST": "x"})
-    assert settings.dsn == "postgresql://u:p@db/escalator"
+    assert parse_dsn(settings.dsn) == {"user": "u", "host": "db", "dbname": "escalator"}
+    assert settings.password is not None
+    assert settings.password() == "p"
 
 
 def test_db_variables_of_the_original_build_a_dsn() -> None:
@@ -22,12 +24,48 @@ def test_db_variables_of_the_original_build_a_dsn() -> None:
         "DB_USER": "u",
         "DB_PASSWORD": "pw",
     }
-    parsed = parse_dsn(database_settings(env).dsn)
+    settings = database_settings(env)
+    parsed = parse_dsn(settings.dsn)
     assert parsed["host"] == "db"
     assert parsed["port"] == "6432"
     assert parsed["dbname"] == "esc"
-    assert parsed["password"] == "pw"
+    assert "password" not in parsed
+    assert settings.password is not None
+    assert settings.password() == "pw"
     assert parsed["sslmode"] == "prefer"
+
+
+def test_with_iam_authentication_each_connection_gets_a_freshly_signed_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    env = {
+        "DB_IAM_AUTH": "true",
+        "DB_HOST": "escalator.abc.eu-central-1.rds.amazonaws.com",
+        "DB_NAME": "escalator",
+        "DB_USER": "escalator_app",
+        "DB_SSLMODE": "require",
+        "AWS_REGION": "eu-central-1",
+    }
+    settings = database_settings(env)
+    assert parse_dsn(settings.dsn)["user"] == "escalator_app"
+    assert settings.password is not None
+    token = settings.password()
+    # signed locally: the host, the user and a signature, no secret of the database
+    assert token.startswith("escalator.abc.eu-central-1.rds.amazonaws.com:5432/?")
+    assert "Action=connect" in token
+    assert "DBUser=escalator_app" in token
+    assert "X-Amz-Signature=" in token
+    assert "X-Amz-Expires=900" in token
+    assert "token" not in repr(settings)
+
+
+def test_iam_authentication_needs_the_region_lambda_gives() -> None:
+    env = {"DB_IAM_AUTH": "true", "DB_HOST": "h", "DB_NAME": "n", "DB_USER": "u"}
+    with pytest.raises(ConfigError, match="AWS_REGION"):
+        database_settings(env)
 
 
 def test_missing_values_are_named() -> None:
