@@ -1,5 +1,5 @@
 """Idle cost: the monthly bill of the synthesized stack with no traffic, itemised from
-the template. Target: under 25 USD a month, and no NAT gateway."""
+the template. Target: under 22 USD a month, and no NAT gateway."""
 
 from __future__ import annotations
 
@@ -105,8 +105,8 @@ def main() -> None:
         value=total,
         unit="USD/month",
         baseline=None,
-        target="< 25 USD/month, no NAT gateway",
-        met=total < 25 and nats == 0,
+        target="< 22 USD/month, no NAT gateway",
+        met=total < 22 and nats == 0,
         extra={"nat_gateways": nats},
     )
 

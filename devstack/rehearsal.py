@@ -5,7 +5,9 @@ and an embedded PostgreSQL, and nothing the template does not say.
   the database secret also holds exactly the keys the RDS secret attachment adds
   (``engine``, ``host``, ``port``, ``dbInstanceIdentifier``).
 - The database and its master user are created from the instance's properties
-  (``DBName``, ``MasterUsername``), with the generated password.
+  (``DBName``, ``MasterUsername``), with the generated password. The instance's endpoint is
+  TLS on 127.0.0.1 (``TlsEndpoint``), as functions that sign IAM tokens for a host name
+  and require TLS need.
 - Every function runs in a process of its own (``devstack.sandbox``) whose environment
   is the function's template environment, resolved, plus what the Lambda runtime
   provides (region, credentials, the function's name) and the emulation's AWS endpoint.
@@ -18,16 +20,21 @@ raises ``RehearsalError`` naming the function and what it said.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import socket
+import ssl
 import string
+import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +53,106 @@ SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 ATTACHMENT = "AWS::SecretsManager::SecretTargetAttachment"
 INSTANCE = "AWS::RDS::DBInstance"
 FUNCTION = "AWS::Lambda::Function"
+
+
+# The first message of a PostgreSQL client that wants TLS, or GSS encryption.
+_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+_GSS_REQUEST = struct.pack("!ii", 8, 80877104)
+
+
+class TlsEndpoint:
+    """The instance's endpoint: TLS on 127.0.0.1:<port>, terminated here with a
+    certificate of its own, the plain protocol passed on to the embedded server's Unix
+    socket (its build has no TLS). Like RDS with ``rds.force_ssl``, it refuses clients
+    that do not ask for TLS."""
+
+    def __init__(self, socket_path: Path, directory: Path) -> None:
+        self._socket_path = str(socket_path)
+        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._tls.load_cert_chain(*self_signed_certificate(directory))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.refused = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        request = _receive(client, 8)
+        if request == _GSS_REQUEST:  # no GSS encryption here: the client asks for TLS next
+            client.sendall(b"N")
+            request = _receive(client, 8)
+        if request != _SSL_REQUEST:
+            self.refused += 1
+            client.close()
+            return
+        client.sendall(b"S")
+        secure = self._tls.wrap_socket(client, server_side=True)
+        upstream = socket.socket(socket.AF_UNIX)
+        upstream.connect(self._socket_path)
+        for source, target in ((secure, upstream), (upstream, secure)):
+            threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _receive(connection: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size and (chunk := connection.recv(size - len(data))):
+        data += chunk
+    return data
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for end in (source, target):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+
+def self_signed_certificate(directory: Path) -> tuple[str, str]:
+    """A certificate and its key for ``localhost``, valid for a day, as files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_file, cert_file = directory / "endpoint.key", directory / "endpoint.crt"
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return str(cert_file), str(key_file)
 
 
 class RehearsalError(AssertionError):
@@ -79,7 +186,9 @@ def generated_secret(properties: dict[str, Any]) -> dict[str, str]:
 
 
 def function_specs(template: dict[str, Any], arns: dict[str, str]) -> dict[str, FunctionSpec]:
-    """Escalator's functions, their environment resolved with ``arns`` (by logical id)."""
+    """Escalator's functions, their environment resolved: ``arns`` gives what a ``Ref``
+    or ``Fn::GetAtt`` stands for, by logical id (``"Instance.Endpoint.Address"`` for an
+    attribute)."""
     specs = {}
     for logical_id, function in resources(template, FUNCTION).items():
         properties = function["Properties"]
@@ -103,6 +212,10 @@ def _resolve(function: str, variable: str, value: Any, arns: dict[str, str]) -> 
         return value
     if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in arns:
         return arns[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+        attribute = ".".join(value["Fn::GetAtt"])
+        if attribute in arns:
+            return arns[attribute]
     raise RehearsalError(f"{function}: {variable} = {value!r} is not something a deploy gives")
 
 
@@ -213,14 +326,16 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
     """Stand the template up under ``workdir``; close everything on exit."""
     with ExitStack() as stack:
         admin_url = stack.enter_context(embedded_postgres(workdir / "postgres"))
-        socket_dir = str(psycopg2.extensions.parse_dsn(admin_url).get("host", ""))
+        socket_dir = Path(str(psycopg2.extensions.parse_dsn(admin_url).get("host", "")))
+        proxy = TlsEndpoint(socket_dir / ".s.PGSQL.5432", workdir)
+        stack.callback(proxy.close)
         endpoint = stack.enter_context(moto_server(free_port()))
         session = boto3.Session(
             region_name=REGION,
             aws_access_key_id="rehearsal",
             aws_secret_access_key="rehearsal",  # noqa: S106 - the emulator's
         )
-        arns, database_name = _secrets(template, session, endpoint, admin_url, socket_dir)
+        arns, database_name = _secrets(template, session, endpoint, admin_url, proxy.port)
         queue_urls = _queues(template, session, endpoint, arns)
         lambdas = stack.enter_context(lambdas_in_process())
         log_path = workdir / "functions.log"
@@ -267,7 +382,7 @@ def _dsn(admin_url: str, database: str) -> str:
 
 
 def _secrets(
-    template: dict[str, Any], session: Any, endpoint: str, admin_url: str, socket_dir: str
+    template: dict[str, Any], session: Any, endpoint: str, admin_url: str, port: int
 ) -> tuple[dict[str, str], str]:
     """Create every secret as generated, attach the database's, and create the database
     and its master user from the instance's properties. Returns the ARNs by logical id
@@ -281,8 +396,8 @@ def _secrets(
     properties = instance["Properties"]
     values[secret_id] |= {
         "engine": properties["Engine"],
-        "host": socket_dir,  # the embedded server listens on a socket in this directory
-        "port": "5432",
+        "host": "127.0.0.1",  # the instance's endpoint: the proxy to the embedded server
+        "port": str(port),
         "dbInstanceIdentifier": instance_id.lower(),
     }
     user = _dynamic(properties["MasterUsername"], values)
@@ -305,6 +420,11 @@ def _secrets(
         for name, value in values.items()
     }
     arns[attachment_id] = arns[secret_id]
+    # The instance's endpoint: the proxy to the embedded server.
+    arns[f"{instance_id}.Endpoint.Address"] = "127.0.0.1"
+    arns[f"{instance_id}.Endpoint.Port"] = str(port)
+    # A function's Ref is its name; the rehearsal registers each under its logical id.
+    arns |= {name: name for name in resources(template, FUNCTION)}
     return arns, database
 
 

@@ -79,6 +79,8 @@ class Database(Construct):
             auto_minor_version_upgrade=True,
             cloudwatch_logs_exports=["postgresql"],
             cloudwatch_logs_retention=retention(settings.log_retention_days),
+            # The runtime functions sign in as the application role with IAM tokens.
+            iam_authentication=True,
         )
         secret = self.instance.secret
         assert secret is not None

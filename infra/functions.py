@@ -17,13 +17,16 @@ from constructs import Construct
 from escalator import SERVICE
 from escalator.channels import CHANNELS
 from escalator.config import Env
+from escalator.migrations import APPLICATION_ROLE
 from infra.bundling import RUNTIME, lambda_code
+from infra.database import Database
 from infra.network import Network
 from infra.retention import retention
 from infra.settings import StackSettings
 
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
+MIGRATION_TIMEOUT = Duration.minutes(5)
 
 
 class EscalatorFunctions(Construct):
@@ -35,9 +38,7 @@ class EscalatorFunctions(Construct):
         construct_id: str,
         *,
         network: Network,
-        database: Construct,
-        database_name: str,
-        database_secret: secretsmanager.ISecret,
+        database: Database,
         provider_secrets: Mapping[str, secretsmanager.ISecret],
         settings: StackSettings,
     ):
@@ -47,12 +48,16 @@ class EscalatorFunctions(Construct):
         self._retention = retention(settings.log_retention_days)
         budget = settings.budget
 
-        # The RDS secret holds the host, port and credentials, never the database's name.
-        connects = {
-            Env.DB_SECRET_ARN: database_secret.secret_arn,
-            Env.DB_NAME: database_name,
+        instance = database.instance
+        address = {
+            Env.DB_HOST: instance.db_instance_endpoint_address,
+            Env.DB_PORT: instance.db_instance_endpoint_port,
+            Env.DB_NAME: database.database_name,
             Env.DB_SSLMODE: "require",
         }
+        # The runtime functions connect as the application role with an IAM token they
+        # sign themselves: no secret, no Secrets Manager endpoint, no password.
+        connects = {**address, Env.DB_IAM_AUTH: "true", Env.DB_USER: APPLICATION_ROLE}
         delivery = {**connects, Env.LOOKAHEAD_SECONDS: str(settings.schedule_seconds)}
         self.initiator = self.function("Initiator", "initiator", environment=connects, in_vpc=True)
         self.activator = self.function(
@@ -64,31 +69,40 @@ class EscalatorFunctions(Construct):
         self.record = self.function(
             "Record", "record", environment=delivery, in_vpc=True, reserved=budget.record
         )
+        self.runtime_functions = [self.initiator, self.activator, self.confirm, self.record]
+        for function in self.runtime_functions:
+            instance.grant_connect(function, APPLICATION_ROLE)
+        # The migration runs as the master user, whose credentials only the launcher
+        # (outside the VPC) reads and hands over in the invocation.
         registry = settings.caller_id_registry
         self.migration = self.function(
             "Migrate",
             "migrate",
-            environment={**connects, **({Env.CALLER_ID_REGISTRY: registry} if registry else {})},
+            environment={**address, **({Env.CALLER_ID_REGISTRY: registry} if registry else {})},
             in_vpc=True,
             reserved=budget.migrate,
-            timeout=Duration.minutes(5),
+            timeout=MIGRATION_TIMEOUT,
         )
-        self.database_functions = [
-            self.initiator,
-            self.activator,
-            self.confirm,
-            self.record,
-            self.migration,
-        ]
-        for function in self.database_functions:
-            database_secret.grant_read(function)
-        # Runs the migration once the database exists and can be reached (its security
-        # group rules and the network's endpoint included), and again at every deploy
-        # that changes the code; a failing migration fails the deployment.
+        self.launcher = self.function(
+            "MigrateLauncher",
+            "launch_migration",
+            environment={
+                Env.DB_SECRET_ARN: database.secret.secret_arn,
+                Env.MIGRATION_FUNCTION: self.migration.function_name,
+            },
+            in_vpc=False,
+            timeout=MIGRATION_TIMEOUT.plus(Duration.minutes(1)),
+        )
+        database.secret.grant_read(self.launcher)
+        self.migration.grant_invoke(self.launcher)
+        self.database_functions = [*self.runtime_functions, self.migration]
+        # Runs the launcher once the database exists and can be reached (its security
+        # group rules included), and again at every deploy that changes the code; a
+        # failing migration fails the deployment.
         self.migration_trigger = triggers.Trigger(
             self,
             "MigrateTrigger",
-            handler=self.migration,
+            handler=self.launcher,
             execute_after=[database, network],
             execute_on_handler_change=True,
         )

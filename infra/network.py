@@ -1,5 +1,6 @@
-"""The network: isolated subnets only (no NAT gateway), flow logs, and a Secrets Manager
-endpoint so the database functions read their credentials without internet access."""
+"""The network: isolated subnets only (no NAT gateway, no interface endpoint), flow logs.
+The functions in it reach the database and nothing else: they sign their database
+tokens themselves, so they need no AWS API at run time."""
 
 from __future__ import annotations
 
@@ -34,31 +35,11 @@ class Network(Construct):
             traffic_type=ec2.FlowLogTrafficType.REJECT,
         )
         self.subnets = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        # The database functions: they may reach the database and the endpoint, nothing else.
+        # The database functions: they may reach the database, nothing else.
         self.database_clients = ec2.SecurityGroup(
             self,
             "DatabaseClients",
             vpc=self.vpc,
             description="Escalator functions that use the database",
             allow_all_outbound=False,
-        )
-        endpoint_security = ec2.SecurityGroup(
-            self,
-            "SecretsEndpointSecurity",
-            vpc=self.vpc,
-            description="Secrets Manager endpoint, reachable from the database functions",
-            allow_all_outbound=False,
-        )
-        endpoint_security.add_ingress_rule(
-            self.database_clients, ec2.Port.tcp(443), "database functions read their secret"
-        )
-        self.database_clients.add_egress_rule(
-            endpoint_security, ec2.Port.tcp(443), "to the Secrets Manager endpoint"
-        )
-        self.vpc.add_interface_endpoint(
-            "SecretsManager",
-            service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
-            subnets=self.subnets,
-            security_groups=[endpoint_security],
-            private_dns_enabled=True,
         )

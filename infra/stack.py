@@ -57,8 +57,6 @@ class EscalatorStack(Stack):
             "Functions",
             network=network,
             database=database,
-            database_name=database.database_name,
-            database_secret=database.secret,
             provider_secrets=provider_secrets(self, settings),
             settings=settings,
         )

@@ -16,16 +16,21 @@ from escalator.channels import CHANNELS, Notifier
 from escalator.config import (
     DeliveryConfig,
     InitiatorConfig,
+    LauncherConfig,
     MigrationConfig,
     load_delivery_config,
     load_initiator_config,
+    load_launcher_config,
     load_migration_config,
+    read_secret,
 )
 from escalator.database import Database, UnitOfWork
 from escalator.errors import ConfigError
+from escalator.lambda_invoker import LambdaInvoker
 from escalator.migrations import default_sql_dir
 from escalator.model import (
     Delivery,
+    MasterCredentials,
     Migrated,
     Outcome,
     Receipt,
@@ -107,14 +112,38 @@ class Migrator:
 
     config: MigrationConfig
 
-    def run(self) -> Migrated:
-        """Apply ``sql/`` and store the caller-id registry (``service.migrate_database``)."""
+    def run(self, master: MasterCredentials | None = None) -> Migrated:
+        """Apply ``sql/`` and store the caller-id registry (``service.migrate_database``),
+        as the master user: the credentials the launcher handed over, else the
+        environment's (local runs)."""
+        if master is not None:
+            database = self.config.master_settings(master.username, master.password)
+        elif self.config.database is not None:
+            database = self.config.database
+        else:
+            raise ConfigError(
+                "the migration has no database credentials: the stack's launcher hands them "
+                "over in the invocation (or set DATABASE_URL when running it yourself)"
+            )
         return service.migrate_database(
-            UnitOfWork(Database(self.config.database)),
-            database=self.config.database,
+            UnitOfWork(Database(database)),
+            database=database,
             sql_dir=default_sql_dir(),
             caller_id_registry=self.config.caller_id_registry,
         )
+
+
+@dataclass(frozen=True)
+class MigrationLauncher:
+    """The launcher's use case: read the master secret, hand it to the migration."""
+
+    config: LauncherConfig
+
+    def launch(self) -> dict[str, object]:
+        """What the migration answered; ``MigrationError`` when it failed."""
+        secret = read_secret(self.config.secret_arn)
+        master = MasterCredentials(str(secret["username"]), str(secret["password"]))
+        return service.launch_migration(LambdaInvoker(), self.config.migration_function, master)
 
 
 @functools.cache
@@ -140,6 +169,11 @@ def migrator() -> Migrator:
 
 
 @functools.cache
+def migration_launcher() -> MigrationLauncher:
+    return MigrationLauncher(load_launcher_config())
+
+
+@functools.cache
 def _configured_notifier(channel: str) -> Notifier:
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel {channel!r}")
@@ -148,5 +182,12 @@ def _configured_notifier(channel: str) -> Notifier:
 
 def reset() -> None:
     """Forget everything built so far, as a new cold start would."""
-    for cached in (initiator, delivery_steps, notifiers, migrator, _configured_notifier):
+    for cached in (
+        initiator,
+        delivery_steps,
+        notifiers,
+        migrator,
+        migration_launcher,
+        _configured_notifier,
+    ):
         cached.cache_clear()

@@ -50,6 +50,8 @@ class Env:
     SENDING_LEASE_SECONDS = "SENDING_LEASE_SECONDS"
     CONFIRM_MAX_WAIT_SECONDS = "CONFIRM_MAX_WAIT_SECONDS"
     CALLER_ID_REGISTRY = "CALLER_ID_REGISTRY"
+    # the launcher: the in-VPC migration function it hands the master credentials to
+    MIGRATION_FUNCTION = "MIGRATION_FUNCTION"
     # Powertools' own: the ``service`` key of every log line and metric.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -129,11 +131,28 @@ class DeliveryConfig:
 
 @dataclass(frozen=True)
 class MigrationConfig:
-    """Settings of the migration function the stack runs at deploy time."""
+    """Settings of the migration function the stack runs at deploy time. On AWS it has
+    no credentials of its own: ``database`` is ``None`` and the launcher hands it the
+    master user's in the invocation; ``master_settings`` completes the connection."""
 
-    database: DatabaseSettings
+    database: DatabaseSettings | None
+    environment: Mapping[str, str] = field(default_factory=dict, repr=False)
     # JSON object of number prefixes to caller ids, stored as the caller-id-registry property.
     caller_id_registry: str | None = None
+
+    def master_settings(self, username: str, password: str) -> DatabaseSettings:
+        """The master connection, from the address in the environment."""
+        values = {**self.environment, Env.DB_USER: username, Env.DB_PASSWORD: password}
+        require(values, Env.DB_HOST, Env.DB_NAME)
+        return DatabaseSettings(dsn=_dsn(self.environment, values), password=_fixed(password))
+
+
+@dataclass(frozen=True)
+class LauncherConfig:
+    """Settings of the migration launcher: the master secret, and whom to hand it to."""
+
+    secret_arn: str
+    migration_function: str
 
 
 def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -236,7 +255,23 @@ def load_migration_config(environ: Mapping[str, str] | None = None) -> Migration
             raise ConfigError(
                 f"{Env.CALLER_ID_REGISTRY} must be a JSON object of prefix to caller id"
             )
-    return MigrationConfig(database=database_settings(env), caller_id_registry=registry)
+    has_credentials = any(
+        env.get(name) for name in (Env.DATABASE_URL, Env.DB_SECRET_ARN, Env.DB_PASSWORD)
+    )
+    return MigrationConfig(
+        database=database_settings(env) if has_credentials else None,
+        environment=dict(env),
+        caller_id_registry=registry,
+    )
+
+
+def load_launcher_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
+    """Read the migration launcher's settings."""
+    env = _environment(environ)
+    require(env, Env.DB_SECRET_ARN, Env.MIGRATION_FUNCTION)
+    return LauncherConfig(
+        secret_arn=env[Env.DB_SECRET_ARN], migration_function=env[Env.MIGRATION_FUNCTION]
+    )
 
 
 # The helpers the loaders here and the providers' loaders share.

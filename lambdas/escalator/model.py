@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 OutcomeKind = Literal["started", "stopped", "ignored", "rejected", "duplicate"]
@@ -135,3 +135,22 @@ class Migrated:
 
     def to_event(self) -> dict[str, object]:
         return {"applied": list(self.applied), "caller_ids_stored": self.caller_ids_stored}
+
+
+@dataclass(frozen=True)
+class MasterCredentials:
+    """The database's master user, handed from the launcher to the migration. Never in
+    a repr, a log line or an error message."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def to_event(self) -> dict[str, object]:
+        return {"master": {"username": self.username, "password": self.password}}
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> MasterCredentials | None:
+        master = event.get("master")
+        if not isinstance(master, dict):
+            return None
+        return cls(str(master["username"]), str(master["password"]))

@@ -11,9 +11,16 @@ from escalator.caller_ids import CALLER_ID_REGISTRY
 from escalator.config import DatabaseSettings
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
+from escalator.lambda_invoker import LambdaInvoker
 from escalator.logs import logger
 from escalator.migrations import migrate
-from escalator.model import Migrated, OutcomeKind, RequestMessage, RequestOutcome
+from escalator.model import (
+    MasterCredentials,
+    Migrated,
+    OutcomeKind,
+    RequestMessage,
+    RequestOutcome,
+)
 
 
 def handle_request(
@@ -122,3 +129,16 @@ def migrate_database(
         applied=tuple(migration.filename for migration in applied),
         caller_ids_stored=caller_id_registry is not None,
     )
+
+
+def launch_migration(
+    invoker: LambdaInvoker, migration_function: str, master: MasterCredentials
+) -> dict[str, object]:
+    """Hand the master credentials to the migration function and return its answer.
+
+    The credentials travel only in the invocation's payload: nothing here logs them,
+    and an error names the migration's failure, never them. Raises ``InvocationError``.
+    """
+    answer = invoker.invoke(migration_function, master.to_event())
+    logger.info("migration finished", extra={"applied": answer.get("applied")})
+    return answer

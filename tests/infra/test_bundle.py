@@ -94,4 +94,5 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(len(handlers))
-    assert len(handlers) == 6  # initiator, activator, confirm, record, notifier, migrate
+    # initiator, activator, confirm, record, notifier, migrate, the migration launcher
+    assert len(handlers) == 7

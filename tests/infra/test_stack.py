@@ -11,6 +11,7 @@ from aws_cdk.assertions import Match, Template
 
 from devstack.template import resources
 from escalator.channels import CHANNELS
+from escalator.migrations import APPLICATION_ROLE
 from infra.settings import SettingsError, StackSettings, connection_budget
 from tests.infra.conftest import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
 
@@ -22,6 +23,8 @@ DATABASE_HANDLERS = {
     "escalator.handlers.migrate.handler",
 }
 NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
+LAUNCHER_HANDLER = "escalator.handlers.launch_migration.handler"
+RUNTIME_HANDLERS = DATABASE_HANDLERS - {"escalator.handlers.migrate.handler"}
 
 
 def of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
@@ -42,9 +45,8 @@ def test_network_has_isolated_subnets_only_and_no_nat(template: dict[str, Any]) 
     subnets = of_type(template, "AWS::EC2::Subnet").values()
     assert len(subnets) == 2
     assert all(not subnet["Properties"]["MapPublicIpOnLaunch"] for subnet in subnets)
-    (endpoint,) = of_type(template, "AWS::EC2::VPCEndpoint").values()
-    assert "secretsmanager" in json.dumps(endpoint["Properties"]["ServiceName"])
-    assert endpoint["Properties"]["PrivateDnsEnabled"] is True
+    # the functions in the VPC need no AWS API at run time: no interface endpoint at all
+    assert of_type(template, "AWS::EC2::VPCEndpoint") == {}
 
 
 def test_database_is_private_encrypted_tls_only_and_retained(template: dict[str, Any]) -> None:
@@ -111,7 +113,7 @@ def test_database_port_is_open_only_to_the_database_functions(template: dict[str
 def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[str, Any]) -> None:
     functions = our_functions(template)
     handlers = {function["Properties"]["Handler"] for function in functions.values()}
-    assert handlers == DATABASE_HANDLERS | {NOTIFIER_HANDLER}
+    assert handlers == DATABASE_HANDLERS | {NOTIFIER_HANDLER, LAUNCHER_HANDLER}
     notifiers = [
         function
         for function in functions.values()
@@ -124,8 +126,12 @@ def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[
         variables = function["Properties"]["Environment"]["Variables"]
         if in_vpc:
             assert variables["DB_SSLMODE"] == "require"
-            assert "Ref" in variables["DB_SECRET_ARN"]
             assert variables["DB_NAME"] == database_name(template)
+            assert "Endpoint.Address" in json.dumps(variables["DB_HOST"])
+            assert "DB_SECRET_ARN" not in variables  # no function in the VPC reads a secret
+        if function["Properties"]["Handler"] in RUNTIME_HANDLERS:
+            assert variables["DB_IAM_AUTH"] == "true"
+            assert variables["DB_USER"] == APPLICATION_ROLE
 
 
 def test_initiator_reads_the_queue_in_batches_of_10_with_partial_failures(
@@ -195,7 +201,7 @@ def test_migration_trigger_runs_after_the_database(template: dict[str, Any]) -> 
     migrate = [
         logical_id
         for logical_id, function in our_functions(template).items()
-        if function["Properties"]["Handler"] == "escalator.handlers.migrate.handler"
+        if function["Properties"]["Handler"] == LAUNCHER_HANDLER
     ]
     (migrate_id,) = migrate
     version_id = handler["Ref"]
@@ -336,3 +342,60 @@ def test_more_than_an_inline_map_can_run_at_once_is_refused() -> None:
     with pytest.raises(SettingsError, match="max_concurrency must be from 1 to 40, got 41"):
         StackSettings(max_concurrency=41)
     assert StackSettings(max_concurrency=40).max_concurrency == 40
+
+
+def policy_statements(template: Mapping[str, Any], function: Mapping[str, Any]) -> list[Any]:
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_runtime_functions_sign_in_by_iam_as_the_application_role_only(
+    template: dict[str, Any],
+) -> None:
+    ((database_id, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    assert database["Properties"]["EnableIAMDatabaseAuthentication"] is True
+    runtime = [f for f in our_functions(template).values()
+               if f["Properties"]["Handler"] in RUNTIME_HANDLERS]  # fmt: skip
+    assert len(runtime) == 4
+    for function in runtime:
+        statements = policy_statements(template, function)
+        connects = [s for s in statements if "rds-db:connect" in json.dumps(s["Action"])]
+        (connect,) = connects
+        resource = json.dumps(connect["Resource"])
+        assert ":dbuser:" in resource
+        assert f'"/{APPLICATION_ROLE}"' in resource
+        assert database_id in resource  # the instance's own resource id
+        assert not any("secretsmanager" in json.dumps(s["Action"]) for s in statements)
+
+
+def test_only_the_launcher_outside_the_vpc_may_read_the_master_secret(
+    template: dict[str, Any],
+) -> None:
+    ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
+    secret_id = database["Properties"]["MasterUserPassword"]["Fn::Join"][1][1]["Ref"]
+    # the secret, or its attachment to the instance (whose Ref is the secret's ARN)
+    names = {secret_id} | {
+        logical_id
+        for logical_id, attachment in of_type(
+            template, "AWS::SecretsManager::SecretTargetAttachment"
+        ).items()
+        if attachment["Properties"]["SecretId"] == {"Ref": secret_id}
+    }
+    readers = [
+        function["Properties"]["Handler"]
+        for function in our_functions(template).values()
+        if any(
+            "secretsmanager:GetSecretValue" in json.dumps(statement["Action"])
+            and any(f'"{name}"' in json.dumps(statement["Resource"]) for name in names)
+            for statement in policy_statements(template, function)
+        )
+    ]
+    assert readers == [LAUNCHER_HANDLER]
+    (launcher,) = [f for f in our_functions(template).values()
+                   if f["Properties"]["Handler"] == LAUNCHER_HANDLER]  # fmt: skip
+    assert "VpcConfig" not in launcher["Properties"]

@@ -42,8 +42,9 @@ def request_queue(stage: Rehearsal) -> str:
 
 
 def test_the_migration_runs_as_the_trigger_invokes_it(stage: Rehearsal) -> None:
-    # The trigger invokes the function with no payload once the database exists.
-    migrated = stage.invoke("FunctionsMigrate", {})
+    # The trigger invokes the launcher with no payload once the database exists; the
+    # launcher reads the master secret and hands it to the migration in the VPC.
+    migrated = stage.invoke("FunctionsMigrateLauncher", {})
 
     assert migrated["applied"] == [m.filename for m in discover(default_sql_dir())]
     tables = query(
@@ -56,7 +57,7 @@ def test_the_migration_runs_as_the_trigger_invokes_it(stage: Rehearsal) -> None:
 def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     stage: Rehearsal, peers: Peers
 ) -> None:
-    stage.invoke("FunctionsMigrate", {})  # a second deploy: nothing to apply
+    stage.invoke("FunctionsMigrateLauncher", {})  # a second deploy: nothing to apply
     # GIVEN the operator has put the provider's credentials in its secret
     stage.put_secret("PubNub", {"publish_key": "pub-c-rehearsal", "subscribe_key": "sub-c-r"})
     sqs = stage.session.client("sqs", endpoint_url=stage.endpoint_url)
@@ -97,6 +98,13 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     ]
     (publication,) = [p for p in peers.pubnub.publications if p.channel == "restaurant-1-orders"]
     assert publication.publish_key == "pub-c-rehearsal"
+    # AND the functions' warm connections are the application role's, signed in by IAM
+    users = query(
+        stage.database_url,
+        "SELECT DISTINCT usename FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    assert users == [("escalator_app",)]
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:

@@ -1,0 +1,37 @@
+"""Invoking another function of the stack (the launcher invoking the migration)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from escalator.errors import EscalatorError
+
+
+class InvocationError(EscalatorError):
+    """The invoked function failed; the message carries its error type and message."""
+
+
+class LambdaInvoker:
+    """Synchronous invocations through the Lambda API. Raises ``InvocationError``."""
+
+    def __init__(self, client: Any = None) -> None:
+        if client is None:
+            import boto3  # provided by the Lambda runtime
+
+            client = boto3.client("lambda")
+        self._client = client
+
+    def invoke(self, function: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The function's answer to ``payload``."""
+        response = self._client.invoke(
+            FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload)
+        )
+        answer: Any = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError"):
+            error = answer if isinstance(answer, dict) else {}
+            raise InvocationError(
+                f"{function} failed: {error.get('errorType', 'Error')}: "
+                f"{error.get('errorMessage', '')}"
+            )
+        return answer if isinstance(answer, dict) else {"answer": answer}
