@@ -3,10 +3,14 @@ nothing else. (Every pipeline and initiator test connects as it too.)"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import psycopg2
 import pytest
 
 from devstack.postgres import query
+from escalator.config import DatabaseSettings
+from escalator.database import Database
 from escalator.migrations import APPLICATION_ROLE
 
 FORBIDDEN = [
@@ -60,3 +64,27 @@ def test_the_application_role_can_do_what_the_pipeline_does(
     )
     assert query(application_url, "SELECT count(*) FROM property") == [(0,)]
     assert query(database_url, "SELECT attempts FROM notification") == [(1,)]
+
+
+def test_every_new_connection_asks_for_a_fresh_password(application_url: str) -> None:
+    # GIVEN settings whose password comes from a signer (an IAM token on AWS)
+    settings = DatabaseSettings.from_url(application_url)
+    fixed = settings.password
+    assert fixed is not None
+    asked: list[int] = []
+
+    def signer() -> str:
+        asked.append(1)
+        return fixed()
+
+    database = Database(replace(settings, password=signer))
+
+    # WHEN a warm connection is reused, then lost and opened again
+    first = database.connection()
+    assert database.connection() is first
+    database.discard()
+    database.connection()
+
+    # THEN the signer was asked once per new connection, never for a reused one
+    assert len(asked) == 2
+    database.discard()
