@@ -81,7 +81,10 @@ class DeployedStateMachine:
         the descriptions of them all, oldest first."""
 
         def none_running() -> bool:
-            running = self.sfn.list_executions(stateMachineArn=self.arn, statusFilter="RUNNING")
+            try:
+                running = self.sfn.list_executions(stateMachineArn=self.arn, statusFilter="RUNNING")
+            except Exception:
+                return False  # (one a hand-over is starting): look again
             return not running["executions"]
 
         wait_until(none_running, timeout=timeout, interval=0.1, what="every execution's end")

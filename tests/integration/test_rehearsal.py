@@ -15,7 +15,7 @@ from devstack.peers import Peers, running_peers
 from devstack.postgres import query
 from devstack.rehearsal import Rehearsal, rehearse
 from devstack.sqs import EventSource
-from devstack.template import resources, synthesize
+from devstack.template import resources, synthesize, synthesized_template
 from escalator.client import Producer
 from escalator.migrations import default_sql_dir, discover
 
@@ -108,7 +108,7 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
-    template = synthesize()
+    template = synthesized_template()
     policies = resources(template, "AWS::IAM::Policy")
     for logical_id, function in resources(template, "AWS::Lambda::Function").items():
         properties = function["Properties"]
@@ -147,7 +147,7 @@ def allowed_resources(template: dict[str, Any], role: str, action: str) -> list[
 
 
 def test_the_state_machine_may_invoke_every_function_it_names_and_start_itself() -> None:
-    template = synthesize()
+    template = synthesized_template()
     ((machine_id, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     invocable = allowed_resources(template, role, "lambda:InvokeFunction")
