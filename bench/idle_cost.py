@@ -29,16 +29,32 @@ def resources(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [r for r in template["Resources"].values() if r["Type"] == kind]
 
 
+# What the activator answers when nothing is due.
+IDLE_STATE = {"claim": {"notifications": [], "more": False, "claimed": 0}}
+
+
+def _holds(rule: dict[str, Any], data: dict[str, Any]) -> bool:
+    """A Choice rule's condition on ``data`` (the comparisons the definition uses)."""
+    value: Any = data
+    for key in rule["Variable"].removeprefix("$.").split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    for operator in ("BooleanEquals", "NumericEquals", "StringEquals"):
+        if operator in rule:
+            return bool(value == rule[operator])
+    raise ValueError(f"the bench cannot evaluate the Choice rule {rule}")
+
+
 def idle_transitions(definition: dict[str, Any]) -> int:
     """State transitions of an execution that claims nothing: start, then each state on
-    the path Claim -> Map (no items) -> More due? -> Done."""
+    the path it takes (each Choice decided on what the activator answers when idle)."""
     states = definition["States"]
     name, count = definition["StartAt"], 1
     while name:
         count += 1
         state = states[name]
         if state["Type"] == "Choice":
-            name = state.get("Default")
+            chosen = [rule["Next"] for rule in state["Choices"] if _holds(rule, IDLE_STATE)]
+            name = chosen[0] if chosen else state.get("Default")
         else:
             name = (
                 None if state.get("End") or state["Type"] in ("Succeed", "Fail") else state["Next"]

@@ -55,6 +55,7 @@ class Call:
     account_sid: str
     auth: str
     received_at: float
+    status_callback_events: list[str] = field(default_factory=list)
 
 
 class _HttpPeer:
@@ -128,9 +129,16 @@ class TwilioStub(_HttpPeer):
         if request.command != "POST" or len(parts) != 5 or parts[4] != "Calls.json":
             return 404, {"code": 20404, "message": "not found", "status": 404}
         length = int(request.headers.get("Content-Length", "0"))
-        form = dict(urllib.parse.parse_qsl(request.rfile.read(length).decode()))
+        pairs = urllib.parse.parse_qsl(request.rfile.read(length).decode())
+        form = {key: value for key, value in pairs if key != "StatusCallbackEvent"}
         auth = base64.b64decode(request.headers.get("Authorization", "Basic ").split()[1]).decode()
-        call = Call(form=form, account_sid=parts[3], auth=auth, received_at=time.time())
+        call = Call(
+            form=form,
+            account_sid=parts[3],
+            auth=auth,
+            received_at=time.time(),
+            status_callback_events=[value for key, value in pairs if key == "StatusCallbackEvent"],
+        )
         with self._lock:
             plan = self.script.popleft() if self.script else 201
             (self.calls if plan == 201 else self.refused).append(call)
@@ -143,7 +151,7 @@ class TwilioStub(_HttpPeer):
                 "from": form.get("From"),
             }
         if plan == 21211:
-            message = "The 'To' number is not a valid phone number."
+            message = f"The 'To' number {form.get('To')} is not a valid phone number."
             return 400, {"code": 21211, "message": message, "status": 400}
         return plan, {
             "code": 20003 if plan == 429 else 20500,

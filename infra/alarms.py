@@ -18,7 +18,8 @@ OLDEST_REQUEST_SECONDS = 300
 
 class Alarms(Construct):
     """Dead letters, requests waiting too long, failed or timed-out executions, failing,
-    expired or unknown notifications, and a schedule that stopped starting executions."""
+    expired, unknown or rejected notifications, and a schedule that stopped starting
+    executions."""
 
     def __init__(
         self,
@@ -103,6 +104,11 @@ class Alarms(Construct):
                 "NotificationsUnknown",
                 escalator_metric(metrics.UNKNOWN),
                 "Notifications ended unknown: sent, but no outcome was recorded",
+            ),
+            alarm(
+                "NotificationsRejected",
+                escalator_metric(metrics.REJECTED),
+                "Starts arrived with unusable targets: those notifications will not be sent",
             ),
             alarm(
                 "ScheduleNotRunning",

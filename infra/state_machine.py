@@ -1,8 +1,8 @@
 """The delivery state machine, generated from the channel registry (JSONPath only).
 
-Claim due notifications -> Deliver notifications (Map: Wait until due -> Confirm still
-wanted -> Which channel? -> one task per channel -> Record delivery / Record failure)
--> More due? (hand over to a fresh execution) / Done.
+Claim due notifications -> Anything claimed? (Nothing due) -> Deliver notifications (Map:
+Wait until due -> Confirm still wanted -> Which channel? -> one task per channel ->
+Record delivery / Record failure) -> More due? (hand over to a fresh execution) / Done.
 
 One execution claims and delivers one batch: a Standard execution's history holds at
 most 25,000 events, and each delivery writes about 23, so instead of looping, an
@@ -205,4 +205,11 @@ def delivery_definition(
         .when(sfn.Condition.boolean_equals("$.claim.more", True), hand_over.next(handed_over))
         .otherwise(sfn.Succeed(scope, "Done"))
     )
-    return claim.next(deliver_all).next(more_due)
+    # An idle tick (most of them) ends right after the claim: one transition fewer a
+    # minute is about 1.10 USD a month.
+    anything_claimed = (
+        sfn.Choice(scope, "Anything claimed?")
+        .when(sfn.Condition.number_equals("$.claim.claimed", 0), sfn.Succeed(scope, "Nothing due"))
+        .otherwise(deliver_all.next(more_due))
+    )
+    return claim.next(anything_claimed)

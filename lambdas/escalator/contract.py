@@ -1,8 +1,12 @@
 """The request contract (DESIGN.md section 1): a message body in, a typed request out.
 
 ``parse_request`` either returns a ``StartRequest`` or a ``StopRequest``, or raises
-``InvalidRequest`` with a specific, human-readable reason. Reasons name the offending
-field but never quote a phone number or an e-mail address, because they are logged.
+``InvalidRequest`` with a specific, human-readable reason when the structure is broken
+(process id, action, the list of notifications, a channel, an ``at``). A notification
+whose target is unusable (missing, not a string, impossible) does not sink the start: it
+comes back with ``rejected`` set to its reason, to be stored and never delivered.
+Reasons name the offending field but never quote a phone number or an e-mail address,
+because they are logged.
 """
 
 from __future__ import annotations
@@ -24,13 +28,21 @@ from escalator.limits import (
 ACTIONS = ("start", "stop")
 
 
+# What is kept of a target that is not a string (it is stored beside its reason).
+MAX_STORED_TARGET = 200
+
+
 @dataclass(frozen=True)
 class Notification:
-    """One notification of a start request: where, how, and when (epoch seconds)."""
+    """One notification of a start request: where, how, and when (epoch seconds).
+
+    ``rejected`` says why its target is unusable; such a notification is never delivered.
+    """
 
     channel: str
     target: str
     at: int
+    rejected: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,11 @@ class StartRequest:
     process_id: str
     notifications: tuple[Notification, ...]
     action: str = "start"
+
+    @property
+    def rejected(self) -> tuple[Notification, ...]:
+        """The notifications whose target is unusable."""
+        return tuple(item for item in self.notifications if item.rejected is not None)
 
 
 @dataclass(frozen=True)
@@ -144,16 +161,18 @@ def _notification(item: Any, where: str, *, now: int, max_ahead: int) -> Notific
     channel = CHANNELS.get(name) if isinstance(name, str) else None
     if channel is None:
         raise InvalidRequest(f"{where}.channel must be one of: {', '.join(sorted(CHANNELS))}")
+    at = _at(item, where, now, max_ahead)
     field = f"{where}.{channel.target_field}"
     target = item.get(channel.target_field)
     if target is None:
-        raise InvalidRequest(f"{field} is missing (required for channel {channel.name})")
-    if not isinstance(target, str):
-        raise InvalidRequest(f"{field} must be a string")
-    problem = channel.target_problem(target)
-    if problem is not None:
-        raise InvalidRequest(f"{field} {problem}")
-    return Notification(channel=channel.name, target=target, at=_at(item, where, now, max_ahead))
+        problem: str | None = f"{field} is missing (required for channel {channel.name})"
+    elif not isinstance(target, str):
+        problem = f"{field} must be a string"
+        target = json.dumps(target)[:MAX_STORED_TARGET]
+    else:
+        unusable = channel.target_problem(target)
+        problem = None if unusable is None else f"{field} {unusable}"
+    return Notification(channel=channel.name, target=target or "", at=at, rejected=problem)
 
 
 def _at(item: dict[str, Any], where: str, now: int, max_ahead: int) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from escalator.masking import mask
+
 
 class EscalatorError(Exception):
     """Base of every error Escalator raises on purpose."""
@@ -13,7 +15,14 @@ class DatabaseError(EscalatorError):
 
 
 class DeliveryError(EscalatorError):
-    """A notifier could not deliver a notification."""
+    """A notifier could not deliver a notification.
+
+    The message is masked here: providers quote the number or address back in their
+    errors, and the message goes to logs, the runtime's error line and the database.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(mask(message))
 
 
 class TransientDeliveryError(DeliveryError):

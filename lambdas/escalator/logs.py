@@ -6,33 +6,14 @@ field we add, not an exception message quoting a value back at us.
 
 from __future__ import annotations
 
-import re
-
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import LogRecord
 
 from escalator import SERVICE
+from escalator.masking import mask, mask_email, mask_phone
 
-_PHONE = re.compile(r"\+[0-9]{6,15}")
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
-def mask_phone(number: str) -> str:
-    """``+385911234567`` -> ``+385*******67``: the country prefix and last two digits."""
-    return number[:4] + "*" * max(len(number) - 6, 0) + number[-2:]
-
-
-def mask_email(address: str) -> str:
-    """``owner@example.com`` -> ``o***@example.com``."""
-    local, _, domain = address.rpartition("@")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask(text: str) -> str:
-    """Mask every phone number and e-mail address in ``text``."""
-    text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
-    return _PHONE.sub(lambda match: mask_phone(match.group()), text)
+__all__ = ["logger", "mask", "mask_email", "mask_phone"]
 
 
 class MaskingFormatter(LambdaPowertoolsFormatter):

@@ -16,6 +16,7 @@ SENT = "NotificationsSent"
 FAILED = "NotificationsFailed"
 EXPIRED = "NotificationsExpired"
 UNKNOWN = "NotificationsUnknown"
+REJECTED = "NotificationsRejected"
 LATENESS = "DeliveryLateness"
 
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

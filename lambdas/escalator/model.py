@@ -31,6 +31,8 @@ class RequestOutcome:
     process_ref: int | None = None
     notifications: int = 0
     cancelled: int = 0
+    rejected: int = 0  # notifications of a start stored as rejected (unusable targets)
+    rejected_reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,11 @@ class ProcessRepository:
         self._cursor = cursor
 
     def start(self, process_id: str, notifications: Sequence[Notification]) -> int | None:
-        """Create an active process with its pending notifications; ``None`` if one is active."""
+        """Create an active process with its notifications; ``None`` if one is active.
+
+        A notification with an unusable target is stored ``rejected`` with its reason,
+        the others ``pending``.
+        """
         self._cursor.execute(
             """
             INSERT INTO process (process_id) VALUES (%s)
@@ -48,12 +52,27 @@ class ProcessRepository:
         process_ref: int = row[0]
         execute_values(
             self._cursor,
-            "INSERT INTO notification (process_ref, position, channel, target, due_at) VALUES %s",
+            """
+            INSERT INTO notification
+                (process_ref, position, channel, target, due_at, state, error, finished_at)
+            VALUES %s
+            """,
             [
-                (process_ref, position, item.channel, item.target, item.at)
+                (
+                    process_ref,
+                    position,
+                    item.channel,
+                    _storable(item.target),
+                    item.at,
+                    "pending" if item.rejected is None else "rejected",
+                    item.rejected,
+                    item.rejected is not None,
+                )
                 for position, item in enumerate(notifications)
             ],
-            template="(%s, %s, %s, %s, to_timestamp(%s))",
+            template=(
+                "(%s, %s, %s, %s, to_timestamp(%s), %s, %s, CASE WHEN %s THEN now() ELSE NULL END)"
+            ),
         )
         return process_ref
 
@@ -376,8 +395,9 @@ class RequestLog:
         self._cursor.execute(
             """
             INSERT INTO request_log
-                (message_id, group_id, process_id, action, outcome, reason, process_ref, body)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                (message_id, group_id, process_id, action, outcome, reason, process_ref, body,
+                 rejected_notifications)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (message_id) DO NOTHING
             RETURNING 1
             """,
@@ -390,6 +410,7 @@ class RequestLog:
                 outcome.reason,
                 outcome.process_ref,
                 _storable(message.body) if rejected else None,
+                outcome.rejected,
             ),
         )
         return self._cursor.fetchone() is not None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY
 from escalator.config import DatabaseSettings
 from escalator.contract import InvalidRequest, StartRequest, parse_request
@@ -72,7 +73,17 @@ def _apply(
         process_ref = uow.processes.start(request.process_id, request.notifications)
         if process_ref is None:
             return result("ignored", reason="an active process has this id")
-        return result("started", process_ref=process_ref, notifications=len(request.notifications))
+        rejected = request.rejected
+        if len(rejected) == len(request.notifications):
+            # Nothing to deliver: the process exists (it is on record) and ends at once.
+            uow.processes.complete_finished([process_ref])
+        return result(
+            "started",
+            process_ref=process_ref,
+            notifications=len(request.notifications) - len(rejected),
+            rejected=len(rejected),
+            rejected_reasons=tuple(item.rejected or "" for item in rejected),
+        )
     stopped = uow.processes.stop(request.process_id)
     if stopped is None:
         return result("ignored", reason="no active process has this id")
@@ -97,12 +108,15 @@ def _log(outcome: RequestOutcome) -> None:
             "process_id": outcome.process_id,
             "action": outcome.action,
             "reason": outcome.reason,
-            "notifications": outcome.notifications or None,
+            "notifications": outcome.notifications if outcome.kind == "started" else None,
             "cancelled": outcome.cancelled if outcome.kind == "stopped" else None,
+            "rejected_notifications": outcome.rejected or None,
+            "rejected_reasons": list(outcome.rejected_reasons) or None,
         }.items()
         if value is not None
     }
-    level = logger.warning if outcome.kind == "rejected" else logger.info
+    metrics.count(metrics.REJECTED, outcome.rejected)
+    level = logger.warning if outcome.kind == "rejected" or outcome.rejected else logger.info
     level(_MESSAGES[outcome.kind], extra=fields)
 
 

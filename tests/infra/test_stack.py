@@ -220,6 +220,7 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ApproximateAgeOfOldestMessage",
         "ExecutionsFailed",
         "ExecutionsTimedOut",
+        "NotificationsRejected",
         "NotificationsFailed",
         "NotificationsExpired",
         "NotificationsUnknown",

@@ -33,13 +33,21 @@ def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
 ) -> None:
     assert set(states) == {
         "Claim due notifications",
+        "Anything claimed?",
+        "Nothing due",
         "Deliver notifications",
         "More due?",
         "Hand over to a fresh execution",
         "Handed over",
         "Done",
     }
-    assert states["Claim due notifications"]["Next"] == "Deliver notifications"
+    assert states["Claim due notifications"]["Next"] == "Anything claimed?"
+    # an idle tick ends right after its claim: one transition a minute fewer
+    assert states["Anything claimed?"]["Choices"] == [
+        {"Variable": "$.claim.claimed", "NumericEquals": 0, "Next": "Nothing due"}
+    ]
+    assert states["Anything claimed?"]["Default"] == "Deliver notifications"
+    assert states["Nothing due"]["Type"] == "Succeed"
     assert states["More due?"]["Choices"] == [
         {
             "Variable": "$.claim.more",

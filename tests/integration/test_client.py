@@ -57,12 +57,23 @@ def test_invalid_requests_are_refused_before_sending(queue: tuple[Any, str]) -> 
     sqs, url = queue
     producer = Producer(url, sqs=sqs)
 
-    with pytest.raises(InvalidRequest, match=r"phone-number is not a valid E\.164"):
-        producer.start("restaurant-42", [phone("+38500000")])
+    with pytest.raises(InvalidRequest, match=r"notifications\[0\]\.at is before 1970"):
+        producer.start("restaurant-42", [phone(at=-1)])
     with pytest.raises(InvalidRequest, match="process-id is empty"):
         producer.stop("")
 
     assert received(sqs, url) == []
+
+
+def test_a_start_with_an_unusable_target_is_sent_as_the_initiator_applies_it(
+    queue: tuple[Any, str],
+) -> None:
+    # The initiator stores that notification rejected and delivers the others.
+    sqs, url = queue
+    Producer(url, sqs=sqs).start("restaurant-42", [phone("+38500000"), phone()])
+
+    (message,) = received(sqs, url)
+    assert json.loads(message["Body"])["notifications"][0]["phone-number"] == "+38500000"
 
 
 def test_notification_option_takes_relative_and_absolute_times() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,17 +19,20 @@ from tests.support.contract_cases import (
     EMAIL,
     PHONE,
     InvalidCase,
+    UnusableCase,
     email,
     invalid_cases,
     phone,
     pubnub,
     start,
     stop,
+    unusable_target_cases,
 )
 
 Handle = Callable[..., dict[str, Any]]
 LogLines = Callable[[], list[dict[str, Any]]]
 CASES = invalid_cases()
+UNUSABLE = unusable_target_cases()
 
 
 @pytest.fixture
@@ -227,6 +231,57 @@ def test_invalid_request_is_recorded_with_its_reason_and_nothing_else(
     rejected = [line for line in log_lines() if line.get("outcome") == "rejected"]
     assert [line["reason"] for line in rejected] == [case.reason]
     assert rejected[0]["level"] == "WARNING"
+
+
+@pytest.mark.parametrize("case", UNUSABLE, ids=[case.id for case in UNUSABLE])
+def test_an_unusable_target_is_stored_rejected_and_the_rest_of_the_start_applied(
+    case: UnusableCase, handle: Handle, database_url: str, log_lines: LogLines
+) -> None:
+    record = sqs_record(case.body)
+
+    assert failed_ids(handle(record)) == []
+
+    rows = query(
+        database_url,
+        "SELECT position, state, error, finished_at IS NOT NULL"
+        " FROM notification ORDER BY position",
+    )
+    expected = [
+        (position, "rejected", case.reason, True)
+        if position == case.position
+        else (position, "pending", None, False)
+        for position in range(len(case.body["notifications"]))
+    ]
+    assert rows == expected
+    assert state.processes(database_url) == [("r", 1, "active" if len(rows) > 1 else "completed")]
+    assert query(
+        database_url, "SELECT outcome, reason, rejected_notifications FROM request_log"
+    ) == [("started", None, 1)]
+    (line,) = [line for line in log_lines() if line.get("outcome")]
+    assert (line["outcome"], line["level"]) == ("started", "WARNING")
+    assert line["rejected_reasons"] == [case.reason]
+    assert line["notifications"] == len(rows) - 1
+
+
+def test_a_start_with_only_unusable_targets_creates_its_process_and_completes_it(
+    handle: Handle, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a start whose two targets are both unusable
+    document = start("restaurant-42", phone("+38500000"), email("nobody"))
+
+    # WHEN it is applied
+    assert failed_ids(handle(sqs_record(document))) == []
+
+    # THEN the process is on record and already ended; nothing will be delivered
+    assert state.processes(database_url) == [("restaurant-42", 1, "completed")]
+    assert query(database_url, "SELECT state FROM notification") == [("rejected",), ("rejected",)]
+    # AND a later start for that restaurant is applied, not ignored as a duplicate
+    assert failed_ids(handle(sqs_record(start("restaurant-42", phone())))) == []
+    assert state.processes(database_url)[-1] == ("restaurant-42", 2, "active")
+    # AND the rejections are counted in the NotificationsRejected metric
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    counts = [metric.get("NotificationsRejected", 0) for metric in metrics]
+    assert sum(sum(c) if isinstance(c, list) else c for c in counts) == 2
 
 
 def test_invalid_request_does_not_block_its_group(handle: Handle, database_url: str) -> None:

@@ -13,7 +13,7 @@ from escalator.channels import email, phone, pubnub
 from escalator.channels.email import SmtpMailer
 from escalator.channels.phone import TwilioCalls
 from escalator.channels.pubnub import PubNubPublisher
-from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery
 from tests.support.contract_cases import EMAIL, PHONE
 
@@ -47,6 +47,7 @@ def test_twilio_call_is_placed_with_caller_id_and_twiml_url(peers: Peers) -> Non
         "To": PHONE,
         "From": "+38512345678",
         "Url": "https://restaurant.example.com/twiml/escalation.xml",
+        "Method": "GET",  # as the original asked: a static TwiML file refuses POST
     }
     assert receipt.provider_ref.startswith("CA")
     assert receipt.detail == {
@@ -62,10 +63,34 @@ def test_twilio_busy_is_transient(peers: Peers, status: int) -> None:
         twilio(peers).deliver(CALL)
 
 
-def test_twilio_invalid_number_is_permanent(peers: Peers) -> None:
+def test_twilio_invalid_number_is_permanent_and_its_message_masked(peers: Peers) -> None:
     peers.twilio.script.append(21211)
-    with pytest.raises(PermanentDeliveryError, match="error 21211"):
+    with pytest.raises(PermanentDeliveryError, match="error 21211") as refused:
         twilio(peers).deliver(CALL)
+    # Twilio quotes the number back; the message is masked before anyone sees it.
+    assert PHONE not in str(refused.value)
+    assert "+385*******67" in str(refused.value)
+
+
+def test_twilio_method_may_be_post_and_nothing_else(peers: Peers) -> None:
+    twilio(peers, TWILIO_METHOD="post").deliver(CALL)
+    assert peers.twilio.calls[0].form["Method"] == "POST"
+    with pytest.raises(ConfigError, match="TWILIO_METHOD must be GET or POST"):
+        twilio(peers, TWILIO_METHOD="PUT")
+
+
+def test_twilio_call_asks_for_status_callbacks_naming_its_notification(peers: Peers) -> None:
+    base = "https://callbacks.example.com/"
+    twilio(peers, TWILIO_STATUS_CALLBACK_URL=base).deliver(CALL)
+    form = peers.twilio.calls[0].form
+    assert form["StatusCallback"] == f"{base}?notification={CALL.notification_id}"
+    assert form["StatusCallbackMethod"] == "POST"
+    assert peers.twilio.calls[0].status_callback_events == [
+        "initiated",
+        "ringing",
+        "answered",
+        "completed",
+    ]
 
 
 def test_twilio_unreachable_is_transient(peers: Peers) -> None:
@@ -103,10 +128,12 @@ def test_email_recipient_busy_is_transient(peers: Peers) -> None:
         mailer(peers).deliver(MAIL)
 
 
-def test_email_recipient_unknown_is_permanent(peers: Peers) -> None:
-    peers.smtp.handler.rcpt_reply = "550 5.1.1 No such user"
-    with pytest.raises(PermanentDeliveryError, match="550"):
+def test_email_recipient_unknown_is_permanent_and_its_message_masked(peers: Peers) -> None:
+    peers.smtp.handler.rcpt_reply = f"550 5.1.1 <{EMAIL}>: No such user"
+    with pytest.raises(PermanentDeliveryError, match="550") as refused:
         mailer(peers).deliver(MAIL)
+    assert EMAIL not in str(refused.value)
+    assert "o***@example.com" in str(refused.value)
 
 
 def test_email_login_is_used_and_a_refused_login_is_permanent(peers: Peers) -> None:

@@ -65,7 +65,9 @@ def deliver(
     sqs: Any, url: str, arn: str, messages: list[dict[str, Any]], context: LambdaContext
 ) -> PartialItemFailureResponse:
     """What Lambda's event source does: invoke, then delete what did not fail."""
-    response = initiator.handler(lambda_event(messages, queue_arn=arn), context)
+    response: PartialItemFailureResponse = initiator.handler(
+        lambda_event(messages, queue_arn=arn), context
+    )
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
     done = [message for message in messages if message["MessageId"] not in failed]
     if done:

@@ -1,5 +1,6 @@
 # ruff: noqa: E501  (the table reads best one case a line)
-"""The request contract as a table: invalid bodies and the exact reason each must get.
+"""The request contract as a table: invalid bodies and the exact reason each must get,
+and starts with one unusable target and the reason that notification must get.
 
 Shared by the unit tests of the parser and the integration tests of the initiator, so
 both prove the same rules. ``at`` values are relative to the current time, because
@@ -72,6 +73,101 @@ class InvalidCase:
     id: str
     body: Any  # a str is sent as it is; anything else as JSON
     reason: str
+
+
+@dataclass(frozen=True)
+class UnusableCase:
+    """A start whose structure is valid but one target is unusable: it is applied, and
+    the notification whose reason names it is stored ``rejected`` with that reason."""
+
+    id: str
+    body: dict[str, Any]
+    reason: str
+
+    @property
+    def position(self) -> int:
+        return int(self.reason.split("]", 1)[0].removeprefix("notifications["))
+
+
+def unusable_target_cases() -> list[UnusableCase]:
+    """One start per target rule, each with the reason its notification must get."""
+    return [
+        UnusableCase(
+            "phone-number-missing",
+            start("r", without(phone(), "phone-number")),
+            "notifications[0].phone-number is missing (required for channel phone)",
+        ),
+        UnusableCase(
+            "email-missing",
+            start("r", phone(), without(email(), "email")),
+            "notifications[1].email is missing (required for channel email)",
+        ),
+        UnusableCase(
+            "pubnub-channel-missing",
+            start("r", phone(), email(), without(pubnub(), "pubnub-channel")),
+            "notifications[2].pubnub-channel is missing (required for channel pubnub)",
+        ),
+        UnusableCase(
+            "target-of-another-channel",
+            start("r", {"channel": "phone", "at": soon(), "email": EMAIL}),
+            "notifications[0].phone-number is missing (required for channel phone)",
+        ),
+        UnusableCase(
+            "phone-number-not-string",
+            start("r", phone(385911234567)),
+            "notifications[0].phone-number must be a string",
+        ),
+        UnusableCase(
+            "phone-number-national",
+            start("r", phone("0911234567")),
+            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
+        ),
+        UnusableCase(
+            "phone-number-formatted",
+            start("r", phone("+385 91 123 4567")),
+            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
+        ),
+        UnusableCase(
+            "phone-number-not-assigned",
+            start("r", phone("+38500000")),
+            "notifications[0].phone-number is not a possible phone number (wrong length for its country)",
+        ),
+        UnusableCase(
+            "phone-number-unknown-country",
+            start("r", phone("+99912345")),
+            "notifications[0].phone-number is not a possible phone number (no such country code)",
+        ),
+        UnusableCase(
+            "email-no-at-sign",
+            start("r", email("owner.example.com")),
+            "notifications[0].email is not a valid e-mail address (An email address must have an @-sign.)",
+        ),
+        UnusableCase(
+            "email-two-at-signs",
+            start("r", email("owner@@example.com")),
+            "notifications[0].email is not a valid e-mail address (The part after the @-sign contains invalid characters: '@'.)",
+        ),
+        UnusableCase(
+            "email-no-domain-dot",
+            start("r", email("owner@example")),
+            "notifications[0].email is not a valid e-mail address (The part after the @-sign is not valid. It should have a period.)",
+        ),
+        UnusableCase(
+            "pubnub-channel-reserved-char",
+            start("r", pubnub("orders,all")),
+            "notifications[0].pubnub-channel contains a character PubNub does not allow (space, control, or one of , : * / \\)",
+        ),
+        UnusableCase(
+            "pubnub-channel-empty",
+            start("r", pubnub("")),
+            "notifications[0].pubnub-channel is empty",
+        ),
+        UnusableCase(
+            "second-notification-invalid",
+            start("r", phone(), email("nobody")),
+            "notifications[1].email is not a valid e-mail address (An email address must have an @-sign.)",
+        ),
+    ]
 
 
 def invalid_cases() -> list[InvalidCase]:
@@ -155,76 +251,6 @@ def invalid_cases() -> list[InvalidCase]:
             "notifications[0].channel must be one of: console, email, phone, pubnub",
         ),
         InvalidCase(
-            "phone-number-missing",
-            start("r", without(phone(), "phone-number")),
-            "notifications[0].phone-number is missing (required for channel phone)",
-        ),
-        InvalidCase(
-            "email-missing",
-            start("r", phone(), without(email(), "email")),
-            "notifications[1].email is missing (required for channel email)",
-        ),
-        InvalidCase(
-            "pubnub-channel-missing",
-            start("r", phone(), email(), without(pubnub(), "pubnub-channel")),
-            "notifications[2].pubnub-channel is missing (required for channel pubnub)",
-        ),
-        InvalidCase(
-            "target-of-another-channel",
-            start("r", {"channel": "phone", "at": soon(), "email": EMAIL}),
-            "notifications[0].phone-number is missing (required for channel phone)",
-        ),
-        InvalidCase(
-            "phone-number-not-string",
-            start("r", phone(385911234567)),
-            "notifications[0].phone-number must be a string",
-        ),
-        InvalidCase(
-            "phone-number-national",
-            start("r", phone("0911234567")),
-            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
-        ),
-        InvalidCase(
-            "phone-number-formatted",
-            start("r", phone("+385 91 123 4567")),
-            "notifications[0].phone-number is not an E.164 phone number (+ and up to 15 digits)",
-        ),
-        InvalidCase(
-            "phone-number-not-assigned",
-            start("r", phone("+38500000")),
-            "notifications[0].phone-number is not a valid E.164 phone number",
-        ),
-        InvalidCase(
-            "phone-number-unknown-country",
-            start("r", phone("+99912345")),
-            "notifications[0].phone-number is not a valid E.164 phone number",
-        ),
-        InvalidCase(
-            "email-no-at-sign",
-            start("r", email("owner.example.com")),
-            "notifications[0].email is not a valid e-mail address (An email address must have an @-sign.)",
-        ),
-        InvalidCase(
-            "email-two-at-signs",
-            start("r", email("owner@@example.com")),
-            "notifications[0].email is not a valid e-mail address (The part after the @-sign contains invalid characters: '@'.)",
-        ),
-        InvalidCase(
-            "email-no-domain-dot",
-            start("r", email("owner@example")),
-            "notifications[0].email is not a valid e-mail address (The part after the @-sign is not valid. It should have a period.)",
-        ),
-        InvalidCase(
-            "pubnub-channel-reserved-char",
-            start("r", pubnub("orders,all")),
-            "notifications[0].pubnub-channel contains a character PubNub does not allow (space, control, or one of , : * / \\)",
-        ),
-        InvalidCase(
-            "pubnub-channel-empty",
-            start("r", pubnub("")),
-            "notifications[0].pubnub-channel is empty",
-        ),
-        InvalidCase(
             "at-missing", start("r", without(phone(), "at")), "notifications[0].at is missing"
         ),
         InvalidCase("at-boolean", start("r", phone(at=True)), at_problem),
@@ -240,10 +266,5 @@ def invalid_cases() -> list[InvalidCase]:
             "at-far-future",
             start("r", phone(at=far)),
             "notifications[0].at is more than 30 days in the future",
-        ),
-        InvalidCase(
-            "second-notification-invalid",
-            start("r", phone(), email("nobody")),
-            "notifications[1].email is not a valid e-mail address (An email address must have an @-sign.)",
         ),
     ]

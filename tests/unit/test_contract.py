@@ -21,15 +21,21 @@ from tests.support.contract_cases import (
     PHONE,
     PUBNUB,
     InvalidCase,
+    UnusableCase,
     email,
     invalid_cases,
     phone,
     pubnub,
     start,
     stop,
+    unusable_target_cases,
 )
 
 CASES = invalid_cases()
+UNUSABLE = unusable_target_cases()
+# Numbers of the original component's tests and README: possible, not valid by today's
+# number plans; whether they exist is Twilio's to say.
+ORIGINAL_NUMBERS = ("+38591111111", "+3851111111")
 
 
 def now() -> int:
@@ -110,5 +116,32 @@ def test_schedule_horizon_is_configurable() -> None:
 
 def test_rejection_keeps_the_valid_process_id_and_action() -> None:
     with pytest.raises(InvalidRequest) as rejected:
-        parse_request(json.dumps(start("restaurant-7", phone("123"))), now=now())
+        parse_request(json.dumps(start("restaurant-7", phone(at="soon"))), now=now())
     assert (rejected.value.process_id, rejected.value.action) == ("restaurant-7", "start")
+
+
+@pytest.mark.parametrize("case", UNUSABLE, ids=[case.id for case in UNUSABLE])
+def test_an_unusable_target_rejects_its_notification_only(case: UnusableCase) -> None:
+    request = parse_request(body(case.body), now=now())
+    assert isinstance(request, StartRequest)
+    reasons = [item.rejected for item in request.notifications]
+    assert reasons[case.position] == case.reason
+    assert [reason for reason in reasons if reason is not None] == [case.reason]
+    assert request.rejected == (request.notifications[case.position],)
+    for secret in (PHONE, EMAIL, "owner.example.com", "0911234567", "+38500000"):
+        assert secret not in case.reason
+
+
+@pytest.mark.parametrize("number", ORIGINAL_NUMBERS)
+def test_the_original_components_example_numbers_are_accepted(number: str) -> None:
+    request = parse_request(json.dumps(start("r", phone(number))), now=now())
+    assert isinstance(request, StartRequest)
+    assert request.notifications[0] == Notification("phone", number, request.notifications[0].at)
+
+
+def test_a_target_that_is_not_a_string_is_kept_beside_its_reason() -> None:
+    request = parse_request(json.dumps(start("r", phone(385911234567), email())), now=now())
+    assert isinstance(request, StartRequest)
+    assert request.notifications[0].target == "385911234567"
+    assert request.notifications[0].rejected == "notifications[0].phone-number must be a string"
+    assert request.notifications[1].rejected is None

@@ -110,17 +110,13 @@ class SmtpMailer:
             raise PermanentDeliveryError(f"SMTP login refused ({exc.smtp_code})") from exc
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
-            problem = f"SMTP refused the recipient ({', '.join(map(str, codes))})"
+            answers = "; ".join(f"{code} {_text(reply)}" for code, reply in exc.recipients.values())
+            problem = f"SMTP refused the recipient ({answers})"
             if all(400 <= code < 500 for code in codes):
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
         except smtplib.SMTPResponseException as exc:
-            detail = (
-                exc.smtp_error.decode(errors="replace")
-                if isinstance(exc.smtp_error, bytes)
-                else str(exc.smtp_error)
-            )
-            problem = f"SMTP answered {exc.smtp_code}: {detail}"
+            problem = f"SMTP answered {exc.smtp_code}: {_text(exc.smtp_error)}"
             if 400 <= exc.smtp_code < 500:
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
@@ -151,3 +147,8 @@ CHANNEL = Channel(
         "mail_body": MAIL_BODY,
     },
 )
+
+
+def _text(reply: bytes | str) -> str:
+    """An SMTP server's reply text (it may quote the address: ``DeliveryError`` masks it)."""
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)

@@ -12,10 +12,11 @@ import phonenumbers
 
 from escalator.channels.base import Channel, Notifier, ProviderSecret
 from escalator.config import integer, present, require, with_secret
-from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
 from escalator.model import Delivery, Receipt
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+NOTIFICATION_PARAMETER = "notification"
 # Twilio answers these when it did not take the request: worth another try.
 _TRANSIENT_STATUS = frozenset({429, 503})
 
@@ -25,6 +26,11 @@ TWILIO_AUTH_TOKEN = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the name of a variable
 TWILIO_URL = "TWILIO_URL"
 TWILIO_API_BASE_URL = "TWILIO_API_BASE_URL"
 TWILIO_TIMEOUT_SECONDS = "TWILIO_TIMEOUT_SECONDS"
+TWILIO_METHOD = "TWILIO_METHOD"
+TWILIO_STATUS_CALLBACK_URL = "TWILIO_STATUS_CALLBACK_URL"
+TWIML_METHODS = ("GET", "POST")
+# Every status change Twilio can report (queued is implied): each one is a callback.
+STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 SECRET = ProviderSecret(
     name="Twilio",
     variable="TWILIO_SECRET_ARN",
@@ -35,13 +41,24 @@ SECRET = ProviderSecret(
 
 @dataclass(frozen=True)
 class TwilioSettings:
-    """Phone calls: ``Client.calls.create(to, from_=caller id, url=TWILIO_URL)``."""
+    """Phone calls: ``Client.calls.create(to, from_=caller id, url=TWILIO_URL)``.
+
+    Twilio fetches the TwiML with ``twiml_method`` (GET, as the original asked: a static
+    file on S3 or a CDN refuses POST) and reports the call's progress to
+    ``status_callback_url`` when one is set.
+    """
 
     account_sid: str
     auth_token: str = field(repr=False)
     twiml_url: str
     api_base_url: str = "https://api.twilio.com"
     timeout_seconds: int = 10
+    twiml_method: str = "GET"
+    status_callback_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.twiml_method not in TWIML_METHODS:
+            raise ConfigError(f"{TWILIO_METHOD} must be GET or POST, not {self.twiml_method!r}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
@@ -55,22 +72,35 @@ def load_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
         **present(
             api_base_url=env.get(TWILIO_API_BASE_URL) or None,
             timeout_seconds=integer(env, TWILIO_TIMEOUT_SECONDS),
+            twiml_method=(env.get(TWILIO_METHOD) or "").upper() or None,
+            status_callback_url=env.get(TWILIO_STATUS_CALLBACK_URL) or None,
         ),
     )
+
+
+def status_callback_for(base_url: str, notification_id: int) -> str:
+    """The callback URL of one call: the notification travels in the (signed) URL, so a
+    callback finds its notification even when the call's SID was never recorded."""
+    separator = "&" if "?" in base_url else "?"
+    return f"{base_url}{separator}{NOTIFICATION_PARAMETER}={notification_id}"
 
 
 # Pure, and restaurants send the same destinations order after order.
 @functools.lru_cache(maxsize=4096)
 def target_problem(number: str) -> str | None:
-    """Why ``number`` is not a valid E.164 phone number, or ``None``."""
+    """Why ``number`` cannot be an E.164 phone number, or ``None``.
+
+    Only what no number can be is refused here: number plans change faster than any
+    library's metadata, so whether a possible number exists is Twilio's to say.
+    """
     if not _E164.fullmatch(number):
         return "is not an E.164 phone number (+ and up to 15 digits)"
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
-        return "is not a valid E.164 phone number"
-    if not phonenumbers.is_valid_number(parsed):
-        return "is not a valid E.164 phone number"
+        return "is not a possible phone number (no such country code)"
+    if not phonenumbers.is_possible_number(parsed):
+        return "is not a possible phone number (wrong length for its country)"
     return None
 
 
@@ -98,7 +128,11 @@ class TwilioCalls:
             raise PermanentDeliveryError("no caller id to call from")
         try:
             call = self._client.calls.create(
-                to=delivery.target, from_=delivery.caller_id, url=self._settings.twiml_url
+                to=delivery.target,
+                from_=delivery.caller_id,
+                url=self._settings.twiml_url,
+                method=self._settings.twiml_method,
+                **self._status_callback(delivery),
             )
         except TwilioRestException as exc:
             problem = f"Twilio answered HTTP {exc.status} (error {exc.code}): {exc.msg}"
@@ -115,6 +149,16 @@ class TwilioCalls:
             detail={"from": delivery.caller_id, "url": self._settings.twiml_url},
         )
 
+    def _status_callback(self, delivery: Delivery) -> dict[str, object]:
+        base_url = self._settings.status_callback_url
+        if base_url is None:
+            return {}
+        return {
+            "status_callback": status_callback_for(base_url, delivery.notification_id),
+            "status_callback_method": "POST",
+            "status_callback_event": list(STATUS_CALLBACK_EVENTS),
+        }
+
 
 def _notifier() -> Notifier:
     return TwilioCalls(load_settings())
@@ -128,5 +172,5 @@ CHANNEL = Channel(
     notifier=_notifier,
     calls_from_caller_id=True,
     secret=SECRET,
-    settings={"twilio_url": TWILIO_URL},
+    settings={"twilio_url": TWILIO_URL, "twilio_method": TWILIO_METHOD},
 )

@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
 from escalator.logs import logger
+from escalator.metrics import metrics
 from escalator.model import RequestMessage
 
 # Failed records are logged through the service's logger, so they are JSON and masked too.
@@ -31,6 +32,7 @@ def record_handler(record: SQSRecord) -> None:
     bootstrap.initiator().apply(message)
 
 
+@metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     """Lambda entry point for the SQS event source."""
