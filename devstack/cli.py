@@ -201,9 +201,11 @@ def _status(args: argparse.Namespace) -> int:
         for item in process["notifications"]:
             ref = f" ref={item['provider_ref']}" if item["provider_ref"] else ""
             error = f" error={item['error']}" if item["error"] else ""
+            reported = item["provider_status"]
+            provider = f" provider_status={reported}" if reported else ""
             print(
                 f"  #{item['id']:<6} {item['channel']:7} {item['target']:24} due {item['due_at']}"
-                f"  {item['state']:9}{ref}{error}"
+                f"  {item['state']:9}{provider}{ref}{error}"
             )
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import email.utils
 import json
 import socket
 import threading
@@ -23,6 +24,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import requests
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
@@ -110,19 +112,73 @@ class _HttpPeer:
         raise NotImplementedError
 
 
+ACCOUNT_SID = "AC00000000000000000000000000000001"
+AUTH_TOKEN = "test-token"  # noqa: S105 - the stub's own, for signing callbacks
+
+
+@dataclass
+class StatusCallback:
+    """One status callback the stub posted, and what the endpoint answered."""
+
+    call_sid: str
+    status: str
+    url: str
+    answer: int
+
+
 class TwilioStub(_HttpPeer):
     """``POST /2010-04-01/Accounts/{sid}/Calls.json``, as the ``twilio`` client calls it.
 
     Answers 201 with a call SID unless ``script`` holds planned answers: ``201``,
-    ``429``, ``503``, or ``21211`` (HTTP 400, invalid 'To' number).
+    ``429``, ``503``, or ``21211`` (HTTP 400, invalid 'To' number). A call with a
+    ``StatusCallback`` can be reported on (``report``), signed with the account's auth
+    token as Twilio signs; with ``auto_report`` set, each accepted call is reported
+    through those statuses in the background, as Twilio would.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, auth_token: str = AUTH_TOKEN) -> None:
         super().__init__()
         self.calls: list[Call] = []
         self.refused: list[Call] = []
         self.script: deque[int] = deque()
+        self.callbacks: list[StatusCallback] = []
+        self.auto_report: tuple[str, ...] = ()
+        self.auth_token = auth_token
+        self._sids: dict[int, str] = {}
         self._lock = threading.Lock()
+
+    def sid_of(self, call: Call) -> str:
+        return self._sids[id(call)]
+
+    def report(self, call: Call, status: str, *, duration: int | None = None) -> int:
+        """Post a signed status callback for ``call``; the endpoint's HTTP status."""
+        from twilio.request_validator import RequestValidator
+
+        url = call.form["StatusCallback"]
+        params = {
+            "AccountSid": call.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": self.sid_of(call),
+            "CallStatus": status,
+            "CallbackSource": "call-progress-events",
+            "Direction": "outbound-api",
+            "From": call.form.get("From", ""),
+            "To": call.form.get("To", ""),
+            "Timestamp": email.utils.formatdate(usegmt=True),
+        }
+        if duration is not None:
+            params["CallDuration"] = str(duration)
+        signature = RequestValidator(self.auth_token).compute_signature(url, params)
+        answer = requests.post(
+            url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
+        ).status_code
+        with self._lock:
+            self.callbacks.append(StatusCallback(self.sid_of(call), status, url, answer))
+        return answer
+
+    def _report_all(self, call: Call, statuses: tuple[str, ...]) -> None:
+        for status in statuses:
+            self.report(call, status, duration=7 if status == "completed" else None)
 
     def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
         parts = request.path.split("/")
@@ -144,6 +200,11 @@ class TwilioStub(_HttpPeer):
             (self.calls if plan == 201 else self.refused).append(call)
         if plan == 201:
             sid = f"CA{uuid.uuid4().hex}"
+            self._sids[id(call)] = sid
+            if self.auto_report and "StatusCallback" in form:
+                threading.Thread(
+                    target=self._report_all, args=(call, self.auto_report), daemon=True
+                ).start()
             return 201, {
                 "sid": sid,
                 "status": "queued",
@@ -281,8 +342,8 @@ class Peers:
     def environment(self) -> dict[str, str]:
         """The notifiers' settings pointing at these peers."""
         return {
-            "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000001",
-            "TWILIO_AUTH_TOKEN": "test-token",
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
             "TWILIO_URL": "https://restaurant.example.com/twiml/escalation.xml",
             "TWILIO_API_BASE_URL": self.twilio.url,
             "SMTP_HOST": "127.0.0.1",

@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from devstack import CALLER_IDS
 from devstack.events import lambda_context, sqs_event, sqs_record
+from devstack.function_url import FunctionUrl
 from devstack.moto_adapter import HISTORY_EVENT_CAP, InProcessLambdas, lambdas_in_process
 from devstack.peers import Peers, running_peers
 from devstack.polling import wait_until
@@ -35,6 +36,8 @@ class Pipeline:
     peers: Peers
     machine: DeployedStateMachine
     lambdas: InProcessLambdas
+    # The status-callback receiver's function URL, on loopback.
+    status_callback_url: str
     _saved: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def submit(self, *documents: Any) -> None:
@@ -97,15 +100,20 @@ def running_pipeline(
     with running_peers() as peers:
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
         with mock_aws(config=config), lambdas_in_process(history_cap) as lambdas:
-            machine = deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
-            pipeline = Pipeline(database_url, peers, machine, lambdas)
-            pipeline.configure(
-                **peers.environment(),
-                DATABASE_URL=application_url or database_url,
-                AWS_DEFAULT_REGION=REGION,
-                **(settings or {}),
-            )
-            try:
-                yield pipeline
-            finally:
-                pipeline.restore()
+            session = boto3.Session(region_name=REGION)
+            machine = deploy(session, template, lambdas=lambdas)
+            receiver = machine.function_named("FunctionsCallStatusReceiver")
+            with FunctionUrl(session.client("lambda"), receiver) as callbacks:
+                pipeline = Pipeline(database_url, peers, machine, lambdas, callbacks.url)
+                pipeline.configure(
+                    **peers.environment(),
+                    DATABASE_URL=application_url or database_url,
+                    AWS_DEFAULT_REGION=REGION,
+                    TWILIO_STATUS_CALLBACK_URL=callbacks.url,
+                    CALL_STATUS_FUNCTION=machine.function_named("FunctionsCallStatusRecorder"),
+                    **(settings or {}),
+                )
+                try:
+                    yield pipeline
+                finally:
+                    pipeline.restore()

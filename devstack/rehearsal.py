@@ -43,6 +43,7 @@ import psycopg2
 from psycopg2 import sql
 
 from devstack.demo import free_port
+from devstack.function_url import FunctionUrl
 from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
 from devstack.postgres import embedded_postgres
 from devstack.stack import moto_server
@@ -279,6 +280,7 @@ class Rehearsal:
     lambdas: InProcessLambdas
     schedule_input: dict[str, Any]
     database_name: str
+    function_urls: dict[str, str]  # the target function's logical id -> its URL
     log: Path
     events: list[str] = field(default_factory=list)
 
@@ -337,6 +339,13 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         )
         arns, database_name = _secrets(template, session, endpoint, admin_url, proxy.port)
         queue_urls = _queues(template, session, endpoint, arns)
+        # Each function URL, served on loopback by its function (once that is deployed).
+        function_urls = []
+        for url_id, url in resources(template, "AWS::Lambda::Url").items():
+            target = url["Properties"]["TargetFunctionArn"]["Fn::GetAtt"][0]
+            function_url = FunctionUrl(session.client("lambda", endpoint_url=endpoint), target)
+            arns[f"{url_id}.FunctionUrl"] = function_url.url
+            function_urls.append(function_url)
         lambdas = stack.enter_context(lambdas_in_process())
         log_path = workdir / "functions.log"
         log = stack.enter_context(log_path.open("a", encoding="utf-8"))
@@ -349,6 +358,8 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             stack.callback(sandbox.close)
             lambdas.overrides[sandbox.spec.logical_id] = sandbox.handler
         machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+        for function_url in function_urls:
+            stack.enter_context(function_url)
         ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
         yield Rehearsal(
             endpoint_url=endpoint,
@@ -361,6 +372,7 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             lambdas=lambdas,
             schedule_input=json.loads(schedule["Properties"]["Target"]["Input"]),
             database_name=database_name,
+            function_urls={url.function: url.url for url in function_urls},
             log=log_path,
         )
 

@@ -15,7 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from escalator import SERVICE
-from escalator.channels import CHANNELS
+from escalator.channels import CHANNELS, phone
 from escalator.config import Env
 from escalator.migrations import APPLICATION_ROLE
 from infra.bundling import RUNTIME, lambda_code
@@ -27,6 +27,7 @@ from infra.settings import StackSettings
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
 MIGRATION_TIMEOUT = Duration.minutes(5)
+CALLBACK_RECEIVER_CONCURRENCY = 5
 
 
 class EscalatorFunctions(Construct):
@@ -69,7 +70,42 @@ class EscalatorFunctions(Construct):
         self.record = self.function(
             "Record", "record", environment=delivery, in_vpc=True, reserved=budget.record
         )
-        self.runtime_functions = [self.initiator, self.activator, self.confirm, self.record]
+        # Twilio's status callbacks: a public function URL (nothing billed while idle) on a
+        # receiver outside the VPC that holds the auth token and checks the signature,
+        # handing verified reports to a recorder in the VPC that writes the database.
+        self.call_status_recorder = self.function(
+            "CallStatusRecorder",
+            "record_call_status",
+            environment=connects,
+            in_vpc=True,
+            reserved=budget.call_status,
+        )
+        twilio_secret = provider_secrets.get("phone")
+        self.call_status_receiver = self.function(
+            "CallStatusReceiver",
+            "call_status",
+            environment={
+                Env.CALL_STATUS_FUNCTION: self.call_status_recorder.function_name,
+                **({phone.SECRET.variable: twilio_secret.secret_arn} if twilio_secret else {}),
+            },
+            in_vpc=False,
+            # Each call reports up to four statuses; this bounds a burst of them (and
+            # what a flood of forged requests could cost) without touching the budget.
+            reserved=CALLBACK_RECEIVER_CONCURRENCY,
+        )
+        if twilio_secret is not None:
+            twilio_secret.grant_read(self.call_status_receiver)
+        self.call_status_recorder.grant_invoke(self.call_status_receiver)
+        self.call_status_url = self.call_status_receiver.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.NONE
+        )
+        self.runtime_functions = [
+            self.initiator,
+            self.activator,
+            self.confirm,
+            self.record,
+            self.call_status_recorder,
+        ]
         for function in self.runtime_functions:
             instance.grant_connect(function, APPLICATION_ROLE)
         # The migration runs as the master user, whose credentials only the launcher
@@ -114,6 +150,8 @@ class EscalatorFunctions(Construct):
                 for variable in channel.settings.values()
                 if variable in settings.provider
             }
+            if channel is phone.CHANNEL:
+                environment[phone.TWILIO_STATUS_CALLBACK_URL] = self.call_status_url.url
             secret = provider_secrets.get(name)
             if secret is not None and channel.secret is not None:
                 environment[channel.secret.variable] = secret.secret_arn

@@ -47,6 +47,7 @@ def apply(stack: Any) -> None:
     for function in [
         *functions.database_functions,
         functions.launcher,
+        functions.call_status_receiver,
         *functions.notifiers.values(),
     ]:
         _suppress(function, *function_suppressions())
@@ -109,6 +110,17 @@ def apply(stack: Any) -> None:
             reason="CDK's grant_invoke covers the migration function and its versions "
             "(ARN:*); the launcher may invoke that one function only.",
             applies_to=[{"regex": "/^Resource::<FunctionsMigrate[A-Za-z0-9]+\\.Arn>:\\*$/g"}],
+        ),
+    )
+    _suppress(
+        functions.call_status_receiver,
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="CDK's grant_invoke covers the call-status recorder and its versions "
+            "(ARN:*); the receiver may invoke that one function only.",
+            applies_to=[
+                {"regex": "/^Resource::<FunctionsCallStatusRecorder[A-Za-z0-9]+\\.Arn>:\\*$/g"}
+            ],
         ),
     )
     retention_function = next(

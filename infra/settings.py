@@ -55,10 +55,18 @@ class ConnectionBudget:
     confirm: int
     record: int
     migrate: int = 1
+    call_status: int = 2  # the recorder of Twilio's status callbacks
 
     @property
     def total(self) -> int:
-        return self.initiator + self.activator + self.confirm + self.record + self.migrate
+        return (
+            self.initiator
+            + self.activator
+            + self.confirm
+            + self.record
+            + self.migrate
+            + self.call_status
+        )
 
     @property
     def map_concurrency(self) -> int:
@@ -72,7 +80,8 @@ def connection_budget(cap: int) -> ConnectionBudget:
         raise SettingsError(f"db_connection_cap must be at least {MIN_CONNECTION_CAP}, got {cap}")
     initiator = max(2, cap // 6)
     activator = 2
-    rest = cap - initiator - activator - 1
+    fixed = ConnectionBudget(initiator=initiator, activator=activator, confirm=0, record=0)
+    rest = cap - fixed.total
     return ConnectionBudget(
         initiator=initiator, activator=activator, confirm=rest - rest // 2, record=rest // 2
     )

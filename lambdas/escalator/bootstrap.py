@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 
 from escalator import delivery, service
-from escalator.channels import CHANNELS, Notifier
+from escalator.channels import CHANNELS, Notifier, phone
 from escalator.config import (
+    CallbackConfig,
     DeliveryConfig,
     InitiatorConfig,
     LauncherConfig,
     MigrationConfig,
+    load_callback_config,
     load_delivery_config,
     load_initiator_config,
     load_launcher_config,
@@ -29,6 +31,9 @@ from escalator.errors import ConfigError
 from escalator.lambda_invoker import LambdaInvoker
 from escalator.migrations import default_sql_dir
 from escalator.model import (
+    CallbackAnswer,
+    CallStatusRecorded,
+    CallStatusReport,
     Delivery,
     MasterCredentials,
     Migrated,
@@ -37,6 +42,7 @@ from escalator.model import (
     Recorded,
     RequestMessage,
     RequestOutcome,
+    SignedCallback,
 )
 
 
@@ -80,6 +86,9 @@ class DeliverySteps:
             config=self.config,
             due=due,
         )
+
+    def record_call_status(self, report: CallStatusReport) -> CallStatusRecorded:
+        return delivery.record_call_status(UnitOfWork(self.database), report)
 
     def record(self, *, notification_id: int, execution: str, outcome: Outcome) -> Recorded:
         return delivery.record_outcome(
@@ -146,6 +155,27 @@ class MigrationLauncher:
         return service.launch_migration(LambdaInvoker(), self.config.migration_function, master)
 
 
+@dataclass(frozen=True)
+class CallStatusReceiver:
+    """The status-callback receiver's use case: outside the VPC, it holds the provider's
+    auth token and hands verified reports to the recorder, which writes the database."""
+
+    config: CallbackConfig
+    verifier: service.CallbackVerifier
+
+    def receive(self, callback: SignedCallback) -> CallbackAnswer:
+        return service.receive_call_status(
+            self.verifier, LambdaInvoker(), self.config.recorder_function, callback
+        )
+
+
+@functools.cache
+def call_status_receiver() -> CallStatusReceiver:
+    return CallStatusReceiver(
+        load_callback_config(), phone.TwilioStatusCallbacks(phone.load_callback_settings())
+    )
+
+
 @functools.cache
 def initiator() -> Initiator:
     config = load_initiator_config()
@@ -188,6 +218,7 @@ def reset() -> None:
         notifiers,
         migrator,
         migration_launcher,
+        call_status_receiver,
         _configured_notifier,
     ):
         cached.cache_clear()

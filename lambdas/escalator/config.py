@@ -52,6 +52,8 @@ class Env:
     CALLER_ID_REGISTRY = "CALLER_ID_REGISTRY"
     # the launcher: the in-VPC migration function it hands the master credentials to
     MIGRATION_FUNCTION = "MIGRATION_FUNCTION"
+    # the status-callback receiver: the in-VPC function that records a call's status
+    CALL_STATUS_FUNCTION = "CALL_STATUS_FUNCTION"
     # Powertools' own: the ``service`` key of every log line and metric.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -272,6 +274,20 @@ def load_launcher_config(environ: Mapping[str, str] | None = None) -> LauncherCo
     return LauncherConfig(
         secret_arn=env[Env.DB_SECRET_ARN], migration_function=env[Env.MIGRATION_FUNCTION]
     )
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """Settings of the status-callback receiver (outside the VPC)."""
+
+    recorder_function: str
+
+
+def load_callback_config(environ: Mapping[str, str] | None = None) -> CallbackConfig:
+    """Read the status-callback receiver's settings."""
+    env = _environment(environ)
+    require(env, Env.CALL_STATUS_FUNCTION)
+    return CallbackConfig(recorder_function=env[Env.CALL_STATUS_FUNCTION])
 
 
 # The helpers the loaders here and the providers' loaders share.

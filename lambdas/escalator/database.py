@@ -13,6 +13,7 @@ import psycopg2.extensions
 from escalator.config import DatabaseSettings
 from escalator.errors import DatabaseError
 from escalator.repository import (
+    CallRepository,
     NotificationRepository,
     ProcessRepository,
     PropertyRepository,
@@ -80,6 +81,7 @@ class UnitOfWork:
 
     processes: ProcessRepository
     notifications: NotificationRepository
+    calls: CallRepository
     properties: PropertyRepository
     requests: RequestLog
 
@@ -98,6 +100,7 @@ class UnitOfWork:
         self._committed = False
         self.processes = ProcessRepository(cursor)
         self.notifications = NotificationRepository(cursor)
+        self.calls = CallRepository(cursor)
         self.properties = PropertyRepository(cursor)
         self.requests = RequestLog(cursor)
         return self

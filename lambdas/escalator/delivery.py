@@ -1,6 +1,8 @@
-"""The delivery use cases, one per step of the state machine.
+"""The delivery use cases, one per step of the state machine, and the provider's later
+account of a call.
 
-claim (activator) -> confirm -> deliver (notifier, no database) -> record.
+claim (activator) -> confirm -> deliver (notifier, no database) -> record;
+record_call_status (Twilio's status callbacks, through the receiver).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.logs import logger
 from escalator.model import (
+    FINAL_CALL_STATUSES,
+    UNANSWERED_CALL_STATUSES,
+    CallStatusRecorded,
+    CallStatusReport,
     ClaimedNotification,
     Delivery,
     Failure,
@@ -25,6 +31,7 @@ from escalator.model import (
     Receipt,
     Recorded,
     RecordedKind,
+    supersedes,
 )
 from escalator.repository import Finished
 
@@ -205,6 +212,47 @@ def record_outcome(
         },
     )
     return Recorded(notification_id=notification_id, outcome=kind, process_completed=completed)
+
+
+def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusRecorded:
+    """Record what the provider reported about a call, unless a later status is on record
+    already (callbacks arrive more than once and out of order). A notification whose
+    outcome was lost (``unknown``, or ``failed`` without a call SID: the request timed
+    out after Twilio took it) is settled ``sent``: the call was placed."""
+    with uow:
+        record = uow.calls.lock(notification_id=report.notification_id, call_sid=report.call_sid)
+        if record is None or record.provider_ref not in (None, report.call_sid):
+            result = CallStatusRecorded("unknown-call", notification_id=report.notification_id)
+        elif not supersedes(report.status, record.provider_status):
+            result = CallStatusRecorded(
+                "superseded", record.notification_id, record.provider_status
+            )
+        else:
+            settle = record.state == "unknown" or (
+                record.state == "failed" and record.provider_ref is None
+            )
+            uow.calls.set_status(record.notification_id, report, settle=settle)
+            uow.commit()
+            result = CallStatusRecorded(
+                "settled" if settle else "recorded",
+                record.notification_id,
+                report.status,
+                became_final=report.status in FINAL_CALL_STATUSES,
+            )
+    if result.became_final:
+        metrics.call_ended(report.status, unanswered=report.status in UNANSWERED_CALL_STATUSES)
+    log = logger.warning if result.outcome == "unknown-call" else logger.info
+    log(
+        "call status " + result.outcome.replace("-", " "),
+        extra={
+            "notification_id": result.notification_id,
+            "call_sid": report.call_sid,
+            "provider_status": report.status,
+            "outcome": result.outcome,
+            "recorded_status": result.provider_status,
+        },
+    )
+    return result
 
 
 def _finish_notification(

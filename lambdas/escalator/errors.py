@@ -38,3 +38,8 @@ class PermanentDeliveryError(DeliveryError):
 
 class ConfigError(EscalatorError):
     """A required setting is missing or malformed; the message names it."""
+
+
+class CallbackRefused(EscalatorError):
+    """A provider callback whose signature is missing or wrong, or whose fields make no
+    sense: answered 403, nothing written."""

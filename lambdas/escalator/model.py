@@ -156,3 +156,116 @@ class MasterCredentials:
         if not isinstance(master, dict):
             return None
         return cls(str(master["username"]), str(master["password"]))
+
+
+# What a provider reports about a call (Twilio's CallStatus), in the order a call goes
+# through them; the last five are final, and a final status is never replaced.
+CALL_STATUSES = (
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "no-answer",
+    "failed",
+    "canceled",
+)
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
+# Final statuses of a call nobody took.
+UNANSWERED_CALL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
+
+
+def supersedes(status: str, current: str | None) -> bool:
+    """Whether ``status`` is news after ``current``: later in a call's life, and never
+    after a final status (callbacks arrive more than once and out of order)."""
+    return current is None or _rank(status) > _rank(current)
+
+
+def _rank(status: str) -> int:
+    # Every final status ranks the same, above all others: the first one stays.
+    return len(CALL_STATUSES) if status in FINAL_CALL_STATUSES else CALL_STATUSES.index(status)
+
+
+@dataclass(frozen=True)
+class SignedCallback:
+    """A provider's callback as it arrived: the full URL it was sent to, its form
+    fields, and its signature header (``None`` when missing)."""
+
+    url: str
+    params: dict[str, str]
+    signature: str | None
+
+
+@dataclass(frozen=True)
+class CallStatusReport:
+    """A call's status as the provider reported it, verified. ``notification_id`` comes
+    from the callback URL, which the provider signs with the rest."""
+
+    call_sid: str
+    status: str
+    reported_at: float
+    notification_id: int | None = None
+    duration_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in CALL_STATUSES:
+            raise ValueError(f"unknown call status {self.status!r}")
+
+    def to_event(self) -> dict[str, object]:
+        return {
+            "call_sid": self.call_sid,
+            "status": self.status,
+            "reported_at": self.reported_at,
+            "notification_id": self.notification_id,
+            "duration_seconds": self.duration_seconds,
+        }
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> CallStatusReport:
+        notification_id = event.get("notification_id")
+        duration = event.get("duration_seconds")
+        return cls(
+            call_sid=str(event["call_sid"]),
+            status=str(event["status"]),
+            reported_at=float(event["reported_at"]),
+            notification_id=None if notification_id is None else int(notification_id),
+            duration_seconds=None if duration is None else int(duration),
+        )
+
+
+CallStatusOutcome = Literal["recorded", "settled", "superseded", "unknown-call"]
+
+
+@dataclass(frozen=True)
+class CallStatusRecorded:
+    """What recording a call status did: ``recorded`` it, ``settled`` a notification
+    whose outcome was unknown (now sent), found it ``superseded`` by what was recorded
+    before, or found no notification for the call (``unknown-call``)."""
+
+    outcome: CallStatusOutcome
+    notification_id: int | None = None
+    provider_status: str | None = None
+    became_final: bool = False
+
+    def to_event(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome,
+            "notification_id": self.notification_id,
+            "provider_status": self.provider_status,
+        }
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """The HTTP answer to a provider's callback (a function URL response)."""
+
+    status_code: int
+    message: str
+
+    def to_event(self) -> dict[str, object]:
+        return {
+            "statusCode": self.status_code,
+            "headers": {"Content-Type": "text/plain"},
+            "body": self.message,
+        }

@@ -11,7 +11,13 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
-from escalator.model import ClaimedNotification, Delivery, RequestMessage, RequestOutcome
+from escalator.model import (
+    CallStatusReport,
+    ClaimedNotification,
+    Delivery,
+    RequestMessage,
+    RequestOutcome,
+)
 
 # The states in which a notification may still be delivered: a process holding one is
 # not finished.
@@ -108,7 +114,8 @@ class ProcessRepository:
             """
             SELECT p.id, p.state, p.started_at, p.ended_at,
                    n.id, n.position, n.channel, n.target, n.due_at, n.state, n.attempts,
-                   n.provider_ref, n.error, n.finished_at
+                   n.provider_ref, n.error, n.finished_at, n.provider_status,
+                   n.provider_status_at, n.call_duration_seconds
             FROM process p LEFT JOIN notification n ON n.process_ref = p.id
             WHERE p.process_id = %s
             ORDER BY p.id DESC, n.position
@@ -140,6 +147,9 @@ class ProcessRepository:
                         "provider_ref": row[11],
                         "error": row[12],
                         "finished_at": _iso(row[13]),
+                        "provider_status": row[14],
+                        "provider_status_at": _iso(row[15]),
+                        "call_duration_seconds": row[16],
                     }
                 )
         return list(processes.values())
@@ -360,6 +370,68 @@ class NotificationRepository:
         )
         row = self._cursor.fetchone()
         return None if row is None else Finished(process_ref=row[0], lateness_seconds=row[1])
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """What is on record for a phone notification when a status callback arrives."""
+
+    notification_id: int
+    state: str
+    provider_ref: str | None
+    provider_status: str | None
+
+
+class CallRepository:
+    """The provider's account of each call: the status callbacks' side of a phone
+    notification."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self._cursor = cursor
+
+    def lock(self, *, notification_id: int | None, call_sid: str) -> CallRecord | None:
+        """The phone notification a callback is about, locked until the transaction ends:
+        by its id when the callback URL names it, else by the call's SID."""
+        if notification_id is not None:
+            condition, key = "id = %s", notification_id
+        else:
+            condition, key = "provider_ref = %s", call_sid  # type: ignore[assignment]
+        self._cursor.execute(
+            f"""
+            SELECT id, state, provider_ref, provider_status FROM notification
+            WHERE {condition} AND channel = 'phone'
+            FOR UPDATE
+            """,
+            (key,),
+        )
+        row = self._cursor.fetchone()
+        return None if row is None else CallRecord(*row)
+
+    def set_status(self, notification_id: int, report: CallStatusReport, *, settle: bool) -> None:
+        """Record the provider's status, when it was reported and the call's duration;
+        with ``settle``, the notification becomes ``sent`` with the call's SID."""
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET provider_status = %s, provider_status_at = to_timestamp(%s),
+                call_duration_seconds = coalesce(%s, call_duration_seconds),
+                state = CASE WHEN %s THEN 'sent' ELSE state END,
+                provider_ref = CASE WHEN %s THEN %s ELSE provider_ref END,
+                error = CASE WHEN %s THEN NULL ELSE error END,
+                updated_at = now()
+            WHERE id = %s
+            """,
+            (
+                report.status,
+                report.reported_at,
+                report.duration_seconds,
+                settle,
+                settle,
+                report.call_sid,
+                settle,
+                notification_id,
+            ),
+        )
 
 
 class PropertyRepository:

@@ -1,26 +1,31 @@
 """The use cases outside the state machine: apply one request from the queue, exactly
-once (the initiator), and bring the database up to date (the migration function)."""
+once (the initiator), bring the database up to date (the migration function), and take
+a provider's status callback (the receiver outside the VPC)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY
 from escalator.config import DatabaseSettings
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
-from escalator.lambda_invoker import LambdaInvoker
+from escalator.errors import CallbackRefused
+from escalator.lambda_invoker import InvocationError, LambdaInvoker
 from escalator.logs import logger
 from escalator.migrations import migrate
 from escalator.model import (
+    CallbackAnswer,
+    CallStatusReport,
     MasterCredentials,
     Migrated,
     OutcomeKind,
     RequestMessage,
     RequestOutcome,
+    SignedCallback,
 )
 
 
@@ -156,3 +161,39 @@ def launch_migration(
     answer = invoker.invoke(migration_function, master.to_event())
     logger.info("migration finished", extra={"applied": answer.get("applied")})
     return answer
+
+
+class CallbackVerifier(Protocol):
+    """Checks a provider's callback and reads it (``TwilioStatusCallbacks``)."""
+
+    def verify(self, callback: SignedCallback) -> CallStatusReport:
+        """Raises ``CallbackRefused`` when the signature is missing or wrong."""
+        ...
+
+
+def receive_call_status(
+    verifier: CallbackVerifier,
+    invoker: LambdaInvoker,
+    recorder_function: str,
+    callback: SignedCallback,
+) -> CallbackAnswer:
+    """Check a status callback's signature and hand the report to the recorder in the VPC.
+
+    403 and nothing written for a bad or missing signature; 200 for every report the
+    recorder took, an unknown call included; 502 when the recorder failed (nothing
+    written: its transaction rolled back).
+    """
+    try:
+        report = verifier.verify(callback)
+    except CallbackRefused as exc:
+        logger.warning("status callback refused", extra={"reason": str(exc)})
+        return CallbackAnswer(403, "forbidden")
+    try:
+        answer = invoker.invoke(recorder_function, report.to_event())
+    except InvocationError as exc:
+        logger.error(
+            "status callback not recorded",
+            extra={"notification_id": report.notification_id, "reason": str(exc)},
+        )
+        return CallbackAnswer(502, "not recorded")
+    return CallbackAnswer(200, str(answer.get("outcome", "")))

@@ -20,10 +20,12 @@ DATABASE_HANDLERS = {
     "escalator.handlers.activator.handler",
     "escalator.handlers.confirm.handler",
     "escalator.handlers.record.handler",
+    "escalator.handlers.record_call_status.handler",
     "escalator.handlers.migrate.handler",
 }
 NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
 LAUNCHER_HANDLER = "escalator.handlers.launch_migration.handler"
+RECEIVER_HANDLER = "escalator.handlers.call_status.handler"
 RUNTIME_HANDLERS = DATABASE_HANDLERS - {"escalator.handlers.migrate.handler"}
 
 
@@ -113,7 +115,7 @@ def test_database_port_is_open_only_to_the_database_functions(template: dict[str
 def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[str, Any]) -> None:
     functions = our_functions(template)
     handlers = {function["Properties"]["Handler"] for function in functions.values()}
-    assert handlers == DATABASE_HANDLERS | {NOTIFIER_HANDLER, LAUNCHER_HANDLER}
+    assert handlers == DATABASE_HANDLERS | {NOTIFIER_HANDLER, LAUNCHER_HANDLER, RECEIVER_HANDLER}
     notifiers = [
         function
         for function in functions.values()
@@ -362,7 +364,7 @@ def test_runtime_functions_sign_in_by_iam_as_the_application_role_only(
     assert database["Properties"]["EnableIAMDatabaseAuthentication"] is True
     runtime = [f for f in our_functions(template).values()
                if f["Properties"]["Handler"] in RUNTIME_HANDLERS]  # fmt: skip
-    assert len(runtime) == 4
+    assert len(runtime) == 5
     for function in runtime:
         statements = policy_statements(template, function)
         connects = [s for s in statements if "rds-db:connect" in json.dumps(s["Action"])]
@@ -400,3 +402,54 @@ def test_only_the_launcher_outside_the_vpc_may_read_the_master_secret(
     (launcher,) = [f for f in our_functions(template).values()
                    if f["Properties"]["Handler"] == LAUNCHER_HANDLER]  # fmt: skip
     assert "VpcConfig" not in launcher["Properties"]
+
+
+def test_status_callbacks_reach_a_public_url_whose_function_holds_the_token_not_the_database(
+    template: dict[str, Any],
+) -> None:
+    functions = our_functions(template)
+    ((url_id, url),) = of_type(template, "AWS::Lambda::Url").items()
+    receiver_id = url["Properties"]["TargetFunctionArn"]["Fn::GetAtt"][0]
+    receiver = functions[receiver_id]
+    assert receiver["Properties"]["Handler"] == RECEIVER_HANDLER
+    assert url["Properties"]["AuthType"] == "NONE"  # Twilio signs; it cannot sign SigV4
+    # outside the VPC, bounded, reading the Twilio secret and invoking the recorder only
+    assert "VpcConfig" not in receiver["Properties"]
+    assert receiver["Properties"]["ReservedConcurrentExecutions"] >= 1
+    variables = receiver["Properties"]["Environment"]["Variables"]
+    assert set(variables) == {
+        "POWERTOOLS_SERVICE_NAME",
+        "CALL_STATUS_FUNCTION",
+        "TWILIO_SECRET_ARN",
+    }
+    recorder_id = variables["CALL_STATUS_FUNCTION"]["Ref"]
+    recorder = functions[recorder_id]
+    assert recorder["Properties"]["Handler"] == "escalator.handlers.record_call_status.handler"
+    assert "VpcConfig" in recorder["Properties"]
+    statements = policy_statements(template, receiver)
+    actions = sorted(
+        action
+        for statement in statements
+        for action in (
+            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        )
+        if not action.startswith("xray:")
+    )
+    assert actions == [
+        "lambda:InvokeFunction",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetSecretValue",
+    ]
+    invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
+    assert recorder_id in json.dumps(invoke["Resource"])
+    assert "Twilio" in json.dumps(variables["TWILIO_SECRET_ARN"])
+    # the phone notifier asks Twilio to call back at that URL
+    (phone,) = [
+        f
+        for f in functions.values()
+        if "TWILIO_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]
+        and f["Properties"]["Handler"] == NOTIFIER_HANDLER
+    ]
+    assert phone["Properties"]["Environment"]["Variables"]["TWILIO_STATUS_CALLBACK_URL"] == {
+        "Fn::GetAtt": [url_id, "FunctionUrl"]
+    }

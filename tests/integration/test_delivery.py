@@ -36,6 +36,8 @@ def test_phone_email_and_pubnub_are_each_delivered_once_when_due(pipeline: Pipel
         "From": "+38591000000",  # the longest matching prefix, +38591
         "Url": "https://restaurant.example.com/twiml/escalation.xml",
         "Method": "GET",
+        "StatusCallback": f"{pipeline.status_callback_url}?notification=1",
+        "StatusCallbackMethod": "POST",
     }
     assert call.account_sid == "AC00000000000000000000000000000001"
     assert call.auth == "AC00000000000000000000000000000001:test-token"

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from devstack.peers import Peers, running_peers
 from devstack.postgres import query
@@ -105,6 +106,49 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
         " WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     assert users == [("escalator_app",)]
+
+
+def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
+    stage: Rehearsal,
+) -> None:
+    from twilio.request_validator import RequestValidator
+
+    stage.invoke("FunctionsMigrateLauncher", {})
+    # GIVEN the operator's Twilio credentials and a call on record
+    token = "rehearsal-auth-token"
+    stage.put_secret("Twilio", {"account_sid": "AC" + "0" * 32, "auth_token": token})
+    sqs = stage.session.client("sqs", endpoint_url=stage.endpoint_url)
+    queue = request_queue(stage)
+    later = int(time.time()) + 3600
+    Producer(queue, sqs=sqs).start(
+        "restaurant-9", [{"channel": "phone", "at": later, "phone-number": "+385911234567"}]
+    )
+    source = EventSource(
+        sqs, queue, stage.function("FunctionsInitiator").handler, context=None, wait_seconds=0
+    )
+    while source.poll_once():
+        pass
+    ((notification_id,),) = query(
+        stage.database_url, "SELECT id FROM notification WHERE channel = 'phone'"
+    )
+    (receiver,) = [url for name, url in stage.function_urls.items() if "CallStatus" in name]
+    url = f"{receiver}?notification={notification_id}"
+    form = {"CallSid": "CArehearsal", "CallStatus": "ringing"}
+
+    # WHEN Twilio posts a signed status callback to the function URL, and a forger one
+    signature = RequestValidator(token).compute_signature(url, form)
+    signed = requests.post(url, data=form, headers={"X-Twilio-Signature": signature}, timeout=60)
+    forged = requests.post(url, data={**form, "CallStatus": "completed"}, timeout=60,
+                           headers={"X-Twilio-Signature": signature})  # fmt: skip
+
+    # THEN the template's receiver (secret, recorder's name) and recorder (IAM sign-in as
+    # the application role) wrote the signed one only
+    assert (signed.status_code, forged.status_code) == (200, 403)
+    assert query(
+        stage.database_url,
+        "SELECT state, provider_status FROM notification WHERE id = %s",
+        (notification_id,),
+    ) == [("pending", "ringing")]
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:

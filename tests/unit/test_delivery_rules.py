@@ -74,3 +74,14 @@ def test_the_record_step_reads_a_receipt_or_a_failure() -> None:
 def test_delivery_survives_the_round_trip_through_the_state() -> None:
     delivery = Delivery(1, "restaurant-42", "phone", "+385911234567", 1_800_000_000, "+385123")
     assert Delivery.from_event(json.loads(json.dumps(delivery.to_event()))) == delivery
+
+
+def test_a_call_status_supersedes_only_an_earlier_one_and_never_a_final_one() -> None:
+    from escalator.model import CALL_STATUSES, FINAL_CALL_STATUSES, supersedes
+
+    for current in CALL_STATUSES:
+        for status in CALL_STATUSES:
+            later = CALL_STATUSES.index(status) > CALL_STATUSES.index(current)
+            expected = current not in FINAL_CALL_STATUSES and later
+            assert supersedes(status, current) == expected, (status, current)
+    assert all(supersedes(status, None) for status in CALL_STATUSES)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import os
 import re
+import time
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,8 +15,19 @@ import phonenumbers
 
 from escalator.channels.base import Channel, Notifier, ProviderSecret
 from escalator.config import integer, present, require, with_secret
-from escalator.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
-from escalator.model import Delivery, Receipt
+from escalator.errors import (
+    CallbackRefused,
+    ConfigError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from escalator.model import (
+    CALL_STATUSES,
+    CallStatusReport,
+    Delivery,
+    Receipt,
+    SignedCallback,
+)
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 NOTIFICATION_PARAMETER = "notification"
@@ -158,6 +172,65 @@ class TwilioCalls:
             "status_callback_method": "POST",
             "status_callback_event": list(STATUS_CALLBACK_EVENTS),
         }
+
+
+@dataclass(frozen=True)
+class TwilioCallbackSettings:
+    """What checking Twilio's signatures takes: the account's auth token."""
+
+    auth_token: str = field(repr=False)
+
+
+def load_callback_settings(environ: Mapping[str, str] | None = None) -> TwilioCallbackSettings:
+    """The auth token, from ``TWILIO_SECRET_ARN`` on AWS."""
+    env = with_secret(os.environ if environ is None else environ, SECRET.variable, SECRET.fields)
+    require(env, TWILIO_AUTH_TOKEN)
+    return TwilioCallbackSettings(auth_token=env[TWILIO_AUTH_TOKEN])
+
+
+class TwilioStatusCallbacks:
+    """Twilio's status callbacks: checked against ``X-Twilio-Signature`` with the
+    ``twilio`` library's request validator, then read into a ``CallStatusReport``."""
+
+    def __init__(self, settings: TwilioCallbackSettings) -> None:
+        from twilio.request_validator import RequestValidator
+
+        self._validator = RequestValidator(settings.auth_token)
+
+    def verify(self, callback: SignedCallback) -> CallStatusReport:
+        """The report the callback carries. Raises ``CallbackRefused`` when the signature
+        is missing or wrong, or the fields are not a call status."""
+        if not callback.signature or not self._validator.validate(
+            callback.url, callback.params, callback.signature
+        ):
+            raise CallbackRefused("X-Twilio-Signature is missing or does not match")
+        params = callback.params
+        sid, status = params.get("CallSid"), params.get("CallStatus")
+        if not sid or status not in CALL_STATUSES:
+            raise CallbackRefused("a signed callback that is not a call status")
+        duration = params.get("CallDuration", "")
+        return CallStatusReport(
+            call_sid=sid,
+            status=status,
+            reported_at=_reported_at(params.get("Timestamp")),
+            notification_id=_notification_of(callback.url),
+            duration_seconds=int(duration) if duration.isdigit() else None,
+        )
+
+
+def _notification_of(url: str) -> int | None:
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(NOTIFICATION_PARAMETER)
+    return int(values[0]) if values and values[0].isdigit() else None
+
+
+def _reported_at(timestamp: str | None) -> float:
+    """Twilio's ``Timestamp`` (RFC 2822) in epoch seconds; now when absent or unreadable."""
+    if timestamp:
+        try:
+            return email.utils.parsedate_to_datetime(timestamp).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()
 
 
 def _notifier() -> Notifier:

@@ -1,0 +1,85 @@
+"""A Lambda function URL on loopback: each HTTP request becomes a function URL event
+(payload format 2.0) for a function invoked through the Lambda API (moto), and the
+function's answer becomes the HTTP response, as AWS does it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class FunctionUrl:
+    """``url`` serves ``function`` (a name) through ``lambda_client.invoke``."""
+
+    def __init__(self, lambda_client: Any, function: str) -> None:
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                endpoint._serve(self)
+
+            def do_POST(self) -> None:
+                endpoint._serve(self)
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                return
+
+        self._client = lambda_client
+        self.function = function
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/"
+
+    def __enter__(self) -> FunctionUrl:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _serve(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length).decode("utf-8", errors="replace")
+        path, _, query = request.path.partition("?")
+        host = request.headers.get("Host", "")
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        headers["x-forwarded-proto"] = "http"  # AWS's own is https
+        event = {
+            "version": "2.0",
+            "routeKey": "$default",
+            "rawPath": path,
+            "rawQueryString": query,
+            "headers": headers,
+            "queryStringParameters": dict(urllib.parse.parse_qsl(query)) or None,
+            "requestContext": {
+                "domainName": host,
+                "http": {"method": request.command, "path": path, "sourceIp": "127.0.0.1"},
+            },
+            "body": body,
+            "isBase64Encoded": False,
+        }
+        response = self._client.invoke(FunctionName=self.function, Payload=json.dumps(event))
+        answer = json.loads(response["Payload"].read() or b"null")
+        if response.get("FunctionError") or not isinstance(answer, dict):
+            status, content, content_type = 502, "Internal Server Error", "text/plain"
+        else:
+            status = int(answer.get("statusCode", 200))
+            content = str(answer.get("body", ""))
+            content_type = (answer.get("headers") or {}).get("Content-Type", "application/json")
+        data = content.encode()
+        request.send_response(status)
+        request.send_header("Content-Type", content_type)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)

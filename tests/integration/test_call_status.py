@@ -1,0 +1,192 @@
+"""Call outcomes from Twilio and partial acceptance, through the synthesized state
+machine: the Twilio stub places the call and posts signed status callbacks to the
+status-callback function URL, whose receiver hands them to the recorder in the VPC."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from devstack.cli import main
+from devstack.peers import Call
+from devstack.postgres import query
+from tests.support.contract_cases import EMAIL, email, phone, start
+from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.long
+
+
+def call_row(pipeline: Pipeline) -> tuple[Any, ...]:
+    """(state, provider_ref, provider_status, call_duration_seconds) of the one call."""
+    (row,) = query(
+        pipeline.database_url,
+        "SELECT state, provider_ref, provider_status, call_duration_seconds"
+        " FROM notification WHERE channel = 'phone'",
+    )
+    return row
+
+
+def placed_call(pipeline: Pipeline) -> tuple[Call, int]:
+    """Deliver one call due now; the call as Twilio got it, and its notification id."""
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+    pipeline.machine.run()
+    (call,) = pipeline.peers.twilio.calls
+    ((notification_id,),) = query(pipeline.database_url, "SELECT id FROM notification")
+    return call, notification_id
+
+
+def test_an_impossible_number_is_rejected_and_the_email_of_the_same_start_delivered(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN a start with a number no country can have and a valid e-mail, both due now
+    now = int(time.time())
+    pipeline.submit(start("restaurant-42", phone("+38500000", at=now), email(at=now)))
+
+    # WHEN the state machine runs
+    pipeline.machine.run()
+
+    # THEN the e-mail went out, the call was never attempted, and the reason is on record
+    assert [mail.recipients for mail in pipeline.peers.smtp.mails] == [[EMAIL]]
+    assert pipeline.peers.twilio.calls == []
+    assert [
+        (channel, state, error) for channel, state, _, error in pipeline.notification_states()
+    ] == [
+        (
+            "phone",
+            "rejected",
+            "notifications[0].phone-number is not a possible phone number"
+            " (wrong length for its country)",
+        ),
+        ("email", "sent", None),
+    ]
+
+
+@pytest.mark.parametrize("number", ["+38591111111", "+3851111111"])
+def test_the_original_components_example_numbers_are_called(
+    pipeline: Pipeline, number: str
+) -> None:
+    pipeline.submit(start("restaurant-42", phone(number, at=int(time.time()))))
+    pipeline.machine.run()
+    assert [call.form["To"] for call in pipeline.peers.twilio.calls] == [number]
+
+
+def test_calls_fetch_their_twiml_with_get_and_ask_for_status_callbacks(pipeline: Pipeline) -> None:
+    call, notification_id = placed_call(pipeline)
+
+    assert call.form["Method"] == "GET"
+    assert call.form["StatusCallback"] == (
+        f"{pipeline.status_callback_url}?notification={notification_id}"
+    )
+    assert call.form["StatusCallbackMethod"] == "POST"
+    assert call.status_callback_events == ["initiated", "ringing", "answered", "completed"]
+
+
+def test_a_final_status_is_never_replaced_by_an_earlier_one(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a call that was placed and recorded sent
+    call, _ = placed_call(pipeline)
+    sid = pipeline.peers.twilio.sid_of(call)
+    assert call_row(pipeline) == ("sent", sid, None, None)
+
+    # WHEN Twilio reports it ringing, then unanswered, then the ringing again (a replay)
+    twilio = pipeline.peers.twilio
+    assert twilio.report(call, "ringing") == 200
+    assert call_row(pipeline) == ("sent", sid, "ringing", None)
+    assert twilio.report(call, "no-answer", duration=0) == 200
+    assert twilio.report(call, "ringing") == 200
+    assert twilio.report(call, "completed", duration=30) == 200  # another final: too late
+
+    # THEN the call stays unanswered, as the provider first said it ended
+    assert call_row(pipeline) == ("sent", sid, "no-answer", 0)
+    # AND the metrics count one unanswered call, once
+    metrics = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert [m["CallsNoAnswer"] for m in metrics if "CallsNoAnswer" in m] == [[1.0]]
+    assert [m["CallsUnansweredPercent"] for m in metrics if "CallsUnansweredPercent" in m] == [
+        [100.0]
+    ]
+    assert not any("CallsCompleted" in m for m in metrics)
+    # AND the operator sees it beside the notification's state
+    assert main(["status", "restaurant-42", "--json", "--database-url", pipeline.database_url]) == 0
+    (process,) = json.loads(capsys.readouterr().out)
+    ((notification),) = process["notifications"]
+    assert (notification["state"], notification["provider_status"]) == ("sent", "no-answer")
+    assert notification["call_duration_seconds"] == 0
+    assert notification["provider_status_at"].endswith("Z")
+
+
+def test_a_callback_with_a_bad_or_missing_signature_is_refused_and_changes_nothing(
+    pipeline: Pipeline,
+) -> None:
+    call, _ = placed_call(pipeline)
+    before = call_row(pipeline)
+    form = {"CallSid": pipeline.peers.twilio.sid_of(call), "CallStatus": "completed"}
+    url = call.form["StatusCallback"]
+
+    forged = requests.post(url, data=form, headers={"X-Twilio-Signature": "bm90IGl0"}, timeout=30)
+    unsigned = requests.post(url, data=form, timeout=30)
+    # signed, but with another account's auth token
+    pipeline.peers.twilio.auth_token = "another-accounts-token"
+    other_account = pipeline.peers.twilio.report(call, "completed")
+
+    assert (forged.status_code, unsigned.status_code, other_account) == (403, 403, 403)
+    assert call_row(pipeline) == before
+
+
+def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
+    pipeline: Pipeline,
+) -> None:
+    call, _ = placed_call(pipeline)
+    before = call_row(pipeline)
+    # GIVEN a signed callback naming a notification that does not exist
+    stranger = Call(
+        form={**call.form, "StatusCallback": f"{pipeline.status_callback_url}?notification=999999"},
+        account_sid=call.account_sid,
+        auth=call.auth,
+        received_at=call.received_at,
+    )
+    pipeline.peers.twilio._sids[id(stranger)] = "CAnobody"
+
+    # THEN it is answered 200 (Twilio would otherwise log an error) and nothing changes
+    assert pipeline.peers.twilio.report(stranger, "completed") == 200
+    assert call_row(pipeline) == before
+
+
+def test_a_callback_settles_a_notification_whose_outcome_was_lost(pipeline: Pipeline) -> None:
+    # GIVEN the call was placed but its outcome could not be recorded
+    record = pipeline.machine.function_named("FunctionsRecord")
+
+    def record_unavailable(event: dict[str, Any], context: Any) -> Any:
+        raise RuntimeError("sandbox crashed")
+
+    pipeline.lambdas.overrides[record] = record_unavailable
+    call, _ = placed_call(pipeline)
+    del pipeline.lambdas.overrides[record]
+    # AND its sending lease (3 s) ran out, so the next execution made it unknown
+    time.sleep(3.5)
+    pipeline.machine.run()
+    assert call_row(pipeline) == ("unknown", None, None, None)
+
+    # WHEN Twilio reports the call completed
+    assert pipeline.peers.twilio.report(call, "completed", duration=42) == 200
+
+    # THEN the notification is sent, with the call's SID and what became of the call
+    sid = pipeline.peers.twilio.sid_of(call)
+    assert call_row(pipeline) == ("sent", sid, "completed", 42)
+    ((error,),) = query(pipeline.database_url, "SELECT error FROM notification")
+    assert error is None
+
+
+def test_twilio_reporting_on_its_own_lands_the_final_status(pipeline: Pipeline) -> None:
+    # As Twilio does: each accepted call is reported through its statuses, unprompted.
+    pipeline.peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+    call, _ = placed_call(pipeline)
+    pipeline.wait_for(lambda: call_row(pipeline)[2] == "completed", timeout=30)
+    assert call_row(pipeline) == ("sent", pipeline.peers.twilio.sid_of(call), "completed", 7)
+    assert [callback.answer for callback in pipeline.peers.twilio.callbacks] == [200] * 4
