@@ -18,8 +18,8 @@ OLDEST_REQUEST_SECONDS = 300
 
 class Alarms(Construct):
     """Dead letters, requests waiting too long, failed or timed-out executions, failing,
-    expired, unknown or rejected notifications, and a schedule that stopped starting
-    executions."""
+    expired, unknown or rejected notifications, too many unanswered calls, and a schedule
+    that stopped starting executions."""
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class Alarms(Construct):
         state_machine: sfn.StateMachine,
         schedule_minutes: int,
         topic_arn: str | None,
+        unanswered_calls_percent: int = 50,
     ):
         super().__init__(scope, construct_id)
         five_minutes = Duration.minutes(5)
@@ -109,6 +110,25 @@ class Alarms(Construct):
                 "NotificationsRejected",
                 escalator_metric(metrics.REJECTED),
                 "Starts arrived with unusable targets: those notifications will not be sent",
+            ),
+            # One metric (0 or 100 per ended call): its average is the unanswered share.
+            cloudwatch.Metric(
+                namespace=metrics.NAMESPACE,
+                metric_name=metrics.UNANSWERED_CALLS,
+                dimensions_map={"service": SERVICE},
+                statistic="Average",
+                period=Duration.minutes(15),
+            ).create_alarm(
+                self,
+                "CallsUnanswered",
+                alarm_description=(
+                    f"More than {unanswered_calls_percent} % of the calls that ended in 15 "
+                    "minutes were not answered (busy, no-answer, failed, canceled)"
+                ),
+                threshold=unanswered_calls_percent,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=quiet_is_fine,
             ),
             alarm(
                 "ScheduleNotRunning",

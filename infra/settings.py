@@ -106,6 +106,9 @@ class StackSettings:
     log_retention_days: int = 30
     producer_arns: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
+    # The alarm on calls nobody took (busy, no-answer, failed, canceled): over this share,
+    # in percent, of the calls that ended within 15 minutes.
+    unanswered_calls_alarm_percent: int = 50
     # JSON object of number prefixes to caller ids, stored in the database at deploy.
     caller_id_registry: str | None = None
     # Provider settings that are not secret: environment variable name -> value.
@@ -135,6 +138,11 @@ class StackSettings:
                     f"concurrency (db_connection_cap {self.db_connection_cap}) serves "
                     f"{WAITERS_PER_SANDBOX} iterations per sandbox"
                 )
+        if not 1 <= self.unanswered_calls_alarm_percent <= 100:
+            raise SettingsError(
+                "context unanswered_calls_alarm_percent must be from 1 to 100, got "
+                f"{self.unanswered_calls_alarm_percent}"
+            )
         if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
             raise SettingsError(
                 "context db_max_allocated_storage_gib must be at least db_allocated_storage_gib"

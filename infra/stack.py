@@ -113,6 +113,7 @@ class EscalatorStack(Stack):
             state_machine=self.state_machine,
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
+            unanswered_calls_percent=settings.unanswered_calls_alarm_percent,
         )
         self.functions = functions
         self.database = database
@@ -126,3 +127,9 @@ class EscalatorStack(Stack):
         CfnOutput(self, "DeadLetterQueueUrl", value=requests.dead_letter_queue.queue_url)
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn)
+        CfnOutput(
+            self,
+            "TwilioStatusCallbackUrl",
+            value=functions.call_status_url.url,
+            description="Where Twilio posts call status callbacks (set on every call)",
+        )

@@ -223,6 +223,7 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ExecutionsFailed",
         "ExecutionsTimedOut",
         "NotificationsRejected",
+        "CallsUnansweredPercent",
         "NotificationsFailed",
         "NotificationsExpired",
         "NotificationsUnknown",
@@ -453,3 +454,18 @@ def test_status_callbacks_reach_a_public_url_whose_function_holds_the_token_not_
     assert phone["Properties"]["Environment"]["Variables"]["TWILIO_STATUS_CALLBACK_URL"] == {
         "Fn::GetAtt": [url_id, "FunctionUrl"]
     }
+
+
+def test_the_unanswered_calls_alarm_watches_the_share_over_15_minutes(
+    template: dict[str, Any],
+) -> None:
+    (alarm,) = [
+        alarm["Properties"]
+        for alarm in of_type(template, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"].get("MetricName") == "CallsUnansweredPercent"
+    ]
+    assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Average", 900, 50)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+    with pytest.raises(SettingsError, match="unanswered_calls_alarm_percent must be from 1 to 100"):
+        StackSettings(unanswered_calls_alarm_percent=0)
