@@ -38,9 +38,11 @@ def free_port() -> int:
     return port
 
 
-def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``);
-    return the process and its ready line."""
+def start_local_stack(
+    workdir: Path, *, tick: int, environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``),
+    with ``environment`` added to this process's; return the process and its ready line."""
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
     command = [
@@ -52,7 +54,13 @@ def start_local_stack(workdir: Path, *, tick: int) -> tuple[subprocess.Popen[str
         "--outbox", str(workdir / "outbox.jsonl"),
     ]  # fmt: skip
     log = (workdir / "local.log").open("a")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)  # noqa: S603
+    process = subprocess.Popen(  # noqa: S603
+        command,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env={**os.environ, **(environment or {})},
+    )
     assert process.stdout is not None
     line = _read_line(process.stdout, timeout=180)
     if not line:

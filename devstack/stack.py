@@ -5,7 +5,9 @@ FIFO request queue and the state machine synthesized from the CDK app, whose Lam
 tasks run the real handlers in this process. PostgreSQL is the one given, or an
 embedded one kept under the data directory. An execution starts every tick; the queue is
 fed to the initiator as Lambda's event source mapping would. Providers without
-credentials get dry-run transports; every delivery goes to the outbox.
+credentials get dry-run transports; every delivery goes to the outbox. A provider whose
+settings are in the environment is reached for real (``TWILIO_API_BASE_URL`` may point
+at a stub), and Twilio's status callbacks are served at ``twilio_status_callback_url``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def run(options: LocalOptions) -> int:
     """Run until SIGINT or SIGTERM; return the exit status."""
     import boto3
 
+    from devstack.function_url import FunctionUrl
     from devstack.moto_adapter import LocalContext, lambdas_in_process
     from devstack.sqs import EventSource
     from devstack.stepfunctions import deploy
@@ -182,12 +185,25 @@ def run(options: LocalOptions) -> int:
         bootstrap.reset()
         say(f"starting the AWS endpoint on port {options.port}")
         endpoint = stack.enter_context(moto_server(options.port))
+        # What the functions call of AWS (the receiver invokes the recorder) is this endpoint.
+        os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
         lambdas = stack.enter_context(lambdas_in_process())
         session = boto3.Session(region_name=REGION)
         sqs = session.client("sqs", endpoint_url=endpoint)
         queue_url, dead_letter_queue_url = create_queues(sqs)
         say("synthesizing the CDK app and registering its state machine")
         machine = deploy(session, synthesized_template(), endpoint_url=endpoint, lambdas=lambdas)
+        # Twilio's status callbacks, at the receiver's function URL on loopback (a public
+        # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
+        callbacks = stack.enter_context(
+            FunctionUrl(
+                session.client("lambda", endpoint_url=endpoint),
+                machine.function_named("FunctionsCallStatusReceiver"),
+            )
+        )
+        os.environ.setdefault(phone.TWILIO_STATUS_CALLBACK_URL, callbacks.url)
+        os.environ[Env.CALL_STATUS_FUNCTION] = machine.function_named("FunctionsCallStatusRecorder")
+        bootstrap.reset()
         dry = install_outbox(options.outbox)
         say(
             "dry run for "
@@ -200,6 +216,7 @@ def run(options: LocalOptions) -> int:
             "state_machine_arn": machine.arn,
             "database_url": url,
             "outbox": str(options.outbox.resolve()),
+            "twilio_status_callback_url": callbacks.url,
         }
         print(json.dumps(ready), flush=True)
 

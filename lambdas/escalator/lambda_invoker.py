@@ -1,4 +1,5 @@
-"""Invoking another function of the stack (the launcher invoking the migration)."""
+"""Invoking another function of the stack (the launcher invoking the migration, the
+status-callback receiver invoking the recorder)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,16 @@ class LambdaInvoker:
 
     def invoke(self, function: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The function's answer to ``payload``."""
-        response = self._client.invoke(
-            FunctionName=function, InvocationType="RequestResponse", Payload=json.dumps(payload)
-        )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.invoke(
+                FunctionName=function,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(payload),
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise InvocationError(f"cannot invoke {function}: {exc}") from exc
         answer: Any = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):
             error = answer if isinstance(answer, dict) else {}

@@ -18,6 +18,7 @@ import pytest
 
 from devstack.demo import run_demo, start_local_stack
 from devstack.outbox import read_outbox
+from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.executions import recent_executions
@@ -127,6 +128,7 @@ def test_ready_line_names_everything_a_client_needs(local_stack: LocalStack) -> 
         "state_machine_arn",
         "database_url",
         "outbox",
+        "twilio_status_callback_url",
     }
     attributes = local_stack.sqs.get_queue_attributes(
         QueueUrl=local_stack.ready["queue_url"], AttributeNames=["All"]
@@ -233,3 +235,42 @@ def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
     assert "restaurant-2   phone           0         0  ok" in out
+
+
+def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
+    tmp_path: Path, aws_env: None
+) -> None:
+    # GIVEN a Twilio stub that reports each call's progress, as Twilio does, and the
+    # local stack started with the Twilio settings pointing at it
+    with running_peers() as peers:
+        peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+        settings = {k: v for k, v in peers.environment().items() if k.startswith("TWILIO_")}
+        process, ready = start_local_stack(tmp_path, tick=TICK, environment=settings)
+        stack = LocalStack(process, ready, tmp_path)
+        try:
+            # WHEN a call falls due
+            stack.send(
+                start("r-call", phone(int(time.time()) + 1, "+385911234567")), group="r-call"
+            )
+
+            # THEN it went through the real Twilio adapter, asking for callbacks at the
+            # endpoint the ready line names, and Twilio's final status is on record
+            def call_status() -> list[tuple[Any, ...]]:
+                return query(
+                    ready["database_url"],
+                    "SELECT id, state, provider_ref, provider_status FROM notification",
+                )
+
+            wait_for(lambda: [row[3] for row in call_status()] == ["completed"], timeout=60)
+            ((notification_id, state, provider_ref, _),) = call_status()
+            (call,) = peers.twilio.calls
+            assert call.form["StatusCallback"] == (
+                f"{ready['twilio_status_callback_url']}?notification={notification_id}"
+            )
+            assert call.form["Method"] == "GET"
+            assert (state, provider_ref) == ("sent", peers.twilio.sid_of(call))
+            assert [callback.answer for callback in peers.twilio.callbacks] == [200] * 4
+            (record,) = stack.outbox()
+            assert record["dry_run"] is False
+        finally:
+            stack.terminate()
