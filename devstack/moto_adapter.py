@@ -332,17 +332,29 @@ def _capped_history(cap: int) -> tuple[Callable[..., None], Callable[..., int]]:
         self.event_manager.escalator_execution = self
 
     def add_capped_event(self: Any, *args: Any, **kwargs: Any) -> int:
-        event_id: int = add_event(self, *args, **kwargs)
-        execution = getattr(self, "escalator_execution", None)
-        if event_id > cap and execution is not None and execution.is_running():
-            # (moto refuses error names in the States. namespace from here)
-            execution.set_error(
-                {
-                    "error": HISTORY_LIMIT_ERROR,
-                    "cause": f"The execution history reached {cap} events, its quota.",
-                }
-            )
-        return event_id
+        # Checking the quota and adding the event are one step: branches add events from
+        # several threads at once.
+        with self.__dict__.setdefault("escalator_lock", threading.RLock()):
+            execution = getattr(self, "escalator_execution", None)
+            event_type = kwargs.get("event_type", args[1] if len(args) > 1 else None)
+            capped: int | None = getattr(self, "escalator_capped", None)
+            if capped is not None and "ExecutionFailed" not in str(event_type):
+                # On AWS nothing is written past the quota: what branches still in flight
+                # do now is not recorded (moto's interpreter would go on until it notices).
+                return capped
+            event_id: int = add_event(self, *args, **kwargs)
+            if event_id > cap and execution is not None and execution.is_running():
+                self.escalator_capped = event_id
+                # (moto refuses error names in the States. namespace from here)
+                execution.set_error(
+                    {
+                        "error": HISTORY_LIMIT_ERROR,
+                        "cause": f"The execution history reached {cap} events, its quota.",
+                    }
+                )
+                # The quota is why it failed: what a branch cut short raises after it is not.
+                execution.set_error = lambda *_args, **_kwargs: None
+            return event_id
 
     return init_with_owner, add_capped_event
 

@@ -60,6 +60,7 @@ class Initiator:
             message,
             now=int(time.time()),
             max_schedule_ahead=self.config.max_schedule_ahead_seconds,
+            max_lateness=self.config.max_lateness_seconds,
         )
 
 

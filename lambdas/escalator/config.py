@@ -22,7 +22,7 @@ from typing import Any
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from escalator.errors import ConfigError
-from escalator.limits import MAX_SCHEDULE_AHEAD_SECONDS
+from escalator.limits import MAX_LATENESS_SECONDS, MAX_SCHEDULE_AHEAD_SECONDS
 
 
 class Env:
@@ -109,6 +109,8 @@ class InitiatorConfig:
 
     database: DatabaseSettings
     max_schedule_ahead_seconds: int = MAX_SCHEDULE_AHEAD_SECONDS
+    # A notification due longer ago than this at arrival is rejected, not stored pending.
+    max_lateness_seconds: int = MAX_LATENESS_SECONDS
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class DeliveryConfig:
     # At most this many notifications per claim, so the state stays far below 256 KB.
     claim_batch_size: int = 200
     # A notification this late is expired instead of delivered.
-    max_lateness_seconds: int = 900
+    max_lateness_seconds: int = MAX_LATENESS_SECONDS
     # A claim not confirmed this long after its due time is returned to pending.
     claim_grace_seconds: int = 300
     # A notification sending this long without an outcome becomes unknown.
@@ -222,7 +224,10 @@ def load_initiator_config(environ: Mapping[str, str] | None = None) -> Initiator
     env = _environment(environ)
     return InitiatorConfig(
         database=database_settings(env),
-        **present(max_schedule_ahead_seconds=integer(env, Env.MAX_SCHEDULE_AHEAD_SECONDS)),
+        **present(
+            max_schedule_ahead_seconds=integer(env, Env.MAX_SCHEDULE_AHEAD_SECONDS),
+            max_lateness_seconds=integer(env, Env.MAX_LATENESS_SECONDS),
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from escalator.channels import CHANNELS
 from escalator.limits import (
     MAX_BODY_BYTES,
+    MAX_LATENESS_SECONDS,
     MAX_NOTIFICATIONS,
     MAX_PROCESS_ID_LENGTH,
     MAX_SCHEDULE_AHEAD_SECONDS,
@@ -81,9 +82,15 @@ class InvalidRequest(ValueError):
 
 
 def parse_request(
-    body: str, *, now: int, max_schedule_ahead: int = MAX_SCHEDULE_AHEAD_SECONDS
+    body: str,
+    *,
+    now: int,
+    max_schedule_ahead: int = MAX_SCHEDULE_AHEAD_SECONDS,
+    max_lateness: int = MAX_LATENESS_SECONDS,
 ) -> Request:
-    """Validate a message body against the contract; raise ``InvalidRequest`` if it breaks it."""
+    """Validate a message body against the contract; raise ``InvalidRequest`` if it breaks
+    it. A notification due more than ``max_lateness`` seconds before ``now`` is rejected
+    (already too late), as is one whose target is unusable."""
     document = _load(body)
     process_id = _process_id(document)
     action = document.get("action")
@@ -94,7 +101,9 @@ def parse_request(
     if action == "stop":
         return StopRequest(process_id=process_id)
     try:
-        notifications = _notifications(document, now=now, max_schedule_ahead=max_schedule_ahead)
+        notifications = _notifications(
+            document, now=now, max_schedule_ahead=max_schedule_ahead, max_lateness=max_lateness
+        )
     except InvalidRequest as exc:
         raise InvalidRequest(exc.reason, process_id=process_id, action=action) from None
     return StartRequest(process_id=process_id, notifications=notifications)
@@ -104,13 +113,36 @@ def _load(body: str) -> dict[str, Any]:
     if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
         raise InvalidRequest(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        document = json.loads(body)
+        document = json.loads(body, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise InvalidRequest("body is not valid JSON: nested too deeply") from None
+    except DuplicateKey as exc:
+        raise InvalidRequest(f"body has the key {exc.key!r} twice in one object") from None
+    except ValueError as exc:  # e.g. an integer longer than Python converts
+        raise InvalidRequest(f"body is not usable JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
         raise InvalidRequest("body is not a JSON object")
+    return document
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key[:40]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a key given twice (``"action":"stop","action":"start"``
+    must not quietly become a start)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(key)
+            seen.add(key)
     return document
 
 
@@ -125,17 +157,25 @@ def _process_id(document: dict[str, Any]) -> str:
     if len(value) > MAX_PROCESS_ID_LENGTH:
         raise InvalidRequest(f"process-id is longer than {MAX_PROCESS_ID_LENGTH} characters")
     if not _clean_text(value):
-        raise InvalidRequest("process-id contains control characters or invalid Unicode")
+        raise InvalidRequest(
+            "process-id contains control, format or separator characters or invalid Unicode"
+        )
     return value
 
 
+# Control (Cc), format (Cf: zero-width, bidirectional overrides), line and paragraph
+# separators (Zl, Zp), lone surrogates (Cs): invisible, or not storable, in an id that
+# operators read and match. Two ids that look the same must be the same id.
+_UNCLEAN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
 def _clean_text(value: str) -> bool:
-    """No control characters and no lone surrogates (neither can be stored or logged as is)."""
-    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in value)
+    """No control, format or separator characters and no lone surrogates."""
+    return not any(unicodedata.category(char) in _UNCLEAN for char in value)
 
 
 def _notifications(
-    document: dict[str, Any], *, now: int, max_schedule_ahead: int
+    document: dict[str, Any], *, now: int, max_schedule_ahead: int, max_lateness: int
 ) -> tuple[Notification, ...]:
     items = document.get("notifications")
     if items is None:
@@ -147,12 +187,20 @@ def _notifications(
     if len(items) > MAX_NOTIFICATIONS:
         raise InvalidRequest(f"notifications has more than {MAX_NOTIFICATIONS} entries")
     return tuple(
-        _notification(item, f"notifications[{index}]", now=now, max_ahead=max_schedule_ahead)
+        _notification(
+            item,
+            f"notifications[{index}]",
+            now=now,
+            max_ahead=max_schedule_ahead,
+            max_lateness=max_lateness,
+        )
         for index, item in enumerate(items)
     )
 
 
-def _notification(item: Any, where: str, *, now: int, max_ahead: int) -> Notification:
+def _notification(
+    item: Any, where: str, *, now: int, max_ahead: int, max_lateness: int
+) -> Notification:
     if not isinstance(item, dict):
         raise InvalidRequest(f"{where} is not an object")
     name = item.get("channel")
@@ -172,6 +220,8 @@ def _notification(item: Any, where: str, *, now: int, max_ahead: int) -> Notific
     else:
         unusable = channel.target_problem(target)
         problem = None if unusable is None else f"{field} {unusable}"
+    if problem is None and at < now - max_lateness:
+        problem = f"{where}.at is already too late (due more than {max_lateness} seconds ago)"
     return Notification(channel=channel.name, target=target or "", at=at, rejected=problem)
 
 

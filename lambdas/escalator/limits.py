@@ -7,3 +7,5 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PROCESS_ID_LENGTH = 128
 MAX_NOTIFICATIONS = 100
 MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600
+# A notification this late is not delivered: expired by the activator, rejected at ingest.
+MAX_LATENESS_SECONDS = 900

@@ -15,9 +15,12 @@ from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
 from escalator.errors import CallbackRefused
 from escalator.lambda_invoker import InvocationError, LambdaInvoker
+from escalator.limits import MAX_LATENESS_SECONDS
 from escalator.logs import logger
+from escalator.masking import mask
 from escalator.migrations import migrate
 from escalator.model import (
+    MAX_REASON_LENGTH,
     CallbackAnswer,
     CallStatusReport,
     MasterCredentials,
@@ -30,16 +33,23 @@ from escalator.model import (
 
 
 def handle_request(
-    uow: UnitOfWork, message: RequestMessage, *, now: int, max_schedule_ahead: int
+    uow: UnitOfWork,
+    message: RequestMessage,
+    *,
+    now: int,
+    max_schedule_ahead: int,
+    max_lateness: int = MAX_LATENESS_SECONDS,
 ) -> RequestOutcome:
     """Validate and apply one request in one transaction, then log its outcome.
 
     A message seen before changes nothing. Invalid requests are recorded with their
-    reason and acknowledged. Raises ``DatabaseError`` when PostgreSQL fails: nothing
-    is written then, and the message can be retried.
+    reason and acknowledged, whatever went wrong while reading them: only
+    ``DatabaseError`` (PostgreSQL could not be reached or failed the transaction) is
+    raised, nothing is written then, and the message can be retried.
     """
+    rules = {"now": now, "max_schedule_ahead": max_schedule_ahead, "max_lateness": max_lateness}
     with uow:
-        outcome = _apply(uow, message, now=now, max_schedule_ahead=max_schedule_ahead)
+        outcome = _apply(uow, message, rules)
         # The request log is keyed by message id: a message applied before (a redelivery,
         # or a concurrent delivery that committed first) conflicts here, and everything
         # this transaction did is rolled back. The common path pays no extra look-up.
@@ -51,11 +61,9 @@ def handle_request(
     return outcome
 
 
-def _apply(
-    uow: UnitOfWork, message: RequestMessage, *, now: int, max_schedule_ahead: int
-) -> RequestOutcome:
+def _apply(uow: UnitOfWork, message: RequestMessage, rules: dict[str, int]) -> RequestOutcome:
     try:
-        request = parse_request(message.body, now=now, max_schedule_ahead=max_schedule_ahead)
+        request = parse_request(message.body, **rules)
     except InvalidRequest as exc:
         return RequestOutcome(
             message_id=message.message_id,
@@ -63,6 +71,16 @@ def _apply(
             process_id=exc.process_id,
             action=exc.action,
             reason=exc.reason,
+        )
+    except Exception as exc:
+        # Reading a body is pure: whatever fails there fails again on every retry, and a
+        # retried message blocks its group. Rejected and recorded, like any broken body.
+        return RequestOutcome(
+            message_id=message.message_id,
+            kind="rejected",
+            reason=f"body could not be read ({type(exc).__name__}): {mask(str(exc))}"[
+                :MAX_REASON_LENGTH
+            ],
         )
 
     def result(kind: OutcomeKind, **details: Any) -> RequestOutcome:

@@ -284,6 +284,35 @@ def test_a_start_with_only_unusable_targets_creates_its_process_and_completes_it
     assert sum(sum(c) if isinstance(c, list) else c for c in counts) == 2
 
 
+def test_any_failure_while_reading_a_body_rejects_it_and_never_blocks_its_group(
+    handle: Handle, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN validation that fails in a way nobody foresaw, for one body only
+    from escalator.contract import parse_request as real_parse
+
+    def parse_or_fail(body: str, **rules: Any) -> Any:
+        if "poison" in body:
+            raise LookupError("a validator bug quoting +385911234567")
+        return real_parse(body, **rules)
+
+    monkeypatch.setattr("escalator.service.parse_request", parse_or_fail)
+    records = [
+        sqs_record(stop("poison"), group="restaurant-42"),
+        sqs_record(start("restaurant-42", phone()), group="restaurant-42"),
+    ]
+
+    # WHEN both arrive in one batch
+    response = handle(*records)
+
+    # THEN the first is rejected (recorded, acknowledged, its reason masked), the second applied
+    assert failed_ids(response) == []
+    assert query(database_url, "SELECT outcome, reason FROM request_log ORDER BY received_at") == [
+        ("rejected", "body could not be read (LookupError): a validator bug quoting +385*******67"),
+        ("started", None),
+    ]
+    assert state.processes(database_url) == [("restaurant-42", 1, "active")]
+
+
 def test_invalid_request_does_not_block_its_group(handle: Handle, database_url: str) -> None:
     records = [
         sqs_record("{broken", group="restaurant-42"),

@@ -85,8 +85,29 @@ valid_requests = st.fixed_dictionaries(
         "notifications": st.lists(valid_notification(), min_size=1, max_size=4),
     }
 ) | st.fixed_dictionaries({"process-id": restaurants, "action": st.just("stop")})
+# What a hostile producer sends: integers longer than Python converts (a ValueError, not
+# a JSONDecodeError), nesting deeper than the parser recurses, escapes of lone surrogates
+# and invalid escapes, and keys given twice (the last would win).
+PUBNUB_START = (
+    '{{"process-id": "r", "action": "start", "notifications":'
+    ' [{{"channel": "pubnub", "pubnub-channel": "c", "at": {}}}]}}'
+)
+hostile = (
+    st.integers(min_value=4301, max_value=6000).map(
+        lambda digits: PUBNUB_START.format("9" * digits)
+    )
+    | st.integers(min_value=1, max_value=5000).map(
+        lambda depth: '{"process-id": ' + "[" * depth + "]" * depth + ', "action": "stop"}'
+    )
+    | st.sampled_from(["\\ud800", "\\udfff", "\\ud83d\\u0041", "\\x41", "\\u12", "\\"]).map(
+        lambda escape: '{"process-id": "r' + escape + '", "action": "stop"}'
+    )
+    | valid_requests.map(lambda document: json.dumps(document)[:-1] + ', "action": "start"}')
+    | valid_requests.map(lambda document: '{"action": "stop", ' + json.dumps(document)[1:])
+)
 bodies = (
     valid_requests.map(json.dumps)
+    | hostile
     | requests
     | json_values.map(json.dumps)
     | st.text()
@@ -132,6 +153,9 @@ def test_arbitrary_bodies_never_crash_and_leave_only_valid_processes(
     )
     # The mix reached every path, so the check below is not vacuous.
     assert {"started", "stopped", "ignored", "rejected"} <= outcomes.keys()
+    reasons = [row[0] for row in query(property_database, "SELECT reason FROM request_log")]
+    assert any(reason and "twice in one object" in reason for reason in reasons)
+    assert any(reason and "not usable JSON" in reason for reason in reasons)
     assert outcomes["started"] >= 20
     assert_only_valid_processes(property_database)
 
@@ -145,11 +169,15 @@ def assert_only_valid_processes(dsn: str) -> None:
     assert len(active) == len(set(active))
     rows = query(
         dsn,
-        "SELECT process_ref, channel, target, extract(epoch FROM due_at)::bigint FROM notification",
+        "SELECT process_ref, channel, target, extract(epoch FROM due_at)::bigint, state, error"
+        " FROM notification",
     )
     assert {ref for ref, *_ in rows} == {ref for ref, _, _ in processes}
     latest_allowed = time.time() + 31 * 86400
-    for _, channel, target, due in rows:
+    for _, channel, target, due, state, error in rows:
         assert channel in CHANNELS
-        assert CHANNELS[channel].target_problem(target) is None
         assert 0 <= due <= latest_allowed
+        if state == "rejected":  # an unusable target or already too late, with the reason
+            assert error
+        else:
+            assert CHANNELS[channel].target_problem(target) is None

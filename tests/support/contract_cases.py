@@ -93,6 +93,11 @@ def unusable_target_cases() -> list[UnusableCase]:
     """One start per target rule, each with the reason its notification must get."""
     return [
         UnusableCase(
+            "at-already-too-late",
+            start("r", phone(at=int(time.time()) - 3600), email()),
+            "notifications[0].at is already too late (due more than 900 seconds ago)",
+        ),
+        UnusableCase(
             "phone-number-missing",
             start("r", without(phone(), "phone-number")),
             "notifications[0].phone-number is missing (required for channel phone)",
@@ -198,12 +203,45 @@ def invalid_cases() -> list[InvalidCase]:
         InvalidCase(
             "process-id-control-char",
             stop("rest\u0000aurant"),
-            "process-id contains control characters or invalid Unicode",
+            "process-id contains control, format or separator characters or invalid Unicode",
         ),
         InvalidCase(
             "process-id-lone-surrogate",
             '{"process-id": "\\ud800", "action": "stop"}',
-            "process-id contains control characters or invalid Unicode",
+            "process-id contains control, format or separator characters or invalid Unicode",
+        ),
+        *[
+            InvalidCase(
+                f"process-id-{name}",
+                stop(f"restaurant{char}42"),
+                "process-id contains control, format or separator characters or invalid Unicode",
+            )
+            for name, char in (
+                ("zero-width-space", "\u200b"),
+                ("bidi-override", "\u202e"),
+                ("line-separator", "\u2028"),
+                ("paragraph-separator", "\u2029"),
+            )
+        ],
+        InvalidCase(
+            "duplicate-key",
+            '{"process-id": "restaurant-42", "action": "stop", "action": "start",'
+            ' "notifications": [{"channel": "console", "at": 1, "label": "x"}]}',
+            "body has the key 'action' twice in one object",
+        ),
+        InvalidCase(
+            "duplicate-key-in-a-notification",
+            '{"process-id": "r", "action": "start", "notifications":'
+            ' [{"channel": "console", "channel": "phone", "at": 1, "label": "x"}]}',
+            "body has the key 'channel' twice in one object",
+        ),
+        InvalidCase(
+            "integer-too-long",
+            '{"process-id": "r", "action": "start", "notifications":'
+            ' [{"channel": "console", "label": "x", "at": ' + "9" * 5000 + "}]}",
+            "body is not usable JSON: Exceeds the limit (4300 digits) for integer string"
+            " conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase"
+            " the limit",
         ),
         InvalidCase("action-missing", without(stop(), "action"), "action is missing"),
         InvalidCase(

@@ -93,12 +93,23 @@ def test_stop_ignores_notifications() -> None:
     assert parse_request(json.dumps(document), now=now()) == StopRequest("r")
 
 
-def test_at_may_be_a_whole_float_and_in_the_past() -> None:
-    document = start("r", phone(at=1555057084.0))
+def test_at_may_be_a_whole_float_and_a_little_in_the_past() -> None:
+    document = start("r", phone(at=float(now() - 600)))
     request = parse_request(json.dumps(document), now=now())
     assert isinstance(request, StartRequest)
-    assert request.notifications[0].at == 1555057084
+    assert request.notifications[0].at == document["notifications"][0]["at"]
     assert isinstance(request.notifications[0].at, int)
+    assert request.notifications[0].rejected is None
+
+
+def test_an_at_older_than_the_maximum_lateness_rejects_its_notification_only() -> None:
+    document = start("r", phone(at=1555057084), email())
+    request = parse_request(json.dumps(document), now=now(), max_lateness=900)
+    assert isinstance(request, StartRequest)
+    assert request.notifications[0].rejected == (
+        "notifications[0].at is already too late (due more than 900 seconds ago)"
+    )
+    assert request.notifications[1].rejected is None
 
 
 def test_limits_are_inclusive() -> None:
