@@ -38,14 +38,11 @@ def free_port() -> int:
     return port
 
 
-def start_local_stack(
-    workdir: Path, *, tick: int, environment: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``),
-    with ``environment`` added to this process's; return the process and its ready line."""
+def local_stack_command(workdir: Path, *, tick: int) -> list[str]:
+    """``escalator local`` with its data, caller ids and outbox under ``workdir``."""
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
-    command = [
+    return [
         sys.executable, "-m", "devstack.cli", "local",
         "--port", str(free_port()),
         "--tick", str(tick),
@@ -53,9 +50,16 @@ def start_local_stack(
         "--caller-id-registry", str(registry),
         "--outbox", str(workdir / "outbox.jsonl"),
     ]  # fmt: skip
+
+
+def start_local_stack(
+    workdir: Path, *, tick: int, environment: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``),
+    with ``environment`` added to this process's; return the process and its ready line."""
     log = (workdir / "local.log").open("a")
     process = subprocess.Popen(  # noqa: S603
-        command,
+        local_stack_command(workdir, tick=tick),
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -67,6 +71,8 @@ def start_local_stack(
         process.kill()
         tail = (workdir / "local.log").read_text()[-3000:]
         raise RuntimeError(f"the local stack did not start; {workdir / 'local.log'} ends:\n{tail}")
+    # Nothing more is expected there, but a pipe nobody reads must never fill: drain it.
+    threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
     return process, json.loads(line)
 
 
@@ -76,6 +82,11 @@ def _read_line(stream: IO[str], timeout: float) -> str:
     reader.start()
     reader.join(timeout)
     return result[0] if result else ""
+
+
+def _drain(stream: IO[str]) -> None:
+    for _ in stream:
+        pass
 
 
 def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[], None]) -> bool:

@@ -8,6 +8,7 @@ stack keeps its embedded server under its data directory.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 import threading
@@ -110,11 +111,41 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
     from pgserver import postgres_server as embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    forget_dead_owners(data_dir)
     server: Any = embedded.get_server(data_dir, cleanup_mode="stop")
     try:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+def forget_dead_owners(data_dir: Path) -> list[int]:
+    """Drop the processes that no longer exist from pgserver's list of the server's
+    owners; return the ones dropped.
+
+    pgserver stops the server when its last owner lets go. An owner killed with SIGKILL
+    never lets go, so its server would outlive every later owner: with the dead removed,
+    whoever adopts the orphan is its last owner and stops it on a clean shutdown.
+    """
+    import psutil  # pgserver's own dependency
+
+    owners = data_dir / ".handle_pids.json"
+    if not owners.exists():
+        return []
+    try:
+        pids = [int(pid) for pid in json.loads(owners.read_text())]
+    except (ValueError, TypeError):
+        pids = []
+
+    def alive(pid: int) -> bool:
+        try:
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+    living = [pid for pid in pids if alive(pid)]
+    owners.write_text(json.dumps(living))
+    return [pid for pid in pids if pid not in living]
 
 
 def query(dsn: str, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

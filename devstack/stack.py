@@ -219,6 +219,7 @@ def run(options: LocalOptions) -> int:
             "twilio_status_callback_url": callbacks.url,
         }
         print(json.dumps(ready), flush=True)
+        quiet_stdout()
 
         source = EventSource(
             sqs,
@@ -240,6 +241,15 @@ def run(options: LocalOptions) -> int:
         _stop_running(machine)
         say(f"stopped after {executions} executions, {len(lambdas.invocations)} invocations")
     return 0
+
+
+def quiet_stdout() -> None:
+    """From here on, whatever would go to stdout goes to stderr: the ready line is the
+    only thing stdout ever carries (Powertools writes each function's metrics to stdout,
+    and a launcher that reads only the ready line would otherwise fill the pipe and
+    block every function that logs a metric)."""
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 def _stop_running(machine: Any) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.demo import run_demo, start_local_stack
+from devstack.demo import local_stack_command, run_demo, start_local_stack
 from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
@@ -230,6 +230,43 @@ def test_sigterm_exits_cleanly_and_a_restart_continues(tmp_path: Path, aws_env: 
         assert second.terminate() == 0
 
 
+def postmaster(pgdata: Path) -> int:
+    """The pid of the PostgreSQL server running on ``pgdata``."""
+    return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+
+
+def running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def test_after_kill_9_a_restart_adopts_the_orphaned_database_and_stops_it_on_shutdown(
+    tmp_path: Path, aws_env: None
+) -> None:
+    # GIVEN a local stack killed with SIGKILL: its embedded PostgreSQL lives on, orphaned
+    first = launch(tmp_path)
+    pgdata = tmp_path / "data" / "postgres"
+    server = postmaster(pgdata)
+    first.process.kill()
+    first.process.wait(timeout=15)
+    assert running(server)
+
+    # WHEN the stack is started again on the same data directory, then shut down cleanly
+    second = launch(tmp_path)
+    adopted = postmaster(pgdata)
+    second.send(start("r-after-crash", console(int(time.time()) + 60, "x")), group="r")
+    wait_for(lambda: second.process_states("r-after-crash") == ["active"], timeout=30)
+    assert second.terminate() == 0
+
+    # THEN it adopted the orphan (no second server) and stopped it on its way out
+    assert adopted == server
+    wait_for(lambda: not running(server), timeout=15)
+
+
 def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_demo(tick=2) == 0
     out = capsys.readouterr().out
@@ -274,3 +311,36 @@ def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
             assert record["dry_run"] is False
         finally:
             stack.terminate()
+
+
+def test_a_stdout_nobody_reads_never_stalls_a_thousand_deliveries(
+    tmp_path: Path, aws_env: None
+) -> None:
+    # GIVEN the local stack started with a pipe for stdout, of which only the ready line
+    # is ever read (as a careless launcher would)
+    log = (tmp_path / "local.log").open("a")
+    process = subprocess.Popen(
+        local_stack_command(tmp_path, tick=TICK), stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    assert process.stdout is not None
+    stack = LocalStack(process, json.loads(process.stdout.readline()), tmp_path)
+    try:
+        # WHEN 1,000 notifications fall due (each delivery writes metrics: about 230 of
+        # them would fill a 64 KiB pipe)
+        due = int(time.time()) + 2
+        for batch in range(10):
+            stack.send(
+                start(
+                    f"lunch-{batch}",
+                    *[console(due, f"order {batch}-{n}") for n in range(100)],
+                ),
+                group=f"lunch-{batch}",
+            )
+
+        # THEN every one is delivered
+        wait_for(lambda: len(stack.outbox()) >= 1000, timeout=240)
+        assert len({record["notification_id"] for record in stack.outbox()}) == 1000
+    finally:
+        assert stack.terminate() == 0
+    # AND nothing but the ready line ever went to stdout
+    assert process.stdout.read() == ""
