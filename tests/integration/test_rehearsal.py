@@ -20,7 +20,8 @@ from devstack.template import resources, synthesize, synthesized_template
 from escalator.client import Producer
 from escalator.migrations import default_sql_dir, discover
 
-pytestmark = pytest.mark.long
+# Long, and one worker: every test shares the module's stage.
+pytestmark = [pytest.mark.long, pytest.mark.xdist_group("rehearsal")]
 
 
 @pytest.fixture(scope="module")
