@@ -8,6 +8,7 @@ escalator send stop PROCESS_ID
 escalator send --file request.json
 escalator status PROCESS_ID [--database-url URL] [--json]
 escalator executions [--state-machine-arn ARN] [--max N] [--json]
+escalator dlq redrive [--queue-url URL] [--dead-letter-queue-url URL]
 escalator demo
 """
 
@@ -107,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     _aws_options(executions)
     executions.set_defaults(run=_executions)
 
+    dlq = commands.add_parser("dlq", help="the dead-letter queue of the requests")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    redrive = dlq_commands.add_parser(
+        "redrive", help="move the dead-lettered requests back to the queue, in order, once"
+    )
+    redrive.add_argument("--queue-url", default=os.environ.get("REQUEST_QUEUE"))
+    redrive.add_argument("--dead-letter-queue-url", default=os.environ.get("DEAD_LETTER_QUEUE"))
+    _aws_options(redrive)
+    redrive.set_defaults(run=_redrive)
+
     demo = commands.add_parser("demo", help="a scripted scenario on the local stack")
     demo.add_argument("--tick", type=int, default=DEMO_TICK, help="schedule period (%(default)s)")
     demo.set_defaults(run=_demo)
@@ -160,6 +171,27 @@ def parse_notification(text: str, *, now: int) -> dict[str, Any]:
     elif at.isdigit():
         fields["at"] = int(at)
     return fields
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    import boto3
+
+    from escalator.client import redrive
+
+    if not args.queue_url or not args.dead_letter_queue_url:
+        raise ConfigError(
+            "--queue-url and --dead-letter-queue-url are required (or set REQUEST_QUEUE and "
+            "DEAD_LETTER_QUEUE; the stack's outputs RequestQueueUrl and DeadLetterQueueUrl)"
+        )
+    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
+
+    def show(moved: int) -> None:
+        if moved % 100 == 0:
+            print(f"moved {moved} ...", file=sys.stderr, flush=True)
+
+    moved = redrive(sqs, args.dead_letter_queue_url, args.queue_url, progress=show)
+    print(f"moved {moved} request(s) back to the queue")
+    return 0
 
 
 def _send(args: argparse.Namespace) -> int:

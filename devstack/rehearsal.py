@@ -46,6 +46,7 @@ from devstack.demo import free_port
 from devstack.function_url import FunctionUrl
 from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
 from devstack.postgres import embedded_postgres
+from devstack.sqs import queues_from_template
 from devstack.stack import moto_server
 from devstack.stepfunctions import DeployedStateMachine, deploy
 from devstack.template import REGION, resources
@@ -443,29 +444,7 @@ def _secrets(
 def _queues(
     template: dict[str, Any], session: Any, endpoint: str, arns: dict[str, str]
 ) -> dict[str, str]:
-    """The queues with the template's attributes, dead-letter queues first."""
-    client = session.client("sqs", endpoint_url=endpoint)
-    queues = resources(template, "AWS::SQS::Queue")
-    ordered = sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]["Properties"])
-    urls: dict[str, str] = {}
-    for name in ordered:
-        properties = queues[name]["Properties"]
-        attributes = {
-            key: str(properties[key]).lower()
-            if isinstance(properties[key], bool)
-            else str(properties[key])
-            for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout")
-            if key in properties
-        }
-        redrive = properties.get("RedrivePolicy")
-        if redrive:
-            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arns[target], "maxReceiveCount": redrive["maxReceiveCount"]}
-            )
-        suffix = ".fifo" if properties.get("FifoQueue") else ""
-        urls[name] = client.create_queue(QueueName=name + suffix, Attributes=attributes)["QueueUrl"]
-        arns[name] = client.get_queue_attributes(QueueUrl=urls[name], AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-    return urls
+    """The queues with the template's attributes, named by their logical ids."""
+    created = queues_from_template(template, session.client("sqs", endpoint_url=endpoint))
+    arns.update({name: queue.arn for name, queue in created.items()})
+    return {name: queue.url for name, queue in created.items()}

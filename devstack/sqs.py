@@ -1,12 +1,62 @@
-"""Turn messages received from SQS into the event Lambda's SQS event source delivers."""
+"""The request queues as the template defines them, and Lambda's SQS event source: the
+messages received turned into the event it delivers, retried and dead-lettered as it
+does."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from devstack.template import resources
+from escalator.client import ORIGINAL_MESSAGE_ID
+
+
+@dataclass(frozen=True)
+class Queue:
+    url: str
+    arn: str
+
+
+def queues_from_template(
+    template: dict[str, Any], sqs: Any, names: Mapping[str, str] | None = None
+) -> dict[str, Queue]:
+    """Create the template's queues with its attributes (FIFO, deduplication, visibility
+    timeout, redrive policy), dead-letter queues first; by logical id. ``names`` maps a
+    logical id to the queue's name (its logical id otherwise)."""
+    queues = resources(template, "AWS::SQS::Queue")
+    ordered = sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]["Properties"])
+    created: dict[str, Queue] = {}
+    for name in ordered:
+        properties = queues[name]["Properties"]
+        attributes = {
+            key: str(properties[key]).lower()
+            if isinstance(properties[key], bool)
+            else str(properties[key])
+            for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout")
+            if key in properties
+        }
+        redrive = properties.get("RedrivePolicy")
+        if redrive:
+            target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            attributes["RedrivePolicy"] = json.dumps(
+                {
+                    "deadLetterTargetArn": created[target].arn,
+                    "maxReceiveCount": redrive["maxReceiveCount"],
+                }
+            )
+        suffix = ".fifo" if properties.get("FifoQueue") else ""
+        queue_name = (names or {}).get(name, name) + suffix
+        url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        created[name] = Queue(url=url, arn=arn)
+    return created
 
 
 def lambda_event(messages: Iterable[Mapping[str, Any]], *, queue_arn: str) -> dict[str, Any]:
@@ -57,8 +107,13 @@ class EventSource:
 
     Batches of up to 10. A message the handler reports as failed (or the whole batch,
     when it raises) comes back with the rest of its message group after the visibility
-    timeout, in order, while other groups go on; after ``max_receive_count`` attempts it
-    moves to the dead-letter queue. Successes are deleted.
+    timeout, in order, while other groups go on. Every receive of a message counts, the
+    followers' that the handler skipped too, as SQS counts them; at the queue's
+    ``maxReceiveCount`` (its redrive policy, unless ``max_receive_count`` is given) the
+    message moves to its dead-letter queue, keeping its id in the ``ORIGINAL_MESSAGE_ID``
+    attribute (SQS keeps the id itself). Successes are deleted. ``visibility_timeout``
+    (the queue's, unless given) may be scaled down in tests: the receive count is what
+    the outage budget is made of.
 
     The failed messages stay in flight on the queue meanwhile (so the queue keeps their
     group blocked) and are retried from here: moto's FIFO queue would hand a group's
@@ -73,16 +128,26 @@ class EventSource:
         *,
         context: Any,
         batch_size: int = 10,
-        visibility_timeout: int = 30,
+        visibility_timeout: float | None = None,
         wait_seconds: int = 1,
-        max_receive_count: int = 5,
+        max_receive_count: int | None = None,
         dead_letter_queue_url: str | None = None,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
-        self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
             "Attributes"
-        ]["QueueArn"]
+        ]
+        self._queue_arn = attributes["QueueArn"]
+        redrive = json.loads(attributes.get("RedrivePolicy") or "{}")
+        if visibility_timeout is None:
+            visibility_timeout = float(attributes.get("VisibilityTimeout", 30))
+        if max_receive_count is None:
+            max_receive_count = int(redrive.get("maxReceiveCount", 5))
+        if dead_letter_queue_url is None and redrive.get("deadLetterTargetArn"):
+            dead_letter_queue_url = sqs.get_queue_url(
+                QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[1]
+            )["QueueUrl"]
         self._handler = handler
         self._context = context
         self._batch_size = batch_size
@@ -93,6 +158,15 @@ class EventSource:
         # group -> (when to retry, its failed messages in order)
         self._retries: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._attempts: dict[str, int] = {}
+
+    def waiting(self) -> bool:
+        """Whether failed messages wait for their retry (their group blocked meanwhile)."""
+        return bool(self._retries)
+
+    @property
+    def most_receives(self) -> int:
+        """The most times any message now in flight has been received."""
+        return max(self._attempts.values(), default=0)
 
     def poll_once(self) -> int:
         """Retry one group whose time has come, or receive one new batch; return its size."""
@@ -105,6 +179,7 @@ class EventSource:
                 QueueUrl=self._queue_url,
                 MaxNumberOfMessages=self._batch_size,
                 MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
                 # Long enough that the queue never hands them out again by itself.
                 VisibilityTimeout=_HOLD_SECONDS,
                 WaitTimeSeconds=self._wait_seconds,
@@ -136,11 +211,16 @@ class EventSource:
 
     def _dead_letter(self, message: dict[str, Any]) -> None:
         if self._dead_letter_queue_url is not None:
+            attributes = dict(message.get("MessageAttributes") or {})
+            attributes.setdefault(
+                ORIGINAL_MESSAGE_ID, {"DataType": "String", "StringValue": message["MessageId"]}
+            )
             self._sqs.send_message(
                 QueueUrl=self._dead_letter_queue_url,
                 MessageBody=message["Body"],
                 MessageGroupId=message["Attributes"]["MessageGroupId"],
                 MessageDeduplicationId=message["MessageId"],
+                MessageAttributes=attributes,
             )
         self._delete([message])
 

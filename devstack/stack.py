@@ -28,7 +28,7 @@ from typing import Any
 from psycopg2.extensions import make_dsn
 
 from devstack.postgres import allow_application_login, embedded_postgres
-from devstack.template import REGION
+from devstack.template import REGION, resources
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
 from escalator.config import DatabaseSettings, Env
@@ -37,9 +37,6 @@ from escalator.errors import ConfigError
 from escalator.logs import logger
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 from escalator.service import store_caller_id_registry
-
-QUEUE_NAME = "escalator-requests.fifo"
-DEAD_LETTER_QUEUE_NAME = "escalator-dead-letters.fifo"
 
 
 @dataclass(frozen=True)
@@ -129,25 +126,20 @@ def install_outbox(outbox: Path) -> dict[str, bool]:
     return dry
 
 
-def create_queues(sqs: Any) -> tuple[str, str]:
-    """The queues as the stack defines them: FIFO, no content-based deduplication, a DLQ."""
-    dead = sqs.create_queue(
-        QueueName=DEAD_LETTER_QUEUE_NAME,
-        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
-    )["QueueUrl"]
-    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url: str = sqs.create_queue(
-        QueueName=QUEUE_NAME,
-        Attributes={
-            "FifoQueue": "true",
-            "ContentBasedDeduplication": "false",
-            "VisibilityTimeout": "180",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 5}),
-        },
-    )["QueueUrl"]
-    return url, dead
+def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str]:
+    """The request queue and its dead-letter queue as the template defines them (FIFO,
+    no content-based deduplication, visibility timeout, redrive policy)."""
+    from devstack.sqs import queues_from_template
+
+    names = {}
+    for logical_id in resources(template, "AWS::SQS::Queue"):
+        names[logical_id] = (
+            "escalator-dead-letters" if "DeadLetters" in logical_id else "escalator-requests"
+        )
+    queues = queues_from_template(template, sqs, names)
+    (requests,) = [queue for name, queue in queues.items() if names[name] == "escalator-requests"]
+    (dead,) = [queue for name, queue in queues.items() if names[name] != "escalator-requests"]
+    return requests.url, dead.url
 
 
 def run(options: LocalOptions) -> int:
@@ -190,9 +182,10 @@ def run(options: LocalOptions) -> int:
         lambdas = stack.enter_context(lambdas_in_process())
         session = boto3.Session(region_name=REGION)
         sqs = session.client("sqs", endpoint_url=endpoint)
-        queue_url, dead_letter_queue_url = create_queues(sqs)
         say("synthesizing the CDK app and registering its state machine")
-        machine = deploy(session, synthesized_template(), endpoint_url=endpoint, lambdas=lambdas)
+        template = synthesized_template()
+        queue_url, dead_letter_queue_url = create_queues(sqs, template)
+        machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
         # Twilio's status callbacks, at the receiver's function URL on loopback (a public
         # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
         callbacks = stack.enter_context(
@@ -226,6 +219,7 @@ def run(options: LocalOptions) -> int:
             queue_url,
             initiator.handler,
             context=LocalContext(function_name="initiator"),
+            # (scaled to the tick; the receive count, the queue's, is the outage budget)
             visibility_timeout=max(5, options.tick),
             dead_letter_queue_url=dead_letter_queue_url,
         )

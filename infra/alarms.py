@@ -71,7 +71,8 @@ class Alarms(Construct):
                 dead_letter_queue.metric_approximate_number_of_messages_visible(
                     period=five_minutes, statistic="Maximum"
                 ),
-                "Requests failed 5 times and wait in the dead-letter queue",
+                "Requests outlasted the queue's receive budget and wait in the dead-letter "
+                "queue: redrive them (escalator dlq redrive)",
             ),
             alarm(
                 "RequestsWaiting",

@@ -6,8 +6,12 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-# A message that failed this often goes to the dead-letter queue for an operator.
-MAX_RECEIVE_COUNT = 5
+# A message received this often goes to the dead-letter queue. Only a database that
+# cannot be reached or written makes a request fail (a broken body is rejected, never
+# retried), and every message received with the failing one counts a receive too (the
+# rest of its group in the batch): so this, times the visibility timeout, is how long an
+# outage may last before requests need a redrive. 100 x 3 minutes: 5 hours.
+MAX_RECEIVE_COUNT = 100
 
 
 class RequestQueue(Construct):

@@ -13,12 +13,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from escalator.contract import InvalidRequest, parse_request
 
-__all__ = ["InvalidRequest", "Producer"]
+__all__ = ["ORIGINAL_MESSAGE_ID", "InvalidRequest", "Producer", "redrive"]
+
+# The message attribute a redriven request carries: the id it first arrived with, which
+# the initiator records it by, so a request redriven twice is applied once.
+ORIGINAL_MESSAGE_ID = "escalator-original-message-id"
 
 
 class Producer:
@@ -66,3 +70,52 @@ class Producer:
         )
         message_id: str = response["MessageId"]
         return message_id
+
+
+def redrive(
+    sqs: Any,
+    dead_letter_queue_url: str,
+    queue_url: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Move every request in the dead-letter queue back to the request queue, each group
+    in its order; return how many moved.
+
+    Each keeps its group and travels with the id it first arrived with (the
+    ``ORIGINAL_MESSAGE_ID`` attribute, also its deduplication id): the initiator applies
+    a request once, however often it is redriven. A message is deleted from the
+    dead-letter queue only after it was sent on, so an interrupted redrive loses nothing
+    and is simply run again.
+    """
+    moved = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=dead_letter_queue_url,
+            MaxNumberOfMessages=10,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=60,
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not messages:
+            return moved
+        for message in messages:
+            attributes = dict(message.get("MessageAttributes") or {})
+            original = (
+                attributes.get(ORIGINAL_MESSAGE_ID, {}).get("StringValue") or message["MessageId"]
+            )
+            attributes[ORIGINAL_MESSAGE_ID] = {"DataType": "String", "StringValue": original}
+            sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=message["Body"],
+                MessageGroupId=message["Attributes"]["MessageGroupId"],
+                MessageDeduplicationId=original,
+                MessageAttributes=attributes,
+            )
+            sqs.delete_message(
+                QueueUrl=dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+            moved += 1
+            if progress is not None:
+                progress(moved)

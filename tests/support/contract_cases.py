@@ -34,6 +34,10 @@ def pubnub(name: Any = PUBNUB, **extra: Any) -> dict[str, Any]:
     return {"channel": "pubnub", "at": soon(120), "pubnub-channel": name, **extra}
 
 
+def console(label: str = "order 1", **extra: Any) -> dict[str, Any]:
+    return {"channel": "console", "at": soon(3600), "label": label, **extra}
+
+
 def start(process_id: Any = "restaurant-42", *notifications: Any) -> dict[str, Any]:
     return {
         "process-id": process_id,

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
+from escalator.client import ORIGINAL_MESSAGE_ID
 from escalator.logs import logger
 from escalator.metrics import metrics
 from escalator.model import RequestMessage
@@ -27,8 +28,14 @@ processor = SqsFifoPartialProcessor(
 
 
 def record_handler(record: SQSRecord) -> None:
-    """Apply one request; an exception marks it (and the rest of its group) as failed."""
-    message = RequestMessage(record.message_id, record.body, record.attributes.message_group_id)
+    """Apply one request; an exception marks it (and the rest of its group) as failed.
+
+    A request redriven from the dead-letter queue is known by the id it first arrived
+    with, so it is applied once however often it comes back.
+    """
+    original = (record.raw_event.get("messageAttributes") or {}).get(ORIGINAL_MESSAGE_ID) or {}
+    message_id = original.get("stringValue") or record.message_id
+    message = RequestMessage(message_id, record.body, record.attributes.message_group_id)
     bootstrap.initiator().apply(message)
 
 

@@ -1,0 +1,114 @@
+"""A database outage longer than the queue's receive budget, and the way back: the
+dead-lettered requests redriven in order and applied once. The queues are the
+template's (visibility timeout scaled down, receive counts as they are)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack.cli import main
+from devstack.moto_adapter import LocalContext
+from devstack.postgres import query
+from devstack.sqs import EventSource, queues_from_template
+from devstack.template import synthesized_template
+from escalator import bootstrap
+from escalator.client import ORIGINAL_MESSAGE_ID
+from escalator.handlers import initiator
+from tests.support import state
+from tests.support.contract_cases import console, start, stop
+
+UNREACHABLE = "postgresql://escalator@127.0.0.1:9/escalator?connect_timeout=1"
+
+
+@pytest.fixture
+def queues(aws_credentials: None) -> Iterator[tuple[Any, str, str]]:
+    """(sqs client, request queue URL, dead-letter queue URL), from the template."""
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-central-1")
+        created = queues_from_template(synthesized_template(), sqs)
+        (requests,) = [q.url for name, q in created.items() if "DeadLetters" not in name]
+        (dead,) = [q.url for name, q in created.items() if "DeadLetters" in name]
+        yield sqs, requests, dead
+
+
+def send(sqs: Any, url: str, document: dict[str, Any]) -> str:
+    message_id: str = sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps(document),
+        MessageGroupId=document["process-id"],
+        MessageDeduplicationId=str(uuid.uuid4()),
+    )["MessageId"]
+    return message_id
+
+
+def drain(source: EventSource) -> None:
+    while source.poll_once() or source.waiting():
+        pass
+
+
+def dead_letters(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
+
+
+def test_dead_lettered_requests_are_redriven_in_order_and_applied_once(
+    queues: tuple[Any, str, str],
+    initiator_env: str,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sqs, url, dead = queues
+    # GIVEN start, stop, start for one restaurant, and a database down for longer than
+    # the receive budget (scaled: 2 receives), so all three end in the dead-letter queue
+    sent = [
+        send(sqs, url, start("restaurant-42", console())),
+        send(sqs, url, stop("restaurant-42")),
+        send(sqs, url, start("restaurant-42", console())),
+    ]
+    monkeypatch.setenv("DATABASE_URL", UNREACHABLE)
+    bootstrap.reset()
+    source = EventSource(
+        sqs, url, initiator.handler, context=LocalContext(), visibility_timeout=0.05,
+        wait_seconds=0, max_receive_count=2,
+    )  # fmt: skip
+    drain(source)
+    assert dead_letters(sqs, dead) == 3
+    assert query(database_url, "SELECT count(*) FROM request_log") == [(0,)]
+
+    # WHEN the database is back and the operator redrives the dead-letter queue
+    monkeypatch.setenv("DATABASE_URL", initiator_env)
+    bootstrap.reset()
+    assert main(["dlq", "redrive", "--queue-url", url, "--dead-letter-queue-url", dead]) == 0
+    assert "moved 3 request(s)" in capsys.readouterr().out
+    drain(source)
+
+    # THEN each was applied once, in order, by the id it first arrived with
+    assert state.processes(database_url) == [
+        ("restaurant-42", 1, "stopped"),
+        ("restaurant-42", 2, "active"),
+    ]
+    logged = query(database_url, "SELECT message_id, outcome FROM request_log ORDER BY received_at")
+    assert logged == [(sent[0], "started"), (sent[1], "stopped"), (sent[2], "started")]
+    assert dead_letters(sqs, dead) == 0
+
+    # AND a request redriven a second time (an interrupted redrive run again) changes nothing
+    sqs.send_message(
+        QueueUrl=url,
+        MessageBody=json.dumps(stop("restaurant-42")),
+        MessageGroupId="restaurant-42",
+        MessageDeduplicationId=str(uuid.uuid4()),
+        MessageAttributes={ORIGINAL_MESSAGE_ID: {"DataType": "String", "StringValue": sent[1]}},
+    )
+    drain(source)
+    assert state.processes(database_url)[-1] == ("restaurant-42", 2, "active")
+    assert query(database_url, "SELECT count(*) FROM request_log") == [(3,)]
