@@ -320,8 +320,10 @@ def test_a_stdout_nobody_reads_never_stalls_a_thousand_deliveries(
     # GIVEN the local stack started with a pipe for stdout, of which only the ready line
     # is ever read (as a careless launcher would)
     log = (tmp_path / "local.log").open("a")
+    # (a tick of 4 s: each claim hands over to the next at once, and on a loaded machine
+    # a 2-second schedule would pile executions up faster than they end)
     process = subprocess.Popen(
-        local_stack_command(tmp_path, tick=TICK), stdout=subprocess.PIPE, stderr=log, text=True
+        local_stack_command(tmp_path, tick=4), stdout=subprocess.PIPE, stderr=log, text=True
     )
     assert process.stdout is not None
     stack = LocalStack(process, json.loads(process.stdout.readline()), tmp_path)
