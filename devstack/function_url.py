@@ -5,48 +5,31 @@ function's answer becomes the HTTP response, as AWS does it."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from devstack.loopback import LoopbackServer
 
-class FunctionUrl:
+
+class FunctionUrl(LoopbackServer):
     """``url`` serves ``function`` (a name) through ``lambda_client.invoke``."""
 
     def __init__(self, lambda_client: Any, function: str) -> None:
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                endpoint._serve(self)
-
-            def do_POST(self) -> None:
-                endpoint._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
+        super().__init__(self._serve)
         self._client = lambda_client
         self.function = function
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        return super().url + "/"
 
     def __enter__(self) -> FunctionUrl:
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)

@@ -21,12 +21,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import requests
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+
+from devstack.loopback import LoopbackServer
 
 
 class InFlight:
@@ -58,43 +60,16 @@ class Call:
     auth: str
     received_at: float
     status_callback_events: list[str] = field(default_factory=list)
+    sid: str = ""  # the call SID the stub answered with (none for a refused call)
 
 
-class _HttpPeer:
-    """A threaded HTTP server on 127.0.0.1 with a handler built from ``self.answer``."""
+class _HttpPeer(LoopbackServer):
+    """A loopback HTTP server answering JSON from ``self.answer``, after ``delay``."""
 
     def __init__(self) -> None:
-        peer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                peer._serve(self)
-
-            def do_POST(self) -> None:
-                peer._serve(self)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(self._serve)
         self.in_flight = InFlight()
         self.delay = 0.0
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         with self.in_flight.request():
@@ -144,11 +119,7 @@ class TwilioStub(_HttpPeer):
         self.callbacks: list[StatusCallback] = []
         self.auto_report: tuple[str, ...] = ()
         self.auth_token = auth_token
-        self._sids: dict[int, str] = {}
         self._lock = threading.Lock()
-
-    def sid_of(self, call: Call) -> str:
-        return self._sids[id(call)]
 
     def report(self, call: Call, status: str, *, duration: int | None = None) -> int:
         """Post a signed status callback for ``call``; the endpoint's HTTP status."""
@@ -158,7 +129,7 @@ class TwilioStub(_HttpPeer):
         params = {
             "AccountSid": call.account_sid,
             "ApiVersion": "2010-04-01",
-            "CallSid": self.sid_of(call),
+            "CallSid": call.sid,
             "CallStatus": status,
             "CallbackSource": "call-progress-events",
             "Direction": "outbound-api",
@@ -173,7 +144,7 @@ class TwilioStub(_HttpPeer):
             url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
         ).status_code
         with self._lock:
-            self.callbacks.append(StatusCallback(self.sid_of(call), status, url, answer))
+            self.callbacks.append(StatusCallback(call.sid, status, url, answer))
         return answer
 
     def _report_all(self, call: Call, statuses: tuple[str, ...]) -> None:
@@ -199,8 +170,7 @@ class TwilioStub(_HttpPeer):
             plan = self.script.popleft() if self.script else 201
             (self.calls if plan == 201 else self.refused).append(call)
         if plan == 201:
-            sid = f"CA{uuid.uuid4().hex}"
-            self._sids[id(call)] = sid
+            sid = call.sid = f"CA{uuid.uuid4().hex}"
             if self.auto_report and "StatusCallback" in form:
                 threading.Thread(
                     target=self._report_all, args=(call, self.auto_report), daemon=True

@@ -131,15 +131,16 @@ def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str]:
     no content-based deduplication, visibility timeout, redrive policy)."""
     from devstack.sqs import queues_from_template
 
-    names = {}
-    for logical_id in resources(template, "AWS::SQS::Queue"):
-        names[logical_id] = (
-            "escalator-dead-letters" if "DeadLetters" in logical_id else "escalator-requests"
-        )
-    queues = queues_from_template(template, sqs, names)
-    (requests,) = [queue for name, queue in queues.items() if names[name] == "escalator-requests"]
-    (dead,) = [queue for name, queue in queues.items() if names[name] != "escalator-requests"]
-    return requests.url, dead.url
+    def name(logical_id: str) -> str:
+        return "escalator-dead-letters" if "DeadLetters" in logical_id else "escalator-requests"
+
+    queues = queues_from_template(
+        template,
+        sqs,
+        {logical_id: name(logical_id) for logical_id in resources(template, "AWS::SQS::Queue")},
+    )
+    urls = {name(logical_id): queue.url for logical_id, queue in queues.items()}
+    return urls["escalator-requests"], urls["escalator-dead-letters"]
 
 
 def run(options: LocalOptions) -> int:

@@ -163,17 +163,20 @@ class CallStatusReceiver:
 
     config: CallbackConfig
     verifier: service.CallbackVerifier
+    invoker: LambdaInvoker
 
     def receive(self, callback: SignedCallback) -> CallbackAnswer:
         return service.receive_call_status(
-            self.verifier, LambdaInvoker(), self.config.recorder_function, callback
+            self.verifier, self.invoker, self.config.recorder_function, callback
         )
 
 
 @functools.cache
 def call_status_receiver() -> CallStatusReceiver:
     return CallStatusReceiver(
-        load_callback_config(), phone.TwilioStatusCallbacks(phone.load_callback_settings())
+        load_callback_config(),
+        phone.TwilioStatusCallbacks(phone.load_callback_settings()),
+        LambdaInvoker(),
     )
 
 

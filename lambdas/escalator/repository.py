@@ -392,18 +392,15 @@ class CallRepository:
     def lock(self, *, notification_id: int | None, call_sid: str) -> CallRecord | None:
         """The phone notification a callback is about, locked until the transaction ends:
         by its id when the callback URL names it, else by the call's SID."""
+        columns = "SELECT id, state, provider_ref, provider_status FROM notification"
         if notification_id is not None:
-            condition, key = "id = %s", notification_id
+            self._cursor.execute(
+                f"{columns} WHERE id = %s AND channel = 'phone' FOR UPDATE", (notification_id,)
+            )
         else:
-            condition, key = "provider_ref = %s", call_sid  # type: ignore[assignment]
-        self._cursor.execute(
-            f"""
-            SELECT id, state, provider_ref, provider_status FROM notification
-            WHERE {condition} AND channel = 'phone'
-            FOR UPDATE
-            """,
-            (key,),
-        )
+            self._cursor.execute(
+                f"{columns} WHERE provider_ref = %s AND channel = 'phone' FOR UPDATE", (call_sid,)
+            )
         row = self._cursor.fetchone()
         return None if row is None else CallRecord(*row)
 

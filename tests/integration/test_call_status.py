@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -90,7 +91,7 @@ def test_a_final_status_is_never_replaced_by_an_earlier_one(
 ) -> None:
     # GIVEN a call that was placed and recorded sent
     call, _ = placed_call(pipeline)
-    sid = pipeline.peers.twilio.sid_of(call)
+    sid = call.sid
     assert call_row(pipeline) == ("sent", sid, None, None)
 
     # WHEN Twilio reports it ringing, then unanswered, then the ringing again (a replay)
@@ -126,7 +127,7 @@ def test_a_callback_with_a_bad_or_missing_signature_is_refused_and_changes_nothi
 ) -> None:
     call, _ = placed_call(pipeline)
     before = call_row(pipeline)
-    form = {"CallSid": pipeline.peers.twilio.sid_of(call), "CallStatus": "completed"}
+    form = {"CallSid": call.sid, "CallStatus": "completed"}
     url = call.form["StatusCallback"]
 
     forged = requests.post(url, data=form, headers={"X-Twilio-Signature": "bm90IGl0"}, timeout=30)
@@ -140,7 +141,7 @@ def test_a_callback_with_a_bad_or_missing_signature_is_refused_and_changes_nothi
 
 
 def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
-    pipeline: Pipeline,
+    pipeline: Pipeline, log_lines: Callable[[], list[dict[str, Any]]]
 ) -> None:
     call, _ = placed_call(pipeline)
     before = call_row(pipeline)
@@ -150,12 +151,37 @@ def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
         account_sid=call.account_sid,
         auth=call.auth,
         received_at=call.received_at,
+        sid="CAnobody",
     )
-    pipeline.peers.twilio._sids[id(stranger)] = "CAnobody"
 
     # THEN it is answered 200 (Twilio would otherwise log an error) and nothing changes
     assert pipeline.peers.twilio.report(stranger, "completed") == 200
     assert call_row(pipeline) == before
+    # AND the operator learns of it
+    (line,) = [line for line in log_lines() if line.get("outcome") == "unknown-call"]
+    assert (line["level"], line["call_sid"], line["notification_id"]) == (
+        "WARNING",
+        "CAnobody",
+        999999,
+    )
+
+
+def test_a_callback_settles_a_call_whose_request_timed_out(pipeline: Pipeline) -> None:
+    # GIVEN Twilio took the call but answered later than the notifier waits: recorded
+    # failed, without a call SID (the request is never retried: the call may be ringing)
+    pipeline.configure(TWILIO_TIMEOUT_SECONDS="1")
+    pipeline.peers.twilio.delay = 2
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+    pipeline.machine.run()
+    pipeline.wait_for(lambda: pipeline.peers.twilio.calls)  # the stub answers late
+    (call,) = pipeline.peers.twilio.calls
+    assert call_row(pipeline)[:2] == ("failed", None)
+
+    # WHEN Twilio reports the call
+    assert pipeline.peers.twilio.report(call, "completed", duration=12) == 200
+
+    # THEN it was sent after all, with its SID and what became of it
+    assert call_row(pipeline) == ("sent", call.sid, "completed", 12)
 
 
 def test_a_callback_settles_a_notification_whose_outcome_was_lost(pipeline: Pipeline) -> None:
@@ -177,7 +203,7 @@ def test_a_callback_settles_a_notification_whose_outcome_was_lost(pipeline: Pipe
     assert pipeline.peers.twilio.report(call, "completed", duration=42) == 200
 
     # THEN the notification is sent, with the call's SID and what became of the call
-    sid = pipeline.peers.twilio.sid_of(call)
+    sid = call.sid
     assert call_row(pipeline) == ("sent", sid, "completed", 42)
     ((error,),) = query(pipeline.database_url, "SELECT error FROM notification")
     assert error is None
@@ -188,5 +214,5 @@ def test_twilio_reporting_on_its_own_lands_the_final_status(pipeline: Pipeline) 
     pipeline.peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
     call, _ = placed_call(pipeline)
     pipeline.wait_for(lambda: call_row(pipeline)[2] == "completed", timeout=30)
-    assert call_row(pipeline) == ("sent", pipeline.peers.twilio.sid_of(call), "completed", 7)
+    assert call_row(pipeline) == ("sent", call.sid, "completed", 7)
     assert [callback.answer for callback in pipeline.peers.twilio.callbacks] == [200] * 4

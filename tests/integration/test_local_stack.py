@@ -306,7 +306,7 @@ def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
                 f"{ready['twilio_status_callback_url']}?notification={notification_id}"
             )
             assert call.form["Method"] == "GET"
-            assert (state, provider_ref) == ("sent", peers.twilio.sid_of(call))
+            assert (state, provider_ref) == ("sent", call.sid)
             assert [callback.answer for callback in peers.twilio.callbacks] == [200] * 4
             (record,) = stack.outbox()
             assert record["dry_run"] is False
