@@ -24,6 +24,13 @@ is open, these attributes of moto are replaced (``PATCHED``), and restored after
   quota is 25,000), with the history as it stands; moto lets it grow without end.
 - The interpreter built a new JSONPath parser (a ply LR parser) for every path it
   evaluated: parsed paths are cached.
+- The moto server listed moto's package directory and tried every service's URL pattern
+  for each request, under one lock: the list and each host's service are remembered.
+- SQS read the clock through ``datetime`` (several times per message per request), and
+  counted every message of the queue three times for each message sent or received (the
+  ``Approximate...`` attributes, computed with every attribute though only the queue's
+  settings were read): the clock is ``time.time()``, and the counts are computed only
+  when a client asks for them (``GetQueueAttributes`` with ``All`` or their names).
 
 ``check_moto()`` says what no longer matches when moto changes; patching refuses then,
 and a test runs it, so an upgrade fails loudly instead of silently testing less.
@@ -45,9 +52,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import moto
+from moto import backends
 from moto.awslambda import models as lambda_models
 from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.sqs import models as sqs_models
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
@@ -90,6 +100,12 @@ PATCHED: list[tuple[Any, str, tuple[str, ...]]] = [
         "add_event",
         ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
     ),
+    (backends, "list_of_moto_modules", ()),
+    (DomainDispatcherApplication, "get_backend_for_host", ("self", "host")),
+    (sqs_models, "unix_time", ("dt",)),
+    (sqs_models, "unix_time_millis", ("dt",)),
+    (sqs_models.Queue, "attributes", ("self",)),
+    (sqs_models.SQSBackend, "get_queue_attributes", ("self", "queue_name", "attribute_names")),
 ]
 # A Standard execution's history holds at most this many events on AWS, which fails an
 # execution that would write more.
@@ -135,6 +151,8 @@ def check_moto() -> list[str]:
         problems.append(f"moto is {moto.__version__}, this adapter was written for {MOTO_VERSION}")
     for owner, name, parameters in PATCHED + CALLED:
         target = _ORIGINALS[(owner, name)]
+        if isinstance(target, property):
+            target = target.fget
         where = f"{getattr(owner, '__name__', owner)}.{name}"
         if target is None:
             problems.append(f"{where} is gone")
@@ -359,6 +377,81 @@ def _capped_history(cap: int) -> tuple[Callable[..., None], Callable[..., int]]:
     return init_with_owner, add_capped_event
 
 
+def _routing() -> tuple[Callable[[], Any], Callable[[Any, str | None], Any]]:
+    """moto's package directory, listed once; each host's backend, found once per host."""
+    list_modules = _ORIGINALS[(backends, "list_of_moto_modules")]
+    backend_for_host = _ORIGINALS[(DomainDispatcherApplication, "get_backend_for_host")]
+    modules = functools.cache(lambda: tuple(list_modules()))
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        # (moto calls this under its dispatcher's lock; the patterns never change)
+        if host not in found:
+            found[host] = backend_for_host(self, host)
+        return found[host]
+
+    return modules, get_backend_for_host
+
+
+def _sqs_clock() -> tuple[Callable[..., float], Callable[..., float]]:
+    """moto's ``unix_time`` and ``unix_time_millis`` for "now" read ``time.time()``."""
+    unix_time = _ORIGINALS[(sqs_models, "unix_time")]
+
+    def now(dt: Any = None) -> float:
+        return time.time() if dt is None else float(unix_time(dt))
+
+    def now_millis(dt: Any = None) -> float:
+        return now(dt) * 1000.0
+
+    return now, now_millis
+
+
+# The queue attributes that count messages (each a scan of the whole queue).
+_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesDelayed",
+    "ApproximateNumberOfMessagesNotVisible",
+)
+_counting = threading.local()
+
+
+class _WithoutCounts:
+    """A queue whose message counts read as zero (dropped again from its attributes)."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("approximate_number_of_messages"):
+            return 0
+        return getattr(self._queue, name)
+
+
+def _counts_on_demand() -> tuple[property, Callable[..., dict[str, Any]]]:
+    """``Queue.attributes`` without the message counts, unless ``get_queue_attributes``
+    was asked for them."""
+    attributes = _ORIGINALS[(sqs_models.Queue, "attributes")].fget
+    get_queue_attributes = _ORIGINALS[(sqs_models.SQSBackend, "get_queue_attributes")]
+
+    def queue_attributes(self: Any) -> dict[str, Any]:
+        if getattr(_counting, "wanted", False):
+            return dict(attributes(self))
+        settings: dict[str, Any] = attributes(_WithoutCounts(self))
+        return {key: value for key, value in settings.items() if key not in _COUNTS}
+
+    def get_queue_attributes_counted(
+        self: Any, queue_name: str, attribute_names: list[str]
+    ) -> dict[str, Any]:
+        names = attribute_names or []
+        _counting.wanted = "All" in names or any(name in _COUNTS for name in names)
+        try:
+            return dict(get_queue_attributes(self, queue_name, attribute_names))
+        finally:
+            _counting.wanted = False
+
+    return property(queue_attributes), get_queue_attributes_counted
+
+
 @contextmanager
 def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProcessLambdas]:
     """Apply the patches (``PATCHED``) while the context is open; yield the handlers.
@@ -379,6 +472,9 @@ def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProce
         functools.lru_cache(maxsize=1024)(originals[3]),
         functools.lru_cache(maxsize=1024)(originals[4]),
         *_capped_history(history_cap),
+        *_routing(),
+        *_sqs_clock(),
+        *_counts_on_demand(),
     ]
     _clients.clear()  # clients of an earlier mock_aws session
     for (owner, name, _), replacement in zip(PATCHED, replacements, strict=True):

@@ -3,7 +3,10 @@ and no path from it to the development harness, the CDK app or the tests."""
 
 from __future__ import annotations
 
-import ast
+import functools
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import escalator
@@ -27,18 +30,51 @@ def imported(path: Path, known: set[str]) -> set[str]:
     module, else ``a``."""
     names: set[str] = set()
     package = module_name(path) if path.name == "__init__.py" else module_name(path.parent)
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{anchor}.{base}".rstrip(".")
-            for alias in node.names:
-                candidate = f"{base}.{alias.name}"
-                names.add(candidate if candidate in known else base)
+    for statement, module, level, aliases in import_statements()[path]:
+        if statement == "import":
+            names.update(aliases)
+            continue
+        base = module or ""
+        if level:
+            anchor = package.rsplit(".", level - 1)[0] if level > 1 else package
+            base = f"{anchor}.{base}".rstrip(".")
+        for alias in aliases:
+            candidate = f"{base}.{alias}"
+            names.add(candidate if candidate in known else base)
     return names
+
+
+# Run by a child interpreter: CPython 3.11 keeps one AST-conversion depth counter per
+# interpreter, so parsing here could collide with a traceback another test's thread is
+# formatting (which parses too) and fail with SystemError.
+_LIST_IMPORTS = """
+import ast, json, sys
+found = {}
+for path in json.load(sys.stdin):
+    found[path] = [
+        ["import", None, 0, [a.name for a in node.names]]
+        if isinstance(node, ast.Import)
+        else ["from", node.module, node.level, [a.name for a in node.names]]
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read()))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+print(json.dumps(found))
+"""
+
+
+@functools.cache
+def import_statements() -> dict[Path, list[tuple[str, str | None, int, list[str]]]]:
+    """Each module's import statements: (``import`` or ``from``, module, level, names)."""
+    paths = sorted(modules().values())
+    child = subprocess.run(
+        [sys.executable, "-c", _LIST_IMPORTS],
+        input=json.dumps([str(path) for path in paths]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(child.stdout)
+    return {path: [tuple(statement) for statement in found[str(path)]] for path in paths}
 
 
 def graph() -> dict[str, set[str]]:
