@@ -24,6 +24,9 @@ is open, these attributes of moto are replaced (``PATCHED``), and restored after
   quota is 25,000), with the history as it stands; moto lets it grow without end.
 - The interpreter built a new JSONPath parser (a ply LR parser) for every path it
   evaluated: parsed paths are cached.
+- A ``Wait`` state until a timestamp waited whole seconds, truncated (up to a second
+  before the time, so the Confirm step slept out the rest in its sandbox): it waits
+  until the time itself, as Step Functions does, unless the execution stops first.
 - The moto server listed moto's package directory and tried every service's URL pattern
   for each request, under one lock: the list and each host's service are remembered.
 - SQS read the clock through ``datetime`` (several times per message per request), and
@@ -38,6 +41,7 @@ and a test runs it, so an upgrade fails loudly instead of silently testing less.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import importlib
 import inspect
@@ -58,10 +62,19 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
+from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEventException,
+)
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
     state_task_service_sfn,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+    timestamp as wait_timestamp,
+)
+from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
+    wait_function,
 )
 from moto.stepfunctions.parser.asl.eval import environment
 from moto.stepfunctions.parser.asl.eval.event import event_manager
@@ -100,6 +113,8 @@ PATCHED: list[tuple[Any, str, tuple[str, ...]]] = [
         "add_event",
         ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
     ),
+    (wait_timestamp.Timestamp, "_get_wait_seconds", ("self", "env")),
+    (wait_function.WaitFunction, "_wait_interval", ("self", "env", "wait_seconds")),
     (backends, "list_of_moto_modules", ()),
     (DomainDispatcherApplication, "get_backend_for_host", ("self", "host")),
     (sqs_models, "unix_time", ("dt",)),
@@ -377,6 +392,27 @@ def _capped_history(cap: int) -> tuple[Callable[..., None], Callable[..., int]]:
     return init_with_owner, add_capped_event
 
 
+def _get_wait_seconds(self: Any, env: Any) -> float:
+    """Seconds from now until the state's timestamp (UTC, whatever the local zone)."""
+    self.string.eval(env=env)
+    text = env.stack.pop()
+    at = self._from_timestamp_string(timestamp=text)
+    if at is None:
+        raise FailureEventException(self._create_failure_event(env, text))
+    seconds: float = at.replace(tzinfo=datetime.UTC).timestamp() - time.time()
+    return seconds
+
+
+def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+    """Wait ``wait_seconds`` (fractions too), or until the execution stops."""
+    deadline = time.monotonic() + wait_seconds
+    while env.is_running():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        env.program_state_event.wait(remaining)
+
+
 def _routing() -> tuple[Callable[[], Any], Callable[[Any, str | None], Any]]:
     """moto's package directory, listed once; each host's backend, found once per host."""
     list_modules = _ORIGINALS[(backends, "list_of_moto_modules")]
@@ -472,6 +508,8 @@ def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProce
         functools.lru_cache(maxsize=1024)(originals[3]),
         functools.lru_cache(maxsize=1024)(originals[4]),
         *_capped_history(history_cap),
+        _get_wait_seconds,
+        _wait_interval,
         *_routing(),
         *_sqs_clock(),
         *_counts_on_demand(),
