@@ -300,7 +300,7 @@ class DirectLambdaClient:
         # A function ARN carries its account: arn:aws:lambda:REGION:ACCOUNT:function:NAME
         parts = FunctionName.split(":")
         account = parts[4] if len(parts) > 5 else DEFAULT_ACCOUNT_ID
-        backend = lambda_models.lambda_backends[account][self._region]
+        backend = _lambda_backend(account, self._region)
         body = Payload.decode() if isinstance(Payload, bytes) else Payload
         headers: dict[str, str] = {}
         try:
@@ -342,6 +342,16 @@ class StepFunctionsClient:
 
 _clients: dict[tuple[str, str], Any] = {}
 _clients_lock = threading.Lock()
+_backends: dict[tuple[str, str], Any] = {}
+
+
+def _lambda_backend(account: str, region: str) -> Any:
+    """moto's Lambda backend, looked up once (each lookup takes moto's global lock)."""
+    key = (account, region)
+    backend = _backends.get(key)
+    if backend is None:
+        backend = _backends[key] = lambda_models.lambda_backends[account][region]
+    return backend
 
 
 def _client_for(region: str, service: str, state_credentials: Any = None) -> Any:
@@ -514,7 +524,8 @@ def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProce
         *_sqs_clock(),
         *_counts_on_demand(),
     ]
-    _clients.clear()  # clients of an earlier mock_aws session
+    _clients.clear()  # clients and backends of an earlier mock_aws session
+    _backends.clear()
     for (owner, name, _), replacement in zip(PATCHED, replacements, strict=True):
         setattr(owner, name, replacement)
     try:

@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from escalator.logs import logger
 from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
 
 _TEMPLATE_DIRECTORY = pytest.StashKey[str]()
+_SYNTHESIS = pytest.StashKey["subprocess.Popen[bytes]"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,6 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
     directory = tempfile.mkdtemp(prefix="escalator-template-")
     config.stash[_TEMPLATE_DIRECTORY] = directory
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
+    # Synthesizing takes seconds: a child starts now, while the workers start and
+    # collect, and takes the file's lock first; whoever needs the template waits for it.
+    config.stash[_SYNTHESIS] = subprocess.Popen(
+        [sys.executable, "-c", "from devstack.template import synthesized_template as s; s()"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,6 +56,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    synthesis = config.stash.get(_SYNTHESIS, None)
+    if synthesis is not None and synthesis.poll() is None:
+        synthesis.kill()
+        synthesis.wait()
     directory = config.stash.get(_TEMPLATE_DIRECTORY, None)
     if directory is not None:
         shutil.rmtree(directory, ignore_errors=True)

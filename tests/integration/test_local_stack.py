@@ -192,45 +192,6 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     )
 
 
-def test_sigterm_exits_cleanly_and_a_restart_continues(tmp_path: Path, aws_env: None) -> None:
-    # GIVEN a request applied by a running local stack, due a little later
-    first = launch(tmp_path)
-    # (far enough ahead that a loaded machine still stops it before it is due)
-    due = int(time.time()) + 15
-    first.send(start("r1", phone(due, "+385911234567")), group="r1")
-    wait_for(
-        lambda: (
-            first.sqs.get_queue_attributes(
-                QueueUrl=first.ready["queue_url"], AttributeNames=["ApproximateNumberOfMessages"]
-            )["Attributes"]["ApproximateNumberOfMessages"]
-            == "0"
-        ),
-        timeout=20,
-    )
-    time.sleep(TICK + 1)
-
-    # WHEN it is sent SIGTERM
-    started = time.monotonic()
-    assert first.terminate() == 0
-    assert time.monotonic() - started < 10
-    assert first.outbox() == []
-
-    # THEN a restart on the same data directory delivers the notification, once
-    second = launch(tmp_path)
-    try:
-        wait_for(lambda: len(second.outbox()) >= 1, timeout=60)
-        time.sleep(2 * TICK)
-        (record,) = second.outbox()
-        assert (record["process_id"], record["channel"], record["outcome"]) == (
-            "r1",
-            "phone",
-            "sent",
-        )
-        assert record["sent_at"] >= due
-    finally:
-        assert second.terminate() == 0
-
-
 def postmaster(pgdata: Path) -> int:
     """The pid of the PostgreSQL server running on ``pgdata``."""
     return int((pgdata / "postmaster.pid").read_text().splitlines()[0])
@@ -245,26 +206,52 @@ def running(pid: int) -> bool:
         return False
 
 
-def test_after_kill_9_a_restart_adopts_the_orphaned_database_and_stops_it_on_shutdown(
+def test_sigterm_exits_cleanly_kill_9_orphans_nothing_and_each_restart_continues(
     tmp_path: Path, aws_env: None
 ) -> None:
-    # GIVEN a local stack killed with SIGKILL: its embedded PostgreSQL lives on, orphaned
+    # GIVEN a request applied (and claimed) by a running local stack, due a little later
     first = launch(tmp_path)
     pgdata = tmp_path / "data" / "postgres"
+    # (far enough ahead that a loaded machine still stops the first stack before it is
+    # due; were the second still alive then, the third would find it delivered, once)
+    due = int(time.time()) + 14
+    first.send(start("r1", phone(due, "+385911234567")), group="r1")
+    wait_for(lambda: first.process_states("r1") == ["active"], timeout=20)
+    time.sleep(TICK + 1)
+
+    # WHEN it is sent SIGTERM
+    started = time.monotonic()
+    assert first.terminate() == 0
+
+    # THEN it exits at once, having delivered nothing
+    assert time.monotonic() - started < 10
+    assert first.outbox() == []
+
+    # GIVEN a restart on the same data directory, killed with SIGKILL: its embedded
+    # PostgreSQL lives on, orphaned
+    second = launch(tmp_path)
     server = postmaster(pgdata)
-    first.process.kill()
-    first.process.wait(timeout=15)
+    second.process.kill()
+    second.process.wait(timeout=15)
     assert running(server)
 
-    # WHEN the stack is started again on the same data directory, then shut down cleanly
-    second = launch(tmp_path)
-    adopted = postmaster(pgdata)
-    second.send(start("r-after-crash", console(int(time.time()) + 60, "x")), group="r")
-    wait_for(lambda: second.process_states("r-after-crash") == ["active"], timeout=30)
-    assert second.terminate() == 0
-
-    # THEN it adopted the orphan (no second server) and stopped it on its way out
-    assert adopted == server
+    # WHEN the stack is started again on the same data directory
+    third = launch(tmp_path)
+    try:
+        # THEN it adopted the orphan (no second server) and delivers the notification, once
+        assert postmaster(pgdata) == server
+        wait_for(lambda: len(third.outbox()) >= 1, timeout=60)
+        time.sleep(2 * TICK)
+        (record,) = third.outbox()
+        assert (record["process_id"], record["channel"], record["outcome"]) == (
+            "r1",
+            "phone",
+            "sent",
+        )
+        assert record["sent_at"] >= due
+    finally:
+        # AND a clean shutdown stops the database it adopted
+        assert third.terminate() == 0
     wait_for(lambda: not running(server), timeout=15)
 
 

@@ -44,7 +44,7 @@ TERMINAL = {"sent", "failed", "cancelled", "expired", "unknown"}
 def test_four_overlapping_executions_deliver_each_notification_exactly_once(
     pipeline: Pipeline,
 ) -> None:
-    count = 10_000 if FULL else 400
+    count = 10_000 if FULL else 200
     # Four executions' worth of threads share one process here: give the peer and the
     # sending lease room, so what is measured is exactly-once, not the emulator's speed.
     pipeline.configure(
@@ -79,7 +79,7 @@ def flood_database(postgres: PostgresServer) -> Iterator[str]:
 def test_a_flood_of_generated_bodies_never_crashes_and_leaves_only_valid_rows(
     flood_database: str, postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    examples = 10_000 if FULL else 1_500
+    examples = 10_000 if FULL else 800
     name = str(parse_dsn(flood_database)["dbname"])
     monkeypatch.setenv("DATABASE_URL", postgres.application_dsn(name))
     context = lambda_context()
