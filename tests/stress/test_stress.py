@@ -287,9 +287,9 @@ def test_many_due_at_once_are_delivered_once_and_no_execution_outgrows_its_histo
     record_property: Callable[[str, object], None],
 ) -> None:
     # Full size: 5,000 due at once, the quota of 25,000 events, claims of 200. Reduced:
-    # 200 due, a quota of 1,700, claims of 20, where one execution claiming in a loop
+    # 120 due, a quota of 1,000, claims of 20, where one execution claiming in a loop
     # (about 23 events a delivery) would pass the quota more than twice over.
-    count, cap, batch = (5_000, 25_000, 200) if FULL else (200, 1_700, 20)
+    count, cap, batch = (5_000, 25_000, 200) if FULL else (120, 1_000, 20)
     settings = {"CLAIM_BATCH_SIZE": str(batch), "SENDING_LEASE_SECONDS": "600"}
     with running_pipeline(
         database_url, settings, application_url=application_url, history_cap=cap

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from devstack import moto_adapter
+from devstack.polling import wait_until
+
+ROLE = "arn:aws:iam::123456789012:role/escalator-test"
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-dev.txt"
 
@@ -42,3 +50,61 @@ def test_patches_are_in_place_only_while_the_context_is_open() -> None:
     after = [getattr(owner, name) for owner, name, _ in moto_adapter.PATCHED]
     assert all(a is not b for a, b in zip(before, during, strict=True))
     assert after == before
+
+
+def test_queue_counts_are_exact_when_asked_for(aws_credentials: None) -> None:
+    # GIVEN a FIFO queue holding three messages, one of them received (in flight)
+    with mock_aws(), moto_adapter.lambdas_in_process():
+        sqs = boto3.client("sqs", region_name="eu-central-1")
+        url = sqs.create_queue(QueueName="q.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        for n in range(3):
+            sqs.send_message(
+                QueueUrl=url,
+                MessageBody=str(n),
+                MessageGroupId=str(n),
+                MessageDeduplicationId=str(n),
+            )
+        assert len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]) == 1
+
+        # WHEN a client asks for every attribute, and for one setting only
+        every = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        one = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["FifoQueue"])["Attributes"]
+
+    # THEN the counts are there and exact, and only what was asked for is answered
+    assert every["ApproximateNumberOfMessages"] == "2"
+    assert every["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert every["ApproximateNumberOfMessagesDelayed"] == "0"
+    assert one == {"FifoQueue": "true"}
+
+
+def test_a_wait_state_ends_at_its_timestamp_not_before(aws_credentials: None) -> None:
+    # GIVEN a state machine that waits until a timestamp a second or two away
+    definition = {
+        "StartAt": "Wait",
+        "States": {"Wait": {"Type": "Wait", "TimestampPath": "$.due", "End": True}},
+    }
+    config: Any = {"stepfunctions": {"execute_state_machine": True}}
+    with mock_aws(config=config), moto_adapter.lambdas_in_process():
+        sfn = boto3.client("stepfunctions", region_name="eu-central-1")
+        arn = sfn.create_state_machine(
+            name="wait", definition=json.dumps(definition), roleArn=ROLE
+        )["stateMachineArn"]
+        due = int(time.time()) + 2
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+
+        # WHEN it runs
+        execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"due": stamp}))
+        wait_until(
+            lambda: (
+                sfn.describe_execution(executionArn=execution["executionArn"])["status"]
+                != "RUNNING"
+            ),
+            timeout=30,
+        )
+        ended = time.time()
+        status = sfn.describe_execution(executionArn=execution["executionArn"])["status"]
+
+    # THEN it succeeded, and not before the timestamp (moto alone waits whole seconds,
+    # truncated, and may end up to a second early)
+    assert status == "SUCCEEDED"
+    assert ended >= due
