@@ -134,18 +134,18 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         shown = len(records)
 
     now = int(time.time())
-    print("restaurant-1 starts: a call at +6 s, an e-mail at +7 s, a PubNub message at +8 s")
+    print("restaurant-1 starts: a call at +4 s, an e-mail at +5 s, a PubNub message at +6 s")
     producer.start(
         "restaurant-1",
         [
-            {"channel": "phone", "at": now + 6, "phone-number": "+385911234567"},
-            {"channel": "email", "at": now + 7, "email": "owner@restaurant-1.example"},
-            {"channel": "pubnub", "at": now + 8, "pubnub-channel": "restaurant-1-orders"},
+            {"channel": "phone", "at": now + 4, "phone-number": "+385911234567"},
+            {"channel": "email", "at": now + 5, "email": "owner@restaurant-1.example"},
+            {"channel": "pubnub", "at": now + 6, "pubnub-channel": "restaurant-1-orders"},
         ],
     )
-    print("restaurant-2 starts: a call at +14 s")
+    print("restaurant-2 starts: a call at +10 s")
     producer.start(
-        "restaurant-2", [{"channel": "phone", "at": now + 14, "phone-number": "+14155550123"}]
+        "restaurant-2", [{"channel": "phone", "at": now + 10, "phone-number": "+14155550123"}]
     )
     print("an invalid request arrives (unknown channel): it is rejected, nothing blocks")
     producer.send_unchecked(
@@ -174,7 +174,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     second = happens(
         lambda: len(read_outbox(outbox)) >= 4, timeout=20 + 3 * tick, on_wait=show_deliveries
     )
-    happens(lambda: time.time() > now + 16, timeout=30, on_wait=show_deliveries)
+    happens(lambda: time.time() > now + 12, timeout=30, on_wait=show_deliveries)
     records = read_outbox(outbox)
     return _summary(records, ok=first and second)
 

@@ -49,10 +49,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# What needs the session's template (synthesized for seconds when the session starts).
+_TEMPLATE_FIXTURES = {"pipeline", "stage", "local_stack", "template", "states"}
+_TEMPLATE_MODULES = {"test_local_stack"}
+
+
+def _needs_template(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & _TEMPLATE_FIXTURES) or item.path.stem in _TEMPLATE_MODULES
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Start the long tests first (the order is otherwise kept): a parallel run then ends
-    with short tests on every worker instead of one long test on one of them."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+    with short tests on every worker instead of one long test on one of them. Among
+    them, those that do not need the template go first: they run while it is made."""
+    items.sort(key=lambda item: (item.get_closest_marker("long") is None, _needs_template(item)))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

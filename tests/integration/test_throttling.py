@@ -17,14 +17,14 @@ pytestmark = pytest.mark.long
 def test_a_burst_beyond_the_reservations_is_throttled_and_still_delivered_once(
     pipeline: Pipeline,
 ) -> None:
-    # GIVEN Confirm and Record with five sandboxes each, under a Map of 40 at once, and
+    # GIVEN Confirm and Record with eight sandboxes each, under a Map of 40 at once, and
     # 1,000 notifications due in the same second
     steps = [
         pipeline.machine.function_named(prefix)
         for prefix in ("FunctionsConfirm", "FunctionsRecord")
     ]
     for name in steps:
-        pipeline.lambdas.reserve(name, 5)
+        pipeline.lambdas.reserve(name, 8)
     due = int(time.time()) + 3
     pipeline.submit(*pubnub_starts(1000, due))
 
