@@ -58,7 +58,7 @@ class Pipeline:
         return [row[1] for row in self.notification_states()]
 
     def wait_for(self, condition: Callable[[], object], timeout: float = 30) -> None:
-        wait_until(condition, timeout=timeout)
+        wait_until(condition, timeout=timeout, max_interval=0.5)
 
     def configure(self, **settings: str) -> None:
         """Change the functions' settings, as a redeploy (new cold starts) would; the

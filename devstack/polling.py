@@ -18,10 +18,14 @@ def wait_until(
     interval: float = 0.05,
     what: str = "condition",
     on_wait: Callable[[], None] | None = None,
+    max_interval: float | None = None,
 ) -> None:
     """Return as soon as ``condition()`` is true; raise ``NotInTime`` naming ``what``
-    after ``timeout`` seconds. ``on_wait`` runs before each check (progress output)."""
+    after ``timeout`` seconds. ``on_wait`` runs before each check (progress output).
+    With ``max_interval``, the pause grows from ``interval`` to it (a costly condition
+    is checked often at first, then less)."""
     deadline = time.monotonic() + timeout
+    pause = interval
     while True:
         if on_wait is not None:
             on_wait()
@@ -29,4 +33,6 @@ def wait_until(
             return
         if time.monotonic() >= deadline:
             raise NotInTime(f"{what} did not hold within {timeout:g} s")
-        time.sleep(interval)
+        time.sleep(pause)
+        if max_interval is not None:
+            pause = min(max_interval, pause * 1.5)

@@ -61,7 +61,10 @@ class DeployedStateMachine:
             ended[:] = [description] if description["status"] != "RUNNING" else []
             return bool(ended)
 
-        wait_until(has_ended, timeout=timeout, interval=0.1, what="the execution's end")
+        # (each look is a request to the emulator, in the process that runs the execution)
+        wait_until(
+            has_ended, timeout=timeout, interval=0.05, max_interval=0.5, what="the execution's end"
+        )
         return ended[0]
 
     def run(
@@ -87,7 +90,13 @@ class DeployedStateMachine:
                 return False  # (one a hand-over is starting): look again
             return not running["executions"]
 
-        wait_until(none_running, timeout=timeout, interval=0.1, what="every execution's end")
+        wait_until(
+            none_running,
+            timeout=timeout,
+            interval=0.05,
+            max_interval=0.5,
+            what="every execution's end",
+        )
         listed = self.sfn.list_executions(stateMachineArn=self.arn, maxResults=1000)
         return [
             self.sfn.describe_execution(executionArn=item["executionArn"])

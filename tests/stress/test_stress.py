@@ -166,13 +166,19 @@ def test_database_outage_during_ingest_loses_nothing_and_keeps_group_order(
             consumer = threading.Thread(target=source.run, args=(stop,))
             consumer.start()
             # WHEN the database goes away in the middle of the ingest and comes back
-            wait_until(lambda: applied(database.url) >= groups * rounds // 3, timeout=120)
+            wait_until(
+                lambda: applied(database.url) >= groups * rounds // 3, timeout=120, max_interval=0.5
+            )
             # for longer than the old budget: 5 receives of the requests held up
             database.stop()
-            wait_until(lambda: source.most_receives > OLD_RECEIVE_BUDGET, timeout=60)
+            wait_until(
+                lambda: source.most_receives > OLD_RECEIVE_BUDGET, timeout=60, max_interval=0.5
+            )
             time.sleep(1)
             database.start()
-            wait_until(lambda: applied(database.url) == groups * rounds, timeout=300)
+            wait_until(
+                lambda: applied(database.url) == groups * rounds, timeout=300, max_interval=0.5
+            )
             stop.set()
             consumer.join(timeout=30)
             lost = sqs.get_queue_attributes(
