@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -155,7 +154,7 @@ def deliveries(outbox: Path, run: str) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    from devstack.demo import start_local_stack
+    from devstack.demo import start_local_stack, stop_local_stack
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
@@ -186,11 +185,7 @@ def main() -> None:
         time.sleep(2)  # anything delivered twice would show up now
         delivered = deliveries(outbox, run)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        if not stop_local_stack(process, timeout=30):
             progress("the local stack ignored SIGTERM for 30 s and was killed")
 
     delays = [stored[pid] - sent[pid] for pid in stored if pid in sent]

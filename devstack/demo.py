@@ -76,6 +76,18 @@ def start_local_stack(
     return process, json.loads(line)
 
 
+def stop_local_stack(process: subprocess.Popen[str], *, timeout: float) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; whether SIGTERM was enough."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return True
+
+
 def _read_line(stream: IO[str], timeout: float) -> str:
     result: list[str] = []
     reader = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
@@ -108,11 +120,7 @@ def run_demo(*, tick: int = DEMO_TICK) -> int:
     try:
         return _scenario(ready, Path(ready["outbox"]), tick)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_local_stack(process, timeout=20)
         print(f"Local stack stopped (exit {process.returncode}).")
 
 
