@@ -93,6 +93,8 @@ def baseline_rate() -> float:
     import boto3
 
     from devstack.demo import free_port
+    from devstack.polling import wait_until
+    from devstack.template import REGION
 
     port = free_port()
     server = subprocess.Popen(  # noqa: S603
@@ -101,56 +103,45 @@ def baseline_rate() -> float:
         stderr=subprocess.DEVNULL,
     )
     try:
-        endpoint = {"endpoint_url": f"http://127.0.0.1:{port}", "region": "eu-central-1"}
-        sqs = boto3.client("sqs", endpoint_url=endpoint["endpoint_url"], region_name="eu-central-1")
-        url = _created_when_up(sqs)
+        endpoint = {"endpoint_url": f"http://127.0.0.1:{port}", "region": REGION}
+        sqs = boto3.client("sqs", endpoint_url=endpoint["endpoint_url"], region_name=REGION)
+        urls: list[str] = []
+
+        def created() -> bool:
+            try:
+                attributes = {"FifoQueue": "true"}
+                urls.append(sqs.create_queue(QueueName="q.fifo", Attributes=attributes)["QueueUrl"])
+            except Exception:  # not listening yet
+                return False
+            return True
+
+        wait_until(created, timeout=60, interval=0.2, what="the stock moto server")
         began = time.time()
-        send_all(endpoint, url, f"baseline-{uuid.uuid4().hex[:6]}", BASELINE_REQUESTS)
+        send_all(endpoint, urls[0], f"baseline-{uuid.uuid4().hex[:6]}", BASELINE_REQUESTS)
         return BASELINE_REQUESTS / (time.time() - began)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-def _created_when_up(sqs: Any) -> str:
-    deadline = time.time() + 60
-    while True:
-        try:
-            url: str = sqs.create_queue(
-                QueueName="bench-baseline.fifo", Attributes={"FifoQueue": "true"}
-            )["QueueUrl"]
-            return url
-        except Exception:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 def stored_at(database_url: str, run: str) -> dict[str, float]:
     """When each of this run's requests was stored (its request log row)."""
-    import psycopg2
+    from devstack.postgres import query
 
-    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT process_id, extract(epoch FROM received_at) FROM request_log"
-            " WHERE process_id LIKE %s",
-            (f"{run}-%",),
-        )
-        rows = cursor.fetchall()
-    connection.close()
-    return {process_id: float(at) for process_id, at in rows}
+    rows = query(
+        database_url,
+        "SELECT process_id, extract(epoch FROM received_at) FROM request_log"
+        " WHERE process_id LIKE %s",
+        (f"{run}-%",),
+    )
+    return {str(process_id): float(at) for process_id, at in rows}
 
 
 def deliveries(outbox: Path, run: str) -> list[dict[str, Any]]:
-    if not outbox.exists():
-        return []
-    records = []
-    for line in outbox.read_text(encoding="utf-8").splitlines():
-        if f'"{run}-' in line:
-            record = json.loads(line)
-            if str(record["process_id"]).startswith(f"{run}-"):
-                records.append(record)
-    return records
+    """This run's records in the outbox."""
+    from devstack.outbox import read_outbox
+
+    return [r for r in read_outbox(outbox) if str(r["process_id"]).startswith(f"{run}-")]
 
 
 def main() -> None:

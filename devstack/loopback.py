@@ -3,6 +3,7 @@ handed to one function: what the protocol peers and the local function URL stand
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,8 +48,6 @@ class _QuietServer(ThreadingHTTPServer):
     is not an error worth a traceback; anything else is still printed."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        import sys
-
         if isinstance(sys.exc_info()[1], ConnectionError):
             return
         super().handle_error(request, client_address)

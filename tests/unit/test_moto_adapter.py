@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from devstack import moto_adapter
-from devstack.polling import wait_until
+from devstack.stepfunctions import DeployedStateMachine
 
 ROLE = "arn:aws:iam::123456789012:role/escalator-test"
 
@@ -93,18 +93,10 @@ def test_a_wait_state_ends_at_its_timestamp_not_before(aws_credentials: None) ->
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
 
         # WHEN it runs
-        execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"due": stamp}))
-        wait_until(
-            lambda: (
-                sfn.describe_execution(executionArn=execution["executionArn"])["status"]
-                != "RUNNING"
-            ),
-            timeout=30,
-        )
-        ended = time.time()
-        status = sfn.describe_execution(executionArn=execution["executionArn"])["status"]
+        machine = DeployedStateMachine(sfn=sfn, arn=arn, functions={})
+        description = machine.wait(machine.start({"due": stamp}), timeout=30)
 
-    # THEN it succeeded, and not before the timestamp (moto alone waits whole seconds,
-    # truncated, and may end up to a second early)
-    assert status == "SUCCEEDED"
-    assert ended >= due
+    # THEN it succeeded, and ended not before the timestamp (moto alone waits whole
+    # seconds, truncated, and may end up to a second early)
+    assert description["status"] == "SUCCEEDED"
+    assert description["stopDate"].timestamp() >= due
