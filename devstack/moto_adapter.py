@@ -17,6 +17,9 @@ is open, these attributes of moto are replaced (``PATCHED``), and restored after
   does: the invocation fails with ``TooManyRequestsException`` (HTTP 429), which Step
   Functions sees as ``Lambda.TooManyRequestsException``. ``InProcessLambdas.throttles``
   counts them per function.
+- ``InProcessLambdas.faults`` (``LambdaFaults``) injects what AWS does now and then:
+  an invocation throttled before it runs, or one that runs and whose answer is lost
+  (``ServiceException``, HTTP 500; Step Functions sees ``Lambda.ServiceException``).
 - The ``states:startExecution`` task hands its parameters to botocore as the state
   machine names them (``StateMachineArn``, ``Input``, ``Name``), which botocore refuses
   (its names are ``stateMachineArn``...): its client passes them on renamed.
@@ -47,9 +50,10 @@ import importlib
 import inspect
 import io
 import json
+import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,8 +147,9 @@ _ORIGINALS: dict[tuple[Any, str], Any] = {
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any], Any], Any]
-# How Step Functions names a throttled Lambda invocation.
+# How Step Functions names a throttled Lambda invocation, and one whose answer was lost.
 THROTTLED = "Lambda.TooManyRequestsException"
+SERVICE_EXCEPTION = "Lambda.ServiceException"
 
 
 class TooManyRequests(LambdaClientError):  # type: ignore[misc]
@@ -157,6 +162,84 @@ class TooManyRequests(LambdaClientError):  # type: ignore[misc]
             "TooManyRequestsException",
             f"Rate Exceeded: all of the reserved concurrency of {function_name} is in use",
         )
+
+
+class LostAnswer(LambdaClientError):  # type: ignore[misc]
+    """The function ran, and its answer never reached the caller (HTTP 500)."""
+
+    code = 500
+
+    def __init__(self, function_name: str) -> None:
+        super().__init__(
+            "ServiceException",
+            f"Lambda encountered an internal error after running {function_name} (injected)",
+        )
+
+
+# The kinds of fault ``LambdaFaults`` injects.
+FAULT_THROTTLED = "throttled"
+FAULT_LOST_ANSWER = "lost-answer"
+
+
+class LambdaFaults:
+    """Faults injected into the emulated Lambda service, each with ``probability``:
+    before a function runs, the invocation is throttled (``TooManyRequestsException``, as
+    when every sandbox is busy; nothing ran); after it ran, its answer is lost
+    (``ServiceException``: the caller sees an error, the function's work stands).
+
+    ``functions`` limits them to those function names (``None``: every function).
+    ``seed`` makes the draws repeatable. ``counts`` holds what was injected, by
+    function and kind.
+    """
+
+    def __init__(
+        self,
+        probability: float = 0.0,
+        *,
+        functions: Iterable[str] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"a fault probability is between 0 and 1, not {probability}")
+        self.probability = probability
+        self.functions = None if functions is None else frozenset(functions)
+        self.seed = seed
+        self.counts: dict[str, dict[str, int]] = {}
+        self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
+        self._lock = threading.Lock()
+
+    def strikes(self, function_name: str, kind: str) -> bool:
+        """Whether this invocation of ``function_name`` suffers a fault of ``kind`` (counted)."""
+        if self.probability <= 0.0 or (
+            self.functions is not None and function_name not in self.functions
+        ):
+            return False
+        with self._lock:
+            if self._random.random() >= self.probability:
+                return False
+            by_kind = self.counts.setdefault(function_name, {})
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            return True
+
+    def total(self, kind: str | None = None) -> int:
+        """How many faults were injected (of ``kind``, or of every kind)."""
+        with self._lock:
+            return sum(
+                count
+                for by_kind in self.counts.values()
+                for name, count in by_kind.items()
+                if kind is None or name == kind
+            )
+
+    def summary(self) -> str:
+        """One line: the injected faults by function and kind."""
+        with self._lock:
+            parts = [
+                f"{function} {kind} {count}"
+                for function, by_kind in sorted(self.counts.items())
+                for kind, count in sorted(by_kind.items())
+            ]
+        return ", ".join(parts) or "none"
 
 
 def check_moto() -> list[str]:
@@ -208,6 +291,7 @@ class InProcessLambdas:
 
     def __init__(self) -> None:
         self.overrides: dict[str, Handler] = {}
+        self.faults = LambdaFaults()
         self.invocations: list[str] = []
         self._reserved: dict[str, int] = {}
         self._busy: dict[str, int] = {}
@@ -237,6 +321,8 @@ class InProcessLambdas:
         Raises ``TooManyRequests`` when every sandbox of its reserved concurrency is busy.
         """
         name = function.function_name
+        if self.faults.strikes(name, FAULT_THROTTLED):
+            raise TooManyRequests(name)
         reserved = self._reserved.get(name)
         with self._lock:
             busy = self._busy.get(name, 0)
@@ -257,6 +343,8 @@ class InProcessLambdas:
                 self._busy[name] -= 1
         with self._lock:
             self.handler_seconds[name] = self.handler_seconds.get(name, 0.0) + seconds
+        if self.faults.strikes(name, FAULT_LOST_ANSWER):
+            raise LostAnswer(name)
         if failed:  # Lambda reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
@@ -305,11 +393,13 @@ class DirectLambdaClient:
         headers: dict[str, str] = {}
         try:
             payload = backend.invoke(FunctionName, Qualifier, body, {}, headers)
-        except TooManyRequests as exc:
+        except (TooManyRequests, LostAnswer) as exc:
             # moto names an error of the Lambda API "Exception"; Step Functions says
-            # Lambda.TooManyRequestsException, so it is answered under that name.
+            # Lambda.TooManyRequestsException or Lambda.ServiceException, so it is
+            # answered under that name.
             headers["x-amz-function-error"] = "Unhandled"
-            payload = json.dumps({"errorType": THROTTLED, "errorMessage": exc.message})
+            error_type = THROTTLED if isinstance(exc, TooManyRequests) else SERVICE_EXCEPTION
+            payload = json.dumps({"errorType": error_type, "errorMessage": exc.message})
         data = payload if isinstance(payload, bytes) else str(payload).encode()
         if len(data) > MAX_RESPONSE_BYTES:
             headers["x-amz-function-error"] = "Unhandled"

@@ -31,6 +31,29 @@ DATABASE_ERROR = "DatabaseError"
 # Lambda.ServiceException is not among them: the function may have placed the call.
 THROTTLED = "Lambda.TooManyRequestsException"
 NOTIFIER_ATTEMPTS = 3
+# Errors after which the function may well have run (its answer was lost, it timed
+# out): the database steps retry them (each is idempotent under its own retry); a
+# notifier never does, and its delivery is recorded unknown.
+LAMBDA_SERVICE_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Sandbox.Timedout",
+)
+# What a notifier task may end with that proves nothing was delivered: the provider
+# refused it, or never took it (retries exhausted), the function never ran (throttled)
+# or could not start (its settings). Anything else may have reached the provider.
+NOT_DELIVERED_ERRORS = (
+    "PermanentDeliveryError",
+    TRANSIENT_DELIVERY_ERROR,
+    "ConfigError",
+    THROTTLED,
+)
+# The record step holds a provider's receipt: it rides out a database outage of
+# minutes (each delay at most this long) before it gives the receipt up.
+RECORD_DATABASE_RETRY_ATTEMPTS = 12
+RECORD_DATABASE_RETRY_MAX_DELAY_SECONDS = 60
 
 
 def throttle_retry(
@@ -64,7 +87,13 @@ def delivery_definition(
     }
 
     def database_step(
-        task_id: str, function: lambda_.IFunction, payload: sfn.TaskInput, result_path: str
+        task_id: str,
+        function: lambda_.IFunction,
+        payload: sfn.TaskInput,
+        result_path: str,
+        *,
+        database_attempts: int = 3,
+        database_max_delay: int | None = None,
     ) -> sfn.TaskStateBase:
         task = tasks.LambdaInvoke(
             scope,
@@ -73,16 +102,25 @@ def delivery_definition(
             payload=payload,
             payload_response_only=True,
             result_path=result_path,
+            retry_on_service_exceptions=False,
         )
-        return throttle_retry(
-            task.add_retry(
-                errors=[DATABASE_ERROR],
-                interval=Duration.seconds(2),
-                max_attempts=3,
-                backoff_rate=2,
-                jitter_strategy=sfn.JitterType.FULL,
-            )
+        task.add_retry(
+            errors=list(LAMBDA_SERVICE_ERRORS),
+            interval=Duration.seconds(1),
+            max_attempts=9,
+            max_delay=Duration.seconds(8),
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
         )
+        task.add_retry(
+            errors=[DATABASE_ERROR],
+            interval=Duration.seconds(2),
+            max_attempts=database_attempts,
+            max_delay=None if database_max_delay is None else Duration.seconds(database_max_delay),
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return throttle_retry(task)
 
     claim = database_step(
         "Claim due notifications",
@@ -100,11 +138,18 @@ def delivery_definition(
     def record_step(task_id: str, key: str) -> sfn.TaskStateBase:
         payload = {**notification_keys, key: sfn.JsonPath.object_at(f"$.{key}")}
         return database_step(
-            task_id, record, sfn.TaskInput.from_object(payload), "$.recorded"
+            task_id,
+            record,
+            sfn.TaskInput.from_object(payload),
+            "$.recorded",
+            database_attempts=RECORD_DATABASE_RETRY_ATTEMPTS,
+            database_max_delay=RECORD_DATABASE_RETRY_MAX_DELAY_SECONDS,
         ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
 
     record_delivery = record_step("Record delivery", "receipt")
     record_failure = record_step("Record failure", "failure")
+    # The provider may have it: never retried, never called failed.
+    record_unknown = record_step("Record unknown outcome", "unknown")
 
     which_channel = sfn.Choice(scope, "Which channel?")
     for name, channel in CHANNELS.items():
@@ -125,8 +170,10 @@ def delivery_definition(
             backoff_rate=2,
             jitter_strategy=sfn.JitterType.FULL,
         )
-        notify = throttle_retry(notify).add_catch(
-            record_failure, errors=["States.ALL"], result_path="$.failure"
+        notify = (
+            throttle_retry(notify)
+            .add_catch(record_failure, errors=list(NOT_DELIVERED_ERRORS), result_path="$.failure")
+            .add_catch(record_unknown, errors=["States.ALL"], result_path="$.unknown")
         )
         which_channel.when(
             sfn.Condition.string_equals("$.confirmed.delivery.channel", name),
@@ -147,7 +194,13 @@ def delivery_definition(
         "Confirm still wanted",
         confirm,
         sfn.TaskInput.from_object(
-            {**notification_keys, "due": sfn.JsonPath.string_at("$.notification.due")}
+            {
+                **notification_keys,
+                "due": sfn.JsonPath.string_at("$.notification.due"),
+                # A retry of this entry of the step, told apart from a second run.
+                "retry_count": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                "entered": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+            }
         ),
         "$.confirmed",
     ).add_catch(

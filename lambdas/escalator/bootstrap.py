@@ -78,7 +78,13 @@ class DeliverySteps:
         )
 
     def confirm(
-        self, *, notification_id: int, execution: str, due: str | None = None
+        self,
+        *,
+        notification_id: int,
+        execution: str,
+        due: str | None = None,
+        retry_count: int = 0,
+        entered: str | None = None,
     ) -> delivery.Confirmation:
         return delivery.confirm(
             UnitOfWork(self.database),
@@ -86,6 +92,8 @@ class DeliverySteps:
             execution=execution,
             config=self.config,
             due=due,
+            retry_count=retry_count,
+            entered=entered,
         )
 
     def record_call_status(self, report: CallStatusReport) -> CallStatusRecorded:

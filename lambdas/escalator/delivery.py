@@ -11,7 +11,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
@@ -22,6 +22,7 @@ from escalator.logs import logger
 from escalator.model import (
     FINAL_CALL_STATUSES,
     UNANSWERED_CALL_STATUSES,
+    Ambiguous,
     CallStatusRecorded,
     CallStatusReport,
     ClaimedNotification,
@@ -107,10 +108,18 @@ def confirm(
     execution: str,
     config: DeliveryConfig,
     due: str | None = None,
+    retry_count: int = 0,
+    entered: str | None = None,
 ) -> Confirmation:
     """The last check before sending: claimed by this execution, process still active,
     not too late. Moves the notification to ``sending`` and adds the caller id of a
     delivery whose channel calls from one.
+
+    ``entered`` (the step's ``$$.State.EnteredTime``) is remembered with the move: a
+    retry of the same entry (``retry_count`` > 0; the first attempt's answer was lost)
+    gets the same delivery back, unless the process ended meanwhile (then the
+    notification is cancelled: its notifier never ran). A second run of the execution
+    enters the step anew and never delivers again.
 
     The Wait state before this step resolves whole seconds (and may end a fraction of a
     second early); the rest of the wait, at most ``config.confirm_max_wait_seconds``,
@@ -129,11 +138,17 @@ def confirm(
             metrics.count(metrics.EXPIRED)
             logger.warning("notification expired", extra={**keys, "outcome": "expired"})
             return Confirmation(None, "too late: expired")
-        delivery = uow.notifications.start_sending(
-            notification_id, owner=execution, lease=config.sending_lease_seconds
+        delivery: Delivery | str | None = uow.notifications.start_sending(
+            notification_id, owner=execution, lease=config.sending_lease_seconds, token=entered
         )
-        if delivery is None:
-            reason = uow.notifications.why_not_sending(notification_id, owner=execution)
+        if delivery is None and retry_count > 0 and entered:
+            delivery = uow.notifications.resume_sending(
+                notification_id, owner=execution, token=entered
+            )
+            keys["resumed"] = True
+        if not isinstance(delivery, Delivery):
+            reason = delivery or uow.notifications.why_not_sending(notification_id, owner=execution)
+            uow.commit()
             logger.info("delivery skipped", extra={**keys, "outcome": "skipped", "reason": reason})
             return Confirmation(None, reason)
         keys["process_id"] = delivery.process_id
@@ -183,35 +198,57 @@ def deliver(notifier: Notifier, delivery: Delivery) -> Receipt:
 def record_outcome(
     uow: UnitOfWork, *, notification_id: int, execution: str, outcome: Outcome
 ) -> Recorded:
-    """Record ``sent`` with the provider's reference, or ``failed`` with the reason;
-    complete the process when nothing is left to deliver. ``stale`` when this execution
-    no longer owns the notification."""
+    """Record ``sent`` with the provider's reference, ``failed`` with the reason, or
+    ``unknown`` when the provider may have it; complete the process when nothing is left
+    to deliver. A retry after a committed outcome changes nothing and answers what was
+    recorded; ``stale`` when this execution no longer owns the notification."""
     with uow:
         finished = _finish_notification(uow, notification_id, execution, outcome)
-        completed = finished is not None and (
-            uow.processes.complete_finished([finished.process_ref]) > 0
-        )
-        uow.commit()
-    kind: RecordedKind = (
-        "stale" if finished is None else ("sent" if isinstance(outcome, Receipt) else "failed")
-    )
-    if finished is not None and kind == "sent":
-        metrics.count(metrics.SENT)
-        metrics.lateness(finished.lateness_seconds)
-    elif finished is not None:
-        metrics.count(metrics.FAILED)
+        if finished is not None:
+            completed = uow.processes.complete_finished([finished.process_ref]) > 0
+            uow.commit()
+            result = Recorded(notification_id, _STATE_OF[type(outcome)], completed)
+        else:
+            before = uow.notifications.recorded(notification_id, owner=execution)
+            result = (
+                Recorded(notification_id, "stale")
+                if before is None
+                else Recorded(
+                    notification_id,
+                    cast(RecordedKind, before.state),
+                    before.completed_process,
+                    repeated=True,
+                )
+            )
+    if finished is not None:
+        _count(result.outcome, finished)
     logger.info(
-        "outcome recorded",
+        "outcome recorded" if not result.repeated else "outcome recorded before",
         extra={
             "notification_id": notification_id,
             "execution": execution,
-            "outcome": kind,
+            "outcome": result.outcome,
             "provider_ref": outcome.provider_ref if isinstance(outcome, Receipt) else None,
-            "reason": outcome.reason if isinstance(outcome, Failure) else None,
-            "process_completed": completed,
+            "reason": None if isinstance(outcome, Receipt) else outcome.reason,
+            "process_completed": result.process_completed,
+            "repeated": result.repeated,
         },
     )
-    return Recorded(notification_id=notification_id, outcome=kind, process_completed=completed)
+    return result
+
+
+# The state an outcome is recorded as.
+_STATE_OF: dict[type, RecordedKind] = {Receipt: "sent", Failure: "failed", Ambiguous: "unknown"}
+
+
+def _count(kind: RecordedKind, finished: Finished) -> None:
+    if kind == "sent":
+        metrics.count(metrics.SENT)
+        metrics.lateness(finished.lateness_seconds)
+    elif kind == "failed":
+        metrics.count(metrics.FAILED)
+    elif kind == "unknown":
+        metrics.count(metrics.UNKNOWN)
 
 
 def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusRecorded:
@@ -260,10 +297,18 @@ def _finish_notification(
 ) -> Finished | None:
     if isinstance(outcome, Receipt):
         return uow.notifications.finish(
-            notification_id, owner=execution, provider_ref=outcome.provider_ref, error=None
+            notification_id,
+            owner=execution,
+            state="sent",
+            provider_ref=outcome.provider_ref,
+            error=None,
         )
     return uow.notifications.finish(
-        notification_id, owner=execution, provider_ref=None, error=outcome.reason
+        notification_id,
+        owner=execution,
+        state=_STATE_OF[type(outcome)],
+        provider_ref=None,
+        error=outcome.reason,
     )
 
 

@@ -111,18 +111,32 @@ class Failure:
         object.__setattr__(self, "reason", self.reason[:MAX_REASON_LENGTH])
 
 
+@dataclass(frozen=True)
+class Ambiguous:
+    """A delivery whose fate is not known: the provider may have it (the connection
+    dropped after the request was written, the notifier's answer was lost). Recorded
+    ``unknown`` with the reason, never retried; a provider's callback may settle it."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", self.reason[:MAX_REASON_LENGTH])
+
+
 # What the record step is told about one delivery.
-Outcome = Receipt | Failure
-RecordedKind = Literal["sent", "failed", "stale"]
+Outcome = Receipt | Failure | Ambiguous
+RecordedKind = Literal["sent", "failed", "unknown", "stale"]
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """What the record step wrote: ``stale`` when this execution no longer owned it."""
+    """What the record step wrote (or had written before: ``repeated``, a retry); ``stale``
+    when this execution no longer owned the notification."""
 
     notification_id: int
     outcome: RecordedKind
     process_completed: bool = False
+    repeated: bool = False
 
     def to_event(self) -> dict[str, object]:
         return {"notification_id": self.notification_id, "outcome": self.outcome}

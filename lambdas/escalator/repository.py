@@ -248,12 +248,16 @@ class NotificationRepository:
     def claim_due(
         self, *, owner: str, lookahead: int, limit: int, grace: int
     ) -> list[ClaimedNotification]:
-        """Claim up to ``limit`` pending notifications due within ``lookahead``, oldest first.
+        """Claim up to ``limit`` pending notifications due within ``lookahead``, oldest first;
+        what ``owner`` claimed already when it holds claims (a retried claim).
 
         ``SKIP LOCKED`` lets overlapping executions claim disjoint rows.
         """
+        held = self.claimed_by(owner)
+        if held:
+            return held
         self._cursor.execute(
-            """
+            f"""
             WITH due AS (
                 SELECT id FROM notification
                 WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
@@ -265,13 +269,22 @@ class NotificationRepository:
             SET state = 'claimed', claim_owner = %s, updated_at = now(),
                 lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
             FROM due WHERE n.id = due.id
-            RETURNING n.id, n.channel,
-                      to_char(n.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            RETURNING n.id, n.channel, {_DUE_TEXT}
             """,
             (lookahead, limit, owner, grace),
         )
-        rows = sorted(self._cursor.fetchall(), key=lambda row: (row[2], row[0]))
-        return [ClaimedNotification(id=row[0], channel=row[1], due=row[2]) for row in rows]
+        return _claimed(self._cursor.fetchall())
+
+    def claimed_by(self, owner: str) -> list[ClaimedNotification]:
+        """The notifications ``owner`` holds claimed (not yet confirmed), oldest first."""
+        self._cursor.execute(
+            f"""
+            SELECT id, channel, {_DUE_TEXT} FROM notification
+            WHERE state = 'claimed' AND claim_owner = %s
+            """,
+            (owner,),
+        )
+        return _claimed(self._cursor.fetchall())
 
     def any_due(self, *, lookahead: int) -> bool:
         """Whether pending notifications due within ``lookahead`` remain unclaimed."""
@@ -302,28 +315,58 @@ class NotificationRepository:
         )
         return self._cursor.rowcount == 1
 
-    def start_sending(self, notification_id: int, *, owner: str, lease: int) -> Delivery | None:
+    def start_sending(
+        self, notification_id: int, *, owner: str, lease: int, token: str | None = None
+    ) -> Delivery | None:
         """Move a claimed notification to sending if the claim is ``owner``'s and its
-        process is active; ``None`` otherwise."""
+        process is active, remembering ``token`` (which entry of the confirm step did it);
+        ``None`` otherwise."""
         self._cursor.execute(
             """
             UPDATE notification AS n
             SET state = 'sending', attempts = n.attempts + 1, updated_at = now(),
-                lease_until = now() + make_interval(secs => %s)
+                lease_until = now() + make_interval(secs => %s), confirm_token = %s
             FROM process AS p
             WHERE n.id = %s AND n.state = 'claimed' AND n.claim_owner = %s
               AND p.id = n.process_ref AND p.state = 'active'
             RETURNING n.id, p.process_id, n.channel, n.target,
                       extract(epoch FROM n.due_at)::bigint
             """,
-            (lease, notification_id, owner),
+            (lease, token, notification_id, owner),
+        )
+        row = self._cursor.fetchone()
+        return None if row is None else _delivery(row)
+
+    def resume_sending(self, notification_id: int, *, owner: str, token: str) -> Delivery | str:
+        """The delivery that the confirm step's entry ``token`` already moved to sending
+        (its answer was lost); when its process has ended since, the notification is
+        cancelled instead (the notifier never ran) and the reason is returned."""
+        self._cursor.execute(
+            """
+            SELECT n.id, p.process_id, n.channel, n.target,
+                   extract(epoch FROM n.due_at)::bigint, p.state
+            FROM notification n JOIN process p ON p.id = n.process_ref
+            WHERE n.id = %s AND n.state = 'sending' AND n.claim_owner = %s
+              AND n.confirm_token = %s
+            FOR UPDATE OF n
+            """,
+            (notification_id, owner, token),
         )
         row = self._cursor.fetchone()
         if row is None:
-            return None
-        return Delivery(
-            notification_id=row[0], process_id=row[1], channel=row[2], target=row[3], due_at=row[4]
+            return self.why_not_sending(notification_id, owner=owner)
+        if row[5] == "active":
+            return _delivery(row[:5])
+        self._cursor.execute(
+            """
+            UPDATE notification
+            SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                lease_until = NULL, claim_owner = NULL
+            WHERE id = %s
+            """,
+            (notification_id,),
         )
+        return f"process is {row[5]}"
 
     def why_not_sending(self, notification_id: int, *, owner: str) -> str:
         """A short reason why ``start_sending`` found nothing to do."""
@@ -349,27 +392,51 @@ class NotificationRepository:
         notification_id: int,
         *,
         owner: str,
+        state: str,
         provider_ref: str | None,
         error: str | None,
     ) -> Finished | None:
-        """Record sent (with ``provider_ref``) or failed (with ``error``); ``None`` when this
-        execution no longer owns the notification.
+        """Record the outcome of ``owner``'s delivery: ``sent`` (with ``provider_ref``),
+        ``failed`` or ``unknown`` (with ``error``); ``None`` when there is nothing to record
+        (no longer ``owner``'s, or recorded already: see ``recorded``).
 
-        A late outcome also replaces ``unknown``: it is better knowledge.
+        A late outcome also replaces ``unknown`` from the lease: it is better knowledge.
         """
         self._cursor.execute(
             """
             UPDATE notification
-            SET state = CASE WHEN %s::text IS NULL THEN 'sent' ELSE 'failed' END,
-                provider_ref = %s, error = %s, finished_at = now(), updated_at = now(),
+            SET state = %s, provider_ref = %s, error = %s, finished_at = now(), updated_at = now(),
                 lease_until = NULL
-            WHERE id = %s AND claim_owner = %s AND state IN ('sending', 'unknown')
+            WHERE id = %s AND claim_owner = %s
+              AND (state = 'sending' OR (state = 'unknown' AND %s <> 'unknown'))
             RETURNING process_ref, extract(epoch FROM now() - due_at)::float8
             """,
-            (error, provider_ref, error, notification_id, owner),
+            (state, provider_ref, error, notification_id, owner, state),
         )
         row = self._cursor.fetchone()
         return None if row is None else Finished(process_ref=row[0], lateness_seconds=row[1])
+
+    def recorded(self, notification_id: int, *, owner: str) -> RecordedOutcome | None:
+        """The outcome on record for ``owner``'s delivery of this notification, and
+        whether recording it completed the process; ``None`` if there is none."""
+        self._cursor.execute(
+            """
+            SELECT n.state, p.state = 'completed' AND p.ended_at = n.finished_at
+            FROM notification n JOIN process p ON p.id = n.process_ref
+            WHERE n.id = %s AND n.claim_owner = %s AND n.state IN ('sent', 'failed', 'unknown')
+            """,
+            (notification_id, owner),
+        )
+        row = self._cursor.fetchone()
+        return None if row is None else RecordedOutcome(state=row[0], completed_process=row[1])
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    """An outcome recorded before (a retried record step answers it again)."""
+
+    state: str
+    completed_process: bool
 
 
 @dataclass(frozen=True)
@@ -483,6 +550,21 @@ class RequestLog:
             ),
         )
         return self._cursor.fetchone() is not None
+
+
+# A notification's due time as the Wait state's TimestampPath reads it (RFC 3339, Z).
+_DUE_TEXT = """to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+
+
+def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[ClaimedNotification]:
+    ordered = sorted(rows, key=lambda row: (row[2], row[0]))
+    return [ClaimedNotification(id=row[0], channel=row[1], due=row[2]) for row in ordered]
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        notification_id=row[0], process_id=row[1], channel=row[2], target=row[3], due_at=row[4]
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:

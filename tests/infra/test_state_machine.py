@@ -103,10 +103,83 @@ def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(states: dict[s
         assert transient["MaxAttempts"] == 2  # three attempts in all
         assert transient["BackoffRate"] == 2
         assert throttled == THROTTLE_RETRIER
-        assert task["Catch"] == [
-            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Record failure"}
-        ]
+        # failed only for what proves nothing was delivered; anything else (a lost
+        # answer, a timeout, an ambiguous send) is recorded unknown
+        not_delivered, anything_else = task["Catch"]
+        assert not_delivered["Next"] == "Record failure"
+        assert set(not_delivered["ErrorEquals"]) == {
+            "PermanentDeliveryError",
+            "TransientDeliveryError",
+            "ConfigError",
+            "Lambda.TooManyRequestsException",
+        }
+        assert anything_else == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.unknown",
+            "Next": "Record unknown outcome",
+        }
         assert task["Next"] == "Record delivery"
+    unknown = inner["Record unknown outcome"]
+    assert unknown["Parameters"]["unknown.$"] == "$.unknown"
+
+
+def database_tasks(states: dict[str, Any]) -> dict[str, Any]:
+    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+    names = [
+        "Claim due notifications",
+        "Confirm still wanted",
+        "Record delivery",
+        "Record failure",
+        "Record unknown outcome",
+    ]
+    return {name: states.get(name) or inner[name] for name in names}
+
+
+def test_database_steps_retry_a_lost_answer_and_notifiers_never_do(
+    states: dict[str, Any],
+) -> None:
+    # A database step is idempotent under its own retry: it retries every error after
+    # which the function may have run. A notifier may have placed the call: it does not.
+    may_have_run = {"Lambda.ServiceException", "Lambda.SdkClientException", "Sandbox.Timedout"}
+    for name, task in database_tasks(states).items():
+        retried = {error for retrier in task["Retry"] for error in retrier["ErrorEquals"]}
+        assert may_have_run <= retried, name
+    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+    for channel in CHANNELS.values():
+        retried = {
+            error
+            for retrier in inner[channel.task_name]["Retry"]
+            for error in retrier["ErrorEquals"]
+        }
+        assert retried == {"TransientDeliveryError", "Lambda.TooManyRequestsException"}
+
+
+def test_confirm_is_told_a_retry_from_a_second_run(states: dict[str, Any]) -> None:
+    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+    parameters = inner["Confirm still wanted"]["Parameters"]
+    assert parameters["retry_count.$"] == "$$.State.RetryCount"
+    assert parameters["entered.$"] == "$$.State.EnteredTime"
+
+
+def retry_seconds(retrier: dict[str, Any]) -> float:
+    """The longest a retrier waits in all, as Step Functions computes its delays."""
+    delays = [
+        retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** attempt
+        for attempt in range(retrier.get("MaxAttempts", 3))
+    ]
+    cap = retrier.get("MaxDelaySeconds")
+    return float(sum(min(delay, cap) if cap else delay for delay in delays))
+
+
+def test_record_rides_out_a_database_outage_of_minutes(states: dict[str, Any]) -> None:
+    for name in ("Record delivery", "Record failure", "Record unknown outcome"):
+        (database,) = [
+            retrier
+            for retrier in database_tasks(states)[name]["Retry"]
+            if retrier["ErrorEquals"] == ["DatabaseError"]
+        ]
+        # with full jitter each delay is drawn below its ceiling: on average half
+        assert retry_seconds(database) / 2 >= 180, name
 
 
 def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]) -> None:
@@ -131,7 +204,7 @@ def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(states: dict[
         for name, state in [*states.items(), *inner.items()]
         if state["Type"] == "Task" and ":lambda:" in state["Resource"]
     }
-    assert len(tasks) == 4 + len(CHANNELS)  # claim, confirm, two records, the notifiers
+    assert len(tasks) == 5 + len(CHANNELS)  # claim, confirm, three records, the notifiers
     for name, task in tasks.items():
         assert THROTTLE_RETRIER in task["Retry"], name
     assert THROTTLE_RETRY.attempts * THROTTLE_RETRY.max_delay_seconds >= 60

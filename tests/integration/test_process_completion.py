@@ -49,7 +49,9 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
 
     def record_second() -> None:
         with UnitOfWork(Database(settings)) as uow:
-            uow.notifications.finish(second, owner=OWNER, provider_ref="ref-2", error=None)
+            uow.notifications.finish(
+                second, owner=OWNER, state="sent", provider_ref="ref-2", error=None
+            )
             recorded.set()
             go.wait(10)
             completed_by_second.append(uow.processes.complete_finished([process_ref]))
@@ -57,7 +59,7 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
 
     # GIVEN both outcomes written, each in its own open transaction
     with UnitOfWork(Database(settings)) as uow:
-        uow.notifications.finish(first, owner=OWNER, provider_ref="ref-1", error=None)
+        uow.notifications.finish(first, owner=OWNER, state="sent", provider_ref="ref-1", error=None)
         other = threading.Thread(target=record_second)
         other.start()
         assert recorded.wait(10)

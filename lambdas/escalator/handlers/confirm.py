@@ -1,6 +1,7 @@
 """Confirm Lambda: the last check before sending one notification.
 
-Input: ``{"notification_id": ..., "execution": ..., "due": "...Z"}``; output ``{"deliver": true,
+Input: ``{"notification_id": ..., "execution": ..., "due": "...Z", "retry_count":
+$$.State.RetryCount, "entered": $$.State.EnteredTime}``; output ``{"deliver": true,
 "delivery": {...}}`` or ``{"deliver": false, "reason": ...}``.
 """
 
@@ -22,5 +23,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         notification_id=int(event["notification_id"]),
         execution=str(event["execution"]),
         due=event.get("due"),
+        retry_count=int(event.get("retry_count") or 0),
+        entered=event.get("entered"),
     )
     return confirmation.to_event()

@@ -1,8 +1,10 @@
 """Record Lambda: writes a notification's outcome.
 
 Input: ``{"notification_id": ..., "execution": ..., "receipt": {...}}`` after a delivery,
-or ``{..., "failure": {"Error": ..., "Cause": ...}}`` as the state machine caught it;
-the handler turns either into a domain value, so the use case never reads a catch.
+``{..., "failure": {"Error": ..., "Cause": ...}}`` as the state machine caught an error
+that proves nothing was delivered, or ``{..., "unknown": {"Error": ..., "Cause": ...}}``
+for one after which the provider may have it; the handler turns each into a domain
+value, so the use case never reads a catch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from escalator import bootstrap
 from escalator.logs import logger
 from escalator.metrics import metrics
-from escalator.model import Failure, Outcome, Receipt
+from escalator.model import Ambiguous, Failure, Outcome, Receipt
 
 
 @metrics.log_metrics
@@ -30,10 +32,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def outcome_of(event: dict[str, Any]) -> Outcome:
-    """The receipt of a delivery, or the failure the state machine caught."""
+    """The receipt of a delivery, or what the state machine caught."""
     receipt = event.get("receipt")
     if isinstance(receipt, dict):
         return Receipt.from_event(receipt)
+    unknown = event.get("unknown")
+    if isinstance(unknown, dict):
+        return Ambiguous(failure_of(unknown).reason)
     return failure_of(event.get("failure") or {})
 
 

@@ -1,0 +1,58 @@
+"""Lambda as AWS runs it: an invocation may run and still answer an error (its answer
+was lost, ``Lambda.ServiceException``), and Step Functions then retries it; one may be
+throttled before it runs. The emulated Lambda service injects both (``LambdaFaults``),
+and every notification is still delivered exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from devstack.moto_adapter import FAULT_LOST_ANSWER, FAULT_THROTTLED, LambdaFaults
+from tests.support.contract_cases import email, phone, pubnub, start
+from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.long
+
+DATABASE_STEPS = ("FunctionsActivator", "FunctionsConfirm", "FunctionsRecord")
+# The first draws of this seed: the first claim runs and its answer is lost, the retry
+# answers (the activator is invoked before any other function).
+SEED = 37
+
+
+def test_lost_answers_of_every_database_step_deliver_each_notification_once(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN 30% of the invocations of claim, confirm and record throttled before they
+    # run, and 30% of those that ran answering Lambda.ServiceException
+    steps = [pipeline.machine.function_named(prefix) for prefix in DATABASE_STEPS]
+    faults = pipeline.lambdas.faults = LambdaFaults(0.3, functions=steps, seed=SEED)
+    due = int(time.time()) + 2
+    for n in range(10):
+        pipeline.submit(
+            start(
+                f"restaurant-{n}",
+                phone(f"+3859112345{n:02d}", at=due),
+                email(f"owner{n}@example.com", at=due),
+                pubnub(f"ch-{n}", at=due),
+            )
+        )
+
+    # WHEN one execution runs
+    pipeline.machine.run(timeout=180)
+
+    # THEN every notification reached its peer exactly once, and each is recorded sent
+    calls = Counter(call.form["To"] for call in pipeline.peers.twilio.calls)
+    mails = Counter(mail.recipients[0] for mail in pipeline.peers.smtp.mails)
+    publications = Counter(item.channel for item in pipeline.peers.pubnub.publications)
+    assert calls == {f"+3859112345{n:02d}": 1 for n in range(10)}
+    assert mails == {f"owner{n}@example.com": 1 for n in range(10)}
+    assert publications == {f"ch-{n}": 1 for n in range(10)}
+    assert pipeline.states() == ["sent"] * 30
+    # AND every step lost answers and was throttled along the way
+    for step in steps[1:]:
+        assert faults.counts[step][FAULT_LOST_ANSWER] > 0, faults.summary()
+        assert faults.counts[step][FAULT_THROTTLED] > 0, faults.summary()
+    assert faults.counts[steps[0]][FAULT_LOST_ANSWER] >= 1, faults.summary()

@@ -1,0 +1,215 @@
+"""Each database step of the state machine is idempotent under its own retry: Step
+Functions retries a task whose answer was lost (the function ran, ``Lambda.
+ServiceException``), so a retry must answer as the first attempt did. A second run of
+the same execution (Express workflows run at least once) is not a retry: it never
+delivers again.
+
+The handlers are called with the events the state machine builds (``$$.State.
+RetryCount`` and ``$$.State.EnteredTime`` included), on a real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from devstack.events import sqs_event, sqs_record
+from devstack.postgres import query
+from escalator.handlers import activator, confirm, initiator, record
+from tests.support.contract_cases import email, pubnub, start, stop
+
+EXECUTION = "arn:aws:states:eu-central-1:123456789012:execution:Escalator-delivery:tick-1"
+ENTERED = "2026-11-30T10:00:00.123Z"
+
+
+@pytest.fixture
+def steps(initiator_env: str, lambda_context: LambdaContext) -> Steps:
+    return Steps(lambda_context)
+
+
+class Steps:
+    """The handlers, called as the state machine calls them."""
+
+    def __init__(self, context: LambdaContext) -> None:
+        self.context = context
+
+    def submit(self, document: dict[str, Any]) -> None:
+        answer = initiator.handler(sqs_event(sqs_record(document)), self.context)
+        assert answer == {"batchItemFailures": []}
+
+    def claim(self, execution: str = EXECUTION) -> dict[str, Any]:
+        event = {"execution": execution, "input": {"period_seconds": 60}}
+        answer: dict[str, Any] = activator.handler(event, self.context)
+        return answer
+
+    def confirm(
+        self, notification_id: int, *, retry_count: int = 0, entered: str = ENTERED
+    ) -> dict[str, Any]:
+        event = {
+            "notification_id": notification_id,
+            "execution": EXECUTION,
+            "retry_count": retry_count,
+            "entered": entered,
+        }
+        answer: dict[str, Any] = confirm.handler(event, self.context)
+        return answer
+
+    def record(self, notification_id: int, **outcome: Any) -> dict[str, Any]:
+        event = {"notification_id": notification_id, "execution": EXECUTION, **outcome}
+        answer: dict[str, Any] = record.handler(event, self.context)
+        return answer
+
+
+def state_of(dsn: str, notification_id: int) -> tuple[Any, ...]:
+    ((row),) = query(
+        dsn, "SELECT state, provider_ref, error FROM notification WHERE id = %s", (notification_id,)
+    )
+    return tuple(row)
+
+
+def claimed_ids(answer: dict[str, Any]) -> list[int]:
+    return [item["id"] for item in answer["notifications"]]
+
+
+def test_a_retried_claim_returns_the_batch_the_first_attempt_claimed(
+    steps: Steps, initiator_env: str
+) -> None:
+    # GIVEN a claim whose answer was lost after it committed
+    now = int(time.time())
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=now), email(at=now + 5)))
+    first = steps.claim()
+    assert len(claimed_ids(first)) == 2
+
+    # WHEN Step Functions retries it
+    retried = steps.claim()
+
+    # THEN the retry answers the same batch, still claimed by this execution
+    assert retried == first
+    rows = query(initiator_env, "SELECT state, claim_owner FROM notification ORDER BY id")
+    assert rows == [("claimed", EXECUTION), ("claimed", EXECUTION)]
+
+
+def test_a_claim_by_another_execution_does_not_take_what_one_holds(steps: Steps) -> None:
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    assert len(claimed_ids(steps.claim())) == 1
+
+    assert claimed_ids(steps.claim(execution=EXECUTION + "-other")) == []
+
+
+def confirmed_notification(steps: Steps) -> int:
+    """A notification the first attempt of the confirm step moved to sending."""
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    assert steps.confirm(notification_id)["deliver"] is True
+    return notification_id
+
+
+def test_a_retried_confirm_returns_the_same_delivery(steps: Steps, initiator_env: str) -> None:
+    # GIVEN a confirm whose answer was lost after it moved the notification to sending
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id)
+
+    # WHEN Step Functions retries it (same state entry, RetryCount 1)
+    retried = steps.confirm(notification_id, retry_count=1)
+
+    # THEN the retry delivers the same notification, once moved to sending
+    assert first["deliver"] is True
+    assert retried == first
+    assert state_of(initiator_env, notification_id)[0] == "sending"
+    ((attempts,),) = query(
+        initiator_env, "SELECT attempts FROM notification WHERE id = %s", (notification_id,)
+    )
+    assert attempts == 1
+
+
+def test_a_second_run_of_the_execution_does_not_deliver_again(steps: Steps) -> None:
+    notification_id = confirmed_notification(steps)
+
+    # A second run enters the state anew: another EnteredTime, RetryCount 0 and later.
+    again = steps.confirm(notification_id, entered="2026-11-30T10:00:07.456Z")
+    again_retried = steps.confirm(notification_id, retry_count=1, entered="2026-11-30T10:00:07Z")
+
+    assert again == {"deliver": False, "reason": "notification is sending"}
+    assert again_retried["deliver"] is False
+
+
+def test_a_first_attempt_never_resumes_a_delivery(steps: Steps) -> None:
+    # RetryCount 0 with the same EnteredTime cannot be a retry: it does not deliver.
+    notification_id = confirmed_notification(steps)
+
+    assert steps.confirm(notification_id, retry_count=0)["deliver"] is False
+
+
+def test_a_retried_confirm_after_a_stop_cancels_instead_of_delivering(
+    steps: Steps, initiator_env: str
+) -> None:
+    # GIVEN the first attempt moved the notification to sending, then the restaurant
+    # confirmed an order before the retry
+    notification_id = confirmed_notification(steps)
+    steps.submit(stop("restaurant-1"))
+
+    # WHEN the confirm step is retried
+    retried = steps.confirm(notification_id, retry_count=1)
+
+    # THEN it is not delivered: the notifier never ran, so it is cancelled
+    assert retried == {"deliver": False, "reason": "process is stopped"}
+    assert state_of(initiator_env, notification_id)[0] == "cancelled"
+
+
+RECEIPT = {"provider_ref": "17000000000000000", "detail": {"message": "{}"}}
+
+
+def test_a_retried_record_answers_as_the_first_did_and_counts_once(
+    steps: Steps, initiator_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a record step whose answer was lost after it committed the receipt
+    notification_id = confirmed_notification(steps)
+    first = steps.record(notification_id, receipt=RECEIPT)
+
+    # WHEN it is retried
+    retried = steps.record(notification_id, receipt=RECEIPT)
+
+    # THEN it answers the same, changes nothing, and the delivery is counted once
+    assert first == {"notification_id": notification_id, "outcome": "sent"}
+    assert retried == first
+    assert state_of(initiator_env, notification_id) == ("sent", RECEIPT["provider_ref"], None)
+    metrics = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
+    ]
+    assert [m["NotificationsSent"] for m in metrics if "NotificationsSent" in m] == [[1.0]]
+
+
+def test_a_retried_failure_record_keeps_the_recorded_failure(
+    steps: Steps, initiator_env: str
+) -> None:
+    notification_id = confirmed_notification(steps)
+    failure = {"failure": {"Error": "PermanentDeliveryError", "Cause": "HTTP 400"}}
+    first = steps.record(notification_id, **failure)
+
+    retried = steps.record(notification_id, **failure)
+
+    assert first == retried == {"notification_id": notification_id, "outcome": "failed"}
+    assert state_of(initiator_env, notification_id) == (
+        "failed",
+        None,
+        "PermanentDeliveryError: HTTP 400",
+    )
+
+
+def test_a_record_never_turns_a_recorded_delivery_into_a_failure(
+    steps: Steps, initiator_env: str
+) -> None:
+    # A receipt recorded, then a failure reported for the same notification (a retry
+    # that went a different way): the delivery stands.
+    notification_id = confirmed_notification(steps)
+    steps.record(notification_id, receipt=RECEIPT)
+
+    late = steps.record(notification_id, failure={"Error": "Lambda.Unknown", "Cause": ""})
+
+    assert late["outcome"] == "sent"
+    assert state_of(initiator_env, notification_id)[0] == "sent"
