@@ -187,9 +187,9 @@ class LambdaFaults:
     when every sandbox is busy; nothing ran); after it ran, its answer is lost
     (``ServiceException``: the caller sees an error, the function's work stands).
 
-    ``functions`` limits them to those function names (``None``: every function).
-    ``seed`` makes the draws repeatable. ``counts`` holds what was injected, by
-    function and kind.
+    ``functions`` limits them to those function names (``None``: every function), and
+    ``kinds`` to those kinds. ``seed`` makes the draws repeatable. ``counts`` holds what
+    was injected, by function and kind.
     """
 
     def __init__(
@@ -197,12 +197,14 @@ class LambdaFaults:
         probability: float = 0.0,
         *,
         functions: Iterable[str] | None = None,
+        kinds: Iterable[str] = (FAULT_THROTTLED, FAULT_LOST_ANSWER),
         seed: int | None = None,
     ) -> None:
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"a fault probability is between 0 and 1, not {probability}")
         self.probability = probability
         self.functions = None if functions is None else frozenset(functions)
+        self.kinds = frozenset(kinds)
         self.seed = seed
         self.counts: dict[str, dict[str, int]] = {}
         self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
@@ -210,8 +212,10 @@ class LambdaFaults:
 
     def strikes(self, function_name: str, kind: str) -> bool:
         """Whether this invocation of ``function_name`` suffers a fault of ``kind`` (counted)."""
-        if self.probability <= 0.0 or (
-            self.functions is not None and function_name not in self.functions
+        if (
+            self.probability <= 0.0
+            or kind not in self.kinds
+            or (self.functions is not None and function_name not in self.functions)
         ):
             return False
         with self._lock:

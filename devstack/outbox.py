@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from escalator.channels import Notifier
+from escalator.errors import AmbiguousDeliveryError
 from escalator.logs import mask
 from escalator.model import Delivery, Receipt
 
@@ -54,7 +55,9 @@ class OutboxNotifier:
         try:
             receipt = self._inner.deliver(delivery)
         except Exception as exc:
-            self._record(delivery, "failed", None, {"error": f"{type(exc).__name__}: {exc}"})
+            # (an ambiguous send may have reached the provider: its outcome is unknown)
+            outcome = "unknown" if isinstance(exc, AmbiguousDeliveryError) else "failed"
+            self._record(delivery, outcome, None, {"error": f"{type(exc).__name__}: {exc}"})
             raise
         self._record(delivery, "sent", receipt.provider_ref, receipt.detail or {})
         return receipt

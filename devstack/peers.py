@@ -63,8 +63,14 @@ class Call:
     sid: str = ""  # the call SID the stub answered with (none for a refused call)
 
 
+# What a peer's ``answer`` returns, instead of a payload, to take the request and hang up
+# without answering (as a provider whose connection drops after it acted).
+DROP = "drop"
+
+
 class _HttpPeer(LoopbackServer):
-    """A loopback HTTP server answering JSON from ``self.answer``, after ``delay``."""
+    """A loopback HTTP server answering JSON from ``self.answer``, after ``delay``; an
+    answer of ``DROP`` closes the connection without a response."""
 
     def __init__(self) -> None:
         super().__init__(self._serve)
@@ -76,6 +82,9 @@ class _HttpPeer(LoopbackServer):
             if self.delay:
                 time.sleep(self.delay)
             status, payload = self.answer(request)
+        if payload == DROP:
+            request.close_connection = True
+            return
         body = json.dumps(payload).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
@@ -105,7 +114,8 @@ class TwilioStub(_HttpPeer):
     """``POST /2010-04-01/Accounts/{sid}/Calls.json``, as the ``twilio`` client calls it.
 
     Answers 201 with a call SID unless ``script`` holds planned answers: ``201``,
-    ``429``, ``503``, or ``21211`` (HTTP 400, invalid 'To' number). A call with a
+    ``429``, ``503``, ``21211`` (HTTP 400, invalid 'To' number), or ``DROP`` (the call is
+    placed, and the connection closes before the answer). A call with a
     ``StatusCallback`` can be reported on (``report``), signed with the account's auth
     token as Twilio signs; with ``auto_report`` set, each accepted call is reported
     through those statuses in the background, as Twilio would.
@@ -115,7 +125,7 @@ class TwilioStub(_HttpPeer):
         super().__init__()
         self.calls: list[Call] = []
         self.refused: list[Call] = []
-        self.script: deque[int] = deque()
+        self.script: deque[int | str] = deque()
         self.callbacks: list[StatusCallback] = []
         self.auto_report: tuple[str, ...] = ()
         self.auth_token = auth_token
@@ -168,13 +178,16 @@ class TwilioStub(_HttpPeer):
         )
         with self._lock:
             plan = self.script.popleft() if self.script else 201
-            (self.calls if plan == 201 else self.refused).append(call)
-        if plan == 201:
+            placed = plan in (201, DROP)
+            (self.calls if placed else self.refused).append(call)
+        if placed:
             sid = call.sid = f"CA{uuid.uuid4().hex}"
             if self.auto_report and "StatusCallback" in form:
                 threading.Thread(
                     target=self._report_all, args=(call, self.auto_report), daemon=True
                 ).start()
+            if plan == DROP:
+                return 0, DROP
             return 201, {
                 "sid": sid,
                 "status": "queued",
@@ -202,11 +215,13 @@ class Publication:
 
 
 class PubNubStub(_HttpPeer):
-    """``GET /publish/{pub}/{sub}/0/{channel}/0/{message}?uuid=...``, answering a timetoken."""
+    """``GET /publish/{pub}/{sub}/0/{channel}/0/{message}?uuid=...``, answering a timetoken;
+    ``script`` may plan a ``DROP`` (published, then the connection closes unanswered)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.publications: list[Publication] = []
+        self.script: deque[str] = deque()
         self._lock = threading.Lock()
 
     def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
@@ -224,6 +239,9 @@ class PubNubStub(_HttpPeer):
         )
         with self._lock:
             self.publications.append(publication)
+            plan = self.script.popleft() if self.script else None
+        if plan == DROP:
+            return 0, DROP
         return 200, [1, "Sent", str(time.time_ns() // 100)]
 
 
@@ -240,6 +258,10 @@ class _MailHandler:
     mails: list[Mail] = field(default_factory=list)
     in_flight: InFlight = field(default_factory=InFlight)
     rcpt_reply: str | None = None  # e.g. "450 4.2.1 Mailbox busy" to refuse recipients
+    # Keep the next message, then hang up instead of answering it (the reply to DATA
+    # never comes); hang up when the client says QUIT.
+    drop_after_data: bool = False
+    drop_on_quit: bool = False
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -256,7 +278,15 @@ class _MailHandler:
             self.mails.append(
                 Mail(envelope.mail_from, list(envelope.rcpt_tos), message, time.time())
             )
+        if self.drop_after_data:
+            self.drop_after_data = False
+            server.transport.abort()
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.drop_on_quit:
+            server.transport.abort()
+        return "221 Bye"
 
 
 class SmtpPeer:

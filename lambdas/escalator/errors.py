@@ -26,14 +26,20 @@ class DeliveryError(EscalatorError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """The provider did not accept the notification (connection failure, timeout before
-    sending, HTTP 429/503, SMTP 4xx); trying again later may succeed. The state machine
-    retries these by their class name."""
+    """The request provably never reached the provider (DNS, connection refused, TLS
+    handshake) or the provider said it did not take it (HTTP 429/503, SMTP 4xx); trying
+    again later may succeed. The state machine retries these by their class name."""
 
 
 class PermanentDeliveryError(DeliveryError):
-    """The provider refused the notification, or may have acted on it without saying so:
-    trying again would fail again or risk a duplicate. Recorded as a failure."""
+    """The provider refused the notification: trying again would fail again. Recorded as
+    a failure."""
+
+
+class AmbiguousDeliveryError(DeliveryError):
+    """The request may have reached the provider, but no answer came (the connection
+    dropped or timed out after it was written, the reply to DATA never came, a gateway
+    error): trying again risks a second call. Never retried; recorded ``unknown``."""
 
 
 class ConfigError(EscalatorError):

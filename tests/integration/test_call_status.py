@@ -168,14 +168,14 @@ def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
 
 def test_a_callback_settles_a_call_whose_request_timed_out(pipeline: Pipeline) -> None:
     # GIVEN Twilio took the call but answered later than the notifier waits: recorded
-    # failed, without a call SID (the request is never retried: the call may be ringing)
+    # unknown, without a call SID (the request is never retried: the call may be ringing)
     pipeline.configure(TWILIO_TIMEOUT_SECONDS="1")
     pipeline.peers.twilio.delay = 2
     pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
     pipeline.machine.run()
     pipeline.wait_for(lambda: pipeline.peers.twilio.calls)  # the stub answers late
     (call,) = pipeline.peers.twilio.calls
-    assert call_row(pipeline)[:2] == ("failed", None)
+    assert call_row(pipeline)[:2] == ("unknown", None)
 
     # WHEN Twilio reports the call
     assert pipeline.peers.twilio.report(call, "completed", duration=12) == 200

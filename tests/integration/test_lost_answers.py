@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from devstack.moto_adapter import FAULT_LOST_ANSWER, FAULT_THROTTLED, LambdaFaults
+from devstack.peers import DROP
 from tests.support.contract_cases import email, phone, pubnub, start
 from tests.support.pipeline import Pipeline
 
@@ -56,3 +57,57 @@ def test_lost_answers_of_every_database_step_deliver_each_notification_once(
         assert faults.counts[step][FAULT_LOST_ANSWER] > 0, faults.summary()
         assert faults.counts[step][FAULT_THROTTLED] > 0, faults.summary()
     assert faults.counts[steps[0]][FAULT_LOST_ANSWER] >= 1, faults.summary()
+
+
+def test_a_provider_that_drops_the_connection_gets_one_request_and_it_is_unknown(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN Twilio, the SMTP server and PubNub each take the request and then drop the
+    # connection before answering
+    pipeline.peers.twilio.script.append(DROP)
+    pipeline.peers.smtp.handler.drop_after_data = True
+    pipeline.peers.pubnub.script.append(DROP)
+    now = int(time.time())
+    pipeline.submit(start("restaurant-42", phone(at=now), email(at=now), pubnub(at=now)))
+
+    # WHEN the state machine runs
+    pipeline.machine.run()
+
+    # THEN each provider got exactly one request, none was retried, and each
+    # notification is unknown with the reason (none failed, none claimed sent)
+    assert len(pipeline.peers.twilio.calls) == 1
+    assert len(pipeline.peers.smtp.mails) == 1
+    assert len(pipeline.peers.pubnub.publications) == 1
+    rows = pipeline.notification_states()
+    assert [(channel, state) for channel, state, _, _ in rows] == [
+        ("phone", "unknown"),
+        ("email", "unknown"),
+        ("pubnub", "unknown"),
+    ]
+    assert all(error.startswith("AmbiguousDeliveryError: ") for _, _, _, error in rows)
+
+
+def test_a_notifier_whose_answer_was_lost_is_unknown_until_twilio_reports_the_call(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN every answer of the phone notifier is lost after it ran (the call was placed)
+    notifier = pipeline.machine.function_named("FunctionsNotifierPhone")
+    faults = pipeline.lambdas.faults = LambdaFaults(
+        1.0, functions=[notifier], kinds=[FAULT_LOST_ANSWER]
+    )
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+
+    # WHEN the state machine runs
+    pipeline.machine.run()
+
+    # THEN the call was placed once, never retried, and its outcome is unknown, not failed
+    (call,) = pipeline.peers.twilio.calls
+    assert faults.counts == {notifier: {FAULT_LOST_ANSWER: 1}}
+    ((_, state, provider_ref, error),) = pipeline.notification_states()
+    assert (state, provider_ref) == ("unknown", None)
+    assert error.startswith("Lambda.ServiceException")
+
+    # AND Twilio's status callback for that call settles it as sent
+    assert pipeline.peers.twilio.report(call, "completed", duration=12) == 200
+    ((_, state, provider_ref, error),) = pipeline.notification_states()
+    assert (state, provider_ref, error) == ("sent", call.sid, None)

@@ -8,12 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.peers import Peers, PubNubStub, SmtpPeer, running_peers
+from devstack.peers import DROP, Peers, PubNubStub, SmtpPeer, running_peers
 from escalator.channels import email, phone, pubnub
 from escalator.channels.email import SmtpMailer
 from escalator.channels.phone import TwilioCalls
 from escalator.channels.pubnub import PubNubPublisher
-from escalator.errors import ConfigError, PermanentDeliveryError, TransientDeliveryError
+from escalator.errors import (
+    AmbiguousDeliveryError,
+    ConfigError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from escalator.model import Delivery
 from tests.support.contract_cases import EMAIL, PHONE
 
@@ -99,12 +104,42 @@ def test_twilio_unreachable_is_transient(peers: Peers) -> None:
         notifier.deliver(CALL)
 
 
-def test_twilio_silent_after_the_request_is_permanent(peers: Peers) -> None:
+def test_twilio_silent_after_the_request_is_ambiguous(peers: Peers) -> None:
     # The request reached Twilio: retrying could place a second call.
     peers.twilio.delay = 2.5
-    with pytest.raises(PermanentDeliveryError, match="did not answer in time"):
+    with pytest.raises(AmbiguousDeliveryError, match="may have been placed"):
         twilio(peers, TWILIO_TIMEOUT_SECONDS="1").deliver(CALL)
     peers.twilio.delay = 0
+
+
+def test_twilio_dropping_the_connection_after_the_request_is_ambiguous(peers: Peers) -> None:
+    # GIVEN Twilio takes the call and the connection drops before its answer
+    peers.twilio.script.append(DROP)
+
+    # WHEN the call is placed, THEN the notifier says it may have been placed
+    with pytest.raises(AmbiguousDeliveryError, match="RemoteDisconnected"):
+        twilio(peers).deliver(CALL)
+    assert len(peers.twilio.calls) == 1
+
+
+def test_twilio_server_error_is_ambiguous(peers: Peers) -> None:
+    peers.twilio.script.append(500)
+    with pytest.raises(AmbiguousDeliveryError, match="HTTP 500"):
+        twilio(peers).deliver(CALL)
+
+
+def test_twilio_unknown_host_is_transient(peers: Peers) -> None:
+    notifier = twilio(peers, TWILIO_API_BASE_URL="http://twilio.invalid")
+    with pytest.raises(TransientDeliveryError, match="cannot reach Twilio"):
+        notifier.deliver(CALL)
+
+
+def test_twilio_failing_tls_handshake_is_transient(peers: Peers) -> None:
+    # A peer that does not speak TLS: the handshake fails, no request was ever written.
+    notifier = twilio(peers, TWILIO_API_BASE_URL=peers.twilio.url.replace("http:", "https:"))
+    with pytest.raises(TransientDeliveryError, match="cannot reach Twilio: SSLError"):
+        notifier.deliver(CALL)
+    assert peers.twilio.calls == []
 
 
 def mailer(peers: Peers, smtp: SmtpPeer | None = None, **overrides: str) -> SmtpMailer:
@@ -148,6 +183,25 @@ def test_email_login_is_used_and_a_refused_login_is_permanent(peers: Peers) -> N
             mailer(peers, server, SMTP_USERNAME="escalator", SMTP_PASSWORD="wrong").deliver(MAIL)
     finally:
         server.stop()
+
+
+def test_email_dropped_before_the_reply_to_data_is_ambiguous(peers: Peers) -> None:
+    # GIVEN a server that keeps the message and hangs up instead of answering it
+    peers.smtp.handler.drop_after_data = True
+
+    # WHEN the e-mail is sent, THEN it may have been accepted: not retried
+    with pytest.raises(AmbiguousDeliveryError, match="after the message was sent"):
+        mailer(peers).deliver(MAIL)
+    assert len(peers.smtp.mails) == 1
+
+
+def test_email_accepted_then_a_failing_quit_is_delivered(peers: Peers) -> None:
+    peers.smtp.handler.drop_on_quit = True
+
+    receipt = mailer(peers).deliver(MAIL)
+
+    (mail,) = peers.smtp.mails
+    assert receipt.provider_ref == mail.message["Message-ID"]
 
 
 def test_email_server_unreachable_is_transient(peers: Peers) -> None:
@@ -202,6 +256,29 @@ def test_pubnub_errors_are_translated(peers: Peers, status: int, error: type[Exc
             publisher(peers, stub.url).deliver(PUBLISH)
     finally:
         stub.stop()
+
+
+def test_pubnub_dropping_the_connection_after_the_publish_is_ambiguous(peers: Peers) -> None:
+    peers.pubnub.script.append(DROP)
+
+    with pytest.raises(AmbiguousDeliveryError, match="may have been published"):
+        publisher(peers).deliver(PUBLISH)
+    assert len(peers.pubnub.publications) == 1
+
+
+def test_pubnub_server_error_is_ambiguous(peers: Peers) -> None:
+    stub = RefusingPubNub(502)
+    stub.start()
+    try:
+        with pytest.raises(AmbiguousDeliveryError, match="HTTP 502"):
+            publisher(peers, stub.url).deliver(PUBLISH)
+    finally:
+        stub.stop()
+
+
+def test_pubnub_origin_must_be_http(peers: Peers) -> None:
+    with pytest.raises(ConfigError, match="PUBNUB_ORIGIN must be an http"):
+        publisher(peers, "ftp://ps.pndsn.com")
 
 
 def test_pubnub_unreachable_is_transient(peers: Peers) -> None:

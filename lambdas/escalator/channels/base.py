@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,10 +16,46 @@ class Notifier(Protocol):
     def deliver(self, delivery: Delivery) -> Receipt:
         """Deliver and return the provider's reference.
 
-        Raises ``TransientDeliveryError`` when the provider did not accept it and a retry
-        may succeed, ``PermanentDeliveryError`` when it refused it or may have acted on it.
+        Raises ``TransientDeliveryError`` when the request provably never reached the
+        provider or it did not take it (a retry may succeed), ``PermanentDeliveryError``
+        when it refused it, ``AmbiguousDeliveryError`` when it may have it (never retried).
         """
         ...
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every exception it wraps: causes, contexts, and the ``reason`` or
+    arguments that HTTP libraries keep the underlying error in; outermost first."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        nested += list(current.args)
+        pending += [item for item in nested if isinstance(item, BaseException)]
+
+
+def failed_tls_handshake(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps a TLS error raised by the handshake itself: it happens while
+    connecting, before a byte of the request is written."""
+    import ssl
+
+    for cause in exception_chain(exc):
+        if isinstance(cause, ssl.SSLError):
+            frames = traceback.extract_tb(cause.__traceback__)
+            if any(frame.name == "do_handshake" for frame in frames):
+                return True
+    return False
+
+
+def innermost(exc: BaseException) -> str:
+    """The type of the deepest exception ``exc`` wraps (messages may quote URLs)."""
+    *_, deepest = exception_chain(exc)
+    return type(deepest).__name__
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,13 @@ from email.utils import formatdate, make_msgid
 
 from email_validator import EmailNotValidError, validate_email
 
-from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.channels.base import Channel, Notifier, ProviderSecret, innermost
 from escalator.config import boolean, integer, present, require, with_secret
-from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.errors import (
+    AmbiguousDeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from escalator.model import Delivery, Receipt
 
 # The notifier's environment.
@@ -81,6 +85,20 @@ def target_problem(address: str) -> str | None:
     return None
 
 
+class _Session(smtplib.SMTP):
+    """An SMTP session that knows when the message itself was handed over: once the
+    server answered DATA with 354, the content goes out, and from then on a dropped
+    connection or a missing reply may mean the server has the message."""
+
+    content_sent = False
+
+    def getreply(self) -> tuple[int, bytes]:
+        code, text = super().getreply()
+        if code == 354:
+            self.content_sent = True
+        return code, text
+
+
 class SmtpMailer:
     """Sends one message per notification, with STARTTLS and login when configured."""
 
@@ -88,7 +106,9 @@ class SmtpMailer:
         self._settings = settings
 
     def deliver(self, delivery: Delivery) -> Receipt:
-        """Send the e-mail. Raises ``TransientDeliveryError``, ``PermanentDeliveryError``."""
+        """Send the e-mail. Raises ``TransientDeliveryError`` (never handed over, or the
+        server said try later), ``PermanentDeliveryError`` (refused),
+        ``AmbiguousDeliveryError`` (the message went out and no answer came back)."""
         settings = self._settings
         message = EmailMessage()
         message["From"] = settings.mail_from
@@ -97,15 +117,14 @@ class SmtpMailer:
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = make_msgid(domain=settings.mail_from.rpartition("@")[2] or None)
         message.set_content(settings.body)
+        session: _Session | None = None
         try:
-            with smtplib.SMTP(
-                settings.host, settings.port, timeout=settings.timeout_seconds
-            ) as smtp:
-                if settings.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
-                if settings.username:
-                    smtp.login(settings.username, settings.password or "")
-                smtp.send_message(message)
+            session = _Session(settings.host, settings.port, timeout=settings.timeout_seconds)
+            if settings.starttls:
+                session.starttls(context=ssl.create_default_context())
+            if settings.username:
+                session.login(settings.username, settings.password or "")
+            session.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentDeliveryError(f"SMTP login refused ({exc.smtp_code})") from exc
         except smtplib.SMTPRecipientsRefused as exc:
@@ -116,15 +135,32 @@ class SmtpMailer:
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
         except smtplib.SMTPResponseException as exc:
+            # An answer, even to the message itself: the server says it did not take it.
             problem = f"SMTP answered {exc.smtp_code}: {_text(exc.smtp_error)}"
             if 400 <= exc.smtp_code < 500:
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            if session is not None and session.content_sent:
+                raise AmbiguousDeliveryError(
+                    f"no answer from the SMTP server after the message was sent ({innermost(exc)})"
+                    "; it may have been accepted: not retried"
+                ) from exc
             raise TransientDeliveryError(f"cannot talk to the SMTP server: {exc}") from exc
+        finally:
+            if session is not None:
+                _quit(session)
         return Receipt(
             provider_ref=str(message["Message-ID"]), detail={"subject": settings.subject}
         )
+
+
+def _quit(session: smtplib.SMTP) -> None:
+    """End the session; the message's fate is settled already, whatever QUIT answers."""
+    try:
+        session.quit()
+    except (OSError, smtplib.SMTPException):
+        session.close()
 
 
 def _notifier() -> Notifier:

@@ -13,9 +13,17 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.channels.base import (
+    Channel,
+    Notifier,
+    ProviderSecret,
+    exception_chain,
+    failed_tls_handshake,
+    innermost,
+)
 from escalator.config import integer, present, require, with_secret
 from escalator.errors import (
+    AmbiguousDeliveryError,
     CallbackRefused,
     ConfigError,
     PermanentDeliveryError,
@@ -33,6 +41,8 @@ _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 NOTIFICATION_PARAMETER = "notification"
 # Twilio answers these when it did not take the request: worth another try.
 _TRANSIENT_STATUS = frozenset({429, 503})
+# A server or gateway error: Twilio (or whatever stands before it) may have placed the call.
+_AMBIGUOUS_STATUS = frozenset({500, 502, 504})
 
 # The notifier's environment.
 TWILIO_ACCOUNT_SID = "TWILIO_ACCOUNT_SID"
@@ -126,15 +136,20 @@ class TwilioCalls:
         from twilio.rest import Client
 
         self._settings = settings
+        # A fresh connection for every call (no pool): a kept-alive connection the server
+        # has since closed fails as the request is written, which could not be told from
+        # a call Twilio took; on a fresh one, only connecting can fail before the request.
         self._client = Client(
             settings.account_sid,
             settings.auth_token,
-            http_client=TwilioHttpClient(timeout=settings.timeout_seconds),
+            http_client=TwilioHttpClient(timeout=settings.timeout_seconds, pool_connections=False),
         )
         self._client.api.base_url = settings.api_base_url
 
     def deliver(self, delivery: Delivery) -> Receipt:
-        """Place the call. Raises ``TransientDeliveryError``, ``PermanentDeliveryError``."""
+        """Place the call. Raises ``TransientDeliveryError`` (the request never reached
+        Twilio, or Twilio did not take it), ``PermanentDeliveryError`` (Twilio refused it),
+        ``AmbiguousDeliveryError`` (Twilio may have placed it: never retried)."""
         import requests
         from twilio.base.exceptions import TwilioRestException
 
@@ -152,12 +167,16 @@ class TwilioCalls:
             problem = f"Twilio answered HTTP {exc.status} (error {exc.code}): {exc.msg}"
             if exc.status in _TRANSIENT_STATUS:
                 raise TransientDeliveryError(problem) from exc
+            if exc.status in _AMBIGUOUS_STATUS:
+                raise AmbiguousDeliveryError(f"{problem}; the call may have been placed") from exc
             raise PermanentDeliveryError(problem) from exc
-        except (requests.ConnectionError, requests.exceptions.ConnectTimeout) as exc:
-            raise TransientDeliveryError(f"cannot reach Twilio: {type(exc).__name__}") from exc
-        except requests.Timeout as exc:
-            # The request was sent: the call may have been placed, so it is not retried.
-            raise PermanentDeliveryError("Twilio did not answer in time; not retried") from exc
+        except requests.RequestException as exc:
+            if never_sent(exc):
+                raise TransientDeliveryError(f"cannot reach Twilio: {innermost(exc)}") from exc
+            raise AmbiguousDeliveryError(
+                f"no answer from Twilio after the request was sent ({innermost(exc)}); "
+                "the call may have been placed: not retried"
+            ) from exc
         return Receipt(
             provider_ref=str(call.sid),
             detail={"from": delivery.caller_id, "url": self._settings.twiml_url},
@@ -216,6 +235,20 @@ class TwilioStatusCallbacks:
             notification_id=_notification_of(callback.url),
             duration_seconds=int(duration) if duration.isdigit() else None,
         )
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether a ``requests`` error provably happened before the request was written:
+    connecting failed (refused, unreachable, DNS, a connect timeout) or the TLS handshake
+    did. A connection that dropped or timed out later (the request may have arrived)
+    does not count, nor does a TLS error while reading the answer."""
+    from requests.exceptions import ConnectTimeout
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+    before_the_request = (ConnectTimeout, NewConnectionError, ConnectTimeoutError)
+    return failed_tls_handshake(exc) or any(
+        isinstance(cause, before_the_request) for cause in exception_chain(exc)
+    )
 
 
 def _notification_of(url: str) -> int | None:

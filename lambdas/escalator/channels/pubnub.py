@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
-import urllib.error
+import ssl
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from escalator.channels.base import Channel, Notifier, ProviderSecret
+from escalator.channels.base import Channel, Notifier, ProviderSecret, innermost
 from escalator.config import integer, present, require, with_secret
-from escalator.errors import PermanentDeliveryError, TransientDeliveryError
+from escalator.errors import (
+    AmbiguousDeliveryError,
+    ConfigError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from escalator.model import Delivery, Receipt
 
 # The notifier's environment.
@@ -82,13 +87,23 @@ def message_for(delivery: Delivery) -> dict[str, object]:
 
 
 class PubNubPublisher:
-    """Publishes with PubNub's REST API (``GET /publish/...``), answering a timetoken."""
+    """Publishes with PubNub's REST API (``GET /publish/...``), answering a timetoken.
+
+    Each publish connects first and only then sends the request, so a failure to
+    connect (never sent: retried) is told apart from one after the request was written
+    (PubNub may have published it: never retried, recorded unknown).
+    """
 
     def __init__(self, settings: PubNubSettings) -> None:
         self._settings = settings
+        origin = urllib.parse.urlsplit(settings.origin)
+        if origin.scheme not in ("https", "http") or not origin.hostname:
+            raise ConfigError(f"{PUBNUB_ORIGIN} must be an http(s) URL, not {settings.origin!r}")
+        self._origin = origin
 
     def deliver(self, delivery: Delivery) -> Receipt:
-        """Publish. Raises ``TransientDeliveryError``, ``PermanentDeliveryError``."""
+        """Publish. Raises ``TransientDeliveryError``, ``PermanentDeliveryError``,
+        ``AmbiguousDeliveryError``."""
         settings = self._settings
         message = message_for(delivery)
         path = "/".join(
@@ -104,26 +119,45 @@ class PubNubPublisher:
             )
         )
         query = urllib.parse.urlencode({"uuid": settings.uuid})
-        url = f"{settings.origin.rstrip('/')}/{path}?{query}"
-        if not url.startswith(("https://", "http://")):
-            raise PermanentDeliveryError("PUBNUB_ORIGIN must be an http(s) URL")
+        connection = self._connection()
         try:
-            with urllib.request.urlopen(url, timeout=settings.timeout_seconds) as response:  # noqa: S310
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            problem = f"PubNub answered HTTP {exc.code}"
-            if exc.code in _TRANSIENT_STATUS:
-                raise TransientDeliveryError(problem) from exc
-            raise PermanentDeliveryError(problem) from exc
-        except TimeoutError as exc:
-            raise PermanentDeliveryError("PubNub did not answer in time; not retried") from exc
-        except (urllib.error.URLError, ConnectionError) as exc:
-            raise TransientDeliveryError(f"cannot reach PubNub: {exc}") from exc
+            try:
+                connection.connect()
+            except OSError as exc:  # refused, unreachable, DNS, TLS handshake, timeout
+                raise TransientDeliveryError(f"cannot reach PubNub: {innermost(exc)}") from exc
+            try:
+                connection.request("GET", f"{self._origin.path.rstrip('/')}/{path}?{query}")
+                response = connection.getresponse()
+                status, body = response.status, response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                raise AmbiguousDeliveryError(
+                    f"no answer from PubNub after the publish was sent ({innermost(exc)}); "
+                    "it may have been published: not retried"
+                ) from exc
+        finally:
+            connection.close()
+        if status != 200:
+            problem = f"PubNub answered HTTP {status}"
+            if status in _TRANSIENT_STATUS:
+                raise TransientDeliveryError(problem)
+            if status >= 500:
+                raise AmbiguousDeliveryError(f"{problem}; it may have been published")
+            raise PermanentDeliveryError(problem)
+        try:
+            answer = json.loads(body)
         except ValueError as exc:
-            raise PermanentDeliveryError("PubNub answered something that is not JSON") from exc
+            raise AmbiguousDeliveryError("PubNub answered something that is not JSON") from exc
         if not (isinstance(answer, list) and len(answer) == 3 and answer[0] == 1):
             raise PermanentDeliveryError(f"PubNub did not publish: {answer!r:.200}")
         return Receipt(provider_ref=str(answer[2]), detail={"message": json.dumps(message)})
+
+    def _connection(self) -> http.client.HTTPConnection:
+        timeout = self._settings.timeout_seconds
+        host, port = self._origin.hostname or "", self._origin.port
+        if self._origin.scheme == "https":
+            context = ssl.create_default_context()
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
 
 
 def _notifier() -> Notifier:
