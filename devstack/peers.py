@@ -197,10 +197,11 @@ class TwilioStub(_HttpPeer):
         if plan == 21211:
             message = f"The 'To' number {form.get('To')} is not a valid phone number."
             return 400, {"code": 21211, "message": message, "status": 400}
-        return plan, {
-            "code": 20003 if plan == 429 else 20500,
+        status = int(plan)
+        return status, {
+            "code": 20003 if status == 429 else 20500,
             "message": "try later",
-            "status": plan,
+            "status": status,
         }
 
 
