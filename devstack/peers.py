@@ -133,9 +133,26 @@ class TwilioStub(_HttpPeer):
 
     def report(self, call: Call, status: str, *, duration: int | None = None) -> int:
         """Post a signed status callback for ``call``; the endpoint's HTTP status."""
+        url, params, signature = self.signed_callback(call, status, duration=duration)
+        answer = self.post_callback(url, params, signature)
+        with self._lock:
+            self.callbacks.append(StatusCallback(call.sid, status, url, answer))
+        return answer
+
+    def post_callback(self, url: str, params: dict[str, str], signature: str) -> int:
+        """Post a status callback as Twilio does; the endpoint's HTTP status."""
+        return requests.post(
+            url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
+        ).status_code
+
+    def signed_callback(
+        self, call: Call, status: str, *, duration: int | None = None, url: str | None = None
+    ) -> tuple[str, dict[str, str], str]:
+        """The URL, form and signature of a status callback for ``call`` (to
+        ``StatusCallback`` unless ``url`` is given), signed as Twilio signs."""
         from twilio.request_validator import RequestValidator
 
-        url = call.form["StatusCallback"]
+        url = url or call.form["StatusCallback"]
         params = {
             "AccountSid": call.account_sid,
             "ApiVersion": "2010-04-01",
@@ -149,13 +166,7 @@ class TwilioStub(_HttpPeer):
         }
         if duration is not None:
             params["CallDuration"] = str(duration)
-        signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        answer = requests.post(
-            url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
-        ).status_code
-        with self._lock:
-            self.callbacks.append(StatusCallback(call.sid, status, url, answer))
-        return answer
+        return url, params, RequestValidator(self.auth_token).compute_signature(url, params)
 
     def _report_all(self, call: Call, statuses: tuple[str, ...]) -> None:
         for status in statuses:

@@ -34,7 +34,7 @@ from escalator.model import (
     RecordedKind,
     supersedes,
 )
-from escalator.repository import Finished
+from escalator.repository import CallRecord, Finished
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def record_outcome(
         if finished is not None:
             completed = uow.processes.complete_finished([finished.process_ref]) > 0
             uow.commit()
-            result = Recorded(notification_id, _STATE_OF[type(outcome)], completed)
+            result = Recorded(notification_id, cast(RecordedKind, finished.state), completed)
         else:
             before = uow.notifications.recorded(notification_id, owner=execution)
             result = (
@@ -253,21 +253,23 @@ def _count(kind: RecordedKind, finished: Finished) -> None:
 
 def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusRecorded:
     """Record what the provider reported about a call, unless a later status is on record
-    already (callbacks arrive more than once and out of order). A notification whose
-    outcome was lost (``unknown``, or ``failed`` without a call SID: the request timed
-    out after Twilio took it) is settled ``sent``: the call was placed."""
+    already (callbacks arrive more than once and out of order).
+
+    A callback settles only its own call: once a notification knows its call's SID, only
+    callbacks of that call are recorded; one that does not know it yet (being sent, or
+    ``unknown``: the provider may have it) is bound to the first call reported, and an
+    ``unknown`` one is settled ``sent``: the call was placed. A notification with no call
+    (refused, no caller id, never attempted) is never touched by a callback."""
     with uow:
         record = uow.calls.lock(notification_id=report.notification_id, call_sid=report.call_sid)
-        if record is None or record.provider_ref not in (None, report.call_sid):
+        if record is None or not _may_have_call(record, report.call_sid):
             result = CallStatusRecorded("unknown-call", notification_id=report.notification_id)
         elif not supersedes(report.status, record.provider_status):
             result = CallStatusRecorded(
                 "superseded", record.notification_id, record.provider_status
             )
         else:
-            settle = record.state == "unknown" or (
-                record.state == "failed" and record.provider_ref is None
-            )
+            settle = record.state == "unknown"
             uow.calls.set_status(record.notification_id, report, settle=settle)
             uow.commit()
             result = CallStatusRecorded(
@@ -290,6 +292,13 @@ def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusR
         },
     )
     return result
+
+
+def _may_have_call(record: CallRecord, call_sid: str) -> bool:
+    """Whether the call ``call_sid`` may be this notification's."""
+    if record.provider_ref is not None:
+        return record.provider_ref == call_sid
+    return record.state in ("sending", "unknown")
 
 
 def _finish_notification(

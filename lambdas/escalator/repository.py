@@ -192,6 +192,7 @@ class Finished:
 
     process_ref: int
     lateness_seconds: float
+    state: str = "sent"
 
 
 @dataclass(frozen=True)
@@ -400,21 +401,35 @@ class NotificationRepository:
         ``failed`` or ``unknown`` (with ``error``); ``None`` when there is nothing to record
         (no longer ``owner``'s, or recorded already: see ``recorded``).
 
-        A late outcome also replaces ``unknown`` from the lease: it is better knowledge.
+        A late outcome also replaces ``unknown`` from the lease: it is better knowledge. An
+        ``unknown`` outcome of a notification that a provider's callback has bound to its
+        call already (``provider_ref``) is ``sent``: the call was placed.
         """
         self._cursor.execute(
             """
             UPDATE notification
-            SET state = %s, provider_ref = %s, error = %s, finished_at = now(), updated_at = now(),
-                lease_until = NULL
-            WHERE id = %s AND claim_owner = %s
-              AND (state = 'sending' OR (state = 'unknown' AND %s <> 'unknown'))
-            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8
+            SET state = CASE WHEN %(state)s = 'unknown' AND provider_ref IS NOT NULL
+                             THEN 'sent' ELSE %(state)s END,
+                error = CASE WHEN %(state)s = 'unknown' AND provider_ref IS NOT NULL
+                             THEN NULL ELSE %(error)s END,
+                provider_ref = coalesce(%(ref)s, provider_ref),
+                finished_at = now(), updated_at = now(), lease_until = NULL
+            WHERE id = %(id)s AND claim_owner = %(owner)s
+              AND (state = 'sending' OR (state = 'unknown' AND %(state)s <> 'unknown'))
+            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8, state
             """,
-            (state, provider_ref, error, notification_id, owner, state),
+            {
+                "state": state,
+                "error": error,
+                "ref": provider_ref,
+                "id": notification_id,
+                "owner": owner,
+            },
         )
         row = self._cursor.fetchone()
-        return None if row is None else Finished(process_ref=row[0], lateness_seconds=row[1])
+        if row is None:
+            return None
+        return Finished(process_ref=row[0], lateness_seconds=row[1], state=row[2])
 
     def recorded(self, notification_id: int, *, owner: str) -> RecordedOutcome | None:
         """The outcome on record for ``owner``'s delivery of this notification, and
@@ -472,15 +487,16 @@ class CallRepository:
         return None if row is None else CallRecord(*row)
 
     def set_status(self, notification_id: int, report: CallStatusReport, *, settle: bool) -> None:
-        """Record the provider's status, when it was reported and the call's duration;
-        with ``settle``, the notification becomes ``sent`` with the call's SID."""
+        """Record the provider's status, when it was reported and the call's duration, and
+        bind the notification to the call's SID; with ``settle``, the notification
+        becomes ``sent``."""
         self._cursor.execute(
             """
             UPDATE notification
             SET provider_status = %s, provider_status_at = to_timestamp(%s),
                 call_duration_seconds = coalesce(%s, call_duration_seconds),
+                provider_ref = coalesce(provider_ref, %s),
                 state = CASE WHEN %s THEN 'sent' ELSE state END,
-                provider_ref = CASE WHEN %s THEN %s ELSE provider_ref END,
                 error = CASE WHEN %s THEN NULL ELSE error END,
                 updated_at = now()
             WHERE id = %s
@@ -489,9 +505,8 @@ class CallRepository:
                 report.status,
                 report.reported_at,
                 report.duration_seconds,
-                settle,
-                settle,
                 report.call_sid,
+                settle,
                 settle,
                 notification_id,
             ),

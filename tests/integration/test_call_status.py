@@ -15,6 +15,7 @@ import requests
 from devstack.cli import main
 from devstack.peers import Call
 from devstack.postgres import query
+from escalator.channels.phone import status_callback_for
 from tests.support.contract_cases import EMAIL, email, phone, start
 from tests.support.pipeline import Pipeline
 
@@ -79,8 +80,11 @@ def test_calls_fetch_their_twiml_with_get_and_ask_for_status_callbacks(pipeline:
     call, notification_id = placed_call(pipeline)
 
     assert call.form["Method"] == "GET"
-    assert call.form["StatusCallback"] == (
-        f"{pipeline.status_callback_url}?notification={notification_id}"
+    assert call.form["StatusCallback"] == status_callback_for(
+        pipeline.status_callback_url, notification_id, pipeline.peers.twilio.auth_token
+    )
+    assert call.form["StatusCallback"].startswith(
+        f"{pipeline.status_callback_url}?notification={notification_id}&token="
     )
     assert call.form["StatusCallbackMethod"] == "POST"
     assert call.status_callback_events == ["initiated", "ringing", "answered", "completed"]
@@ -147,7 +151,12 @@ def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
     before = call_row(pipeline)
     # GIVEN a signed callback naming a notification that does not exist
     stranger = Call(
-        form={**call.form, "StatusCallback": f"{pipeline.status_callback_url}?notification=999999"},
+        form={
+            **call.form,
+            "StatusCallback": status_callback_for(
+                pipeline.status_callback_url, 999999, pipeline.peers.twilio.auth_token
+            ),
+        },
         account_sid=call.account_sid,
         auth=call.auth,
         received_at=call.received_at,

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.postgres import ConnectionSampler, query
+from escalator.channels.phone import status_callback_for
 from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.pipeline import CALLER_IDS, Pipeline
@@ -36,7 +37,7 @@ def test_phone_email_and_pubnub_are_each_delivered_once_when_due(pipeline: Pipel
         "From": "+38591000000",  # the longest matching prefix, +38591
         "Url": "https://restaurant.example.com/twiml/escalation.xml",
         "Method": "GET",
-        "StatusCallback": f"{pipeline.status_callback_url}?notification=1",
+        "StatusCallback": status_callback_for(pipeline.status_callback_url, 1, "test-token"),
         "StatusCallbackMethod": "POST",
     }
     assert call.account_sid == "AC00000000000000000000000000000001"

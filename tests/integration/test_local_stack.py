@@ -21,6 +21,7 @@ from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
+from escalator.channels.phone import status_callback_for
 from escalator.executions import recent_executions
 
 # Long: started first, so that the parallel run ends with the short tests.
@@ -289,8 +290,8 @@ def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
             wait_for(lambda: [row[3] for row in call_status()] == ["completed"], timeout=60)
             ((notification_id, state, provider_ref, _),) = call_status()
             (call,) = peers.twilio.calls
-            assert call.form["StatusCallback"] == (
-                f"{ready['twilio_status_callback_url']}?notification={notification_id}"
+            assert call.form["StatusCallback"] == status_callback_for(
+                ready["twilio_status_callback_url"], notification_id, peers.twilio.auth_token
             )
             assert call.form["Method"] == "GET"
             assert (state, provider_ref) == ("sent", call.sid)

@@ -111,3 +111,23 @@ def test_a_notifier_whose_answer_was_lost_is_unknown_until_twilio_reports_the_ca
     assert pipeline.peers.twilio.report(call, "completed", duration=12) == 200
     ((_, state, provider_ref, error),) = pipeline.notification_states()
     assert (state, provider_ref, error) == ("sent", call.sid, None)
+
+
+def test_a_lost_answer_after_twilio_reported_the_call_is_sent_whatever_comes_first(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN Twilio reports the call's progress at once, and the notifier's answer is lost
+    pipeline.peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+    notifier = pipeline.machine.function_named("FunctionsNotifierPhone")
+    pipeline.lambdas.faults = LambdaFaults(1.0, functions=[notifier], kinds=[FAULT_LOST_ANSWER])
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+
+    # WHEN the state machine runs and Twilio's callbacks have all arrived
+    pipeline.machine.run()
+    pipeline.wait_for(lambda: len(pipeline.peers.twilio.callbacks) == 4)
+
+    # THEN the notification is sent with the call's SID, whichever came first
+    (call,) = pipeline.peers.twilio.calls
+    assert {callback.answer for callback in pipeline.peers.twilio.callbacks} == {200}
+    ((_, state, provider_ref, error),) = pipeline.notification_states()
+    assert (state, provider_ref, error) == ("sent", call.sid, None)

@@ -88,7 +88,8 @@ def test_twilio_call_asks_for_status_callbacks_naming_its_notification(peers: Pe
     base = "https://callbacks.example.com/"
     twilio(peers, TWILIO_STATUS_CALLBACK_URL=base).deliver(CALL)
     form = peers.twilio.calls[0].form
-    assert form["StatusCallback"] == f"{base}?notification={CALL.notification_id}"
+    token = phone.callback_token(peers.twilio.auth_token, CALL.notification_id)
+    assert form["StatusCallback"] == f"{base}?notification={CALL.notification_id}&token={token}"
     assert form["StatusCallbackMethod"] == "POST"
     assert peers.twilio.calls[0].status_callback_events == [
         "initiated",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import hashlib
+import hmac
 import os
 import re
 import time
@@ -39,6 +41,22 @@ from escalator.model import (
 
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 NOTIFICATION_PARAMETER = "notification"
+TOKEN_PARAMETER = "token"  # noqa: S105 - a query parameter's name
+# What Twilio posts to a call's status callback (its request parameters, the status
+# callback's own and those of answering machine detection): anything else is refused.
+CALLBACK_PARAMETERS = frozenset(
+    {
+        *("AccountSid", "ApiVersion", "CallSid", "CallStatus", "CallToken", "Direction"),
+        *("ForwardedFrom", "CallerName", "ParentCallSid", "StirVerstat", "StirStatus"),
+        *("From", "FromCity", "FromState", "FromZip", "FromCountry"),
+        *("To", "ToCity", "ToState", "ToZip", "ToCountry"),
+        *("Caller", "CallerCity", "CallerState", "CallerZip", "CallerCountry"),
+        *("Called", "CalledCity", "CalledState", "CalledZip", "CalledCountry"),
+        *("CallDuration", "Duration", "Timestamp", "CallbackSource", "SequenceNumber"),
+        *("SipResponseCode", "RecordingUrl", "RecordingSid", "RecordingDuration"),
+        *("AnsweredBy", "MachineDetectionDuration", "QueueTime", "ErrorCode", "ErrorMessage"),
+    }
+)
 # Twilio answers these when it did not take the request: worth another try.
 _TRANSIENT_STATUS = frozenset({429, 503})
 # A server or gateway error: Twilio (or whatever stands before it) may have placed the call.
@@ -102,11 +120,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> TwilioSettings:
     )
 
 
-def status_callback_for(base_url: str, notification_id: int) -> str:
+def status_callback_for(base_url: str, notification_id: int, auth_token: str) -> str:
     """The callback URL of one call: the notification travels in the (signed) URL, so a
-    callback finds its notification even when the call's SID was never recorded."""
+    callback finds its notification even when the call's SID was never recorded, with a
+    token of ours that binds the id: no re-split of a signed callback (Twilio's signature
+    has no separator between the URL and the form) yields another valid id."""
     separator = "&" if "?" in base_url else "?"
-    return f"{base_url}{separator}{NOTIFICATION_PARAMETER}={notification_id}"
+    return (
+        f"{base_url}{separator}{NOTIFICATION_PARAMETER}={notification_id}"
+        f"&{TOKEN_PARAMETER}={callback_token(auth_token, notification_id)}"
+    )
+
+
+def callback_token(auth_token: str, notification_id: int) -> str:
+    """An HMAC of the notification id, keyed with the account's auth token (which the
+    notifier and the receiver hold, and nobody who only saw a callback does)."""
+    message = f"escalator-status-callback:{notification_id}".encode()
+    return hmac.new(auth_token.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 # Pure, and restaurants send the same destinations order after order.
@@ -187,7 +217,9 @@ class TwilioCalls:
         if base_url is None:
             return {}
         return {
-            "status_callback": status_callback_for(base_url, delivery.notification_id),
+            "status_callback": status_callback_for(
+                base_url, delivery.notification_id, self._settings.auth_token
+            ),
             "status_callback_method": "POST",
             "status_callback_event": list(STATUS_CALLBACK_EVENTS),
         }
@@ -214,16 +246,23 @@ class TwilioStatusCallbacks:
     def __init__(self, settings: TwilioCallbackSettings) -> None:
         from twilio.request_validator import RequestValidator
 
+        self._auth_token = settings.auth_token
         self._validator = RequestValidator(settings.auth_token)
 
     def verify(self, callback: SignedCallback) -> CallStatusReport:
         """The report the callback carries. Raises ``CallbackRefused`` when the signature
-        is missing or wrong, or the fields are not a call status."""
+        is missing or wrong, a parameter is not one Twilio sends, the URL's notification
+        does not carry its token, or the fields are not a call status."""
         if not callback.signature or not self._validator.validate(
             callback.url, callback.params, callback.signature
         ):
             raise CallbackRefused("X-Twilio-Signature is missing or does not match")
         params = callback.params
+        unknown = sorted(set(params) - CALLBACK_PARAMETERS)
+        if unknown:
+            raise CallbackRefused(
+                f"parameters Twilio does not send: {', '.join(name[:40] for name in unknown[:5])}"
+            )
         sid, status = params.get("CallSid"), params.get("CallStatus")
         if not sid or status not in CALL_STATUSES:
             raise CallbackRefused("a signed callback that is not a call status")
@@ -232,9 +271,23 @@ class TwilioStatusCallbacks:
             call_sid=sid,
             status=status,
             reported_at=_reported_at(params.get("Timestamp")),
-            notification_id=_notification_of(callback.url),
+            notification_id=self._notification_of(callback.url),
             duration_seconds=int(duration) if duration.isdigit() else None,
         )
+
+    def _notification_of(self, url: str) -> int | None:
+        """The notification the URL names, checked against its token; ``None`` when it
+        names none (the call's SID then finds it)."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
+        ids, tokens = query.get(NOTIFICATION_PARAMETER, []), query.get(TOKEN_PARAMETER, [])
+        if not ids and not tokens:
+            return None
+        if len(ids) != 1 or len(tokens) != 1 or not ids[0].isdigit():
+            raise CallbackRefused("the callback URL names its notification wrongly")
+        notification_id = int(ids[0])
+        if not hmac.compare_digest(tokens[0], callback_token(self._auth_token, notification_id)):
+            raise CallbackRefused("the callback URL's token does not match its notification")
+        return notification_id
 
 
 def never_sent(exc: BaseException) -> bool:
@@ -249,11 +302,6 @@ def never_sent(exc: BaseException) -> bool:
     return failed_tls_handshake(exc) or any(
         isinstance(cause, before_the_request) for cause in exception_chain(exc)
     )
-
-
-def _notification_of(url: str) -> int | None:
-    values = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query).get(NOTIFICATION_PARAMETER)
-    return int(values[0]) if values and values[0].isdigit() else None
 
 
 def _reported_at(timestamp: str | None) -> float:

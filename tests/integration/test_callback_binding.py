@@ -1,0 +1,150 @@
+"""A status callback settles only its own call.
+
+Twilio's signature is an HMAC over the URL followed by each form key and value, with no
+separator: whoever has seen one signed callback can move characters between the end of
+the URL and the first key and keep the signature valid. None of those re-splits, and no
+replay of a callback against another notification's URL, may change anything.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from devstack.peers import ACCOUNT_SID, Call
+from devstack.postgres import query
+from escalator.channels.phone import status_callback_for
+from tests.support.contract_cases import phone, pubnub, start
+from tests.support.pipeline import Pipeline
+
+pytestmark = pytest.mark.long
+
+
+def rows(pipeline: Pipeline) -> list[tuple[Any, ...]]:
+    """(id, state, provider_ref, provider_status, error) of every notification."""
+    return query(
+        pipeline.database_url,
+        "SELECT id, state, provider_ref, provider_status, error FROM notification ORDER BY id",
+    )
+
+
+def resplits(url: str, params: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Every request that signs like (``url``, ``params``) by moving up to eight
+    characters between the end of the URL and the first key (in signing order)."""
+    first = min(params)
+    rest = {key: value for key, value in params.items() if key != first}
+    forged = []
+    for size in range(1, 9):
+        # the URL's last characters become the start of the first key
+        moved_in = {url[-size:] + first: params[first], **rest}
+        if min(moved_in) == url[-size:] + first:
+            forged.append((url[:-size], moved_in))
+        # the first key's first characters become the end of the URL
+        if size < len(first):
+            moved_out = {first[size:]: params[first], **rest}
+            if min(moved_out) == first[size:]:
+                forged.append((url + first[:size], moved_out))
+    return forged
+
+
+def refused_then_placed(pipeline: Pipeline) -> tuple[int, Call]:
+    """Notification 1 is a call Twilio refused (no call exists), notifications 2 to 10
+    PubNub messages, notification 11 a call Twilio placed."""
+    now = int(time.time())
+    pipeline.peers.twilio.script.append(21211)
+    pipeline.submit(
+        start("restaurant-1", phone(at=now), *[pubnub(f"ch-{n}", at=now) for n in range(9)])
+    )
+    pipeline.machine.run()
+    pipeline.submit(start("restaurant-11", phone("+385911234511", at=int(time.time()))))
+    pipeline.machine.run()
+    (call,) = pipeline.peers.twilio.calls
+    assert [row[:2] for row in rows(pipeline)] == [
+        (1, "failed"),
+        *[(n, "sent") for n in range(2, 12)],
+    ]
+    return 11, call
+
+
+def test_no_resplit_of_a_signed_callback_settles_another_notification(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN a signed callback of call 11, as anyone who saw it in a log has it
+    _, call = refused_then_placed(pipeline)
+    url, params, signature = pipeline.peers.twilio.signed_callback(call, "completed", duration=9)
+    before = rows(pipeline)
+    forgeries = resplits(url, params)
+    assert forgeries
+
+    # WHEN each re-split is posted with the same signature
+    answers = [
+        pipeline.peers.twilio.post_callback(forged_url, forged_params, signature)
+        for forged_url, forged_params in forgeries
+    ]
+
+    # THEN every one is refused and nothing changed (notification 1 stays failed)
+    assert set(answers) == {403}
+    assert rows(pipeline) == before
+
+
+def test_a_callback_replayed_against_every_other_notifications_url_changes_nothing(
+    pipeline: Pipeline,
+) -> None:
+    notification_id, call = refused_then_placed(pipeline)
+    _, params, signature = pipeline.peers.twilio.signed_callback(call, "completed")
+    before = rows(pipeline)
+
+    base = pipeline.status_callback_url
+    answers = [
+        pipeline.peers.twilio.post_callback(
+            status_callback_for(base, other, pipeline.peers.twilio.auth_token), params, signature
+        )
+        for other in range(1, 12)
+        if other != notification_id
+    ]
+
+    assert set(answers) == {403}
+    assert rows(pipeline) == before
+
+
+def test_a_notification_without_a_call_is_never_settled_by_a_callback(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN a callback signed for notification 1's own URL (whose call Twilio refused),
+    # reporting another call
+    _, call = refused_then_placed(pipeline)
+    own_url = status_callback_for(pipeline.status_callback_url, 1, pipeline.peers.twilio.auth_token)
+    before = rows(pipeline)
+
+    answer = pipeline.peers.twilio.report(
+        Call(
+            form={**call.form, "StatusCallback": own_url},
+            account_sid=ACCOUNT_SID,
+            auth=call.auth,
+            received_at=time.time(),
+            sid=call.sid,
+        ),
+        "completed",
+    )
+
+    # THEN it is answered (Twilio must not retry) and notification 1 stays failed
+    assert answer == 200
+    assert rows(pipeline) == before
+
+
+def test_a_callback_with_a_parameter_twilio_does_not_send_is_refused(pipeline: Pipeline) -> None:
+    _, call = refused_then_placed(pipeline)
+    url, params, _ = pipeline.peers.twilio.signed_callback(call, "completed")
+    before = rows(pipeline)
+
+    extra = {**params, "Injected": "1"}
+    signature = RequestValidator(pipeline.peers.twilio.auth_token).compute_signature(url, extra)
+
+    assert pipeline.peers.twilio.post_callback(url, extra, signature) == 403
+    assert rows(pipeline) == before
+    # while the callback as Twilio sends it is recorded
+    assert pipeline.peers.twilio.report(call, "completed") == 200
+    assert rows(pipeline)[-1][3] == "completed"
