@@ -2,7 +2,7 @@
 
 escalator db migrate [--database-url URL] [--sql-dir DIR]
 escalator local [--port 4566] [--tick 60] [--database-url URL] [--data-dir DIR]
-                [--caller-id-registry FILE] [--outbox PATH]
+                [--caller-id-registry FILE] [--outbox PATH] [--lambda-faults P] [--fault-seed N]
 escalator send start PROCESS_ID --notification 'channel=phone,at=+90,phone-number=+385...'
 escalator send stop PROCESS_ID
 escalator send --file request.json
@@ -78,6 +78,15 @@ def _parser() -> argparse.ArgumentParser:
     local.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     local.add_argument("--caller-id-registry", type=Path, help="JSON file: prefix -> caller id")
     local.add_argument("--outbox", type=Path, default=defaults.outbox)
+    local.add_argument(
+        "--lambda-faults",
+        type=_probability,
+        default=defaults.lambda_faults,
+        metavar="P",
+        help="throttle P of the Lambda invocations before they run, and lose the answer of P"
+        " of those that ran, as AWS may (0 to 1; default %(default)s)",
+    )
+    local.add_argument("--fault-seed", type=int, help="replay the same faults")
     local.set_defaults(run=_local)
 
     send = commands.add_parser("send", help="send a request to the queue")
@@ -153,8 +162,21 @@ def _local(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             caller_id_registry=args.caller_id_registry,
             outbox=args.outbox,
+            lambda_faults=args.lambda_faults,
+            fault_seed=args.fault_seed,
         )
     )
+
+
+def _probability(text: str) -> float:
+    """A command-line probability: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
 
 
 def parse_notification(text: str, *, now: int) -> dict[str, Any]:

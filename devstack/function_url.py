@@ -1,6 +1,7 @@
 """A Lambda function URL on loopback: each HTTP request becomes a function URL event
 (payload format 2.0) for a function invoked through the Lambda API (moto), and the
-function's answer becomes the HTTP response, as AWS does it."""
+function's answer becomes the HTTP response, as AWS does it; a request body larger than
+6 MB is refused (413) unread, as AWS refuses it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from devstack.loopback import LoopbackServer
+
+# A function URL refuses a request larger than Lambda's invocation payload (6 MB).
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
 
 
 class FunctionUrl(LoopbackServer):
@@ -33,6 +37,11 @@ class FunctionUrl(LoopbackServer):
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
+        if length > MAX_REQUEST_BYTES:
+            # Refused before a byte of the body is read, and the connection closed.
+            request.close_connection = True
+            _answer(request, 413, "Request Entity Too Large", "text/plain")
+            return
         body = request.rfile.read(length).decode("utf-8", errors="replace")
         path, _, query = request.path.partition("?")
         host = request.headers.get("Host", "")
@@ -60,9 +69,13 @@ class FunctionUrl(LoopbackServer):
             status = int(answer.get("statusCode", 200))
             content = str(answer.get("body", ""))
             content_type = (answer.get("headers") or {}).get("Content-Type", "application/json")
-        data = content.encode()
-        request.send_response(status)
-        request.send_header("Content-Type", content_type)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
+        _answer(request, status, content, content_type)
+
+
+def _answer(request: BaseHTTPRequestHandler, status: int, content: str, content_type: str) -> None:
+    data = content.encode()
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(data)))
+    request.end_headers()
+    request.wfile.write(data)

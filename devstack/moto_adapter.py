@@ -55,8 +55,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import moto
@@ -267,7 +268,8 @@ def check_moto() -> list[str]:
 
 @dataclass
 class LocalContext:
-    """The attributes of the Lambda context object that Powertools reads."""
+    """The attributes of the Lambda context object that Powertools reads; the remaining
+    time counts down to ``deadline`` (``time.monotonic()``; 30 s from creation if unset)."""
 
     function_name: str = "escalator-local"
     function_version: str = "$LATEST"
@@ -276,9 +278,17 @@ class LocalContext:
     aws_request_id: str = "local-request"
     log_group_name: str = "/aws/lambda/escalator-local"
     log_stream_name: str = "local"
+    deadline: float = field(default_factory=lambda: time.monotonic() + DEFAULT_TIMEOUT_SECONDS)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+# Lambda's own default timeout is 3 s; the stack gives every function one explicitly.
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# What Lambda answers for an invocation that ran out of time (Step Functions names the
+# error after it).
+TIMED_OUT = "Sandbox.Timedout"
 
 
 # Sandboxes of a function without reserved concurrency (Lambda's would scale further).
@@ -291,12 +301,17 @@ class InProcessLambdas:
     Each function runs in a pool of threads, its "sandboxes": as many as its reserved
     concurrency (``reserve``), so a function holds at most that many database
     connections at once, as on Lambda; invocations beyond it wait for a free sandbox.
+    An invocation that outlasts the function's timeout (``timeouts``, from the template)
+    is answered ``Sandbox.Timedout`` as Lambda answers it; its thread cannot be killed and
+    runs on, holding its sandbox, while the caller goes on (``timed_out`` counts them).
     """
 
     def __init__(self) -> None:
         self.overrides: dict[str, Handler] = {}
         self.faults = LambdaFaults()
         self.invocations: list[str] = []
+        self.timeouts: dict[str, float] = {}
+        self.timed_out: dict[str, int] = {}
         self._reserved: dict[str, int] = {}
         self._busy: dict[str, int] = {}
         self._sandboxes: dict[str, ThreadPoolExecutor] = {}
@@ -335,18 +350,20 @@ class InProcessLambdas:
                 raise TooManyRequests(name)
             self._busy[name] = busy + 1
             self.invocations.append(name)
+        timeout = self.timeouts.get(name, DEFAULT_TIMEOUT_SECONDS)
         try:
             event = json.loads(body) if body else {}
             handler = self.handler_for(name, function.handler)
-            context = LocalContext(function_name=name)
-            failed, payload, seconds = (
-                self._pool(name).submit(_run, handler, event, context).result()
-            )
+            invocation = _Sandboxed(name, timeout)
+            running = self._pool(name).submit(_run, handler, event, invocation)
+            failed, payload, seconds = _within(running, invocation)
         finally:
             with self._lock:
                 self._busy[name] -= 1
         with self._lock:
             self.handler_seconds[name] = self.handler_seconds.get(name, 0.0) + seconds
+            if seconds >= timeout:
+                self.timed_out[name] = self.timed_out.get(name, 0) + 1
         if self.faults.strikes(name, FAULT_LOST_ANSWER):
             raise LostAnswer(name)
         if failed:  # Lambda reports any exception as a function error
@@ -367,9 +384,43 @@ class InProcessLambdas:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass
+class _Sandboxed:
+    """One invocation in its sandbox: when it started there, and until when it may run."""
+
+    name: str
+    timeout: float
+    started: threading.Event = field(default_factory=threading.Event)
+    deadline: float = 0.0
+
+
+def _within(running: Any, invocation: _Sandboxed) -> tuple[bool, bytes, float]:
+    """The invocation's answer, or Lambda's ``Sandbox.Timedout`` once it has run for its
+    timeout in its sandbox (waiting for a free sandbox does not count)."""
+    while not invocation.started.wait(0.5):
+        if running.done():  # (never started: the pool was shut down)
+            break
+    try:
+        answer: tuple[bool, bytes, float] = running.result(
+            timeout=max(0.0, invocation.deadline - time.monotonic())
+            if invocation.started.is_set()
+            else None
+        )
+    except FutureTimeout:
+        error = {
+            "errorType": TIMED_OUT,
+            "errorMessage": f"Task timed out after {invocation.timeout:.2f} seconds",
+        }
+        return True, json.dumps(error).encode(), invocation.timeout
+    return answer
+
+
 def _run(
-    handler: Handler, event: dict[str, Any], context: LocalContext
+    handler: Handler, event: dict[str, Any], invocation: _Sandboxed
 ) -> tuple[bool, bytes, float]:
+    invocation.deadline = time.monotonic() + invocation.timeout
+    invocation.started.set()
+    context = LocalContext(function_name=invocation.name, deadline=invocation.deadline)
     started = time.perf_counter()
     try:
         payload = json.dumps(handler(event, context)).encode()

@@ -70,12 +70,15 @@ DROP = "drop"
 
 class _HttpPeer(LoopbackServer):
     """A loopback HTTP server answering JSON from ``self.answer``, after ``delay``; an
-    answer of ``DROP`` closes the connection without a response."""
+    answer of ``DROP`` closes the connection without a response. With ``trickle`` set,
+    the answer's body goes out one byte every ``trickle`` seconds (each read of the
+    client gets a byte in time, so no per-read timeout ever trips)."""
 
     def __init__(self) -> None:
         super().__init__(self._serve)
         self.in_flight = InFlight()
         self.delay = 0.0
+        self.trickle = 0.0
 
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         with self.in_flight.request():
@@ -90,7 +93,13 @@ class _HttpPeer(LoopbackServer):
         request.send_header("Content-Type", "application/json")
         request.send_header("Content-Length", str(len(body)))
         request.end_headers()
-        request.wfile.write(body)
+        if not self.trickle:
+            request.wfile.write(body)
+            return
+        for byte in range(len(body)):
+            request.wfile.write(body[byte : byte + 1])
+            request.wfile.flush()
+            time.sleep(self.trickle)
 
     def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
         raise NotImplementedError

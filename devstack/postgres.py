@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -108,15 +108,55 @@ def allow_application_login(admin_dsn: str) -> str:
 def embedded_postgres(data_dir: Path) -> Iterator[str]:
     """An embedded PostgreSQL (pgserver) keeping its data under ``data_dir``, stopped on
     exit; yields its URL."""
+    with embedded_postgres_server(data_dir) as server:
+        yield str(server.get_uri())
+
+
+@contextmanager
+def embedded_postgres_server(data_dir: Path) -> Iterator[Any]:
+    """The pgserver server keeping its data under ``data_dir``, stopped on exit."""
     from pgserver import postgres_server as embedded
 
     data_dir.mkdir(parents=True, exist_ok=True)
     forget_dead_owners(data_dir)
     server: Any = embedded.get_server(data_dir, cleanup_mode="stop")
     try:
-        yield str(server.get_uri())
+        yield server
     finally:
         server.cleanup()
+
+
+class PostgresKeeper(threading.Thread):
+    """Watches an embedded server and starts it again when it dies (a crash, a
+    ``kill -9``), saying so through ``say``; ``restarts`` counts them."""
+
+    def __init__(
+        self,
+        server: Any,
+        stop: threading.Event,
+        say: Callable[[str], None],
+        interval: float = 1.0,
+    ) -> None:
+        super().__init__(name="postgres-keeper", daemon=True)
+        self._server = server
+        self._stop = stop
+        self._say = say
+        self._interval = interval
+        self.restarts = 0
+
+    def run(self) -> None:
+        while not self._stop.wait(self._interval):
+            info = self._server.get_postmaster_info()
+            if info.is_running():
+                continue
+            self._say(f"PostgreSQL (pid {info.pid}) is gone; starting it again")
+            try:
+                self._server.ensure_postgres_running()
+            except Exception as exc:  # its old backends may still be exiting: next look
+                self._say(f"PostgreSQL did not start yet ({type(exc).__name__}); trying again")
+                continue
+            self.restarts += 1
+            self._say(f"PostgreSQL restarted (pid {self._server.get_pid()}), same data")
 
 
 def forget_dead_owners(data_dir: Path) -> list[int]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from psycopg2.extensions import make_dsn
 
-from devstack.postgres import allow_application_login, embedded_postgres
+from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
 from devstack.template import REGION, resources
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
@@ -49,6 +49,10 @@ class LocalOptions:
     data_dir: Path = Path(".escalator-local")
     caller_id_registry: Path | None = None
     outbox: Path = Path("escalator-outbox.jsonl")
+    # The share of Lambda invocations throttled before they run, and the share whose
+    # answer is lost after they ran (as AWS does now and then); a seed to replay them.
+    lambda_faults: float = 0.0
+    fault_seed: int | None = None
 
 
 def say(message: str) -> None:
@@ -148,7 +152,7 @@ def run(options: LocalOptions) -> int:
     import boto3
 
     from devstack.function_url import FunctionUrl
-    from devstack.moto_adapter import LocalContext, lambdas_in_process
+    from devstack.moto_adapter import LambdaFaults, LocalContext, lambdas_in_process
     from devstack.sqs import EventSource
     from devstack.stepfunctions import deploy
     from devstack.template import synthesized_template
@@ -170,9 +174,13 @@ def run(options: LocalOptions) -> int:
 
     with ExitStack() as stack:
         say("starting PostgreSQL")
-        url = options.database_url or stack.enter_context(
-            embedded_postgres(options.data_dir / "postgres")
-        )
+        keeper: PostgresKeeper | None = None
+        url = options.database_url
+        if url is None:
+            server = stack.enter_context(embedded_postgres_server(options.data_dir / "postgres"))
+            url = str(server.get_uri())
+            keeper = PostgresKeeper(server, stop, say)
+            keeper.start()
         url = prepare_database(url, options.caller_id_registry)
         os.environ[Env.DATABASE_URL] = url
         bootstrap.reset()
@@ -181,6 +189,12 @@ def run(options: LocalOptions) -> int:
         # What the functions call of AWS (the receiver invokes the recorder) is this endpoint.
         os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
         lambdas = stack.enter_context(lambdas_in_process())
+        lambdas.faults = LambdaFaults(options.lambda_faults, seed=options.fault_seed)
+        if options.lambda_faults:
+            say(
+                f"injecting Lambda faults: {options.lambda_faults:.0%} of invocations throttled,"
+                f" {options.lambda_faults:.0%} of answers lost (seed {options.fault_seed})"
+            )
         session = boto3.Session(region_name=REGION)
         sqs = session.client("sqs", endpoint_url=endpoint)
         say("synthesizing the CDK app and registering its state machine")
@@ -235,6 +249,11 @@ def run(options: LocalOptions) -> int:
         poller.join(timeout=10)
         _stop_running(machine)
         say(f"stopped after {executions} executions, {len(lambdas.invocations)} invocations")
+        say(f"Lambda faults injected: {lambdas.faults.summary()}")
+        timed_out = ", ".join(f"{name} {count}" for name, count in lambdas.timed_out.items())
+        say(f"invocations that ran out of time: {timed_out or 'none'}")
+        if keeper is not None:
+            say(f"PostgreSQL restarts: {keeper.restarts}")
     return 0
 
 

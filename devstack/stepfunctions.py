@@ -130,7 +130,7 @@ def deploy(
 ) -> DeployedStateMachine:
     """Register the template's functions and state machine in moto (``mock_aws`` or the
     moto server at ``endpoint_url``); give ``lambdas`` (``InProcessLambdas``) each
-    function's reserved concurrency."""
+    function's reserved concurrency and timeout."""
     iam = boto_session.client("iam", endpoint_url=endpoint_url)
     role_arn = iam.create_role(
         RoleName="escalator-test",
@@ -153,6 +153,9 @@ def deploy(
         reserved = function["Properties"].get("ReservedConcurrentExecutions")
         if lambdas is not None and reserved:
             lambdas.reserve(logical_id, int(reserved))
+        if lambdas is not None:
+            # Lambda's default timeout is 3 seconds.
+            lambdas.timeouts[logical_id] = float(function["Properties"].get("Timeout", 3))
     ((_, state_machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
     definition = resolve(state_machine["Properties"]["DefinitionString"], arns)
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)

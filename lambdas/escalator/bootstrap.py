@@ -116,9 +116,10 @@ class Notifiers:
         # Put in place of the configured adapters (the local stack's dry-run outbox).
         self.overrides: dict[str, Notifier] = {}
 
-    def deliver(self, item: Delivery) -> Receipt:
-        """Deliver through the channel's adapter (``delivery.deliver``)."""
-        return delivery.deliver(self.for_channel(item.channel), item)
+    def deliver(self, item: Delivery, time_left: float | None = None) -> Receipt:
+        """Deliver through the channel's adapter within ``time_left`` seconds
+        (``delivery.deliver``)."""
+        return delivery.deliver(self.for_channel(item.channel), item, time_left)
 
     def for_channel(self, channel: str) -> Notifier:
         return self.overrides.get(channel) or _configured_notifier(channel)

@@ -8,6 +8,7 @@ record_call_status (Twilio's status callbacks, through the receiver).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,7 @@ from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_calle
 from escalator.channels import CHANNELS, Notifier
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
+from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
 from escalator.logs import logger
 from escalator.model import (
     FINAL_CALL_STATUSES,
@@ -169,14 +171,25 @@ def confirm(
     return Confirmation(delivery)
 
 
-def deliver(notifier: Notifier, delivery: Delivery) -> Receipt:
-    """Hand the delivery to the channel's provider (no database involved).
+# What a notifier keeps of its function's remaining time to log and answer.
+ANSWER_MARGIN_SECONDS = 2.0
 
-    Raises ``TransientDeliveryError`` or ``PermanentDeliveryError`` from the adapter.
+
+def deliver(notifier: Notifier, delivery: Delivery, time_left: float | None = None) -> Receipt:
+    """Hand the delivery to the channel's provider (no database involved), within the
+    function's ``time_left`` (seconds) less a margin to answer: a provider that has not
+    answered by then (one trickling its answer never trips a per-read timeout) may have
+    the request, so the delivery ends ``AmbiguousDeliveryError`` rather than never.
+
+    Raises ``TransientDeliveryError``, ``PermanentDeliveryError`` or
+    ``AmbiguousDeliveryError`` from the adapter.
     """
     keys = {"notification_id": delivery.notification_id, "process_id": delivery.process_id}
     try:
-        receipt = notifier.deliver(delivery)
+        if time_left is None:
+            receipt = notifier.deliver(delivery)
+        else:
+            receipt = _within(notifier, delivery, time_left - ANSWER_MARGIN_SECONDS)
     except Exception as exc:
         logger.warning(
             "delivery attempt failed",
@@ -193,6 +206,32 @@ def deliver(notifier: Notifier, delivery: Delivery) -> Receipt:
         extra={**keys, "channel": delivery.channel, "provider_ref": receipt.provider_ref},
     )
     return receipt
+
+
+def _within(notifier: Notifier, delivery: Delivery, seconds: float) -> Receipt:
+    """``notifier.deliver(delivery)``, given up after ``seconds`` (its thread is left to
+    end on its own: the function answers, and its sandbox freezes it)."""
+    if seconds <= 0:
+        raise TransientDeliveryError("no time left to deliver before the function's timeout")
+    outcome: list[Receipt | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(notifier.deliver(delivery))
+        except BaseException as exc:  # (raised again in the caller's thread)
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, name="provider-call", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise AmbiguousDeliveryError(
+            f"no answer from the provider within {seconds:.1f} s, before the function's "
+            "timeout; it may have the request: not retried"
+        )
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def record_outcome(

@@ -4,6 +4,7 @@ its endpoint, and its outbox."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -191,6 +192,28 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     assert sorted(o["notification_id"] for o in recorded if o["outcome"] == "sent") == sorted(
         r["notification_id"] for r in records
     )
+
+
+@pytest.mark.xdist_group("local_stack")
+def test_its_embedded_postgresql_is_restarted_when_it_dies(local_stack: LocalStack) -> None:
+    # (after the other tests of the shared stack: its database dies here)
+    # GIVEN the embedded PostgreSQL of a running local stack is killed
+    pgdata = local_stack.workdir / "data" / "postgres"
+    killed = postmaster(pgdata)
+    os.kill(killed, signal.SIGKILL)
+
+    # WHEN the stack notices
+    log = local_stack.workdir / "local.log"
+    wait_for(lambda: "PostgreSQL restarted" in log.read_text(), timeout=60)
+
+    # THEN it says so, a new server runs on the same data, and deliveries go on
+    assert f"PostgreSQL (pid {killed}) is gone; starting it again" in log.read_text()
+    assert postmaster(pgdata) != killed
+    assert running(postmaster(pgdata))
+    sent = len(local_stack.outbox())
+    local_stack.send(start("r9", console(int(time.time()) + 1, "after the restart")), group="r9")
+    wait_for(lambda: len(local_stack.outbox()) > sent, timeout=60)
+    assert local_stack.outbox()[-1]["target"] == "after the restart"
 
 
 def postmaster(pgdata: Path) -> int:

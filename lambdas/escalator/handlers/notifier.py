@@ -2,7 +2,9 @@
 
 Input: the ``delivery`` the confirm step produced; output the provider's receipt.
 Errors are raised by class name (``TransientDeliveryError`` is retried by the state
-machine, anything else becomes a recorded failure).
+machine; an error proving nothing was delivered is recorded ``failed``, anything else
+``unknown``). The provider's answer is awaited until shortly before the function's own
+timeout.
 """
 
 from __future__ import annotations
@@ -18,4 +20,5 @@ from escalator.model import Delivery
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return bootstrap.notifiers().deliver(Delivery.from_event(event)).to_event()
+    time_left = context.get_remaining_time_in_millis() / 1000
+    return bootstrap.notifiers().deliver(Delivery.from_event(event), time_left).to_event()
