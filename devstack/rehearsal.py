@@ -8,6 +8,10 @@ and an embedded PostgreSQL, and nothing the template does not say.
   (``DBName``, ``MasterUsername``), with the generated password. The instance's endpoint is
   TLS on 127.0.0.1 (``TlsEndpoint``), as functions that sign IAM tokens for a host name
   and require TLS need.
+- The instance has RDS for PostgreSQL's roles (``rds_roles``): the master user is no
+  superuser but a member of ``rds_superuser``, owns the database and signs in with its
+  password; ``rds_iam`` exists, and a role that is a member of it signs in only with an
+  IAM authentication token, checked by the endpoint (``IamTokens``).
 - Every function runs in a process of its own (``devstack.sandbox``) whose environment
   is the function's template environment, resolved, plus what the Lambda runtime
   provides (region, credentials, the function's name) and the emulation's AWS endpoint.
@@ -16,11 +20,27 @@ and an embedded PostgreSQL, and nothing the template does not say.
 
 A function that needs something the template does not give it fails; the rehearsal
 raises ``RehearsalError`` naming the function and what it said.
+
+What the IAM sign-in checks, and what it does not: a member of ``rds_iam`` is asked for
+a cleartext password inside TLS (as RDS's PAM sign-in asks) and admitted only when it is
+a token of ``generate_db_auth_token``'s form (``host:port/?Action=connect&DBUser=...``
+with the SigV4 query parameters) for this endpoint's host and port, this user, action
+``connect``, the instance's region and service ``rds-db``, signed at most 15 minutes ago
+(and no longer than its own ``X-Amz-Expires``), whose SigV4 signature verifies with the
+secret key of its access key id: the credentials the rehearsal's Lambda runtime gives
+every function. A plain password, a token for another user, host, port or region, an
+expired one or one signed with other credentials is refused with RDS's message. Not
+checked: the session token, and IAM's authorization (``rds-db:connect`` on the
+``dbuser`` resource): every function here shares one set of credentials, so which
+function's role may connect is left to the template assertions
+(``tests/infra/test_stack.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -31,12 +51,14 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qsl, quote
 
 import boto3
 import psycopg2
@@ -45,7 +67,7 @@ from psycopg2 import sql
 from devstack.demo import free_port
 from devstack.function_url import FunctionUrl
 from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
-from devstack.postgres import embedded_postgres
+from devstack.postgres import embedded_postgres, query
 from devstack.sqs import queues_from_template
 from devstack.stack import moto_server
 from devstack.stepfunctions import DeployedStateMachine, deploy
@@ -57,24 +79,138 @@ INSTANCE = "AWS::RDS::DBInstance"
 FUNCTION = "AWS::Lambda::Function"
 
 
+# The credentials the rehearsal's Lambda runtime gives every function; the instance
+# checks an IAM token's signature with them, as RDS has IAM check it.
+RUNTIME_ACCESS_KEY = "rehearsal"
+RUNTIME_SECRET_KEY = "rehearsal"  # noqa: S105 - the emulator's
+
 # The first message of a PostgreSQL client that wants TLS, or GSS encryption.
 _SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 _GSS_REQUEST = struct.pack("!ii", 8, 80877104)
+# Asks the client for its password in clear text (inside TLS here), as RDS's PAM sign-in
+# of an rds_iam member does.
+_CLEARTEXT_PASSWORD = b"R" + struct.pack("!ii", 8, 3)
+# A role that is a member of rds_iam, directly or not, as pg_hba's "+rds_iam" matches
+# (not through a superuser's powers), leaving out grants that carry ADMIN OPTION alone:
+# rds_superuser's on rds_iam only stands in for RDS's own right to grant it (``rds_roles``).
+_IAM_MEMBER = """
+WITH RECURSIVE granted (role) AS (
+    SELECT oid FROM pg_roles WHERE rolname = %s
+    UNION
+    SELECT m.roleid FROM pg_auth_members m JOIN granted ON m.member = granted.role
+    WHERE m.inherit_option OR m.set_option
+)
+SELECT EXISTS (SELECT FROM granted JOIN pg_roles r ON r.oid = granted.role
+               WHERE r.rolname = 'rds_iam')
+"""
+
+
+@dataclass(frozen=True)
+class IamTokens:
+    """What the instance accepts as an IAM authentication token (module docstring)."""
+
+    host: str
+    port: int
+    region: str
+    credentials: Mapping[str, str]  # access key id -> secret access key
+    lifetime: timedelta = timedelta(minutes=15)
+    clock_skew: timedelta = timedelta(minutes=5)
+
+    def refusal(self, token: str, user: str, now: datetime | None = None) -> str | None:
+        """Why ``token`` does not sign ``user`` in; ``None`` when it does."""
+        address, separator, query_string = token.partition("/?")
+        if not separator:
+            return "not an IAM authentication token"
+        if address != f"{self.host}:{self.port}":
+            return f"signed for {address}, not {self.host}:{self.port}"
+        try:
+            pairs = parse_qsl(query_string, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            return "not an IAM authentication token"
+        params = dict(pairs)
+        if len(params) != len(pairs):
+            return "a parameter is given twice"
+        expected = {
+            "Action": "connect",
+            "DBUser": user,
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-SignedHeaders": "host",
+        }
+        for name, value in expected.items():
+            if params.get(name) != value:
+                return f"{name} is {params.get(name)!r}, not {value!r}"
+        try:
+            signed_at = datetime.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
+            expires = timedelta(seconds=int(params["X-Amz-Expires"]))
+        except (KeyError, ValueError):
+            return "no valid X-Amz-Date and X-Amz-Expires"
+        signed_at = signed_at.replace(tzinfo=UTC)
+        key_id, _, scope = params.get("X-Amz-Credential", "").partition("/")
+        if scope != f"{signed_at:%Y%m%d}/{self.region}/rds-db/aws4_request":
+            return f"credential scope {scope!r} is not rds-db in {self.region} on its date"
+        now = now or datetime.now(UTC)
+        if now >= signed_at + min(expires, self.lifetime):
+            return "expired"
+        if signed_at > now + self.clock_skew:
+            return "signed in the future"
+        secret = self.credentials.get(key_id)
+        if secret is None:
+            return f"unknown access key id {key_id!r}"
+        signature = _sigv4_query_signature(secret, address, pairs, params["X-Amz-Date"], scope)
+        if not hmac.compare_digest(params.get("X-Amz-Signature", ""), signature):
+            return "the signature does not match"
+        return None
+
+
+def _sigv4_query_signature(
+    secret: str, host: str, pairs: list[tuple[str, str]], timestamp: str, scope: str
+) -> str:
+    """The SigV4 signature of a presigned ``GET https://<host>/?<pairs>`` (no body)."""
+    canonical_query = "&".join(
+        f"{key}={value}"
+        for key, value in sorted(
+            (quote(key, safe="-_.~"), quote(value, safe="-_.~"))
+            for key, value in pairs
+            if key != "X-Amz-Signature"
+        )
+    )
+    empty_body = hashlib.sha256(b"").hexdigest()
+    canonical_request = f"GET\n/\n{canonical_query}\nhost:{host}\n\nhost\n{empty_body}"
+    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    string_to_sign = f"AWS4-HMAC-SHA256\n{timestamp}\n{scope}\n{digest}"
+    key = f"AWS4{secret}".encode()
+    for part in scope.split("/"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 class TlsEndpoint:
     """The instance's endpoint: TLS on 127.0.0.1:<port>, terminated here with a
     certificate of its own, the plain protocol passed on to the embedded server's Unix
     socket (its build has no TLS). Like RDS with ``rds.force_ssl``, it refuses clients
-    that do not ask for TLS."""
+    that do not ask for TLS. A member of ``rds_iam`` signs in here with an IAM token
+    (``tokens``), or not at all; every other role is passed on to the server, which
+    asks for its password."""
 
-    def __init__(self, socket_path: Path, directory: Path) -> None:
+    def __init__(
+        self, socket_path: Path, directory: Path, *, admin_url: str, iam_enabled: bool
+    ) -> None:
         self._socket_path = str(socket_path)
+        self._admin_url = admin_url
+        self._iam_enabled = iam_enabled
         self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._tls.load_cert_chain(*self_signed_certificate(directory))
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
-        self.refused = 0
+        self.tokens = IamTokens(
+            host="127.0.0.1",
+            port=self.port,
+            region=REGION,
+            credentials={RUNTIME_ACCESS_KEY: RUNTIME_SECRET_KEY},
+        )
+        self.refused = 0  # clients that did not ask for TLS
+        self.iam_sign_ins: list[str] = []  # users admitted by IAM token
+        self.iam_refusals: list[tuple[str, str]] = []  # (user, why), refused with 28P01
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -86,23 +222,87 @@ class TlsEndpoint:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        request = _receive(client, 8)
-        if request == _GSS_REQUEST:  # no GSS encryption here: the client asks for TLS next
-            client.sendall(b"N")
+        connection = client
+        try:
             request = _receive(client, 8)
-        if request != _SSL_REQUEST:
-            self.refused += 1
-            client.close()
+            if request == _GSS_REQUEST:  # no GSS encryption here: the client asks for TLS next
+                client.sendall(b"N")
+                request = _receive(client, 8)
+            if request != _SSL_REQUEST:
+                self.refused += 1
+                client.close()
+                return
+            client.sendall(b"S")
+            connection = secure = self._tls.wrap_socket(client, server_side=True)
+            startup = _message(secure)
+            user = _startup_user(startup)
+            if user is not None and self._iam_member(user):
+                reason = self._iam_sign_in(secure, user)
+                if reason is not None:
+                    self.iam_refusals.append((user, reason))
+                    secure.sendall(_fatal("28P01", f'PAM authentication failed for user "{user}"'))
+                    secure.close()
+                    return
+                self.iam_sign_ins.append(user)
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self._socket_path)
+            upstream.sendall(startup)
+        except (OSError, ValueError, psycopg2.Error):  # the client or the server went away
+            connection.close()
             return
-        client.sendall(b"S")
-        secure = self._tls.wrap_socket(client, server_side=True)
-        upstream = socket.socket(socket.AF_UNIX)
-        upstream.connect(self._socket_path)
         for source, target in ((secure, upstream), (upstream, secure)):
             threading.Thread(target=_pump, args=(source, target), daemon=True).start()
 
+    def _iam_member(self, user: str) -> bool:
+        return bool(query(self._admin_url, _IAM_MEMBER, (user,))[0][0])
+
+    def _iam_sign_in(self, client: ssl.SSLSocket, user: str) -> str | None:
+        """Ask for the password and check it as a token; why not, when it fails."""
+        client.sendall(_CLEARTEXT_PASSWORD)
+        if _receive(client, 1) != b"p":
+            return "the client sent no password"
+        token = _message(client)[4:].rstrip(b"\0").decode("utf-8", errors="replace")
+        if not self._iam_enabled:
+            return "IAM database authentication is not enabled on the instance"
+        return self.tokens.refusal(token, user)
+
     def close(self) -> None:
         self._listener.close()
+
+
+def _message(connection: socket.socket) -> bytes:
+    """One length-prefixed message (its length included): a startup or password message."""
+    head = _receive(connection, 4)
+    if len(head) < 4:
+        raise ValueError("the connection closed")
+    (length,) = struct.unpack("!i", head)
+    if not 4 <= length <= 10_000:
+        raise ValueError(f"a message of {length} bytes")
+    body = _receive(connection, length - 4)
+    if len(body) < length - 4:
+        raise ValueError("the connection closed")
+    return head + body
+
+
+def _startup_user(startup: bytes) -> str | None:
+    """The ``user`` of a protocol 3 startup message; ``None`` for anything else (a
+    cancel request)."""
+    (version,) = struct.unpack("!i", startup[4:8])
+    if version >> 16 != 3:
+        return None
+    fields = startup[8:].split(b"\0")
+    parameters = dict(zip(fields[0::2], fields[1::2], strict=False))
+    user = parameters.get(b"user")
+    return user.decode() if user else None
+
+
+def _fatal(code: str, message: str) -> bytes:
+    """A FATAL ErrorResponse with ``code`` (SQLSTATE) and ``message``."""
+    fields = b"".join(
+        kind + value.encode() + b"\0"
+        for kind, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
+    )
+    return b"E" + struct.pack("!i", len(fields) + 5) + fields + b"\0"
 
 
 def _receive(connection: socket.socket, size: int) -> bytes:
@@ -283,6 +483,7 @@ class Rehearsal:
     database_name: str
     function_urls: dict[str, str]  # the target function's logical id -> its URL
     log: Path
+    endpoint: TlsEndpoint  # the instance's: who signed in by IAM token, who was refused
     events: list[str] = field(default_factory=list)
 
     def function(self, prefix: str) -> Sandbox:
@@ -317,8 +518,8 @@ def _sandbox_runtime(endpoint_url: str) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": "rehearsal",
-        "AWS_SECRET_ACCESS_KEY": "rehearsal",
+        "AWS_ACCESS_KEY_ID": RUNTIME_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": RUNTIME_SECRET_KEY,
         "AWS_SESSION_TOKEN": "rehearsal",
         "AWS_ENDPOINT_URL": endpoint_url,
     }
@@ -330,7 +531,13 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
     with ExitStack() as stack:
         admin_url = stack.enter_context(embedded_postgres(workdir / "postgres"))
         socket_dir = Path(str(psycopg2.extensions.parse_dsn(admin_url).get("host", "")))
-        proxy = TlsEndpoint(socket_dir / ".s.PGSQL.5432", workdir)
+        ((_, instance),) = resources(template, INSTANCE).items()
+        proxy = TlsEndpoint(
+            socket_dir / ".s.PGSQL.5432",
+            workdir,
+            admin_url=admin_url,
+            iam_enabled=instance["Properties"].get("EnableIAMDatabaseAuthentication") is True,
+        )
         stack.callback(proxy.close)
         endpoint = stack.enter_context(moto_server(free_port()))
         session = boto3.Session(
@@ -375,6 +582,7 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             database_name=database_name,
             function_urls={url.function: url.url for url in function_urls},
             log=log_path,
+            endpoint=proxy,
         )
 
 
@@ -415,19 +623,7 @@ def _secrets(
     }
     user = _dynamic(properties["MasterUsername"], values)
     database = properties.get("DBName", "postgres")
-    connection = psycopg2.connect(admin_url)
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD %s").format(sql.Identifier(user)),
-            (values[secret_id]["password"],),
-        )
-        cursor.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                sql.Identifier(database), sql.Identifier(user)
-            )
-        )
-    connection.close()
+    rds_roles(admin_url, user, values[secret_id]["password"], database)
     arns = {
         name: client.create_secret(Name=name, SecretString=json.dumps(value))["ARN"]
         for name, value in values.items()
@@ -439,6 +635,100 @@ def _secrets(
     # A function's Ref is its name; the rehearsal registers each under its logical id.
     arns |= {name: name for name in resources(template, FUNCTION)}
     return arns, database
+
+
+# What rds_superuser holds WITH ADMIN OPTION on RDS for PostgreSQL 17 (pg_dumpall of an
+# instance), of which this server has those it knows (pg_maintain is 17's).
+RDS_SUPERUSER_HOLDS = (
+    "pg_checkpoint",
+    "pg_create_subscription",
+    "pg_maintain",
+    "pg_monitor",
+    "pg_read_all_data",
+    "pg_signal_backend",
+    "pg_use_reserved_connections",
+    "pg_write_all_data",
+    "rds_password",
+    "rds_replication",
+)
+
+
+def rds_roles(admin_url: str, master: str, password: str, database: str) -> None:
+    """As the server's superuser (RDS's ``rdsadmin``): RDS's roles, the master user as
+    RDS creates it (``NOSUPERUSER CREATEROLE CREATEDB``, a member of ``rds_superuser``),
+    the database it owns; then the server asks every role but its superuser and the
+    members of ``rds_iam`` (whom the endpoint signs in) for a password."""
+    administrator = psycopg2.extensions.parse_dsn(admin_url)["user"]
+    if master == administrator:
+        raise RehearsalError(f"the master user {master!r} is the embedded server's superuser")
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for role in ("rds_superuser", "rds_iam", "rds_password", "rds_replication"):
+                cursor.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            cursor.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s) ORDER BY rolname",
+                (list(RDS_SUPERUSER_HOLDS),),
+            )
+            held = [sql.Identifier(name) for (name,) in cursor.fetchall()]
+            cursor.execute(
+                sql.SQL("GRANT {} TO rds_superuser WITH ADMIN OPTION").format(
+                    sql.SQL(", ").join(held)
+                )
+            )
+            # RDS's own code lets a member of rds_superuser grant rds_iam without holding
+            # it; PostgreSQL 16 and later let only a holder of ADMIN OPTION grant a role,
+            # so rds_superuser gets that, and nothing else of rds_iam.
+            cursor.execute(
+                "GRANT rds_iam TO rds_superuser WITH ADMIN OPTION, INHERIT FALSE, SET FALSE"
+            )
+            cursor.execute(
+                sql.SQL(
+                    "CREATE ROLE {} WITH LOGIN NOSUPERUSER INHERIT CREATEDB CREATEROLE"
+                    " NOREPLICATION PASSWORD %s VALID UNTIL 'infinity'"
+                ).format(sql.Identifier(master)),
+                (password,),
+            )
+            cursor.execute(sql.SQL("GRANT rds_superuser TO {}").format(sql.Identifier(master)))
+            cursor.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(master)
+                )
+            )
+            cursor.execute("SHOW hba_file")
+            ((hba_file,),) = cursor.fetchall()
+            # The master user's line comes first: through rds_superuser's ADMIN OPTION on
+            # rds_iam, "+rds_iam" matches the master user too.
+            Path(hba_file).write_text(
+                f"local all {_hba_name(administrator)} trust\n"
+                f"local all {_hba_name(master)} scram-sha-256\n"
+                "local all +rds_iam trust\n"  # the endpoint has checked their token
+                "local all all scram-sha-256\n",
+                encoding="utf-8",
+            )
+            cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
+    _await_password_required(admin_url, master, database)
+
+
+def _hba_name(role: str) -> str:
+    return '"' + role.replace('"', '""') + '"'
+
+
+def _await_password_required(admin_url: str, user: str, database: str) -> None:
+    """Wait until the server has reloaded its pg_hba.conf: ``user`` needs a password."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            psycopg2.connect(
+                psycopg2.extensions.make_dsn(admin_url, user=user, password="", dbname=database)
+            ).close()
+        except psycopg2.OperationalError:
+            return
+        time.sleep(0.02)
+    raise RehearsalError("the embedded server did not start asking for passwords")
 
 
 def _queues(

@@ -7,18 +7,26 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
+import psycopg2
 import pytest
 import requests
+from psycopg2.extensions import make_dsn
 
 from devstack.peers import Peers, running_peers
 from devstack.postgres import query
-from devstack.rehearsal import Rehearsal, rehearse
+from devstack.rehearsal import RUNTIME_ACCESS_KEY, RUNTIME_SECRET_KEY, Rehearsal, rehearse
 from devstack.sqs import EventSource
-from devstack.template import resources, synthesize, synthesized_template
+from devstack.template import REGION, resources, synthesize, synthesized_template
+from escalator.channels.phone import status_callback_for
 from escalator.client import Producer
-from escalator.migrations import default_sql_dir, discover
+from escalator.config import database_settings
+from escalator.database import connect
+from escalator.migrations import APPLICATION_ROLE, default_sql_dir, discover
 
 # Long, and one worker: every test shares the module's stage.
 pytestmark = [pytest.mark.long, pytest.mark.xdist_group("rehearsal")]
@@ -107,6 +115,7 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
         " WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
     assert users == [("escalator_app",)]
+    assert set(stage.endpoint.iam_sign_ins) == {"escalator_app"}
 
 
 def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
@@ -132,8 +141,15 @@ def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
     ((notification_id,),) = query(
         stage.database_url, "SELECT id FROM notification WHERE channel = 'phone'"
     )
+    # (as if the call was placed and the notifier's answer lost: it awaits its callback)
+    query(
+        stage.database_url,
+        "UPDATE notification SET state = 'unknown', finished_at = now(), claim_owner = 'x'"
+        " WHERE id = %s",
+        (notification_id,),
+    )
     (receiver,) = [url for name, url in stage.function_urls.items() if "CallStatus" in name]
-    url = f"{receiver}?notification={notification_id}"
+    url = status_callback_for(receiver, notification_id, token)
     form = {"CallSid": "CArehearsal", "CallStatus": "ringing"}
 
     # WHEN Twilio posts a signed status callback to the function URL, and a forger one
@@ -147,9 +163,131 @@ def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
     assert (signed.status_code, forged.status_code) == (200, 403)
     assert query(
         stage.database_url,
-        "SELECT state, provider_status FROM notification WHERE id = %s",
+        "SELECT state, provider_ref, provider_status FROM notification WHERE id = %s",
         (notification_id,),
-    ) == [("pending", "ringing")]
+    ) == [("sent", "CArehearsal", "ringing")]
+
+
+def master_secret(stage: Rehearsal) -> dict[str, str]:
+    """The master secret, as the launcher reads it."""
+    (arn,) = [arn for name, arn in stage.secret_arns.items() if name.startswith("DatabaseMaster")]
+    client = stage.session.client("secretsmanager", endpoint_url=stage.endpoint_url)
+    secret: dict[str, str] = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+    return secret
+
+
+def test_the_master_user_is_a_member_of_rds_superuser_and_no_superuser(stage: Rehearsal) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+    secret = master_secret(stage)
+    master = secret["username"]
+
+    # The master user as RDS creates it: no superuser, a member of rds_superuser, the
+    # owner of the database (so that it may revoke CREATE on the public schema)
+    assert query(
+        stage.database_url,
+        """
+        SELECT rolsuper, rolcanlogin, rolcreaterole, rolcreatedb,
+               pg_has_role(oid, 'rds_superuser', 'USAGE'),
+               oid = (SELECT datdba FROM pg_database WHERE datname = current_database())
+        FROM pg_roles WHERE rolname = %s
+        """,
+        (master,),
+    ) == [(False, True, True, True, True, True)]
+    # Signed in through the endpoint with the secret's password, it has no superuser's powers
+    dsn = make_dsn(
+        host=secret["host"],
+        port=secret["port"],
+        dbname=stage.database_name,
+        user=master,
+        sslmode="require",
+    )
+    connection = psycopg2.connect(dsn, password=secret["password"])
+    with closing(connection), connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, current_setting('is_superuser')")
+        assert cursor.fetchone() == (master, "off")
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cursor.execute("SELECT pg_read_file('postgresql.conf')")
+    # and another password does not sign it in
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(dsn, password="not-" + secret["password"])
+
+
+def test_the_migration_makes_the_application_role_a_member_of_rds_iam(stage: Rehearsal) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+
+    assert query(
+        stage.database_url,
+        "SELECT rolname, rolcanlogin, rolsuper FROM pg_roles"
+        " WHERE rolname IN ('rds_iam', 'rds_superuser') ORDER BY rolname",
+    ) == [("rds_iam", False, False), ("rds_superuser", False, False)]
+    # granted by the master user, through its membership in rds_superuser
+    assert query(
+        stage.database_url,
+        "SELECT member::regrole::text, grantor::regrole::text FROM pg_auth_members"
+        " WHERE roleid = 'rds_iam'::regrole AND (inherit_option OR set_option)",
+    ) == [(APPLICATION_ROLE, "rds_superuser")]
+
+
+def auth_token(
+    stage: Rehearsal,
+    *,
+    user: str = APPLICATION_ROLE,
+    port: int | None = None,
+    region: str = REGION,
+    secret_key: str = RUNTIME_SECRET_KEY,
+) -> str:
+    """An IAM authentication token for the instance's endpoint, as boto3 signs it."""
+    rds = boto3.client(
+        "rds",
+        region_name=region,
+        aws_access_key_id=RUNTIME_ACCESS_KEY,
+        aws_secret_access_key=secret_key,
+    )
+    port = port or stage.endpoint.port
+    return str(
+        rds.generate_db_auth_token(
+            DBHostname="127.0.0.1", Port=port, DBUsername=user, Region=region
+        )
+    )
+
+
+def test_the_application_role_signs_in_by_iam_token_only(
+    stage: Rehearsal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+    # GIVEN a database function's settings, read from its template environment, and the
+    # credentials the Lambda runtime gives it
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", RUNTIME_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", RUNTIME_SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    environment = stage.function("FunctionsInitiator").spec.environment
+    settings = database_settings({**environment, "AWS_REGION": REGION})
+
+    # WHEN it connects as the functions do (a token signed for the connection), THEN it is in
+    with closing(connect(settings)) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchone() == (APPLICATION_ROLE,)
+    assert stage.endpoint.iam_sign_ins[-1] == APPLICATION_ROLE
+
+    # WHEN it offers anything but a token of its own for this endpoint, THEN it is refused
+    offered = {  # what it offers: why the endpoint refuses it
+        "not-a-token": "not an IAM authentication token",
+        auth_token(stage, user=master_secret(stage)["username"]): "DBUser is",
+        auth_token(stage, port=stage.endpoint.port + 1): "signed for 127.0.0.1:",
+        auth_token(stage, region="us-east-1"): "credential scope",
+        auth_token(stage, secret_key="other"): "the signature does not match",
+    }
+    for password, why in offered.items():
+        with pytest.raises(psycopg2.OperationalError, match="PAM authentication failed"):
+            psycopg2.connect(settings.dsn, password=password)
+        user, reason = stage.endpoint.iam_refusals[-1]
+        assert (user, reason.startswith(why)) == (APPLICATION_ROLE, True), reason
+    # and a token is good for 15 minutes
+    token = auth_token(stage)
+    later = datetime.now(UTC) + timedelta(minutes=15)
+    assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE) is None
+    assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE, now=later) == "expired"
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
