@@ -27,6 +27,14 @@ from infra.settings import StackSettings
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
 MIGRATION_TIMEOUT = Duration.minutes(5)
+# Each waiter outlasts what it waits for, so that an answer, even a timeout, arrives
+# before the waiter gives up (and no waiter retries a migration that may still run):
+# the launcher's client waits the migration's timeout and a margin
+# (``escalator.bootstrap``), the launcher the client's wait, and the trigger, whose
+# client would invoke the launcher again once its socket has been idle this long, the
+# launcher's timeout.
+LAUNCHER_TIMEOUT = MIGRATION_TIMEOUT.plus(Duration.minutes(1))
+TRIGGER_TIMEOUT = LAUNCHER_TIMEOUT.plus(Duration.minutes(1))
 CALLBACK_RECEIVER_CONCURRENCY = 5
 
 
@@ -125,9 +133,10 @@ class EscalatorFunctions(Construct):
             environment={
                 Env.DB_SECRET_ARN: database.secret.secret_arn,
                 Env.MIGRATION_FUNCTION: self.migration.function_name,
+                Env.MIGRATION_TIMEOUT_SECONDS: str(int(MIGRATION_TIMEOUT.to_seconds())),
             },
             in_vpc=False,
-            timeout=MIGRATION_TIMEOUT.plus(Duration.minutes(1)),
+            timeout=LAUNCHER_TIMEOUT,
         )
         database.secret.grant_read(self.launcher)
         self.migration.grant_invoke(self.launcher)
@@ -141,7 +150,14 @@ class EscalatorFunctions(Construct):
             handler=self.launcher,
             execute_after=[database, network],
             execute_on_handler_change=True,
+            timeout=TRIGGER_TIMEOUT,
         )
+        # A schema change migrates before new code takes traffic: CloudFormation creates
+        # or updates the runtime functions (and what starts them) only after the trigger.
+        # The code still running meanwhile meets the newer schema, which is why
+        # migrations only add (tests/unit/test_expand_only_migrations.py).
+        for function in self.runtime_functions:
+            function.node.add_dependency(self.migration_trigger)
 
         self.notifiers: dict[str, lambda_.Function] = {}
         for name, channel in CHANNELS.items():

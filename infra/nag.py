@@ -8,6 +8,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import IConstruct
 
 from escalator.channels import CHANNELS
+from infra.database import is_sdk_call_provider
 
 LAMBDA_MANAGED_POLICIES = [
     "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -123,6 +124,25 @@ def apply(stack: Any) -> None:
             ],
         ),
     )
+    if stack.deletion_protection is not None:
+        _suppress(
+            stack.database.instance,
+            NagPackSuppression(
+                id="AwsSolutions-RDS10",
+                reason="Deletion protection is switched on by the deploy's last step "
+                "(DatabaseProtection), not in the template: CloudFormation cannot delete a "
+                "protected instance when a failed first deploy rolls back.",
+            ),
+        )
+        _suppress(
+            next(child for child in stack.node.children if is_sdk_call_provider(child)),
+            NagPackSuppression(
+                id="AwsSolutions-IAM4",
+                reason="CDK's AwsCustomResource function that switches deletion protection "
+                "on: the standard Lambda role, logs only.",
+                applies_to=[LAMBDA_MANAGED_POLICIES[0]],
+            ),
+        )
     retention_function = next(
         (child for child in stack.node.children if child.node.id.startswith("LogRetention")),
         None,

@@ -8,12 +8,13 @@ from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra import nag
 from infra.alarms import Alarms
-from infra.database import Database
+from infra.database import Database, DeletionProtection
 from infra.functions import EscalatorFunctions
 from infra.network import Network
 from infra.queue import RequestQueue
@@ -52,12 +53,18 @@ class EscalatorStack(Stack):
         for arn in settings.producer_arns:
             requests.queue.grant_send_messages(iam.ArnPrincipal(arn))
 
+        secrets = provider_secrets(self, settings)
+        for secret in secrets.values():
+            if isinstance(secret, secretsmanager.Secret):  # created here, not referenced
+                # The operator's credentials outlive the stack, but not a failed first
+                # deploy: nobody has put them in yet.
+                secret.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
         functions = EscalatorFunctions(
             self,
             "Functions",
             network=network,
             database=database,
-            provider_secrets=provider_secrets(self, settings),
+            provider_secrets=secrets,
             settings=settings,
         )
         functions.initiator.add_event_source(
@@ -105,6 +112,9 @@ class EscalatorStack(Stack):
         schedule = DeliverySchedule(
             self, "Schedule", state_machine=self.state_machine, minutes=settings.schedule_minutes
         )
+        # Requests and executions start once the schema exists (the functions they start
+        # wait for the migration too: infra/functions.py).
+        schedule.node.add_dependency(functions.migration_trigger)
         Alarms(
             self,
             "Alarms",
@@ -120,6 +130,18 @@ class EscalatorStack(Stack):
         self.network = network
         self.requests = requests
         self.schedule = schedule
+
+        # Last: once every other resource exists, the database gets its deletion
+        # protection (database.DeletionProtection says why not earlier).
+        self.deletion_protection: DeletionProtection | None = None
+        if settings.db_deletion_protection:
+            self.deletion_protection = DeletionProtection(
+                self,
+                "DatabaseProtection",
+                instance=database.instance,
+                log_retention=retention(settings.log_retention_days),
+            )
+            self.deletion_protection.after(list(self.node.children))
 
         nag.apply(self)
 

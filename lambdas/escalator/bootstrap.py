@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 from escalator import delivery, service
 from escalator.channels import CHANNELS, Notifier, phone
@@ -157,12 +158,15 @@ class MigrationLauncher:
     """The launcher's use case: read the master secret, hand it to the migration."""
 
     config: LauncherConfig
+    invoker: LambdaInvoker
+    # Lambda answers a timed-out invocation a little after the timeout: wait that long too.
+    ANSWER_MARGIN_SECONDS: ClassVar[int] = 30
 
     def launch(self) -> dict[str, object]:
         """What the migration answered; ``MigrationError`` when it failed."""
         secret = read_secret(self.config.secret_arn)
         master = MasterCredentials(str(secret["username"]), str(secret["password"]))
-        return service.launch_migration(LambdaInvoker(), self.config.migration_function, master)
+        return service.launch_migration(self.invoker, self.config.migration_function, master)
 
 
 @dataclass(frozen=True)
@@ -213,7 +217,16 @@ def migrator() -> Migrator:
 
 @functools.cache
 def migration_launcher() -> MigrationLauncher:
-    return MigrationLauncher(load_launcher_config())
+    from botocore.config import Config  # provided by the Lambda runtime
+
+    config = load_launcher_config()
+    # The client waits as long as the migration may run, and never tries again: a second
+    # invocation could start a migration while the first one still runs.
+    client = Config(
+        read_timeout=config.migration_timeout_seconds + MigrationLauncher.ANSWER_MARGIN_SECONDS,
+        retries={"total_max_attempts": 1},
+    )
+    return MigrationLauncher(config, LambdaInvoker(config=client))
 
 
 @functools.cache

@@ -52,6 +52,8 @@ class Env:
     CALLER_ID_REGISTRY = "CALLER_ID_REGISTRY"
     # the launcher: the in-VPC migration function it hands the master credentials to
     MIGRATION_FUNCTION = "MIGRATION_FUNCTION"
+    # ... and that function's timeout: how long the launcher waits for its answer
+    MIGRATION_TIMEOUT_SECONDS = "MIGRATION_TIMEOUT_SECONDS"
     # the status-callback receiver: the in-VPC function that records a call's status
     CALL_STATUS_FUNCTION = "CALL_STATUS_FUNCTION"
     # Powertools' own: the ``service`` key of every log line and metric.
@@ -157,6 +159,7 @@ class LauncherConfig:
 
     secret_arn: str
     migration_function: str
+    migration_timeout_seconds: int
 
 
 def _environment(environ: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -275,9 +278,13 @@ def load_migration_config(environ: Mapping[str, str] | None = None) -> Migration
 def load_launcher_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:
     """Read the migration launcher's settings."""
     env = _environment(environ)
-    require(env, Env.DB_SECRET_ARN, Env.MIGRATION_FUNCTION)
+    require(env, Env.DB_SECRET_ARN, Env.MIGRATION_FUNCTION, Env.MIGRATION_TIMEOUT_SECONDS)
+    timeout = integer(env, Env.MIGRATION_TIMEOUT_SECONDS)
+    assert timeout is not None  # required above
     return LauncherConfig(
-        secret_arn=env[Env.DB_SECRET_ARN], migration_function=env[Env.MIGRATION_FUNCTION]
+        secret_arn=env[Env.DB_SECRET_ARN],
+        migration_function=env[Env.MIGRATION_FUNCTION],
+        migration_timeout_seconds=timeout,
     )
 
 

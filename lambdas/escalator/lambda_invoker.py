@@ -14,13 +14,16 @@ class InvocationError(EscalatorError):
 
 
 class LambdaInvoker:
-    """Synchronous invocations through the Lambda API. Raises ``InvocationError``."""
+    """Synchronous invocations through the Lambda API. Raises ``InvocationError``.
 
-    def __init__(self, client: Any = None) -> None:
+    ``config`` (a ``botocore.config.Config``) shapes the client made here when no
+    ``client`` is given: its timeouts and retries."""
+
+    def __init__(self, client: Any = None, *, config: Any = None) -> None:
         if client is None:
             import boto3  # provided by the Lambda runtime
 
-            client = boto3.client("lambda")
+            client = boto3.client("lambda", config=config)
         self._client = client
 
     def invoke(self, function: str, payload: dict[str, Any]) -> dict[str, Any]:

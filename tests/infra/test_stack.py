@@ -51,7 +51,7 @@ def test_network_has_isolated_subnets_only_and_no_nat(template: dict[str, Any]) 
     assert of_type(template, "AWS::EC2::VPCEndpoint") == {}
 
 
-def test_database_is_private_encrypted_tls_only_and_retained(template: dict[str, Any]) -> None:
+def test_database_is_private_encrypted_and_tls_only(template: dict[str, Any]) -> None:
     ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
     properties = database["Properties"]
     assert properties["PubliclyAccessible"] is False
@@ -60,8 +60,6 @@ def test_database_is_private_encrypted_tls_only_and_retained(template: dict[str,
     assert int(properties["EngineVersion"].split(".")[0]) >= 16
     assert properties["DBInstanceClass"] == "db.t4g.micro"
     assert properties["BackupRetentionPeriod"] >= 1
-    assert properties["DeletionProtection"] is True
-    assert database["DeletionPolicy"] == "Retain"
     assert "resolve:secretsmanager" in json.dumps(properties["MasterUserPassword"])
     (parameters,) = of_type(template, "AWS::RDS::DBParameterGroup").values()
     assert parameters["Properties"]["Parameters"]["rds.force_ssl"] == "1"
@@ -78,17 +76,6 @@ def database_name(template: Mapping[str, Any]) -> str:
     ((_, database),) = of_type(template, "AWS::RDS::DBInstance").items()
     name: str = database["Properties"]["DBName"]
     return name
-
-
-def test_the_database_secret_outlives_a_failed_deploy_as_the_instance_does(
-    template: dict[str, Any], customized: dict[str, Any]
-) -> None:
-    for stack, policy in ((template, "Retain"), (customized, "Retain")):
-        ((_, database),) = of_type(stack, "AWS::RDS::DBInstance").items()
-        secret_id = database["Properties"]["MasterUserPassword"]["Fn::Join"][1][1]["Ref"]
-        assert database["DeletionPolicy"] in ("Retain", "Snapshot")
-        assert stack["Resources"][secret_id]["DeletionPolicy"] == policy
-        assert stack["Resources"][secret_id]["UpdateReplacePolicy"] == policy
 
 
 def test_database_port_is_open_only_to_the_database_functions(template: dict[str, Any]) -> None:
