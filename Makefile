@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench stress lint typecheck install synth clean docs
+.PHONY: test demo bench stress drill lint typecheck install synth clean docs
 
 # Python caches compiled modules: without it every test worker, local stack and command
 # would parse aws-cdk-lib, moto and botocore from source again (seconds each).
@@ -49,6 +49,9 @@ bench: $(STAMP) ## every benchmark; each prints a table and a JSON last line
 
 stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make test`)
 	TZ=UTC ESCALATOR_STRESS=full $(BIN)/pytest -m stress tests/stress
+
+drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst delivered once each
+	TZ=UTC $(BIN)/python -m devstack.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
 
 docs: $(STAMP) ## docs/state-machine.md, drawn from the synthesized state machine
 	$(BIN)/python -m devstack.diagram

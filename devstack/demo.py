@@ -38,8 +38,9 @@ def free_port() -> int:
     return port
 
 
-def local_stack_command(workdir: Path, *, tick: int) -> list[str]:
-    """``escalator local`` with its data, caller ids and outbox under ``workdir``."""
+def local_stack_command(workdir: Path, *, tick: int, options: tuple[str, ...] = ()) -> list[str]:
+    """``escalator local`` with its data, caller ids and outbox under ``workdir``, and
+    ``options`` of its command line."""
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
     return [
@@ -49,17 +50,23 @@ def local_stack_command(workdir: Path, *, tick: int) -> list[str]:
         "--data-dir", str(workdir / "data"),
         "--caller-id-registry", str(registry),
         "--outbox", str(workdir / "outbox.jsonl"),
+        *options,
     ]  # fmt: skip
 
 
 def start_local_stack(
-    workdir: Path, *, tick: int, environment: dict[str, str] | None = None
+    workdir: Path,
+    *,
+    tick: int,
+    environment: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``),
-    with ``environment`` added to this process's; return the process and its ready line."""
+    with ``environment`` added to this process's and ``options`` to its command line;
+    return the process and its ready line."""
     log = (workdir / "local.log").open("a")
     process = subprocess.Popen(  # noqa: S603
-        local_stack_command(workdir, tick=tick),
+        local_stack_command(workdir, tick=tick, options=options),
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,

@@ -10,6 +10,8 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from devstack.loopback import LoopbackServer
 
 # A function URL refuses a request larger than Lambda's invocation payload (6 MB).
@@ -61,7 +63,14 @@ class FunctionUrl(LoopbackServer):
             "body": body,
             "isBase64Encoded": False,
         }
-        response = self._client.invoke(FunctionName=self.function, Payload=json.dumps(event))
+        try:
+            response = self._client.invoke(FunctionName=self.function, Payload=json.dumps(event))
+        except ClientError as exc:
+            # A throttled function answers 429; any other failure of the service 502.
+            throttled = exc.response["Error"]["Code"] == "TooManyRequestsException"
+            status = 429 if throttled else 502
+            _answer(request, status, "Rate Exceeded." if throttled else "Bad Gateway", "text/plain")
+            return
         answer = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError") or not isinstance(answer, dict):
             status, content, content_type = 502, "Internal Server Error", "text/plain"

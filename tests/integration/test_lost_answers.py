@@ -21,6 +21,7 @@ DATABASE_STEPS = ("FunctionsActivator", "FunctionsConfirm", "FunctionsRecord")
 # The first draws of this seed: the first claim runs and its answer is lost, the retry
 # answers (the activator is invoked before any other function).
 SEED = 37
+PROCESSES = 7
 
 
 def test_lost_answers_of_every_database_step_deliver_each_notification_once(
@@ -31,7 +32,7 @@ def test_lost_answers_of_every_database_step_deliver_each_notification_once(
     steps = [pipeline.machine.function_named(prefix) for prefix in DATABASE_STEPS]
     faults = pipeline.lambdas.faults = LambdaFaults(0.3, functions=steps, seed=SEED)
     due = int(time.time()) + 2
-    for n in range(10):
+    for n in range(PROCESSES):
         pipeline.submit(
             start(
                 f"restaurant-{n}",
@@ -48,10 +49,10 @@ def test_lost_answers_of_every_database_step_deliver_each_notification_once(
     calls = Counter(call.form["To"] for call in pipeline.peers.twilio.calls)
     mails = Counter(mail.recipients[0] for mail in pipeline.peers.smtp.mails)
     publications = Counter(item.channel for item in pipeline.peers.pubnub.publications)
-    assert calls == {f"+3859112345{n:02d}": 1 for n in range(10)}
-    assert mails == {f"owner{n}@example.com": 1 for n in range(10)}
-    assert publications == {f"ch-{n}": 1 for n in range(10)}
-    assert pipeline.states() == ["sent"] * 30
+    assert calls == {f"+3859112345{n:02d}": 1 for n in range(PROCESSES)}
+    assert mails == {f"owner{n}@example.com": 1 for n in range(PROCESSES)}
+    assert publications == {f"ch-{n}": 1 for n in range(PROCESSES)}
+    assert pipeline.states() == ["sent"] * 3 * PROCESSES
     # AND every step lost answers and was throttled along the way
     for step in steps[1:]:
         assert faults.counts[step][FAULT_LOST_ANSWER] > 0, faults.summary()
