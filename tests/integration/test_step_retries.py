@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devstack.events import sqs_event, sqs_record
+from devstack.pglink import PostgresLink, postgres_link
 from devstack.postgres import query
+from escalator import bootstrap
+from escalator.errors import DatabaseError
 from escalator.handlers import activator, confirm, initiator, record
 from tests.support.contract_cases import email, pubnub, start, stop
 
@@ -213,3 +217,49 @@ def test_a_record_never_turns_a_recorded_delivery_into_a_failure(
 
     assert late["outcome"] == "sent"
     assert state_of(initiator_env, notification_id)[0] == "sent"
+
+
+@pytest.fixture
+def link(
+    steps: Steps, initiator_env: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[PostgresLink]:
+    """The functions reach the database through a relay that can lose a commit's answer
+    (a cold start after the switch, as a redeploy would make)."""
+    with postgres_link(initiator_env) as running:
+        monkeypatch.setenv("DATABASE_URL", running.dsn)
+        bootstrap.reset()
+        yield running
+
+
+def test_a_confirm_whose_commit_answer_was_lost_is_resumed_by_its_retry(
+    steps: Steps, link: PostgresLink, initiator_env: str
+) -> None:
+    # GIVEN a confirm whose commit reached the database, but not its answer
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    link.lose_next_commit_answer()
+    with pytest.raises(DatabaseError):
+        steps.confirm(notification_id)
+    assert link.answers_lost == 1
+    assert state_of(initiator_env, notification_id)[0] == "sending"
+
+    # WHEN Step Functions retries it (DatabaseError is retried: same entry, RetryCount 1)
+    retried = steps.confirm(notification_id, retry_count=1)
+
+    # THEN the delivery goes ahead
+    assert retried["deliver"] is True
+    assert retried["delivery"]["notification_id"] == notification_id
+
+
+def test_a_record_whose_commit_answer_was_lost_answers_sent_on_its_retry(
+    steps: Steps, link: PostgresLink, initiator_env: str
+) -> None:
+    notification_id = confirmed_notification(steps)
+    link.lose_next_commit_answer()
+    with pytest.raises(DatabaseError):
+        steps.record(notification_id, receipt=RECEIPT)
+    assert state_of(initiator_env, notification_id)[0] == "sent"
+
+    retried = steps.record(notification_id, receipt=RECEIPT)
+
+    assert retried == {"notification_id": notification_id, "outcome": "sent"}
