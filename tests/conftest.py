@@ -27,6 +27,7 @@ from devstack.template import TEMPLATE_FILE_VARIABLE
 from escalator import bootstrap
 from escalator.logs import logger
 from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
+from tests.support.steps import steps  # noqa: F401 - the fixture, for every test
 
 _TEMPLATE_DIRECTORY = pytest.StashKey[str]()
 _SYNTHESIS = pytest.StashKey["subprocess.Popen[bytes]"]()

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from devstack.events import sqs_event, sqs_record
 from devstack.sqs import lambda_event
 from escalator.handlers import initiator
 from tests.support import state
@@ -146,20 +147,25 @@ def test_message_redelivered_by_sqs_changes_nothing(
     url, arn = queue
     message_id = send(sqs, url, start("restaurant-1", phone()))
     (message,) = receive(sqs, url)
-    # GIVEN the initiator applied the message but its deletion was lost
+    # GIVEN the initiator applied the start but its deletion was lost, and the process
+    # has since ended (a stop applied; its notification could as well have been
+    # delivered): applied again, the start would begin a second process and call again
     response = initiator.handler(lambda_event([message], queue_arn=arn), lambda_context)
     assert response == {"batchItemFailures": []}
+    stopped = sqs_record(stop("restaurant-1"), message_id=f"stop-{uuid.uuid4()}")
+    assert initiator.handler(sqs_event(stopped), lambda_context) == {"batchItemFailures": []}
     before = state.snapshot(database_url)
+    assert [row[2] for row in before["processes"]] == ["stopped"]
     sqs.change_message_visibility(
         QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
     )
 
-    # WHEN SQS delivers it again, with the same message id
+    # WHEN SQS delivers the start again, with the same message id
     (again,) = receive(sqs, url)
     assert again["MessageId"] == message_id
     assert again["Attributes"]["ApproximateReceiveCount"] == "2"
     assert deliver(sqs, url, arn, [again], lambda_context) == {"batchItemFailures": []}
 
-    # THEN nothing changed, and the queue is empty
+    # THEN nothing changed (no second process), and the queue is empty
     assert state.snapshot(database_url) == before
     assert receive(sqs, url) == []

@@ -13,70 +13,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.events import sqs_event, sqs_record
 from devstack.pglink import PostgresLink, postgres_link
 from devstack.postgres import query
 from escalator import bootstrap
 from escalator.errors import DatabaseError
-from escalator.handlers import activator, confirm, initiator, record
 from tests.support.contract_cases import email, pubnub, start, stop
-
-EXECUTION = "arn:aws:states:eu-central-1:123456789012:execution:Escalator-delivery:tick-1"
-ENTERED = "2026-11-30T10:00:00.123Z"
-
-
-@pytest.fixture
-def steps(initiator_env: str, lambda_context: LambdaContext) -> Steps:
-    return Steps(lambda_context)
-
-
-class Steps:
-    """The handlers, called as the state machine calls them."""
-
-    def __init__(self, context: LambdaContext) -> None:
-        self.context = context
-
-    def submit(self, document: dict[str, Any]) -> None:
-        answer = initiator.handler(sqs_event(sqs_record(document)), self.context)
-        assert answer == {"batchItemFailures": []}
-
-    def claim(self, execution: str = EXECUTION) -> dict[str, Any]:
-        event = {"execution": execution, "input": {"period_seconds": 60}}
-        answer: dict[str, Any] = activator.handler(event, self.context)
-        return answer
-
-    def confirm(
-        self, notification_id: int, *, retry_count: int = 0, entered: str = ENTERED
-    ) -> dict[str, Any]:
-        event = {
-            "notification_id": notification_id,
-            "execution": EXECUTION,
-            "retry_count": retry_count,
-            "entered": entered,
-        }
-        answer: dict[str, Any] = confirm.handler(event, self.context)
-        return answer
-
-    def record(self, notification_id: int, **outcome: Any) -> dict[str, Any]:
-        event = {"notification_id": notification_id, "execution": EXECUTION, **outcome}
-        answer: dict[str, Any] = record.handler(event, self.context)
-        return answer
-
-
-def state_of(dsn: str, notification_id: int) -> tuple[Any, ...]:
-    ((row),) = query(
-        dsn, "SELECT state, provider_ref, error FROM notification WHERE id = %s", (notification_id,)
-    )
-    return tuple(row)
-
-
-def claimed_ids(answer: dict[str, Any]) -> list[int]:
-    return [item["id"] for item in answer["notifications"]]
+from tests.support.steps import EXECUTION, Steps, claimed_ids, state_of
 
 
 def test_a_retried_claim_returns_the_batch_the_first_attempt_claimed(

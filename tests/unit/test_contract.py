@@ -125,6 +125,32 @@ def test_schedule_horizon_is_configurable() -> None:
         parse_request(json.dumps(document), now=now(), max_schedule_ahead=3600)
 
 
+def test_the_schedule_horizon_includes_its_last_second() -> None:
+    # GIVEN one clock reading, and notifications due exactly at the horizon and one later
+    moment = now()
+    at_the_edge = start("r", phone(at=moment + 3600))
+    beyond = start("r", phone(at=moment + 3601))
+
+    # THEN the first is accepted and the second refused
+    request = parse_request(json.dumps(at_the_edge), now=moment, max_schedule_ahead=3600)
+    assert isinstance(request, StartRequest)
+    with pytest.raises(InvalidRequest, match="in the future"):
+        parse_request(json.dumps(beyond), now=moment, max_schedule_ahead=3600)
+
+
+def test_the_maximum_lateness_includes_its_last_second() -> None:
+    moment = now()
+    at_the_edge = start("r", phone(at=moment - 900), phone(at=moment - 901))
+
+    request = parse_request(json.dumps(at_the_edge), now=moment, max_lateness=900)
+
+    assert isinstance(request, StartRequest)
+    assert [item.rejected for item in request.notifications] == [
+        None,
+        "notifications[1].at is already too late (due more than 900 seconds ago)",
+    ]
+
+
 def test_rejection_keeps_the_valid_process_id_and_action() -> None:
     with pytest.raises(InvalidRequest) as rejected:
         parse_request(json.dumps(start("restaurant-7", phone(at="soon"))), now=now())
