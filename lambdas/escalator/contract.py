@@ -1,4 +1,5 @@
-"""The request contract (DESIGN.md section 1): a message body in, a typed request out.
+"""The request contract (the README's "The request contract"): a message body in, a typed
+request out.
 
 ``parse_request`` either returns a ``StartRequest`` or a ``StopRequest``, or raises
 ``InvalidRequest`` with a specific, human-readable reason when the structure is broken

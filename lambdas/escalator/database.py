@@ -9,6 +9,7 @@ from types import TracebackType
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extras import NamedTupleCursor
 
 from escalator.config import DatabaseSettings
 from escalator.errors import DatabaseError
@@ -93,7 +94,8 @@ class UnitOfWork:
     def __enter__(self) -> UnitOfWork:
         try:
             self._connection = self._database.connection()
-            cursor = self._connection.cursor()
+            # Rows are read by column name (``row.due_at``), never by position.
+            cursor = self._connection.cursor(cursor_factory=NamedTupleCursor)
         except psycopg2.Error as exc:
             self._database.discard()
             raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
@@ -21,7 +22,7 @@ from escalator.model import (
 
 # The states in which a notification may still be delivered: a process holding one is
 # not finished.
-UNDELIVERED = "('pending', 'claimed', 'sending')"
+UNDELIVERED = ("pending", "claimed", "sending")
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,10 @@ class ProcessRepository:
             """,
             (process_id,),
         )
-        row = self._cursor.fetchone()
+        row = _one(self._cursor)
         if row is None:
             return None
-        process_ref: int = row[0]
+        process_ref: int = row.id
         execute_values(
             self._cursor,
             """
@@ -101,18 +102,18 @@ class ProcessRepository:
                 WHERE n.process_ref = stopped.id AND n.state IN ('pending', 'claimed')
                 RETURNING n.id
             )
-            SELECT stopped.id, (SELECT count(*) FROM cancelled) FROM stopped
+            SELECT stopped.id, (SELECT count(*) FROM cancelled) AS cancelled FROM stopped
             """,
             (process_id,),
         )
-        row = self._cursor.fetchone()
-        return None if row is None else StoppedProcess(process_ref=row[0], cancelled=row[1])
+        row = _one(self._cursor)
+        return None if row is None else StoppedProcess(process_ref=row.id, cancelled=row.cancelled)
 
     def history(self, process_id: str) -> list[dict[str, Any]]:
         """Every process with this id, newest first, each with its notifications."""
         self._cursor.execute(
             """
-            SELECT p.id, p.state, p.started_at, p.ended_at,
+            SELECT p.id AS process_ref, p.state AS process_state, p.started_at, p.ended_at,
                    n.id, n.position, n.channel, n.target, n.due_at, n.state, n.attempts,
                    n.provider_ref, n.error, n.finished_at, n.provider_status,
                    n.provider_status_at, n.call_duration_seconds
@@ -123,33 +124,33 @@ class ProcessRepository:
             (process_id,),
         )
         processes: dict[int, dict[str, Any]] = {}
-        for row in self._cursor.fetchall():
+        for row in _all(self._cursor):
             process = processes.setdefault(
-                row[0],
+                row.process_ref,
                 {
                     "process_id": process_id,
-                    "state": row[1],
-                    "started_at": _iso(row[2]),
-                    "ended_at": _iso(row[3]),
+                    "state": row.process_state,
+                    "started_at": _iso(row.started_at),
+                    "ended_at": _iso(row.ended_at),
                     "notifications": [],
                 },
             )
-            if row[4] is not None:
+            if row.id is not None:
                 process["notifications"].append(
                     {
-                        "id": row[4],
-                        "position": row[5],
-                        "channel": row[6],
-                        "target": row[7],
-                        "due_at": _iso(row[8]),
-                        "state": row[9],
-                        "attempts": row[10],
-                        "provider_ref": row[11],
-                        "error": row[12],
-                        "finished_at": _iso(row[13]),
-                        "provider_status": row[14],
-                        "provider_status_at": _iso(row[15]),
-                        "call_duration_seconds": row[16],
+                        "id": row.id,
+                        "position": row.position,
+                        "channel": row.channel,
+                        "target": row.target,
+                        "due_at": _iso(row.due_at),
+                        "state": row.state,
+                        "attempts": row.attempts,
+                        "provider_ref": row.provider_ref,
+                        "error": row.error,
+                        "finished_at": _iso(row.finished_at),
+                        "provider_status": row.provider_status,
+                        "provider_status_at": _iso(row.provider_status_at),
+                        "call_duration_seconds": row.call_duration_seconds,
                     }
                 )
         return list(processes.values())
@@ -170,18 +171,18 @@ class ProcessRepository:
             "SELECT id FROM process WHERE id = ANY(%s) AND state = 'active' ORDER BY id FOR UPDATE",
             (refs,),
         )
-        if not self._cursor.fetchall():
+        if not _all(self._cursor):
             return 0
         self._cursor.execute(
-            f"""
+            """
             UPDATE process AS p SET state = 'completed', ended_at = now()
             WHERE p.id = ANY(%s) AND p.state = 'active'
               AND NOT EXISTS (
                   SELECT 1 FROM notification n
-                  WHERE n.process_ref = p.id AND n.state IN {UNDELIVERED}
+                  WHERE n.process_ref = p.id AND n.state = ANY(%s)
               )
             """,
-            (refs,),
+            (refs, list(UNDELIVERED)),
         )
         return self._cursor.rowcount
 
@@ -232,7 +233,7 @@ class NotificationRepository:
             RETURNING process_ref
             """
         )
-        unknown = [row[0] for row in self._cursor.fetchall()]
+        unknown = [row.process_ref for row in _all(self._cursor)]
         self._cursor.execute(
             """
             UPDATE notification
@@ -243,7 +244,7 @@ class NotificationRepository:
             """,
             (max_lateness, max_lateness),
         )
-        expired = [row[0] for row in self._cursor.fetchall()]
+        expired = [row.process_ref for row in _all(self._cursor)]
         return Housekeeping(released=released, unknown=unknown, expired=expired)
 
     def claim_due(
@@ -258,34 +259,38 @@ class NotificationRepository:
         if held:
             return held
         self._cursor.execute(
-            f"""
-            WITH due AS (
-                SELECT id FROM notification
-                WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
-                ORDER BY due_at, id
-                LIMIT %s
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE notification AS n
-            SET state = 'claimed', claim_owner = %s, updated_at = now(),
-                lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
-            FROM due WHERE n.id = due.id
-            RETURNING n.id, n.channel, {_DUE_TEXT}
-            """,
+            sql.SQL(
+                """
+                WITH due AS (
+                    SELECT id FROM notification
+                    WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
+                    ORDER BY due_at, id
+                    LIMIT %s
+                    FOR UPDATE SKIP LOCKED
+                )
+                UPDATE notification AS n
+                SET state = 'claimed', claim_owner = %s, updated_at = now(),
+                    lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
+                FROM due WHERE n.id = due.id
+                RETURNING n.id, n.channel, {due} AS due
+                """
+            ).format(due=_DUE_TEXT),
             (lookahead, limit, owner, grace),
         )
-        return _claimed(self._cursor.fetchall())
+        return _claimed(_all(self._cursor))
 
     def claimed_by(self, owner: str) -> list[ClaimedNotification]:
         """The notifications ``owner`` holds claimed (not yet confirmed), oldest first."""
         self._cursor.execute(
-            f"""
-            SELECT id, channel, {_DUE_TEXT} FROM notification
-            WHERE state = 'claimed' AND claim_owner = %s
-            """,
+            sql.SQL(
+                """
+                SELECT id, channel, {due} AS due FROM notification
+                WHERE state = 'claimed' AND claim_owner = %s
+                """
+            ).format(due=_DUE_TEXT),
             (owner,),
         )
-        return _claimed(self._cursor.fetchall())
+        return _claimed(_all(self._cursor))
 
     def any_due(self, *, lookahead: int) -> bool:
         """Whether pending notifications due within ``lookahead`` remain unclaimed."""
@@ -294,12 +299,12 @@ class NotificationRepository:
             SELECT EXISTS (
                 SELECT 1 FROM notification
                 WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
-            )
+            ) AS due
             """,
             (lookahead,),
         )
-        row = self._cursor.fetchone()
-        return bool(row and row[0])
+        row = _one(self._cursor)
+        return bool(row and row.due)
 
     def expire_if_late(self, notification_id: int, *, owner: str, max_lateness: int) -> bool:
         """Expire this claimed notification if it is past the maximum lateness."""
@@ -331,11 +336,11 @@ class NotificationRepository:
             WHERE n.id = %s AND n.state = 'claimed' AND n.claim_owner = %s
               AND p.id = n.process_ref AND p.state = 'active'
             RETURNING n.id, p.process_id, n.channel, n.target,
-                      extract(epoch FROM n.due_at)::bigint
+                      extract(epoch FROM n.due_at)::bigint AS due_at
             """,
             (lease, token, notification_id, owner),
         )
-        row = self._cursor.fetchone()
+        row = _one(self._cursor)
         return None if row is None else _delivery(row)
 
     def resume_sending(self, notification_id: int, *, owner: str, token: str) -> Delivery | str:
@@ -345,7 +350,7 @@ class NotificationRepository:
         self._cursor.execute(
             """
             SELECT n.id, p.process_id, n.channel, n.target,
-                   extract(epoch FROM n.due_at)::bigint, p.state
+                   extract(epoch FROM n.due_at)::bigint AS due_at, p.state AS process_state
             FROM notification n JOIN process p ON p.id = n.process_ref
             WHERE n.id = %s AND n.state = 'sending' AND n.claim_owner = %s
               AND n.confirm_token = %s
@@ -353,11 +358,11 @@ class NotificationRepository:
             """,
             (notification_id, owner, token),
         )
-        row = self._cursor.fetchone()
+        row = _one(self._cursor)
         if row is None:
             return self.why_not_sending(notification_id, owner=owner)
-        if row[5] == "active":
-            return _delivery(row[:5])
+        if row.process_state == "active":
+            return _delivery(row)
         self._cursor.execute(
             """
             UPDATE notification
@@ -367,26 +372,25 @@ class NotificationRepository:
             """,
             (notification_id,),
         )
-        return f"process is {row[5]}"
+        return f"process is {row.process_state}"
 
     def why_not_sending(self, notification_id: int, *, owner: str) -> str:
         """A short reason why ``start_sending`` found nothing to do."""
         self._cursor.execute(
             """
-            SELECT n.state, n.claim_owner, p.state
+            SELECT n.state, n.claim_owner, p.state AS process_state
             FROM notification n JOIN process p ON p.id = n.process_ref WHERE n.id = %s
             """,
             (notification_id,),
         )
-        row = self._cursor.fetchone()
+        row = _one(self._cursor)
         if row is None:
             return "no such notification"
-        state, claim_owner, process_state = row
-        if state == "claimed" and claim_owner != owner:
+        if row.state == "claimed" and row.claim_owner != owner:
             return "claimed by another execution"
-        if state == "claimed":
-            return f"process is {process_state}"
-        return f"notification is {state}"
+        if row.state == "claimed":
+            return f"process is {row.process_state}"
+        return f"notification is {row.state}"
 
     def finish(
         self,
@@ -416,7 +420,7 @@ class NotificationRepository:
                 finished_at = now(), updated_at = now(), lease_until = NULL
             WHERE id = %(id)s AND claim_owner = %(owner)s
               AND (state = 'sending' OR (state = 'unknown' AND %(state)s <> 'unknown'))
-            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8, state
+            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness, state
             """,
             {
                 "state": state,
@@ -426,24 +430,24 @@ class NotificationRepository:
                 "owner": owner,
             },
         )
-        row = self._cursor.fetchone()
+        row = _one(self._cursor)
         if row is None:
             return None
-        return Finished(process_ref=row[0], lateness_seconds=row[1], state=row[2])
+        return Finished(process_ref=row.process_ref, lateness_seconds=row.lateness, state=row.state)
 
     def recorded(self, notification_id: int, *, owner: str) -> RecordedOutcome | None:
         """The outcome on record for ``owner``'s delivery of this notification, and
         whether recording it completed the process; ``None`` if there is none."""
         self._cursor.execute(
             """
-            SELECT n.state, p.state = 'completed' AND p.ended_at = n.finished_at
+            SELECT n.state, p.state = 'completed' AND p.ended_at = n.finished_at AS completed
             FROM notification n JOIN process p ON p.id = n.process_ref
             WHERE n.id = %s AND n.claim_owner = %s AND n.state IN ('sent', 'failed', 'unknown')
             """,
             (notification_id, owner),
         )
-        row = self._cursor.fetchone()
-        return None if row is None else RecordedOutcome(state=row[0], completed_process=row[1])
+        row = _one(self._cursor)
+        return None if row is None else RecordedOutcome(row.state, completed_process=row.completed)
 
 
 @dataclass(frozen=True)
@@ -474,17 +478,20 @@ class CallRepository:
     def lock(self, *, notification_id: int | None, call_sid: str) -> CallRecord | None:
         """The phone notification a callback is about, locked until the transaction ends:
         by its id when the callback URL names it, else by the call's SID."""
-        columns = "SELECT id, state, provider_ref, provider_status FROM notification"
-        if notification_id is not None:
-            self._cursor.execute(
-                f"{columns} WHERE id = %s AND channel = 'phone' FOR UPDATE", (notification_id,)
-            )
-        else:
-            self._cursor.execute(
-                f"{columns} WHERE provider_ref = %s AND channel = 'phone' FOR UPDATE", (call_sid,)
-            )
-        row = self._cursor.fetchone()
-        return None if row is None else CallRecord(*row)
+        by_id = notification_id is not None
+        self._cursor.execute(
+            sql.SQL(
+                """
+                SELECT id, state, provider_ref, provider_status FROM notification
+                WHERE {key} = %s AND channel = 'phone' FOR UPDATE
+                """
+            ).format(key=sql.Identifier("id" if by_id else "provider_ref")),
+            (notification_id if by_id else call_sid,),
+        )
+        row = _one(self._cursor)
+        if row is None:
+            return None
+        return CallRecord(row.id, row.state, row.provider_ref, row.provider_status)
 
     def set_status(self, notification_id: int, report: CallStatusReport, *, settle: bool) -> None:
         """Record the provider's status, when it was reported and the call's duration, and
@@ -521,8 +528,8 @@ class PropertyRepository:
 
     def get(self, key: str) -> str | None:
         self._cursor.execute("SELECT property_value FROM property WHERE property_key = %s", (key,))
-        row = self._cursor.fetchone()
-        return None if row is None else str(row[0])
+        row = _one(self._cursor)
+        return None if row is None else str(row.property_value)
 
     def put(self, key: str, value: str) -> None:
         self._cursor.execute(
@@ -564,21 +571,37 @@ class RequestLog:
                 outcome.rejected,
             ),
         )
-        return self._cursor.fetchone() is not None
+        return _one(self._cursor) is not None
 
 
 # A notification's due time as the Wait state's TimestampPath reads it (RFC 3339, Z).
-_DUE_TEXT = """to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
+_DUE_TEXT = sql.SQL("""to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""")
 
 
-def _claimed(rows: Sequence[tuple[Any, ...]]) -> list[ClaimedNotification]:
-    ordered = sorted(rows, key=lambda row: (row[2], row[0]))
-    return [ClaimedNotification(id=row[0], channel=row[1], due=row[2]) for row in ordered]
+def _one(cursor: Cursor) -> Any:
+    """The next row (its columns by name), or ``None``."""
+    return cursor.fetchone()
 
 
-def _delivery(row: Sequence[Any]) -> Delivery:
+def _all(cursor: Cursor) -> list[Any]:
+    """The remaining rows (their columns by name)."""
+    return cursor.fetchall()
+
+
+def _claimed(rows: Sequence[Any]) -> list[ClaimedNotification]:
+    """Rows of (id, channel, due), oldest first."""
+    ordered = sorted(rows, key=lambda row: (row.due, row.id))
+    return [ClaimedNotification(id=row.id, channel=row.channel, due=row.due) for row in ordered]
+
+
+def _delivery(row: Any) -> Delivery:
+    """A row of (id, process_id, channel, target, due_at in epoch seconds)."""
     return Delivery(
-        notification_id=row[0], process_id=row[1], channel=row[2], target=row[3], due_at=row[4]
+        notification_id=row.id,
+        process_id=row.process_id,
+        channel=row.channel,
+        target=row.target,
+        due_at=row.due_at,
     )
 
 

@@ -1,6 +1,6 @@
-"""The deploy lifecycle as the synthesized template states it (issue 17, point 4): what a
-failed first deploy removes and a deletion keeps, what waits for the migration, and
-timeouts that let every waiter hear its answer."""
+"""The deploy lifecycle as the synthesized template states it (README, "Deploy to AWS"
+and "Tearing down"): what a failed first deploy removes and a deletion keeps, what waits
+for the migration, and timeouts that let every waiter hear its answer."""
 
 from __future__ import annotations
 

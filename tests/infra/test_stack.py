@@ -1,4 +1,5 @@
-"""The synthesized stack proves each promise of issue 4 (aws_cdk.assertions)."""
+"""The synthesized stack keeps its promises (aws_cdk.assertions): private, encrypted,
+least privilege, bounded connections (docs/design.md)."""
 
 from __future__ import annotations
 
