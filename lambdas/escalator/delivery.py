@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
@@ -90,12 +90,17 @@ def claim_due(
     return Claim(notifications=claimed, more=more)
 
 
+ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed"]
+
+
 @dataclass(frozen=True)
 class Confirmation:
-    """The answer of the confirm step: deliver this, or skip with a reason."""
+    """The answer of the confirm step: deliver this (``confirmed``, or ``resumed`` by a
+    retry), or do not (``skipped``, ``expired``, ``failed``), with a reason."""
 
     delivery: Delivery | None
     reason: str | None = None
+    kind: ConfirmationKind = "confirmed"
 
     def to_event(self) -> dict[str, Any]:
         if self.delivery is None:
@@ -115,60 +120,97 @@ def confirm(
 ) -> Confirmation:
     """The last check before sending: claimed by this execution, process still active,
     not too late. Moves the notification to ``sending`` and adds the caller id of a
-    delivery whose channel calls from one.
+    delivery whose channel calls from one; all in one transaction.
 
     ``entered`` (the step's ``$$.State.EnteredTime``) is remembered with the move: a
     retry of the same entry (``retry_count`` > 0; the first attempt's answer was lost)
     gets the same delivery back, unless the process ended meanwhile (then the
     notification is cancelled: its notifier never ran). A second run of the execution
     enters the step anew and never delivers again.
-
-    The Wait state before this step resolves whole seconds (and may end a fraction of a
-    second early); the rest of the wait, at most ``config.confirm_max_wait_seconds``,
-    happens here, so nothing is delivered before its due time.
     """
-    keys: dict[str, object] = {"notification_id": notification_id, "execution": execution}
+    _wait_for(due, config.confirm_max_wait_seconds)
+    with uow:
+        confirmation = _check(uow, notification_id, execution, config, retry_count, entered)
+        uow.commit()
+    _report(confirmation, notification_id=notification_id, execution=execution)
+    return confirmation
+
+
+def _wait_for(due: str | None, at_most: float) -> None:
+    """Wait out what is left before ``due``, at most ``at_most`` seconds: the Wait state
+    before the confirm step resolves whole seconds and may end a fraction early, and
+    nothing is delivered before its due time."""
     if due is not None:
         early = _epoch(due) - time.time()
         if early > 0:
-            time.sleep(min(early, config.confirm_max_wait_seconds))
-    with uow:
-        if uow.notifications.expire_if_late(
-            notification_id, owner=execution, max_lateness=config.max_lateness_seconds
-        ):
-            uow.commit()
-            metrics.count(metrics.EXPIRED)
-            logger.warning("notification expired", extra={**keys, "outcome": "expired"})
-            return Confirmation(None, "too late: expired")
-        delivery: Delivery | str | None = uow.notifications.start_sending(
-            notification_id, owner=execution, lease=config.sending_lease_seconds, token=entered
-        )
-        if delivery is None and retry_count > 0 and entered:
-            delivery = uow.notifications.resume_sending(
-                notification_id, owner=execution, token=entered
-            )
-            keys["resumed"] = True
-        if not isinstance(delivery, Delivery):
-            reason = delivery or uow.notifications.why_not_sending(notification_id, owner=execution)
-            uow.commit()
-            logger.info("delivery skipped", extra={**keys, "outcome": "skipped", "reason": reason})
-            return Confirmation(None, reason)
-        keys["process_id"] = delivery.process_id
-        channel = CHANNELS.get(delivery.channel)
-        if channel is not None and channel.calls_from_caller_id:
-            try:
-                caller_id = choose_caller_id(
-                    uow.properties.get(CALLER_ID_REGISTRY), delivery.target
-                )
-            except CallerIdError as exc:
-                reason = f"no caller id: {exc}"
-                _finish(uow, delivery, execution, Failure(reason))
-                uow.commit()
-                logger.warning("delivery failed", extra={**keys, "reason": str(exc)})
-                return Confirmation(None, reason)
-            delivery = dataclasses.replace(delivery, caller_id=caller_id)
-        uow.commit()
-    return Confirmation(delivery)
+            time.sleep(min(early, at_most))
+
+
+def _check(
+    uow: UnitOfWork,
+    notification_id: int,
+    execution: str,
+    config: DeliveryConfig,
+    retry_count: int,
+    entered: str | None,
+) -> Confirmation:
+    if uow.notifications.expire_if_late(
+        notification_id, owner=execution, max_lateness=config.max_lateness_seconds
+    ):
+        return Confirmation(None, "too late: expired", "expired")
+    delivery = uow.notifications.start_sending(
+        notification_id, owner=execution, lease=config.sending_lease_seconds, token=entered
+    )
+    if delivery is not None:
+        return _with_caller_id(uow, delivery, execution, "confirmed")
+    if retry_count > 0 and entered:
+        resumed = uow.notifications.resume_sending(notification_id, owner=execution, token=entered)
+        if isinstance(resumed, Delivery):
+            return _with_caller_id(uow, resumed, execution, "resumed")
+        return Confirmation(None, resumed, "skipped")
+    return Confirmation(
+        None, uow.notifications.why_not_sending(notification_id, owner=execution), "skipped"
+    )
+
+
+def _with_caller_id(
+    uow: UnitOfWork, delivery: Delivery, execution: str, kind: ConfirmationKind
+) -> Confirmation:
+    """The delivery with the caller id its channel calls from, if it calls from one; a
+    recorded failure when there is none."""
+    channel = CHANNELS.get(delivery.channel)
+    if channel is None or not channel.calls_from_caller_id:
+        return Confirmation(delivery, kind=kind)
+    try:
+        caller_id = choose_caller_id(uow.properties.get(CALLER_ID_REGISTRY), delivery.target)
+    except CallerIdError as exc:
+        reason = f"no caller id: {exc}"
+        finished = _finish_notification(uow, delivery.notification_id, execution, Failure(reason))
+        if finished is not None:
+            uow.processes.complete_finished([finished.process_ref])
+        return Confirmation(None, reason, "failed")
+    return Confirmation(dataclasses.replace(delivery, caller_id=caller_id), kind=kind)
+
+
+def _report(confirmation: Confirmation, *, notification_id: int, execution: str) -> None:
+    """One log line (and the metric) for what the confirm step decided."""
+    keys: dict[str, object] = {
+        "notification_id": notification_id,
+        "execution": execution,
+        "outcome": confirmation.kind,
+    }
+    if confirmation.delivery is not None:
+        keys["process_id"] = confirmation.delivery.process_id
+    if confirmation.kind == "expired":
+        metrics.count(metrics.EXPIRED)
+        logger.warning("notification expired", extra=keys)
+    elif confirmation.kind == "failed":
+        metrics.count(metrics.FAILED)
+        logger.warning("delivery failed", extra={**keys, "reason": confirmation.reason})
+    elif confirmation.kind == "skipped":
+        logger.info("delivery skipped", extra={**keys, "reason": confirmation.reason})
+    elif confirmation.kind == "resumed":
+        logger.info("delivery resumed: a retry after a lost answer", extra=keys)
 
 
 # What a notifier keeps of its function's remaining time to log and answer.
@@ -358,13 +400,6 @@ def _finish_notification(
         provider_ref=None,
         error=outcome.reason,
     )
-
-
-def _finish(uow: UnitOfWork, delivery: Delivery, execution: str, failure: Failure) -> None:
-    finished = _finish_notification(uow, delivery.notification_id, execution, failure)
-    if finished is not None:
-        uow.processes.complete_finished([finished.process_ref])
-        metrics.count(metrics.FAILED)
 
 
 def _epoch(timestamp: str) -> float:
