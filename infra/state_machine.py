@@ -81,12 +81,77 @@ def delivery_definition(
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> sfn.IChainable:
     """The states of the delivery state machine."""
-    notification_keys = {
-        "notification_id": sfn.JsonPath.number_at("$.notification.id"),
-        "execution": sfn.JsonPath.string_at("$.execution"),
-    }
+    return _Definition(scope, record=record).chain(
+        activator=activator,
+        confirm=confirm,
+        notifiers=notifiers,
+        itself=itself,
+        max_concurrency=max_concurrency,
+    )
 
-    def database_step(
+
+# What each task of one notification's iteration passes its function.
+_NOTIFICATION_KEYS = {
+    "notification_id": sfn.JsonPath.number_at("$.notification.id"),
+    "execution": sfn.JsonPath.string_at("$.execution"),
+}
+
+
+class _Definition:
+    """Builds the states, one part per method, in ``scope``."""
+
+    def __init__(self, scope: Construct, *, record: lambda_.IFunction) -> None:
+        self._scope = scope
+        self._record = record
+
+    def chain(
+        self,
+        *,
+        activator: lambda_.IFunction,
+        confirm: lambda_.IFunction,
+        notifiers: Mapping[str, lambda_.IFunction],
+        itself: sfn.IStateMachine,
+        max_concurrency: int,
+    ) -> sfn.IChainable:
+        """Claim -> Anything claimed? -> Deliver notifications -> More due? -> hand over."""
+        deliver_all = sfn.Map(
+            self._scope,
+            "Deliver notifications",
+            items_path="$.claim.notifications",
+            item_selector={
+                "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
+                "execution": sfn.JsonPath.execution_id,
+            },
+            max_concurrency=max_concurrency,
+            result_path=sfn.JsonPath.DISCARD,
+        ).item_processor(self._deliver_one(confirm, notifiers))
+        more_due = (
+            sfn.Choice(self._scope, "More due?")
+            .when(sfn.Condition.boolean_equals("$.claim.more", True), self._hand_over(itself))
+            .otherwise(sfn.Succeed(self._scope, "Done"))
+        )
+        # An idle tick (most of them) ends right after the claim: one transition fewer a
+        # minute is about 1.10 USD a month.
+        anything_claimed = (
+            sfn.Choice(self._scope, "Anything claimed?")
+            .when(
+                sfn.Condition.number_equals("$.claim.claimed", 0),
+                sfn.Succeed(self._scope, "Nothing due"),
+            )
+            .otherwise(deliver_all.next(more_due))
+        )
+        claim = self._database_step(
+            "Claim due notifications",
+            activator,
+            sfn.TaskInput.from_object(
+                {"execution": sfn.JsonPath.execution_id, "input": sfn.JsonPath.entire_payload}
+            ),
+            "$.claim",
+        )
+        return claim.next(anything_claimed)
+
+    def _database_step(
+        self,
         task_id: str,
         function: lambda_.IFunction,
         payload: sfn.TaskInput,
@@ -95,8 +160,10 @@ def delivery_definition(
         database_attempts: int = 3,
         database_max_delay: int | None = None,
     ) -> sfn.TaskStateBase:
+        """A task of a database function: idempotent under its own retry, so it retries
+        an answer lost after the function ran, a database failure, and a throttle."""
         task = tasks.LambdaInvoke(
-            scope,
+            self._scope,
             task_id,
             lambda_function=function,
             payload=payload,
@@ -122,43 +189,102 @@ def delivery_definition(
         )
         return throttle_retry(task)
 
-    claim = database_step(
-        "Claim due notifications",
-        activator,
-        sfn.TaskInput.from_object(
-            {"execution": sfn.JsonPath.execution_id, "input": sfn.JsonPath.entire_payload}
-        ),
-        "$.claim",
-    )
-
-    # An outcome that cannot be recorded leaves the notification sending: the lease
-    # turns it unknown, and it is never sent again.
-    outcome_lost = sfn.Pass(scope, "Outcome not recorded")
-
-    def record_step(task_id: str, key: str) -> sfn.TaskStateBase:
-        payload = {**notification_keys, key: sfn.JsonPath.object_at(f"$.{key}")}
-        return database_step(
+    def _record_step(
+        self, task_id: str, key: str, outcome_lost: sfn.IChainable
+    ) -> sfn.TaskStateBase:
+        """Record what ``$.<key>`` holds (a receipt, a failure, an unknown outcome)."""
+        payload = {**_NOTIFICATION_KEYS, key: sfn.JsonPath.object_at(f"$.{key}")}
+        return self._database_step(
             task_id,
-            record,
+            self._record,
             sfn.TaskInput.from_object(payload),
             "$.recorded",
             database_attempts=RECORD_DATABASE_RETRY_ATTEMPTS,
             database_max_delay=RECORD_DATABASE_RETRY_MAX_DELAY_SECONDS,
         ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
 
-    record_delivery = record_step("Record delivery", "receipt")
-    record_failure = record_step("Record failure", "failure")
-    # The provider may have it: never retried, never called failed.
-    record_unknown = record_step("Record unknown outcome", "unknown")
+    def _deliver_one(
+        self, confirm: lambda_.IFunction, notifiers: Mapping[str, lambda_.IFunction]
+    ) -> sfn.IChainable:
+        """One notification: Wait until due -> Confirm still wanted -> Still wanted? ->
+        Which channel? -> its notifier -> Record."""
+        confirm_step = self._database_step(
+            "Confirm still wanted",
+            confirm,
+            sfn.TaskInput.from_object(
+                {
+                    **_NOTIFICATION_KEYS,
+                    "due": sfn.JsonPath.string_at("$.notification.due"),
+                    # A retry of this entry of the step, told apart from a second run.
+                    "retry_count": sfn.JsonPath.number_at("$$.State.RetryCount"),
+                    "entered": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                }
+            ),
+            "$.confirmed",
+        ).add_catch(
+            sfn.Pass(self._scope, "Not confirmed"),
+            errors=["States.ALL"],
+            result_path="$.confirmError",
+        )
+        still_wanted = (
+            sfn.Choice(self._scope, "Still wanted?")
+            .when(
+                sfn.Condition.boolean_equals("$.confirmed.deliver", False),
+                sfn.Succeed(self._scope, "Not delivered"),
+            )
+            .otherwise(self._which_channel(notifiers))
+        )
+        return (
+            sfn.Wait(
+                self._scope,
+                "Wait until due",
+                time=sfn.WaitTime.timestamp_path("$.notification.due"),
+            )
+            .next(confirm_step)
+            .next(still_wanted)
+        )
 
-    which_channel = sfn.Choice(scope, "Which channel?")
-    for name, channel in CHANNELS.items():
-        if name not in notifiers:
-            continue
+    def _which_channel(self, notifiers: Mapping[str, lambda_.IFunction]) -> sfn.Choice:
+        """One branch per registered channel: its notifier, then the record of what it did."""
+        # An outcome that cannot be recorded leaves the notification sending: the lease
+        # turns it unknown, and it is never sent again.
+        outcome_lost = sfn.Pass(self._scope, "Outcome not recorded")
+        record_delivery = self._record_step("Record delivery", "receipt", outcome_lost)
+        record_failure = self._record_step("Record failure", "failure", outcome_lost)
+        # The provider may have it: never retried, never called failed.
+        record_unknown = self._record_step("Record unknown outcome", "unknown", outcome_lost)
+        which_channel = sfn.Choice(self._scope, "Which channel?")
+        for name, channel in CHANNELS.items():
+            if name in notifiers:
+                notify = self._notifier(channel.task_name, notifiers[name])
+                which_channel.when(
+                    sfn.Condition.string_equals("$.confirmed.delivery.channel", name),
+                    notify.add_catch(
+                        record_failure,
+                        errors=list(NOT_DELIVERED_ERRORS),
+                        result_path="$.failure",
+                    )
+                    .add_catch(record_unknown, errors=["States.ALL"], result_path="$.unknown")
+                    .next(record_delivery),
+                )
+        return which_channel.otherwise(
+            sfn.Pass(
+                self._scope,
+                "No notifier for channel",
+                result=sfn.Result.from_object(
+                    {"Error": "NoNotifier", "Cause": "no notifier is deployed for this channel"}
+                ),
+                result_path="$.failure",
+            ).next(record_failure)
+        )
+
+    def _notifier(self, task_name: str, function: lambda_.IFunction) -> sfn.TaskStateBase:
+        """A notifier's task: retries only what proves the request never reached the
+        provider (a transient error, a throttle), never a lost answer."""
         notify = tasks.LambdaInvoke(
-            scope,
-            channel.task_name,
-            lambda_function=notifiers[name],
+            self._scope,
+            task_name,
+            lambda_function=function,
             input_path="$.confirmed.delivery",
             payload_response_only=True,
             retry_on_service_exceptions=False,
@@ -170,99 +296,32 @@ def delivery_definition(
             backoff_rate=2,
             jitter_strategy=sfn.JitterType.FULL,
         )
-        notify = (
-            throttle_retry(notify)
-            .add_catch(record_failure, errors=list(NOT_DELIVERED_ERRORS), result_path="$.failure")
-            .add_catch(record_unknown, errors=["States.ALL"], result_path="$.unknown")
-        )
-        which_channel.when(
-            sfn.Condition.string_equals("$.confirmed.delivery.channel", name),
-            notify.next(record_delivery),
-        )
-    which_channel.otherwise(
-        sfn.Pass(
-            scope,
-            "No notifier for channel",
-            result=sfn.Result.from_object(
-                {"Error": "NoNotifier", "Cause": "no notifier is deployed for this channel"}
-            ),
-            result_path="$.failure",
-        ).next(record_failure)
-    )
+        return throttle_retry(notify)
 
-    confirm_step = database_step(
-        "Confirm still wanted",
-        confirm,
-        sfn.TaskInput.from_object(
-            {
-                **notification_keys,
-                "due": sfn.JsonPath.string_at("$.notification.due"),
-                # A retry of this entry of the step, told apart from a second run.
-                "retry_count": sfn.JsonPath.number_at("$$.State.RetryCount"),
-                "entered": sfn.JsonPath.string_at("$$.State.EnteredTime"),
-            }
-        ),
-        "$.confirmed",
-    ).add_catch(
-        sfn.Pass(scope, "Not confirmed"), errors=["States.ALL"], result_path="$.confirmError"
-    )
-    still_wanted = (
-        sfn.Choice(scope, "Still wanted?")
-        .when(
-            sfn.Condition.boolean_equals("$.confirmed.deliver", False),
-            sfn.Succeed(scope, "Not delivered"),
+    def _hand_over(self, itself: sfn.IStateMachine) -> sfn.IChainable:
+        """Start a fresh execution (named from this one: a retried hand-over starts
+        nothing twice) with the same input."""
+        handed_over = sfn.Succeed(self._scope, "Handed over")
+        hand_over = (
+            tasks.StepFunctionsStartExecution(
+                self._scope,
+                "Hand over to a fresh execution",
+                state_machine=itself,
+                name=sfn.JsonPath.format(
+                    "more-{}", sfn.JsonPath.hash(sfn.JsonPath.execution_name, "MD5")
+                ),
+                input=sfn.TaskInput.from_json_path_at("$$.Execution.Input"),
+                integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+                result_path=sfn.JsonPath.DISCARD,
+            )
+            .add_retry(
+                errors=["States.TaskFailed"],
+                interval=Duration.seconds(1),
+                max_attempts=3,
+                backoff_rate=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            # A retry after a start that succeeded finds its execution there already.
+            .add_catch(handed_over, errors=["StepFunctions.ExecutionAlreadyExistsException"])
         )
-        .otherwise(which_channel)
-    )
-    deliver_one = (
-        sfn.Wait(scope, "Wait until due", time=sfn.WaitTime.timestamp_path("$.notification.due"))
-        .next(confirm_step)
-        .next(still_wanted)
-    )
-    deliver_all = sfn.Map(
-        scope,
-        "Deliver notifications",
-        items_path="$.claim.notifications",
-        item_selector={
-            "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-            "execution": sfn.JsonPath.execution_id,
-        },
-        max_concurrency=max_concurrency,
-        result_path=sfn.JsonPath.DISCARD,
-    ).item_processor(deliver_one)
-    handed_over = sfn.Succeed(scope, "Handed over")
-    hand_over = (
-        tasks.StepFunctionsStartExecution(
-            scope,
-            "Hand over to a fresh execution",
-            state_machine=itself,
-            name=sfn.JsonPath.format(
-                "more-{}", sfn.JsonPath.hash(sfn.JsonPath.execution_name, "MD5")
-            ),
-            input=sfn.TaskInput.from_json_path_at("$$.Execution.Input"),
-            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        .add_retry(
-            errors=["States.TaskFailed"],
-            interval=Duration.seconds(1),
-            max_attempts=3,
-            backoff_rate=2,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        # A retry after a start that succeeded finds its execution there already.
-        .add_catch(handed_over, errors=["StepFunctions.ExecutionAlreadyExistsException"])
-    )
-    more_due = (
-        sfn.Choice(scope, "More due?")
-        .when(sfn.Condition.boolean_equals("$.claim.more", True), hand_over.next(handed_over))
-        .otherwise(sfn.Succeed(scope, "Done"))
-    )
-    # An idle tick (most of them) ends right after the claim: one transition fewer a
-    # minute is about 1.10 USD a month.
-    anything_claimed = (
-        sfn.Choice(scope, "Anything claimed?")
-        .when(sfn.Condition.number_equals("$.claim.claimed", 0), sfn.Succeed(scope, "Nothing due"))
-        .otherwise(deliver_all.next(more_due))
-    )
-    return claim.next(anything_claimed)
+        return hand_over.next(handed_over)
