@@ -55,8 +55,6 @@ class EscalatorFunctions(Construct):
         self._network = network
         self._code = lambda_code()
         self._retention = retention(settings.log_retention_days)
-        budget = settings.budget
-
         instance = database.instance
         address = {
             Env.DB_HOST: instance.db_instance_endpoint_address,
@@ -64,11 +62,38 @@ class EscalatorFunctions(Construct):
             Env.DB_NAME: database.database_name,
             Env.DB_SSLMODE: "require",
         }
+        self._runtime(address, settings)
+        self._call_status(address, settings, provider_secrets.get("phone"))
+        self.runtime_functions = [
+            self.initiator,
+            self.activator,
+            self.confirm,
+            self.record,
+            self.call_status_recorder,
+        ]
+        for function in self.runtime_functions:
+            instance.grant_connect(function, APPLICATION_ROLE)
+        self._migration(address, database, network, settings)
+        self.database_functions = [*self.runtime_functions, self.migration]
+        # A schema change migrates before new code takes traffic: CloudFormation creates
+        # or updates the runtime functions (and what starts them) only after the trigger.
+        # The code still running meanwhile meets the newer schema, which is why
+        # migrations only add (tests/unit/test_expand_only_migrations.py).
+        for function in self.runtime_functions:
+            function.node.add_dependency(self.migration_trigger)
+        self._notifiers(settings, provider_secrets)
+
+    def _runtime(self, address: Mapping[str, str], settings: StackSettings) -> None:
+        """The initiator and the state machine's database steps: in the VPC, each with
+        its share of the connection budget."""
+        budget = settings.budget
         # The runtime functions connect as the application role with an IAM token they
         # sign themselves: no secret, no Secrets Manager endpoint, no password.
-        connects = {**address, Env.DB_IAM_AUTH: "true", Env.DB_USER: APPLICATION_ROLE}
-        delivery = {**connects, Env.LOOKAHEAD_SECONDS: str(settings.schedule_seconds)}
-        self.initiator = self.function("Initiator", "initiator", environment=connects, in_vpc=True)
+        self._connects = {**address, Env.DB_IAM_AUTH: "true", Env.DB_USER: APPLICATION_ROLE}
+        delivery = {**self._connects, Env.LOOKAHEAD_SECONDS: str(settings.schedule_seconds)}
+        self.initiator = self.function(
+            "Initiator", "initiator", environment=self._connects, in_vpc=True
+        )
         self.activator = self.function(
             "Activator", "activator", environment=delivery, in_vpc=True, reserved=budget.activator
         )
@@ -78,17 +103,23 @@ class EscalatorFunctions(Construct):
         self.record = self.function(
             "Record", "record", environment=delivery, in_vpc=True, reserved=budget.record
         )
-        # Twilio's status callbacks: a public function URL (nothing billed while idle) on a
-        # receiver outside the VPC that holds the auth token and checks the signature,
-        # handing verified reports to a recorder in the VPC that writes the database.
+
+    def _call_status(
+        self,
+        address: Mapping[str, str],
+        settings: StackSettings,
+        twilio_secret: secretsmanager.ISecret | None,
+    ) -> None:
+        """Twilio's status callbacks: a public function URL (nothing billed while idle) on a
+        receiver outside the VPC that holds the auth token and checks the signature,
+        handing verified reports to a recorder in the VPC that writes the database."""
         self.call_status_recorder = self.function(
             "CallStatusRecorder",
             "record_call_status",
-            environment=connects,
+            environment=self._connects,
             in_vpc=True,
-            reserved=budget.call_status,
+            reserved=settings.budget.call_status,
         )
-        twilio_secret = provider_secrets.get("phone")
         self.call_status_receiver = self.function(
             "CallStatusReceiver",
             "call_status",
@@ -107,24 +138,24 @@ class EscalatorFunctions(Construct):
         self.call_status_url = self.call_status_receiver.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE
         )
-        self.runtime_functions = [
-            self.initiator,
-            self.activator,
-            self.confirm,
-            self.record,
-            self.call_status_recorder,
-        ]
-        for function in self.runtime_functions:
-            instance.grant_connect(function, APPLICATION_ROLE)
-        # The migration runs as the master user, whose credentials only the launcher
-        # (outside the VPC) reads and hands over in the invocation.
+
+    def _migration(
+        self,
+        address: Mapping[str, str],
+        database: Database,
+        network: Network,
+        settings: StackSettings,
+    ) -> None:
+        """The migration, run as the master user, whose credentials only the launcher
+        (outside the VPC) reads and hands over in the invocation; and the trigger that
+        runs the launcher at deploy time."""
         registry = settings.caller_id_registry
         self.migration = self.function(
             "Migrate",
             "migrate",
             environment={**address, **({Env.CALLER_ID_REGISTRY: registry} if registry else {})},
             in_vpc=True,
-            reserved=budget.migrate,
+            reserved=settings.budget.migrate,
             timeout=MIGRATION_TIMEOUT,
         )
         self.launcher = self.function(
@@ -140,7 +171,6 @@ class EscalatorFunctions(Construct):
         )
         database.secret.grant_read(self.launcher)
         self.migration.grant_invoke(self.launcher)
-        self.database_functions = [*self.runtime_functions, self.migration]
         # Runs the launcher once the database exists and can be reached (its security
         # group rules included), and again at every deploy that changes the code; a
         # failing migration fails the deployment.
@@ -152,13 +182,12 @@ class EscalatorFunctions(Construct):
             execute_on_handler_change=True,
             timeout=TRIGGER_TIMEOUT,
         )
-        # A schema change migrates before new code takes traffic: CloudFormation creates
-        # or updates the runtime functions (and what starts them) only after the trigger.
-        # The code still running meanwhile meets the newer schema, which is why
-        # migrations only add (tests/unit/test_expand_only_migrations.py).
-        for function in self.runtime_functions:
-            function.node.add_dependency(self.migration_trigger)
 
+    def _notifiers(
+        self, settings: StackSettings, provider_secrets: Mapping[str, secretsmanager.ISecret]
+    ) -> None:
+        """One notifier per registered channel, outside the VPC, reading only its own
+        provider's settings and secret."""
         self.notifiers: dict[str, lambda_.Function] = {}
         for name, channel in CHANNELS.items():
             environment = {
