@@ -149,18 +149,42 @@ def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str]:
 
 def run(options: LocalOptions) -> int:
     """Run until SIGINT or SIGTERM; return the exit status."""
-    import boto3
-
-    from devstack.function_url import FunctionUrl
-    from devstack.moto_adapter import LambdaFaults, LocalContext, lambdas_in_process
-    from devstack.sqs import EventSource
-    from devstack.stepfunctions import deploy
-    from devstack.template import synthesized_template
-    from escalator.handlers import initiator
-
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
+    _local_environment(options)
+    with ExitStack() as stack:
+        database = _database(stack, options, stop)
+        aws = _aws(stack, options)
+        dry = install_outbox(options.outbox)
+        say(
+            "dry run for "
+            + (", ".join(name for name, is_dry in dry.items() if is_dry) or "no channel")
+        )
+        ready = {
+            "endpoint_url": aws.endpoint,
+            "region": REGION,
+            "queue_url": aws.queue_url,
+            "state_machine_arn": aws.machine.arn,
+            "database_url": database.url,
+            "outbox": str(options.outbox.resolve()),
+            "twilio_status_callback_url": aws.callbacks_url,
+        }
+        print(json.dumps(ready), flush=True)
+        quiet_stdout()
+        executions = _serve(aws, options.tick, stop)
+        say(f"stopped after {executions} executions, {len(aws.lambdas.invocations)} invocations")
+        say(f"Lambda faults injected: {aws.lambdas.faults.summary()}")
+        timed_out = ", ".join(f"{name} {n}" for name, n in aws.lambdas.timed_out.items())
+        say(f"invocations that ran out of time: {timed_out or 'none'}")
+        if database.keeper is not None:
+            say(f"PostgreSQL restarts: {database.keeper.restarts}")
+    return 0
+
+
+def _local_environment(options: LocalOptions) -> None:
+    """Logs to stderr; local credentials, the region and the delivery settings scaled to
+    the tick, unless the environment says otherwise."""
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
@@ -172,89 +196,111 @@ def run(options: LocalOptions) -> int:
     }.items():
         os.environ.setdefault(name, value)
 
-    with ExitStack() as stack:
-        say("starting PostgreSQL")
-        keeper: PostgresKeeper | None = None
-        url = options.database_url
-        if url is None:
-            server = stack.enter_context(embedded_postgres_server(options.data_dir / "postgres"))
-            url = str(server.get_uri())
-            keeper = PostgresKeeper(server, stop, say)
-            keeper.start()
-        url = prepare_database(url, options.caller_id_registry)
-        os.environ[Env.DATABASE_URL] = url
-        bootstrap.reset()
-        say(f"starting the AWS endpoint on port {options.port}")
-        endpoint = stack.enter_context(moto_server(options.port))
-        # What the functions call of AWS (the receiver invokes the recorder) is this endpoint.
-        os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
-        lambdas = stack.enter_context(lambdas_in_process())
-        lambdas.faults = LambdaFaults(options.lambda_faults, seed=options.fault_seed)
-        if options.lambda_faults:
-            say(
-                f"injecting Lambda faults: {options.lambda_faults:.0%} of invocations throttled,"
-                f" {options.lambda_faults:.0%} of answers lost (seed {options.fault_seed})"
-            )
-        session = boto3.Session(region_name=REGION)
-        sqs = session.client("sqs", endpoint_url=endpoint)
-        say("synthesizing the CDK app and registering its state machine")
-        template = synthesized_template()
-        queue_url, dead_letter_queue_url = create_queues(sqs, template)
-        machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
-        # Twilio's status callbacks, at the receiver's function URL on loopback (a public
-        # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
-        callbacks = stack.enter_context(
-            FunctionUrl(
-                session.client("lambda", endpoint_url=endpoint),
-                machine.function_named("FunctionsCallStatusReceiver"),
-            )
-        )
-        os.environ.setdefault(phone.TWILIO_STATUS_CALLBACK_URL, callbacks.url)
-        os.environ[Env.CALL_STATUS_FUNCTION] = machine.function_named("FunctionsCallStatusRecorder")
-        bootstrap.reset()
-        dry = install_outbox(options.outbox)
-        say(
-            "dry run for "
-            + (", ".join(name for name, is_dry in dry.items() if is_dry) or "no channel")
-        )
-        ready = {
-            "endpoint_url": endpoint,
-            "region": REGION,
-            "queue_url": queue_url,
-            "state_machine_arn": machine.arn,
-            "database_url": url,
-            "outbox": str(options.outbox.resolve()),
-            "twilio_status_callback_url": callbacks.url,
-        }
-        print(json.dumps(ready), flush=True)
-        quiet_stdout()
 
-        source = EventSource(
-            sqs,
-            queue_url,
-            initiator.handler,
-            context=LocalContext(function_name="initiator"),
-            # (scaled to the tick; the receive count, the queue's, is the outage budget)
-            visibility_timeout=max(5, options.tick),
-            dead_letter_queue_url=dead_letter_queue_url,
+@dataclass(frozen=True)
+class _LocalDatabase:
+    url: str  # the application role's
+    keeper: PostgresKeeper | None  # restarts the embedded server (none for --database-url)
+
+
+def _database(stack: ExitStack, options: LocalOptions, stop: threading.Event) -> _LocalDatabase:
+    """PostgreSQL (the given one, or an embedded one kept alive), migrated; the
+    functions connect as the application role."""
+    say("starting PostgreSQL")
+    keeper: PostgresKeeper | None = None
+    url = options.database_url
+    if url is None:
+        server = stack.enter_context(embedded_postgres_server(options.data_dir / "postgres"))
+        url = str(server.get_uri())
+        keeper = PostgresKeeper(server, stop, say)
+        keeper.start()
+    url = prepare_database(url, options.caller_id_registry)
+    os.environ[Env.DATABASE_URL] = url
+    bootstrap.reset()
+    return _LocalDatabase(url, keeper)
+
+
+@dataclass(frozen=True)
+class _LocalAws:
+    endpoint: str
+    lambdas: Any  # devstack.moto_adapter.InProcessLambdas
+    sqs: Any
+    queue_url: str
+    dead_letter_queue_url: str
+    machine: Any  # devstack.stepfunctions.DeployedStateMachine
+    callbacks_url: str
+
+
+def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
+    """The moto server with the template's queues, functions (in-process, with the
+    faults asked for) and state machine, and the status-callback function URL."""
+    import boto3
+
+    from devstack.function_url import FunctionUrl
+    from devstack.moto_adapter import LambdaFaults, lambdas_in_process
+    from devstack.stepfunctions import deploy
+    from devstack.template import synthesized_template
+
+    say(f"starting the AWS endpoint on port {options.port}")
+    endpoint = stack.enter_context(moto_server(options.port))
+    # What the functions call of AWS (the receiver invokes the recorder) is this endpoint.
+    os.environ.setdefault("AWS_ENDPOINT_URL", endpoint)
+    lambdas = stack.enter_context(lambdas_in_process())
+    lambdas.faults = LambdaFaults(options.lambda_faults, seed=options.fault_seed)
+    if options.lambda_faults:
+        say(
+            f"injecting Lambda faults: {options.lambda_faults:.0%} of invocations throttled,"
+            f" {options.lambda_faults:.0%} of answers lost (seed {options.fault_seed})"
         )
-        poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
-        poller.start()
-        executions = 0
-        while not stop.is_set():
-            machine.start({"period_seconds": options.tick})
-            executions += 1
-            stop.wait(options.tick)
-        say("stopping")
-        poller.join(timeout=10)
-        _stop_running(machine)
-        say(f"stopped after {executions} executions, {len(lambdas.invocations)} invocations")
-        say(f"Lambda faults injected: {lambdas.faults.summary()}")
-        timed_out = ", ".join(f"{name} {count}" for name, count in lambdas.timed_out.items())
-        say(f"invocations that ran out of time: {timed_out or 'none'}")
-        if keeper is not None:
-            say(f"PostgreSQL restarts: {keeper.restarts}")
-    return 0
+    session = boto3.Session(region_name=REGION)
+    sqs = session.client("sqs", endpoint_url=endpoint)
+    say("synthesizing the CDK app and registering its state machine")
+    template = synthesized_template()
+    queue_url, dead_letter_queue_url = create_queues(sqs, template)
+    machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+    # Twilio's status callbacks, at the receiver's function URL on loopback (a public
+    # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
+    callbacks = stack.enter_context(
+        FunctionUrl(
+            session.client("lambda", endpoint_url=endpoint),
+            machine.function_named("FunctionsCallStatusReceiver"),
+        )
+    )
+    os.environ.setdefault(phone.TWILIO_STATUS_CALLBACK_URL, callbacks.url)
+    os.environ[Env.CALL_STATUS_FUNCTION] = machine.function_named("FunctionsCallStatusRecorder")
+    bootstrap.reset()
+    return _LocalAws(
+        endpoint, lambdas, sqs, queue_url, dead_letter_queue_url, machine, callbacks.url
+    )
+
+
+def _serve(aws: _LocalAws, tick: int, stop: threading.Event) -> int:
+    """Feed the queue to the initiator and start an execution every tick until ``stop``;
+    then stop what still runs. How many executions were started."""
+    from devstack.moto_adapter import LocalContext
+    from devstack.sqs import EventSource
+    from escalator.handlers import initiator
+
+    source = EventSource(
+        aws.sqs,
+        aws.queue_url,
+        initiator.handler,
+        context=LocalContext(function_name="initiator"),
+        # (scaled to the tick; the receive count, the queue's, is the outage budget)
+        visibility_timeout=max(5, tick),
+        dead_letter_queue_url=aws.dead_letter_queue_url,
+    )
+    poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
+    poller.start()
+    executions = 0
+    while not stop.is_set():
+        aws.machine.start({"period_seconds": tick})
+        executions += 1
+        stop.wait(tick)
+    say("stopping")
+    poller.join(timeout=10)
+    _stop_running(aws.machine)
+    return executions
 
 
 def quiet_stdout() -> None:
