@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from devstack.template import resources
-from escalator.client import ORIGINAL_MESSAGE_ID
+from escalator.model import ORIGINAL_MESSAGE_ID
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ from aws_cdk import aws_lambda as lambda_
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 PACKAGE = ROOT / "lambdas" / "escalator"
+# Modules of the package for producers and operators (the producer client, the
+# executions reader): nothing a function runs imports them, so they are not deployed.
+NOT_DEPLOYED = ("client.py", "executions.py")
 # Everything at the repository root that is not the Lambda code: the asset's hash (what
 # makes CDK bundle again) depends on the rest only.
 _NOT_CODE = [
@@ -70,7 +73,10 @@ class LocalBundling:
         )
         package = Path(output_dir) / "escalator"
         shutil.copytree(
-            PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+            PACKAGE,
+            package,
+            ignore=shutil.ignore_patterns("__pycache__", *NOT_DEPLOYED),
+            dirs_exist_ok=True,
         )
         shutil.copytree(ROOT / "sql", package / "sql", dirs_exist_ok=True)
         return True

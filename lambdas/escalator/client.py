@@ -1,6 +1,7 @@
 """The producer client: sends start and stop requests to Escalator's queue, right by
 construction (``MessageGroupId`` = process id, a unique ``MessageDeduplicationId``),
-after checking them against the request contract. Needs only boto3.
+after checking them against the request contract. Needs only boto3. A tool for producers
+and operators: not part of the Lambda bundle (nothing there imports it).
 
     producer = Producer(queue_url)
     producer.start("restaurant-42", [{"channel": "phone", "at": 1555057084,
@@ -17,12 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from escalator.contract import InvalidRequest, parse_request
+from escalator.model import ORIGINAL_MESSAGE_ID
 
 __all__ = ["ORIGINAL_MESSAGE_ID", "InvalidRequest", "Producer", "redrive"]
-
-# The message attribute a redriven request carries: the id it first arrived with, which
-# the initiator records it by, so a request redriven twice is applied once.
-ORIGINAL_MESSAGE_ID = "escalator-original-message-id"
 
 
 class Producer:

@@ -10,6 +10,11 @@ OutcomeKind = Literal["started", "stopped", "ignored", "rejected", "duplicate"]
 MAX_REASON_LENGTH = 1000
 
 
+# The message attribute a redriven request carries: the id it first arrived with, which
+# the initiator records it by, so a request redriven twice is applied once.
+ORIGINAL_MESSAGE_ID = "escalator-original-message-id"
+
+
 @dataclass(frozen=True)
 class RequestMessage:
     """One request as it arrived on the queue."""

@@ -67,6 +67,9 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     assert [path for path, text in code.items() if "devstack" in text] == []
     assert not list(bundle.glob("escalator/**/local"))
     assert {path.stem for path in code} & {"stack", "outbox", "demo", "moto_adapter"} == set()
+    # nor the producers' and operators' tools (nothing a function runs imports them)
+    assert {path.name for path in code} & {"client.py", "executions.py"} == set()
+    assert (bundle / "escalator" / "contract.py").is_file()
     assert list(
         bundle.glob(
             f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"

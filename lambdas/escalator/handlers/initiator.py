@@ -16,10 +16,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
-from escalator.client import ORIGINAL_MESSAGE_ID
 from escalator.logs import logger
 from escalator.metrics import metrics
-from escalator.model import RequestMessage
+from escalator.model import ORIGINAL_MESSAGE_ID, RequestMessage
 
 # Failed records are logged through the service's logger, so they are JSON and masked too.
 processor = SqsFifoPartialProcessor(
