@@ -3,7 +3,9 @@ tests and the benchmarks. Installed with the development requirements; never dep
 (nothing in ``lambdas/escalator`` imports it, and the Lambda bundle does not hold it).
 
 - ``cli``: the ``escalator`` command.
-- ``moto_adapter``: the one module that adapts moto (Lambda in-process, and caches).
+- ``moto_adapter``: the one module that adapts moto, as a table of patches: those that make
+  it as strict as AWS (Lambda in-process with its limits and faults, the history quota,
+  Wait precision) and those that only make it fast.
 - ``template``, ``stepfunctions``: the synthesized stack, registered in moto.
 - ``stack``, ``sqs``, ``outbox``, ``demo``: the local stack and its scripted scenario.
 - ``postgres``, ``peers``, ``events``, ``pipeline``, ``polling``: what the tests and the

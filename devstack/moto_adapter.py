@@ -1,45 +1,24 @@
 """The one module that adapts moto (pinned: ``MOTO_VERSION``) to run Escalator in-process.
 
-moto executes Lambda code only in Docker, which this project does not need, and its Step
-Functions interpreter pays for work AWS does elsewhere. While ``lambdas_in_process()``
-is open, these attributes of moto are replaced (``PATCHED``), and restored afterwards:
+moto executes Lambda code only in Docker, which this project does not need; its Step
+Functions interpreter lets an execution do what AWS refuses, and pays for work AWS does
+elsewhere. While ``lambdas_in_process()`` is open, the attributes of moto listed in
+``STRICT`` and ``FAST`` are replaced (``unittest.mock.patch.object``, one per row, in an
+``ExitStack``) and restored afterwards; contexts nest. Each row says what it replaces,
+why, and of which kind:
 
-- ``LambdaFunction.invoke`` imports the function's ``Handler`` (e.g.
-  ``escalator.handlers.confirm.handler``) and calls it in a pool of threads sized by
-  its reserved concurrency, answering as Lambda does (``errorType`` = the exception's
-  class name when it raises). ``InProcessLambdas.overrides`` replaces a handler for
-  fault injection.
-- The interpreter's ``boto_client_for`` built a new boto3 client for every Lambda task
-  and sent each invocation through botocore and moto's HTTP emulation: Lambda tasks now
-  go straight to moto's Lambda backend (which calls ``LambdaFunction.invoke``), and
-  clients of other services are built once.
-- A function whose reserved concurrency is all busy is throttled at once, as Lambda
-  does: the invocation fails with ``TooManyRequestsException`` (HTTP 429), which Step
-  Functions sees as ``Lambda.TooManyRequestsException``. ``InProcessLambdas.throttles``
-  counts them per function.
-- ``InProcessLambdas.faults`` (``LambdaFaults``) injects what AWS does now and then:
-  an invocation throttled before it runs, or one that runs and whose answer is lost
-  (``ServiceException``, HTTP 500; Step Functions sees ``Lambda.ServiceException``).
-- The ``states:startExecution`` task hands its parameters to botocore as the state
-  machine names them (``StateMachineArn``, ``Input``, ``Name``), which botocore refuses
-  (its names are ``stateMachineArn``...): its client passes them on renamed.
-- A Standard execution fails once its history passes ``HISTORY_EVENT_CAP`` events (AWS's
-  quota is 25,000), with the history as it stands; moto lets it grow without end.
-- The interpreter built a new JSONPath parser (a ply LR parser) for every path it
-  evaluated: parsed paths are cached.
-- A ``Wait`` state until a timestamp waited whole seconds, truncated (up to a second
-  before the time, so the Confirm step slept out the rest in its sandbox): it waits
-  until the time itself, as Step Functions does, unless the execution stops first.
-- The moto server listed moto's package directory and tried every service's URL pattern
-  for each request, under one lock: the list and each host's service are remembered.
-- SQS read the clock through ``datetime`` (several times per message per request), and
-  counted every message of the queue three times for each message sent or received (the
-  ``Approximate...`` attributes, computed with every attribute though only the queue's
-  settings were read): the clock is ``time.time()``, and the counts are computed only
-  when a client asks for them (``GetQueueAttributes`` with ``All`` or their names).
+- ``strict``: AWS behaves so and moto does not; the emulation would pass what fails on
+  AWS. Each has a behavioural test that fails when its row is left out
+  (``tests/unit/test_moto_strictness.py``, with ``lambdas_in_process(omit=...)``), so a
+  moto that changes its behaviour is noticed too.
+- ``moto-bug``: moto gets AWS's own contract wrong; kept with the strict rows.
+- ``fast``: the same behaviour, only faster (``bench/fanout.py`` measures them).
 
-``check_moto()`` says what no longer matches when moto changes; patching refuses then,
-and a test runs it, so an upgrade fails loudly instead of silently testing less.
+``check_moto()`` says what no longer matches when moto changes (its version, and the
+parameters of every attribute replaced or called); patching refuses then, and a test
+runs it, so an upgrade fails loudly instead of silently testing less.
+
+The rows, as ``PATCHES`` lists them:
 """
 
 from __future__ import annotations
@@ -53,12 +32,14 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from unittest import mock
 
 import moto
 from moto import backends
@@ -87,63 +68,10 @@ from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
 # The version this module was written against (requirements-dev.txt pins it).
 MOTO_VERSION = "5.2.5"
-# What is replaced: (module, attribute, the parameters the original must have).
-PATCHED: list[tuple[Any, str, tuple[str, ...]]] = [
-    (
-        lambda_models.LambdaFunction,
-        "invoke",
-        ("self", "body", "request_headers", "response_headers"),
-    ),
-    (lambda_eval_utils, "boto_client_for", ("region", "service", "state_credentials")),
-    (state_task_service_sfn, "boto_client_for", ("region", "service", "state_credentials")),
-    (json_path, "parse", ("path", "debug")),
-    (result_path, "parse", ("string",)),
-    (
-        environment.Environment,
-        "__init__",
-        (
-            "self",
-            "aws_execution_details",
-            "execution_type",
-            "context",
-            "event_history_context",
-            "cloud_watch_logging_session",
-            "activity_store",
-            "variable_store",
-            "mock_test_case",
-        ),
-    ),
-    (
-        event_manager.EventManager,
-        "add_event",
-        ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
-    ),
-    (wait_timestamp.Timestamp, "_get_wait_seconds", ("self", "env")),
-    (wait_function.WaitFunction, "_wait_interval", ("self", "env", "wait_seconds")),
-    (backends, "list_of_moto_modules", ()),
-    (DomainDispatcherApplication, "get_backend_for_host", ("self", "host")),
-    (sqs_models, "unix_time", ("dt",)),
-    (sqs_models, "unix_time_millis", ("dt",)),
-    (sqs_models.Queue, "attributes", ("self",)),
-    (sqs_models.SQSBackend, "get_queue_attributes", ("self", "queue_name", "attribute_names")),
-]
 # A Standard execution's history holds at most this many events on AWS, which fails an
 # execution that would write more.
 HISTORY_EVENT_CAP = 25_000
 HISTORY_LIMIT_ERROR = "ExecutionHistoryLimitExceeded"
-# What the replacements call of moto, unchanged.
-CALLED: list[tuple[Any, str, tuple[str, ...]]] = [
-    (
-        lambda_models.LambdaBackend,
-        "invoke",
-        ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
-    ),
-    (boto_client, "boto_client_for", ("region", "service", "state_credentials")),
-]
-# moto's own, as imported (this module is the only one that replaces them).
-_ORIGINALS: dict[tuple[Any, str], Any] = {
-    (owner, name): getattr(owner, name, None) for owner, name, _ in PATCHED + CALLED
-}
 # Lambda refuses a response larger than this (moto's Lambda API checks it too).
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
@@ -245,25 +173,6 @@ class LambdaFaults:
                 for kind, count in sorted(by_kind.items())
             ]
         return ", ".join(parts) or "none"
-
-
-def check_moto() -> list[str]:
-    """What no longer matches this module in the installed moto (empty when all does)."""
-    problems = []
-    if moto.__version__ != MOTO_VERSION:
-        problems.append(f"moto is {moto.__version__}, this adapter was written for {MOTO_VERSION}")
-    for owner, name, parameters in PATCHED + CALLED:
-        target = _ORIGINALS[(owner, name)]
-        if isinstance(target, property):
-            target = target.fget
-        where = f"{getattr(owner, '__name__', owner)}.{name}"
-        if target is None:
-            problems.append(f"{where} is gone")
-            continue
-        found = tuple(inspect.signature(target).parameters)
-        if found != parameters:
-            problems.append(f"{where} now takes {found}, not {parameters}")
-    return problems
 
 
 @dataclass
@@ -434,8 +343,9 @@ class DirectLambdaClient:
     """What the interpreter uses of a Lambda client, ``invoke``, answered by moto's Lambda
     backend in this process (under ``mock_aws`` and in the moto server alike)."""
 
-    def __init__(self, region: str) -> None:
+    def __init__(self, region: str, backend_for: Callable[[str, str], Any]) -> None:
         self._region = region
+        self._backend_for = backend_for
 
     def invoke(
         self, *, FunctionName: str, Payload: Any = None, Qualifier: str | None = None, **_: Any
@@ -443,15 +353,14 @@ class DirectLambdaClient:
         # A function ARN carries its account: arn:aws:lambda:REGION:ACCOUNT:function:NAME
         parts = FunctionName.split(":")
         account = parts[4] if len(parts) > 5 else DEFAULT_ACCOUNT_ID
-        backend = _lambda_backend(account, self._region)
+        backend = self._backend_for(account, self._region)
         body = Payload.decode() if isinstance(Payload, bytes) else Payload
         headers: dict[str, str] = {}
         try:
             payload = backend.invoke(FunctionName, Qualifier, body, {}, headers)
         except (TooManyRequests, LostAnswer) as exc:
-            # moto names an error of the Lambda API "Exception"; Step Functions says
-            # Lambda.TooManyRequestsException or Lambda.ServiceException, so it is
-            # answered under that name.
+            # Answered as the function error Step Functions names it, as the HTTP path
+            # would (Lambda.TooManyRequestsException, Lambda.ServiceException).
             headers["x-amz-function-error"] = "Unhandled"
             error_type = THROTTLED if isinstance(exc, TooManyRequests) else SERVICE_EXCEPTION
             payload = json.dumps({"errorType": error_type, "errorMessage": exc.message})
@@ -485,125 +394,241 @@ class StepFunctionsClient:
         return renamed
 
 
-_clients: dict[tuple[str, str], Any] = {}
-_clients_lock = threading.Lock()
-_backends: dict[tuple[str, str], Any] = {}
+@dataclass
+class _History:
+    """One execution's history against its quota: the execution (its root environment,
+    weakly: the history must not keep it alive) and the event id that passed the quota."""
+
+    execution: weakref.ref[Any]
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    capped: int | None = None
 
 
-def _lambda_backend(account: str, region: str) -> Any:
-    """moto's Lambda backend, looked up once (each lookup takes moto's global lock)."""
-    key = (account, region)
-    backend = _backends.get(key)
-    if backend is None:
-        backend = _backends[key] = lambda_models.lambda_backends[account][region]
-    return backend
+class Emulation:
+    """What one ``lambdas_in_process()`` context holds: its handlers, its history quota,
+    and its caches (of boto3 clients and moto backends, looked up once per context)."""
+
+    def __init__(self, history_cap: int) -> None:
+        self.lambdas = InProcessLambdas()
+        self.history_cap = history_cap
+        # Each Step Functions environment's event manager -> its execution's history.
+        self.histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients_lock = threading.Lock()
+        self._backends: dict[tuple[str, str], Any] = {}
+
+    def client(
+        self, build: Callable[..., Any], region: str, service: str, state_credentials: Any
+    ) -> Any:
+        """The boto3 client for ``service``, built once (by moto's ``build``)."""
+        with self._clients_lock:  # building boto3 clients concurrently is not thread-safe
+            key = (region, service)
+            if key not in self._clients:
+                self._clients[key] = build(region, service, state_credentials)
+            return self._clients[key]
+
+    def lambda_backend(self, account: str, region: str) -> Any:
+        """moto's Lambda backend, looked up once (each lookup takes moto's global lock)."""
+        key = (account, region)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = self._backends[key] = lambda_models.lambda_backends[account][region]
+        return backend
 
 
-def _client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-    if service == "lambda":
-        return DirectLambdaClient(region)
-    with _clients_lock:  # building boto3 clients concurrently is not thread-safe
-        key = (region, service)
-        if key not in _clients:
-            _clients[key] = boto_client.boto_client_for(region, service, state_credentials)
-        return _clients[key]
+Kind = Literal["strict", "moto-bug", "fast"]
+# A row's replacement, made per context from moto's original (what was there before).
+Factory = Callable[[Any, Emulation], Any]
 
 
-def _capped_history(cap: int) -> tuple[Callable[..., None], Callable[..., int]]:
-    """An ``Environment.__init__`` that lets the execution's event manager reach its
-    execution, and an ``add_event`` that fails the execution past ``cap`` events."""
-    init = _ORIGINALS[(environment.Environment, "__init__")]
-    add_event = _ORIGINALS[(event_manager.EventManager, "add_event")]
+@dataclass(frozen=True)
+class Patch:
+    """One attribute of moto replaced while ``lambdas_in_process()`` is open."""
 
-    def init_with_owner(self: Any, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        self.event_manager.escalator_execution = self
+    owner: Any
+    attribute: str
+    replacement_factory: Factory
+    why: str
+    kind: Kind
+    # The original's parameters, as the replacement expects them (``check_moto``).
+    parameters: tuple[str, ...]
 
-    def add_capped_event(self: Any, *args: Any, **kwargs: Any) -> int:
+    @property
+    def name(self) -> str:
+        return f"{_short_name(self.owner)}.{self.attribute}"
+
+
+@dataclass(frozen=True)
+class Called:
+    """An attribute of moto that a replacement calls unchanged, and its parameters."""
+
+    owner: Any
+    attribute: str
+    parameters: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{_short_name(self.owner)}.{self.attribute}"
+
+
+def _short_name(owner: Any) -> str:
+    """A class by its name, a module by its last part (``sqs.models`` for a ``models``)."""
+    parts = str(owner.__name__).split(".")
+    return ".".join(parts[-2:]) if parts[-1] == "models" else parts[-1]
+
+
+# ---- the replacements, one factory per row -------------------------------------------
+
+
+def _invoke_in_process(original: Any, emulation: Emulation) -> Callable[..., bytes]:
+    lambdas = emulation.lambdas
+
+    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
+        return lambdas.invoke(self, body, response_headers)
+
+    return invoke
+
+
+def _clients_once(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        if service == "lambda":
+            return DirectLambdaClient(region, emulation.lambda_backend)
+        return emulation.client(original, region, service, state_credentials)
+
+    return boto_client_for
+
+
+def _sfn_parameters_renamed(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        return StepFunctionsClient(emulation.client(original, region, service, state_credentials))
+
+    return boto_client_for
+
+
+def _parsed_once(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    return functools.lru_cache(maxsize=1024)(original)
+
+
+def _history_registered(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        # (a frame is built the same way, then shares its execution's event manager:
+        # its own entry goes with the event manager it drops)
+        emulation.histories[self.event_manager] = _History(weakref.ref(self))
+
+    return __init__
+
+
+def _history_capped(original: Any, emulation: Emulation) -> Callable[..., int]:
+    cap = emulation.history_cap
+    quota = {
+        "error": HISTORY_LIMIT_ERROR,
+        "cause": f"The execution history reached {cap} events, its quota.",
+    }
+
+    def add_event(self: Any, *args: Any, **kwargs: Any) -> int:
+        history = emulation.histories.get(self)
+        if history is None:  # an execution that began before this context
+            added: int = original(self, *args, **kwargs)
+            return added
         # Checking the quota and adding the event are one step: branches add events from
         # several threads at once.
-        with self.__dict__.setdefault("escalator_lock", threading.RLock()):
-            execution = getattr(self, "escalator_execution", None)
+        with history.lock:
             event_type = kwargs.get("event_type", args[1] if len(args) > 1 else None)
-            capped: int | None = getattr(self, "escalator_capped", None)
-            if capped is not None and "ExecutionFailed" not in str(event_type):
+            if history.capped is not None and "ExecutionFailed" not in str(event_type):
                 # On AWS nothing is written past the quota: what branches still in flight
                 # do now is not recorded (moto's interpreter would go on until it notices).
-                return capped
-            event_id: int = add_event(self, *args, **kwargs)
+                return history.capped
+            event_id: int = original(self, *args, **kwargs)
+            execution = history.execution()
             if event_id > cap and execution is not None and execution.is_running():
-                self.escalator_capped = event_id
+                history.capped = event_id
                 # (moto refuses error names in the States. namespace from here)
-                execution.set_error(
-                    {
-                        "error": HISTORY_LIMIT_ERROR,
-                        "cause": f"The execution history reached {cap} events, its quota.",
-                    }
-                )
-                # The quota is why it failed: what a branch cut short raises after it is not.
-                execution.set_error = lambda *_args, **_kwargs: None
+                execution.set_error(error=dict(quota))
             return event_id
 
-    return init_with_owner, add_capped_event
+    return add_event
 
 
-def _get_wait_seconds(self: Any, env: Any) -> float:
-    """Seconds from now until the state's timestamp (UTC, whatever the local zone)."""
-    self.string.eval(env=env)
-    text = env.stack.pop()
-    at = self._from_timestamp_string(timestamp=text)
-    if at is None:
-        raise FailureEventException(self._create_failure_event(env, text))
-    seconds: float = at.replace(tzinfo=datetime.UTC).timestamp() - time.time()
-    return seconds
+def _history_quota_stays_the_reason(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def set_error(self: Any, error: Any) -> None:
+        history = emulation.histories.get(self.event_manager)
+        if (
+            history is not None
+            and history.capped is not None
+            and history.execution() is self
+            and error.get("error") != HISTORY_LIMIT_ERROR
+        ):
+            return  # what a task or branch in flight raises after the quota is not the reason
+        original(self, error=error)
+
+    return set_error
 
 
-def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
-    """Wait ``wait_seconds`` (fractions too), or until the execution stops."""
-    deadline = time.monotonic() + wait_seconds
-    while env.is_running():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return
-        env.program_state_event.wait(remaining)
+def _wait_seconds_exact(original: Any, emulation: Emulation) -> Callable[..., float]:
+    def _get_wait_seconds(self: Any, env: Any) -> float:
+        """Seconds from now until the state's timestamp (UTC, whatever the local zone)."""
+        self.string.eval(env=env)
+        text = env.stack.pop()
+        at = self._from_timestamp_string(timestamp=text)
+        if at is None:
+            raise FailureEventException(self._create_failure_event(env, text))
+        seconds: float = at.replace(tzinfo=datetime.UTC).timestamp() - time.time()
+        return seconds
+
+    return _get_wait_seconds
 
 
-def _routing() -> tuple[Callable[[], Any], Callable[[Any, str | None], Any]]:
-    """moto's package directory, listed once; each host's backend, found once per host."""
-    list_modules = _ORIGINALS[(backends, "list_of_moto_modules")]
-    backend_for_host = _ORIGINALS[(DomainDispatcherApplication, "get_backend_for_host")]
-    modules = functools.cache(lambda: tuple(list_modules()))
+def _wait_fractions(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+        """Wait ``wait_seconds`` (fractions too), or until the execution stops."""
+        deadline = time.monotonic() + wait_seconds
+        while env.is_running():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            env.program_state_event.wait(remaining)
+
+    return _wait_interval
+
+
+def _modules_listed_once(original: Any, emulation: Emulation) -> Callable[[], Any]:
+    return functools.cache(lambda: tuple(original()))
+
+
+def _hosts_routed_once(original: Any, emulation: Emulation) -> Callable[[Any, str | None], Any]:
     found: dict[str | None, Any] = {}
 
     def get_backend_for_host(self: Any, host: str | None) -> Any:
         # (moto calls this under its dispatcher's lock; the patterns never change)
         if host not in found:
-            found[host] = backend_for_host(self, host)
+            found[host] = original(self, host)
         return found[host]
 
-    return modules, get_backend_for_host
+    return get_backend_for_host
 
 
-def _sqs_clock() -> tuple[Callable[..., float], Callable[..., float]]:
-    """moto's ``unix_time`` and ``unix_time_millis`` for "now" read ``time.time()``."""
-    unix_time = _ORIGINALS[(sqs_models, "unix_time")]
+def _seconds_read_directly(original: Any, emulation: Emulation) -> Callable[..., float]:
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(original(dt))
 
-    def now(dt: Any = None) -> float:
-        return time.time() if dt is None else float(unix_time(dt))
-
-    def now_millis(dt: Any = None) -> float:
-        return now(dt) * 1000.0
-
-    return now, now_millis
+    return unix_time
 
 
-# The queue attributes that count messages (each a scan of the whole queue).
-_COUNTS = (
-    "ApproximateNumberOfMessages",
-    "ApproximateNumberOfMessagesDelayed",
-    "ApproximateNumberOfMessagesNotVisible",
-)
-_counting = threading.local()
+def _millis_read_directly(original: Any, emulation: Emulation) -> Callable[..., float]:
+    def unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(original(dt))
+
+    return unix_time_millis
+
+
+# The queue attributes that count messages (each a scan of the whole queue), and the
+# queue's properties that count them.
+_COUNTS = {
+    "ApproximateNumberOfMessages": "approximate_number_of_messages",
+    "ApproximateNumberOfMessagesDelayed": "approximate_number_of_messages_delayed",
+    "ApproximateNumberOfMessagesNotVisible": "approximate_number_of_messages_not_visible",
+}
 
 
 class _WithoutCounts:
@@ -618,64 +643,274 @@ class _WithoutCounts:
         return getattr(self._queue, name)
 
 
-def _counts_on_demand() -> tuple[property, Callable[..., dict[str, Any]]]:
-    """``Queue.attributes`` without the message counts, unless ``get_queue_attributes``
-    was asked for them."""
-    attributes = _ORIGINALS[(sqs_models.Queue, "attributes")].fget
-    get_queue_attributes = _ORIGINALS[(sqs_models.SQSBackend, "get_queue_attributes")]
-
-    def queue_attributes(self: Any) -> dict[str, Any]:
-        if getattr(_counting, "wanted", False):
-            return dict(attributes(self))
-        settings: dict[str, Any] = attributes(_WithoutCounts(self))
+def _queue_settings_only(original: Any, emulation: Emulation) -> property:
+    def attributes(self: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = original.fget(_WithoutCounts(self))
         return {key: value for key, value in settings.items() if key not in _COUNTS}
 
-    def get_queue_attributes_counted(
+    return property(attributes)
+
+
+def _counts_when_asked(original: Any, emulation: Emulation) -> Callable[..., dict[str, Any]]:
+    def get_queue_attributes(
         self: Any, queue_name: str, attribute_names: list[str]
     ) -> dict[str, Any]:
+        # (the queue's attributes are its settings only: the counts are added here)
+        answer = dict(original(self, queue_name, attribute_names))
         names = attribute_names or []
-        _counting.wanted = "All" in names or any(name in _COUNTS for name in names)
-        try:
-            return dict(get_queue_attributes(self, queue_name, attribute_names))
-        finally:
-            _counting.wanted = False
+        counts = [name for name in _COUNTS if "All" in names or name in names]
+        if counts:
+            queue = self.get_queue(queue_name)
+            answer.update({name: getattr(queue, _COUNTS[name]) for name in counts})
+        return answer
 
-    return property(queue_attributes), get_queue_attributes_counted
+    return get_queue_attributes
+
+
+# ---- the table ----------------------------------------------------------------------
+
+_INVOKE = ("self", "body", "request_headers", "response_headers")
+_CLIENT_FOR = ("region", "service", "state_credentials")
+
+STRICT: tuple[Patch, ...] = (
+    Patch(
+        lambda_models.LambdaFunction,
+        "invoke",
+        _invoke_in_process,
+        "moto runs Lambda code only in Docker: the function's Handler runs in this process "
+        "(InProcessLambdas; overrides inject faults), in as many sandboxes as its reserved "
+        "concurrency; beyond them an invocation is throttled (TooManyRequestsException, "
+        "Step Functions: Lambda.TooManyRequestsException); one past the function's timeout "
+        "is answered Sandbox.Timedout; LambdaFaults throttles invocations or loses answers "
+        "(Lambda.ServiceException) as AWS now and then does; a handler's exception is a "
+        "function error named after its class",
+        "strict",
+        _INVOKE,
+    ),
+    Patch(
+        environment.Environment,
+        "__init__",
+        _history_registered,
+        "the history quota (with EventManager.add_event): each execution's event manager "
+        "is known with its execution, so the event past the quota can fail it",
+        "strict",
+        (
+            "self",
+            "aws_execution_details",
+            "execution_type",
+            "context",
+            "event_history_context",
+            "cloud_watch_logging_session",
+            "activity_store",
+            "variable_store",
+            "mock_test_case",
+        ),
+    ),
+    Patch(
+        event_manager.EventManager,
+        "add_event",
+        _history_capped,
+        f"AWS fails a Standard execution whose history passes {HISTORY_EVENT_CAP:,} events "
+        f"({HISTORY_LIMIT_ERROR}) and writes nothing more but its end; moto lets it grow "
+        "without end (lambdas_in_process(history_cap) scales the quota down for tests)",
+        "strict",
+        ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
+    ),
+    Patch(
+        environment.Environment,
+        "set_error",
+        _history_quota_stays_the_reason,
+        "the history quota stays the execution's failure reason: the error that a task or "
+        "branch in flight raises after it does not replace it",
+        "strict",
+        ("self", "error"),
+    ),
+    Patch(
+        wait_timestamp.Timestamp,
+        "_get_wait_seconds",
+        _wait_seconds_exact,
+        "a Wait until a timestamp ends at the timestamp, never before: moto truncates the "
+        "seconds to wait (ending up to a second early) and compares the UTC timestamp "
+        "with the local time (a moto bug outside UTC)",
+        "strict",
+        ("self", "env"),
+    ),
+    Patch(
+        wait_function.WaitFunction,
+        "_wait_interval",
+        _wait_fractions,
+        "waits fractions of a second (moto's waits whole seconds, and loops forever on a "
+        "fraction), until the execution stops",
+        "strict",
+        ("self", "env", "wait_seconds"),
+    ),
+    Patch(
+        state_task_service_sfn,
+        "boto_client_for",
+        _sfn_parameters_renamed,
+        "moto bug: the states:startExecution task hands botocore its parameters as the "
+        "state machine names them (StateMachineArn, Input, Name), which botocore refuses: "
+        "its client passes them on renamed (stateMachineArn...), and is built once",
+        "moto-bug",
+        _CLIENT_FOR,
+    ),
+)
+
+FAST: tuple[Patch, ...] = (
+    Patch(
+        lambda_eval_utils,
+        "boto_client_for",
+        _clients_once,
+        "moto built a boto3 client for every Lambda task and sent each invocation through "
+        "botocore and its HTTP emulation: Lambda tasks go straight to moto's Lambda backend "
+        "(DirectLambdaClient), and clients of other services are built once",
+        "fast",
+        _CLIENT_FOR,
+    ),
+    Patch(
+        json_path,
+        "parse",
+        _parsed_once,
+        "moto built a JSONPath parser (a ply LR parser) for every path it evaluated: "
+        "parsed paths are cached",
+        "fast",
+        ("path", "debug"),
+    ),
+    Patch(
+        result_path,
+        "parse",
+        _parsed_once,
+        "the same for ResultPath expressions",
+        "fast",
+        ("string",),
+    ),
+    Patch(
+        backends,
+        "list_of_moto_modules",
+        _modules_listed_once,
+        "the moto server listed moto's package directory for each request: listed once",
+        "fast",
+        (),
+    ),
+    Patch(
+        DomainDispatcherApplication,
+        "get_backend_for_host",
+        _hosts_routed_once,
+        "the moto server tried every service's URL pattern for each request, under one "
+        "lock: each host's service is remembered",
+        "fast",
+        ("self", "host"),
+    ),
+    Patch(
+        sqs_models,
+        "unix_time",
+        _seconds_read_directly,
+        "SQS read the clock through datetime, several times per message per request: "
+        "now is time.time()",
+        "fast",
+        ("dt",),
+    ),
+    Patch(
+        sqs_models,
+        "unix_time_millis",
+        _millis_read_directly,
+        "the same, in milliseconds",
+        "fast",
+        ("dt",),
+    ),
+    Patch(
+        sqs_models.Queue,
+        "attributes",
+        _queue_settings_only,
+        "SQS counted every message of the queue three times for each message sent or "
+        "received (the Approximate... counts, computed with every attribute though only "
+        "the queue's settings were read): a queue's attributes are its settings",
+        "fast",
+        ("self",),
+    ),
+    Patch(
+        sqs_models.SQSBackend,
+        "get_queue_attributes",
+        _counts_when_asked,
+        "and the counts are computed when a client asks for them (GetQueueAttributes with "
+        "All or their names)",
+        "fast",
+        ("self", "queue_name", "attribute_names"),
+    ),
+)
+
+PATCHES: tuple[Patch, ...] = STRICT + FAST
+
+# What the replacements call of moto, unchanged.
+CALLED: tuple[Called, ...] = (
+    Called(
+        lambda_models.LambdaBackend,
+        "invoke",
+        ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
+    ),
+    Called(boto_client, "boto_client_for", _CLIENT_FOR),
+    Called(environment.Environment, "is_running", ("self",)),
+    Called(wait_timestamp.Timestamp, "_from_timestamp_string", ("timestamp",)),
+    Called(wait_timestamp.Timestamp, "_create_failure_event", ("self", "env", "timestamp_str")),
+    Called(sqs_models.SQSBackend, "get_queue", ("self", "queue_name")),
+    *(Called(sqs_models.Queue, counted, ("self",)) for counted in _COUNTS.values()),
+)
+
+_CHECKED: tuple[Patch | Called, ...] = (*PATCHES, *CALLED)
+# moto's own, as imported (this module is the only one that replaces them).
+_ORIGINALS: dict[tuple[Any, str], Any] = {
+    (row.owner, row.attribute): getattr(row.owner, row.attribute, None) for row in _CHECKED
+}
+
+
+def check_moto() -> list[str]:
+    """What no longer matches this module in the installed moto (empty when all does)."""
+    problems = []
+    if moto.__version__ != MOTO_VERSION:
+        problems.append(f"moto is {moto.__version__}, this adapter was written for {MOTO_VERSION}")
+    for row in _CHECKED:
+        target = _ORIGINALS[(row.owner, row.attribute)]
+        if isinstance(target, property):
+            target = target.fget
+        if target is None:
+            problems.append(f"{row.name} is gone")
+            continue
+        found = tuple(inspect.signature(target).parameters)
+        if found != row.parameters:
+            problems.append(f"{row.name} now takes {found}, not {row.parameters}")
+    return problems
 
 
 @contextmanager
-def lambdas_in_process(history_cap: int = HISTORY_EVENT_CAP) -> Iterator[InProcessLambdas]:
-    """Apply the patches (``PATCHED``) while the context is open; yield the handlers.
-    ``history_cap`` scales the history quota down for tests that prove it at small size."""
+def lambdas_in_process(
+    history_cap: int = HISTORY_EVENT_CAP, *, omit: Collection[str] = ()
+) -> Iterator[InProcessLambdas]:
+    """Apply the rows of ``PATCHES`` while the context is open; yield its handlers.
+
+    ``history_cap`` scales the history quota down for tests that prove it at small size;
+    ``omit`` names rows (``Patch.name``) left out, to show what moto does without them.
+    """
     problems = check_moto()
     if problems:
         raise RuntimeError("devstack.moto_adapter does not fit this moto: " + "; ".join(problems))
-    lambdas = InProcessLambdas()
+    unknown = set(omit) - {row.name for row in PATCHES}
+    if unknown:
+        raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")
+    emulation = Emulation(history_cap)
+    with ExitStack() as patches:
+        patches.callback(emulation.lambdas.shutdown)
+        for row in PATCHES:
+            if row.name in omit:
+                continue
+            # What is there now: moto's own, or an enclosing context's replacement.
+            original = getattr(row.owner, row.attribute)
+            replacement = row.replacement_factory(original, emulation)
+            patches.enter_context(mock.patch.object(row.owner, row.attribute, replacement))
+        yield emulation.lambdas
 
-    def invoke(self: Any, body: str, request_headers: Any, response_headers: Any) -> bytes:
-        return lambdas.invoke(self, body, response_headers)
 
-    originals = [_ORIGINALS[(owner, name)] for owner, name, _ in PATCHED]
-    replacements = [
-        invoke,
-        _client_for,
-        lambda *args, **kwargs: StepFunctionsClient(_client_for(*args, **kwargs)),
-        functools.lru_cache(maxsize=1024)(originals[3]),
-        functools.lru_cache(maxsize=1024)(originals[4]),
-        *_capped_history(history_cap),
-        _get_wait_seconds,
-        _wait_interval,
-        *_routing(),
-        *_sqs_clock(),
-        *_counts_on_demand(),
-    ]
-    _clients.clear()  # clients and backends of an earlier mock_aws session
-    _backends.clear()
-    for (owner, name, _), replacement in zip(PATCHED, replacements, strict=True):
-        setattr(owner, name, replacement)
-    try:
-        yield lambdas
-    finally:
-        for (owner, name, _), original in zip(PATCHED, originals, strict=True):
-            setattr(owner, name, original)
-        lambdas.shutdown()
+def _describe(rows: Iterable[Patch]) -> str:
+    return "\n".join(f"- ``{row.name}`` ({row.kind}): {row.why}." for row in rows)
+
+
+__doc__ = f"{__doc__ or ''}\nStrict:\n\n{_describe(STRICT)}\n\nFast:\n\n{_describe(FAST)}\n"

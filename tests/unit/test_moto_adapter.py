@@ -1,9 +1,9 @@
-"""The one module that adapts moto fails loudly when moto changes under it."""
+"""The one module that adapts moto: a table of patches that fails loudly when moto changes
+under it, applies while its context is open, nests, and leaves moto as it was."""
 
 from __future__ import annotations
 
 import json
-import time
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,6 @@ import pytest
 from moto import mock_aws
 
 from devstack import moto_adapter
-from devstack.stepfunctions import DeployedStateMachine
-
-ROLE = "arn:aws:iam::123456789012:role/escalator-test"
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-dev.txt"
 
@@ -28,14 +25,18 @@ def test_the_installed_moto_is_the_one_the_adapter_was_written_for() -> None:
 
 
 def test_a_changed_signature_is_reported_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    owner, name, parameters = moto_adapter.PATCHED[1]
+    (row,) = [
+        row for row in moto_adapter.PATCHES if row.name == "lambda_eval_utils.boto_client_for"
+    ]
     originals = dict(moto_adapter._ORIGINALS)
-    originals[(owner, name)] = lambda region, service: None  # as if moto dropped a parameter
+    originals[(row.owner, row.attribute)] = lambda region, service: None  # as if moto dropped one
     monkeypatch.setattr(moto_adapter, "_ORIGINALS", originals)
 
     (problem,) = moto_adapter.check_moto()
 
-    assert problem.endswith(f"now takes ('region', 'service'), not {parameters}")
+    assert problem == (
+        f"lambda_eval_utils.boto_client_for now takes ('region', 'service'), not {row.parameters}"
+    )
     with (
         pytest.raises(RuntimeError, match="does not fit this moto"),
         moto_adapter.lambdas_in_process(),
@@ -43,13 +44,85 @@ def test_a_changed_signature_is_reported_and_refused(monkeypatch: pytest.MonkeyP
         pass
 
 
+def test_a_called_attribute_that_is_gone_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    row = moto_adapter.CALLED[0]
+    originals = dict(moto_adapter._ORIGINALS)
+    originals[(row.owner, row.attribute)] = None
+    monkeypatch.setattr(moto_adapter, "_ORIGINALS", originals)
+
+    assert moto_adapter.check_moto() == ["LambdaBackend.invoke is gone"]
+
+
+def test_each_row_replaces_one_attribute_of_moto_once() -> None:
+    rows = moto_adapter.PATCHES
+    assert len({(row.owner, row.attribute) for row in rows}) == len(rows)
+    assert len({row.name for row in rows}) == len(rows)
+    assert all(row.why for row in rows)
+    # (the module's docstring is the table's)
+    assert all(
+        f"``{row.name}`` ({row.kind}): {row.why}" in (moto_adapter.__doc__ or "") for row in rows
+    )
+
+
+def current() -> dict[str, Any]:
+    """What each row's attribute of moto is now."""
+    return {row.name: getattr(row.owner, row.attribute) for row in moto_adapter.PATCHES}
+
+
 def test_patches_are_in_place_only_while_the_context_is_open() -> None:
-    before = [getattr(owner, name) for owner, name, _ in moto_adapter.PATCHED]
-    with moto_adapter.lambdas_in_process():
-        during = [getattr(owner, name) for owner, name, _ in moto_adapter.PATCHED]
-    after = [getattr(owner, name) for owner, name, _ in moto_adapter.PATCHED]
-    assert all(a is not b for a, b in zip(before, during, strict=True))
-    assert after == before
+    before = current()
+    with moto_adapter.lambdas_in_process(omit={"json_path.parse"}):
+        during = current()
+    assert current() == before
+    assert during["json_path.parse"] is before["json_path.parse"]
+    del before["json_path.parse"], during["json_path.parse"]
+    assert all(during[name] is not before[name] for name in before)
+
+
+def test_an_unknown_row_cannot_be_left_out() -> None:
+    with (
+        pytest.raises(ValueError, match=r"no such patch: Queue\.messages"),
+        moto_adapter.lambdas_in_process(omit={"Queue.messages"}),
+    ):
+        pass
+
+
+def test_contexts_nest_each_with_its_handlers_and_the_outer_one_restores_moto(
+    aws_credentials: None,
+) -> None:
+    # GIVEN a function in moto
+    before = current()
+    with mock_aws():
+        lambda_client = boto3.client("lambda", region_name="eu-central-1")
+        iam = boto3.client("iam", region_name="eu-central-1")
+        role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        lambda_client.create_function(
+            FunctionName="f",
+            Runtime="python3.12",
+            Role=role,
+            Handler="not.used",
+            Code={"ZipFile": b"not used"},
+        )
+
+        def invoke() -> Any:
+            return json.load(lambda_client.invoke(FunctionName="f")["Payload"])
+
+        # WHEN a context opens inside another, each with its own handler
+        with moto_adapter.lambdas_in_process() as outer:
+            outer.overrides["f"] = lambda event, context: "outer"
+            in_outer = current()
+            with moto_adapter.lambdas_in_process() as inner:
+                inner.overrides["f"] = lambda event, context: "inner"
+                # THEN the inner one answers while it is open
+                assert invoke() == "inner"
+                assert all(current()[name] is not in_outer[name] for name in in_outer)
+            # and the outer one once it has closed, as it was
+            assert current() == in_outer
+            assert invoke() == "outer"
+            assert outer.invocations == ["f"]
+            assert inner.invocations == ["f"]
+    # and moto is itself again after the outer one
+    assert current() == before
 
 
 def test_queue_counts_are_exact_when_asked_for(aws_credentials: None) -> None:
@@ -75,28 +148,3 @@ def test_queue_counts_are_exact_when_asked_for(aws_credentials: None) -> None:
     assert every["ApproximateNumberOfMessagesNotVisible"] == "1"
     assert every["ApproximateNumberOfMessagesDelayed"] == "0"
     assert one == {"FifoQueue": "true"}
-
-
-def test_a_wait_state_ends_at_its_timestamp_not_before(aws_credentials: None) -> None:
-    # GIVEN a state machine that waits until a timestamp a second or two away
-    definition = {
-        "StartAt": "Wait",
-        "States": {"Wait": {"Type": "Wait", "TimestampPath": "$.due", "End": True}},
-    }
-    config: Any = {"stepfunctions": {"execute_state_machine": True}}
-    with mock_aws(config=config), moto_adapter.lambdas_in_process():
-        sfn = boto3.client("stepfunctions", region_name="eu-central-1")
-        arn = sfn.create_state_machine(
-            name="wait", definition=json.dumps(definition), roleArn=ROLE
-        )["stateMachineArn"]
-        due = int(time.time()) + 2
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
-
-        # WHEN it runs
-        machine = DeployedStateMachine(sfn=sfn, arn=arn, functions={})
-        description = machine.wait(machine.start({"due": stamp}), timeout=30)
-
-    # THEN it succeeded, and ended not before the timestamp (moto alone waits whole
-    # seconds, truncated, and may end up to a second early)
-    assert description["status"] == "SUCCEEDED"
-    assert description["stopDate"].timestamp() >= due

@@ -1,0 +1,320 @@
+"""Each strict row of the moto adapter makes the emulation behave as AWS does, and moto
+without that row does not: each test runs a tiny state machine under ``mock_aws`` with
+every row, asserts AWS's behaviour, and runs it again with the row left out
+(``lambdas_in_process(omit=...)``) to show moto's own. So a row whose moto no longer
+needs it, or whose replacement stopped working, fails here."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from devstack import moto_adapter
+from devstack.moto_adapter import (
+    FAULT_LOST_ANSWER,
+    FAULT_THROTTLED,
+    HISTORY_EVENT_CAP,
+    HISTORY_LIMIT_ERROR,
+    SERVICE_EXCEPTION,
+    THROTTLED,
+    TIMED_OUT,
+    InProcessLambdas,
+    LambdaFaults,
+)
+from devstack.polling import NotInTime, wait_until
+from devstack.stepfunctions import DeployedStateMachine, deploy
+from devstack.template import REGION
+
+pytestmark = pytest.mark.usefixtures("aws_credentials", "no_docker")
+
+CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}}
+ROLE = "arn:aws:iam::123456789012:role/escalator-test"  # (the role deploy() creates)
+# The rows the tests of this module prove, filled by @proves.
+PROVEN: set[str] = set()
+
+
+def proves(*rows: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Mark a test as the behavioural proof of these strict rows."""
+    PROVEN.update(rows)
+    return lambda test: test
+
+
+@pytest.fixture
+def no_docker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto without the in-process Lambda runs functions in Docker: there is none here
+    (as on a machine without it), so stock moto fails at once instead of pulling images."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+
+
+def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A handler found by its path, as Lambda finds one."""
+    return {"n": event["n"] + 1, "function": context.function_name}
+
+
+@contextmanager
+def emulated(
+    omit: Collection[str] = (), history_cap: int = HISTORY_EVENT_CAP
+) -> Iterator[InProcessLambdas]:
+    with (
+        mock_aws(config=CONFIG),
+        moto_adapter.lambdas_in_process(history_cap, omit=omit) as lambdas,
+    ):
+        yield lambdas
+
+
+def deployed(
+    lambdas: InProcessLambdas, definition: dict[str, Any], **functions: dict[str, Any]
+) -> DeployedStateMachine:
+    """The state machine and its functions (by name: their template properties),
+    deployed as the suite deploys the synthesized template."""
+    function_resources = {
+        name: {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {"Runtime": "python3.12", "Handler": f"{__name__}.echo", **properties},
+        }
+        for name, properties in functions.items()
+    }
+    machine = {
+        "Type": "AWS::StepFunctions::StateMachine",
+        "Properties": {"DefinitionString": json.dumps(definition)},
+    }
+    template = {"Resources": {**function_resources, "Machine": machine}}
+    return deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
+
+
+def one_task(function_name: str) -> dict[str, Any]:
+    """A machine of one Task that invokes the function with the machine's input, as the
+    delivery machine's tasks do (``lambda:invoke``)."""
+    call = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_name, "Payload.$": "$"},
+        "OutputPath": "$.Payload",
+        "End": True,
+    }
+    return {"StartAt": "Call", "States": {"Call": call}}
+
+
+@proves("LambdaFunction.invoke")
+def test_a_task_runs_the_functions_handler_in_this_process() -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN a function whose Handler names a function of this module
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, one_task("Echo"), Echo={})
+            # WHEN a task invokes it
+            return machine.wait(machine.start({"n": 41}), timeout=30)
+
+    # THEN the handler ran, with a Lambda context, and answered
+    described = run()
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"]) == {"n": 42, "function": "Echo"}
+    # (moto alone runs Lambda code only in Docker)
+    assert run(omit={"LambdaFunction.invoke"})["status"] == "FAILED"
+
+
+@proves("LambdaFunction.invoke")
+def test_an_invocation_beyond_the_reserved_concurrency_is_throttled() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], dict[str, int]]:
+        # GIVEN a function with a reserved concurrency of 1, whose invocation is running
+        release = threading.Event()
+        with emulated(omit) as lambdas:
+            lambdas.overrides["Busy"] = lambda event, context: release.wait(10)
+            branch = one_task("Busy")
+            parallel = {"Type": "Parallel", "Branches": [branch, branch], "End": True}
+            machine = deployed(
+                lambdas,
+                {"StartAt": "Both", "States": {"Both": parallel}},
+                Busy={"ReservedConcurrentExecutions": 1},
+            )
+            # WHEN a second invocation comes
+            try:
+                described = machine.wait(machine.start({}), timeout=30)
+            finally:
+                release.set()
+            return described, lambdas.throttles
+
+    # THEN Lambda refused it, and Step Functions names the error as on AWS
+    described, throttles = run()
+    assert (described["status"], described["error"]) == ("FAILED", THROTTLED)
+    assert throttles == {"Busy": 1}
+    assert run(omit={"LambdaFunction.invoke"})[0]["error"] != THROTTLED
+
+
+@proves("LambdaFunction.invoke")
+def test_an_invocation_past_the_functions_timeout_answers_timed_out() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], float, dict[str, int]]:
+        # GIVEN a function with a timeout of 1 s whose handler takes longer
+        release = threading.Event()
+        with emulated(omit) as lambdas:
+            lambdas.overrides["Slow"] = lambda event, context: release.wait(10)
+            machine = deployed(lambdas, one_task("Slow"), Slow={"Timeout": 1})
+            # WHEN a task invokes it
+            started = time.monotonic()
+            try:
+                described = machine.wait(machine.start({}), timeout=30)
+            finally:
+                release.set()
+            return described, time.monotonic() - started, lambdas.timed_out
+
+    # THEN Lambda answered Sandbox.Timedout once the timeout had passed, not the handler
+    described, seconds, timed_out = run()
+    assert (described["status"], described["error"]) == ("FAILED", TIMED_OUT)
+    assert 1 <= seconds < 10
+    assert timed_out == {"Slow": 1}
+    assert run(omit={"LambdaFunction.invoke"})[0]["error"] != TIMED_OUT
+
+
+@proves("LambdaFunction.invoke")
+@pytest.mark.parametrize(
+    ("kind", "error", "ran"),
+    [(FAULT_LOST_ANSWER, SERVICE_EXCEPTION, 1), (FAULT_THROTTLED, THROTTLED, 0)],
+)
+def test_an_injected_fault_fails_the_invocation_as_lambda_does(
+    kind: str, error: str, ran: int
+) -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], int]:
+        # GIVEN every invocation suffers the fault
+        calls: list[dict[str, Any]] = []
+        with emulated(omit) as lambdas:
+            lambdas.overrides["Flaky"] = lambda event, context: calls.append(event)
+            lambdas.faults = LambdaFaults(1.0, kinds=[kind])
+            machine = deployed(lambdas, one_task("Flaky"), Flaky={})
+            # WHEN a task invokes the function
+            return machine.wait(machine.start({}), timeout=30), len(calls)
+
+    # THEN a lost answer comes after the handler ran, a throttle before; both are the
+    # errors Step Functions names
+    described, calls = run()
+    assert (described["status"], described["error"], calls) == ("FAILED", error, ran)
+    assert run(omit={"LambdaFunction.invoke"})[0]["error"] != error
+
+
+HISTORY_ROWS = ("Environment.__init__", "EventManager.add_event", "Environment.set_error")
+
+
+@proves(*HISTORY_ROWS)
+@pytest.mark.parametrize("row", HISTORY_ROWS)
+def test_an_execution_past_its_history_quota_fails_with_the_quota(row: str) -> None:
+    cap = 3
+
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], list[str]]:
+        # GIVEN a quota of 3 events, and a task whose function fails once the history
+        # has passed it (ExecutionStarted, TaskStateEntered, TaskScheduled, TaskStarted)
+        release = threading.Event()
+
+        def fails_later(event: dict[str, Any], context: Any) -> None:
+            release.wait(10)
+            raise ValueError("a failure after the quota")
+
+        with emulated(omit, history_cap=cap) as lambdas:
+            lambdas.overrides["Step"] = fails_later
+            machine = deployed(lambdas, one_task("Step"), Step={})
+            # WHEN it runs
+            arn = machine.start({})
+            try:
+                wait_until(lambda: len(machine.history(arn)) > cap, timeout=30)
+            finally:
+                release.set()
+            described = machine.wait(arn, timeout=30)
+            return described, [event["type"] for event in machine.history(arn)]
+
+    # THEN it failed for its quota, and its history holds nothing past it but its end
+    described, events = run()
+    assert (described["status"], described["error"]) == ("FAILED", HISTORY_LIMIT_ERROR)
+    assert events[cap:] == ["TaskStarted", "ExecutionFailed"]
+    # (moto lets the history grow; or, with its own set_error, the task's failure after
+    # the quota replaces the quota as the reason)
+    stock, _ = run(omit={row})
+    assert stock["error"] != HISTORY_LIMIT_ERROR
+
+
+def waited_until_a_timestamp(omit: Collection[str] = ()) -> tuple[float | None, float]:
+    """When an execution that waits until a timestamp 0.5 to 0.9 s away ended (``None``:
+    not within 1.5 s after the timestamp), and the timestamp."""
+    wait = {"Type": "Wait", "TimestampPath": "$.due", "End": True}
+    with emulated(omit) as lambdas:
+        machine = deployed(lambdas, {"StartAt": "Wait", "States": {"Wait": wait}})
+        # whole seconds, as the delivery machine's timestamps: start early in a second
+        wait_until(lambda: 0.1 <= time.time() % 1 < 0.5, timeout=2, interval=0.01)
+        due = int(time.time()) + 1
+        arn = machine.start({"due": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))})
+        try:
+            described = machine.wait(arn, timeout=due + 1.5 - time.time())
+        except NotInTime:
+            machine.stop(arn)
+            return None, due
+        assert described["status"] == "SUCCEEDED", described
+        ended: float = described["stopDate"].timestamp()
+        return ended, due
+
+
+@proves("Timestamp._get_wait_seconds")
+def test_a_wait_until_a_timestamp_never_ends_before_it() -> None:
+    # GIVEN a Wait until a timestamp, WHEN it runs, THEN it ends not before it
+    ended, due = waited_until_a_timestamp()
+    assert ended is not None
+    assert ended >= due
+    # (moto waits the whole seconds until it, truncated: up to a second early)
+    stock, due = waited_until_a_timestamp(omit={"Timestamp._get_wait_seconds"})
+    assert stock is not None
+    assert stock < due
+
+
+@proves("WaitFunction._wait_interval")
+def test_a_wait_of_a_fraction_of_a_second_ends() -> None:
+    # GIVEN a Wait until a timestamp a fraction of a second off the clock's seconds,
+    # WHEN it runs, THEN it ends, within a second after the timestamp
+    ended, due = waited_until_a_timestamp()
+    assert ended is not None
+    assert due <= ended < due + 1
+    # (moto's wait, given the fraction, waits it again and again)
+    stock, _ = waited_until_a_timestamp(omit={"WaitFunction._wait_interval"})
+    assert stock is None
+
+
+@proves("state_task_service_sfn.boto_client_for")
+def test_a_start_execution_task_starts_the_execution() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # GIVEN a machine whose task starts another, parameters named as in the
+        # delivery machine's hand-over (StateMachineArn, Input)
+        with emulated(omit) as lambdas:
+            started = deployed(
+                lambdas, {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+            )
+            start = {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution",
+                "Parameters": {"StateMachineArn": started.arn, "Input": {"n": 1}},
+                "ResultPath": None,
+                "End": True,
+            }
+            definition = {"StartAt": "Start", "States": {"Start": start}}
+            arn = started.sfn.create_state_machine(
+                name="starter", definition=json.dumps(definition), roleArn=ROLE
+            )["stateMachineArn"]
+            starter = DeployedStateMachine(sfn=started.sfn, arn=arn, functions={})
+            # WHEN it runs
+            described = starter.wait(starter.start({}), timeout=30)
+            return described, started.settle(timeout=30)
+
+    # THEN it started the other machine, with its input
+    described, executions = run()
+    assert described["status"] == "SUCCEEDED", described
+    assert [json.loads(execution["input"]) for execution in executions] == [{"n": 1}]
+    # (moto hands botocore StateMachineArn, which botocore refuses)
+    described, executions = run(omit={"state_task_service_sfn.boto_client_for"})
+    assert (described["status"], executions) == ("FAILED", [])
+
+
+def test_every_strict_row_has_its_behavioural_test() -> None:
+    assert {row.name for row in moto_adapter.STRICT} == PROVEN
+    assert {row.kind for row in moto_adapter.STRICT} <= {"strict", "moto-bug"}
+    assert {row.kind for row in moto_adapter.FAST} == {"fast"}
