@@ -83,7 +83,7 @@ class _HttpPeer(LoopbackServer):
     def _serve(self, request: BaseHTTPRequestHandler) -> None:
         with self.in_flight.request():
             if self.delay:
-                time.sleep(self.delay)
+                time.sleep(self.delay)  # a slow provider: the behaviour under test
             status, payload = self.answer(request)
         if payload == DROP:
             request.close_connection = True
@@ -99,7 +99,7 @@ class _HttpPeer(LoopbackServer):
         for byte in range(len(body)):
             request.wfile.write(body[byte : byte + 1])
             request.wfile.flush()
-            time.sleep(self.trickle)
+            time.sleep(self.trickle)  # a provider trickling its answer: under test too
 
     def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
         raise NotImplementedError

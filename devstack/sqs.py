@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from devstack.template import resources
 from escalator.model import ORIGINAL_MESSAGE_ID
 
@@ -237,12 +239,13 @@ class EventSource:
             self._attempts.pop(message["MessageId"], None)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll until ``stop`` is set."""
+        """Poll until ``stop`` is set; an error of the queue's endpoint is tried again a
+        second later, any other error ends the polling (and is raised)."""
         while not stop.is_set():
             try:
                 if not self.poll_once() and self._retries:
                     stop.wait(0.2)
-            except Exception:  # the queue endpoint is going away, or hiccuped: try again
+            except (BotoCoreError, ClientError):  # the endpoint is going away, or hiccuped
                 if stop.wait(1):
                     return
 

@@ -8,15 +8,31 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from devstack.polling import wait_until
 from devstack.template import REGION, resolve, resources
 
 __all__ = ["REGION", "DeployedStateMachine", "deploy"]
+
+
+# While an execution starts (a hand-over), moto lists it before it has a status, and the
+# listing fails: AttributeError in-process, HTTP 500 from the moto server. That lasts a
+# moment; the same error for longer than this is a real one.
+_STARTING_SECONDS = 5.0
+
+
+def _listing_a_starting_execution(error: Exception) -> bool:
+    """Whether ``error`` is what listing executions raises while one starts."""
+    if isinstance(error, ClientError):
+        return bool(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 500)
+    return isinstance(error, AttributeError)
 
 
 def _empty_zip() -> bytes:
@@ -83,11 +99,19 @@ class DeployedStateMachine:
         """Wait until no execution of the state machine runs (hand-overs included);
         the descriptions of them all, oldest first."""
 
+        failing_since: list[float] = []
+
         def none_running() -> bool:
             try:
                 running = self.sfn.list_executions(stateMachineArn=self.arn, statusFilter="RUNNING")
-            except Exception:
+            except (AttributeError, ClientError) as error:
+                if not failing_since:
+                    failing_since.append(time.monotonic())
+                lasting = time.monotonic() - failing_since[0]
+                if not _listing_a_starting_execution(error) or lasting > _STARTING_SECONDS:
+                    raise
                 return False  # (one a hand-over is starting): look again
+            failing_since.clear()
             return not running["executions"]
 
         wait_until(

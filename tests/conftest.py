@@ -4,6 +4,7 @@ stacks the tests start)."""
 
 from __future__ import annotations
 
+import faulthandler
 import io
 import json
 import logging
@@ -31,11 +32,23 @@ from tests.support.steps import steps  # noqa: F401 - the fixture, for every tes
 
 _TEMPLATE_DIRECTORY = pytest.StashKey[str]()
 _SYNTHESIS = pytest.StashKey["subprocess.Popen[bytes]"]()
+_BACKSTOP_STDERR = pytest.StashKey[int]()
+
+# How long after its time limit (pyproject.toml: timeout) a test that is still running
+# ends its process. Only a test SIGALRM cannot reach is still running then: its main
+# thread blocked in C (psycopg2 waiting on the server, a lock), where the signal's
+# handler never runs. faulthandler's watchdog is a C thread: it writes every thread's
+# stack and exits, so the run fails (under xdist: "worker crashed") instead of stalling.
+BACKSTOP_SECONDS = 30
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Name the file the session's template is synthesized into, once, by whichever
-    process needs it first. The controller names it; xdist workers inherit it."""
+    """Keep a descriptor of the real stderr for the backstop (capturing replaces fd 2
+    while a test runs). Then name the file the session's template is synthesized into,
+    once, by whichever process needs it first. The controller names it; xdist workers
+    inherit it."""
+    assert sys.__stderr__ is not None
+    config.stash[_BACKSTOP_STDERR] = os.dup(sys.__stderr__.fileno())
     if hasattr(config, "workerinput"):
         return
     directory = tempfile.mkdtemp(prefix="escalator-template-")
@@ -67,7 +80,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: (item.get_closest_marker("long") is None, _needs_template(item)))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """Arm the backstop as pytest-timeout arms its timer (returning nothing lets it)."""
+    faulthandler.dump_traceback_later(
+        settings.timeout + BACKSTOP_SECONDS, exit=True, file=item.config.stash[_BACKSTOP_STDERR]
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    faulthandler.cancel_dump_traceback_later()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    stderr = config.stash.get(_BACKSTOP_STDERR, None)
+    if stderr is not None:
+        os.close(stderr)
     synthesis = config.stash.get(_SYNTHESIS, None)
     if synthesis is not None and synthesis.poll() is None:
         synthesis.kill()

@@ -36,6 +36,9 @@ def lambda_python() -> str:
     pytest.fail(f"no Python {LAMBDA_PYTHON} found to import the bundle with")
 
 
+# (pip downloads the Lambda platform's wheels: without pip's cache, as on a fresh machine,
+# that takes what the network takes; pip's own timeouts end a hang)
+@pytest.mark.timeout(300)
 def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     tmp_path: Path,
 ) -> None:

@@ -69,10 +69,42 @@ def test_settings_made_in_code_are_validated_too() -> None:
         StackSettings(max_concurrency=0)
 
 
-def test_the_maps_concurrency_is_derived_from_the_connection_budget() -> None:
-    budget = StackSettings().budget
-    assert StackSettings().map_concurrency == min(40, 4 * min(budget.confirm, budget.record))
-    small = StackSettings(db_connection_cap=12)
-    assert small.map_concurrency == 4 * min(small.budget.confirm, small.budget.record) < 40
+@pytest.mark.parametrize(
+    ("cap", "concurrency"),
+    [
+        # worked out by hand: the initiator gets a sixth of the cap (at least 2), the
+        # activator 2, the migration 1, the call status recorder 2; confirm and record
+        # share the rest (confirm the odd one); the Map runs 4 iterations per sandbox of
+        # the smaller of the two, at most 40 (an inline Map's limit)
+        (12, 8),  # 2 + 2 + 1 + 2 leave 5: confirm 3, record 2
+        (18, 20),  # 3 + 2 + 1 + 2 leave 10: 5 and 5
+        (30, 40),  # 5 + 2 + 1 + 2 leave 20: 10 and 10
+        (100, 40),  # 16 + 2 + 1 + 2 leave 79: 40 and 39, more than the Map's limit
+    ],
+)
+def test_the_maps_concurrency_is_what_the_connection_budget_serves(
+    cap: int, concurrency: int
+) -> None:
+    assert StackSettings(db_connection_cap=cap).map_concurrency == concurrency
+
+
+def test_the_budget_shares_exactly_the_cap_and_concurrency_grows_with_it() -> None:
+    previous = 0
+    for cap in range(12, 301):
+        settings = StackSettings(db_connection_cap=cap)
+        budget = settings.budget
+        assert budget.total == cap, cap
+        assert budget.initiator >= 2, cap  # the least an SQS event source can be given
+        assert min(budget.activator, budget.confirm, budget.record) >= 1, cap
+        assert 1 <= settings.map_concurrency <= 40, cap
+        # every iteration of the Map waits behind at most 3 others for a sandbox
+        assert settings.map_concurrency <= 4 * min(budget.confirm, budget.record), cap
+        # more connections never mean fewer deliveries at once
+        assert settings.map_concurrency >= previous, cap
+        previous = settings.map_concurrency
+
+
+def test_a_given_concurrency_beyond_what_the_budget_serves_is_refused() -> None:
     with pytest.raises(SettingsError, match="db_connection_cap 12"):
-        StackSettings(db_connection_cap=12, max_concurrency=40)
+        StackSettings(db_connection_cap=12, max_concurrency=9)
+    assert StackSettings(db_connection_cap=12, max_concurrency=8).map_concurrency == 8

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
 from typing import Any
 
 import pytest
 
 from devstack.template import resources, state_machine_definition, synthesized_template
 from escalator.channels import CHANNELS
-from infra.settings import THROTTLE_RETRY
+from escalator.config import DeliveryConfig, Env
 from tests.infra.conftest import CUSTOM_CONTEXT
 
-# A throttled invocation (every reserved sandbox busy) is retried until one is free.
-THROTTLE_RETRIER = {
-    "ErrorEquals": ["Lambda.TooManyRequestsException"],
-    "IntervalSeconds": THROTTLE_RETRY.interval_seconds,
-    "MaxDelaySeconds": THROTTLE_RETRY.max_delay_seconds,
-    "MaxAttempts": THROTTLE_RETRY.attempts,
-    "BackoffRate": 2,
-    "JitterStrategy": "FULL",
-}
+# AWS runs at most 40 iterations of an inline Map state at once.
+INLINE_MAP_LIMIT = 40
+THROTTLED = "Lambda.TooManyRequestsException"
 
 
 @pytest.fixture(scope="module")
@@ -68,12 +64,20 @@ def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
     assert hand_over["Catch"][0]["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
 
 
-def test_map_delivers_in_parallel_with_bounded_concurrency(states: dict[str, Any]) -> None:
+def test_map_delivers_in_parallel_with_bounded_concurrency(
+    states: dict[str, Any], template: dict[str, Any]
+) -> None:
     deliver = states["Deliver notifications"]
     assert deliver["Type"] == "Map"
-    assert deliver["MaxConcurrency"] == 40
     assert deliver["ItemsPath"] == "$.claim.notifications"
     inner = deliver["ItemProcessor"]["States"]
+    # every sandbox reserved for confirm and record has an iteration to serve, and no
+    # more run than an inline Map can
+    reserved = [
+        function_of(template, inner[name])["Properties"]["ReservedConcurrentExecutions"]
+        for name in ("Confirm still wanted", "Record delivery")
+    ]
+    assert min(reserved) <= deliver["MaxConcurrency"] <= INLINE_MAP_LIMIT
     expected = {
         "Wait until due",
         "Confirm still wanted",
@@ -102,7 +106,7 @@ def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(states: dict[s
         assert transient["JitterStrategy"] == "FULL"
         assert transient["MaxAttempts"] == 2  # three attempts in all
         assert transient["BackoffRate"] == 2
-        assert throttled == THROTTLE_RETRIER
+        assert throttled["ErrorEquals"] == [THROTTLED]
         # failed only for what proves nothing was delivered; anything else (a lost
         # answer, a timeout, an ambiguous send) is recorded unknown
         not_delivered, anything_else = task["Catch"]
@@ -161,14 +165,27 @@ def test_confirm_is_told_a_retry_from_a_second_run(states: dict[str, Any]) -> No
     assert parameters["entered.$"] == "$$.State.EnteredTime"
 
 
-def retry_seconds(retrier: dict[str, Any]) -> float:
-    """The longest a retrier waits in all, as Step Functions computes its delays."""
+def retry_delays(retrier: dict[str, Any]) -> list[float]:
+    """The longest delay before each retry, as Step Functions computes them (with full
+    jitter each delay is drawn between 0 and that)."""
     delays = [
         retrier.get("IntervalSeconds", 1) * retrier.get("BackoffRate", 2.0) ** attempt
         for attempt in range(retrier.get("MaxAttempts", 3))
     ]
     cap = retrier.get("MaxDelaySeconds")
-    return float(sum(min(delay, cap) if cap else delay for delay in delays))
+    return [float(min(delay, cap) if cap else delay) for delay in delays]
+
+
+def retry_seconds(retrier: dict[str, Any]) -> float:
+    """The longest a retrier waits in all."""
+    return sum(retry_delays(retrier))
+
+
+def function_of(template: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """The template's function a Lambda task invokes."""
+    logical_id = task["Resource"].rsplit(":function:", 1)[1]
+    function: dict[str, Any] = template["Resources"][logical_id]
+    return function
 
 
 def test_record_rides_out_a_database_outage_of_minutes(states: dict[str, Any]) -> None:
@@ -189,22 +206,56 @@ def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]
     assert "JSONata" not in str(state_machine_definition(template))
 
 
-def test_max_concurrency_comes_from_context(customized: dict[str, Any]) -> None:
-    assert CUSTOM_CONTEXT["max_concurrency"] == 7
-    assert (
-        state_machine_definition(customized)["States"]["Deliver notifications"]["MaxConcurrency"]
-        == 7
-    )
+def test_max_concurrency_comes_from_context(
+    states: dict[str, Any], customized: dict[str, Any]
+) -> None:
+    deliver = state_machine_definition(customized)["States"]["Deliver notifications"]
+    assert deliver["MaxConcurrency"] == CUSTOM_CONTEXT["max_concurrency"]
+    assert deliver["MaxConcurrency"] != states["Deliver notifications"]["MaxConcurrency"]
 
 
-def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(states: dict[str, Any]) -> None:
-    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
-    tasks = {
+def lambda_tasks(template: dict[str, Any]) -> dict[str, Any]:
+    top = state_machine_definition(template)["States"]
+    inner = top["Deliver notifications"]["ItemProcessor"]["States"]
+    return {
         name: state
-        for name, state in [*states.items(), *inner.items()]
+        for name, state in [*top.items(), *inner.items()]
         if state["Type"] == "Task" and ":lambda:" in state["Resource"]
     }
+
+
+def longest_hold_seconds(template: dict[str, Any], task: dict[str, Any]) -> float:
+    """How long one iteration holds a sandbox of the confirm step at most: it waits out
+    at most CONFIRM_MAX_WAIT_SECONDS of the due second, then a second of database work."""
+    variables = function_of(template, task)["Properties"]["Environment"]["Variables"]
+    (default,) = [f.default for f in fields(DeliveryConfig) if f.name == "confirm_max_wait_seconds"]
+    return float(variables.get(Env.CONFIRM_MAX_WAIT_SECONDS, default)) + 1
+
+
+@pytest.mark.parametrize("which", ["default", "customized"])
+def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(
+    which: str, request: pytest.FixtureRequest
+) -> None:
+    template: dict[str, Any] = request.getfixturevalue("template" if which == "default" else which)
+    tasks = lambda_tasks(template)
     assert len(tasks) == 5 + len(CHANNELS)  # claim, confirm, three records, the notifiers
+    # The Map's iterations queue for the reserved sandboxes of confirm and record: the
+    # last of a sandbox's queue waits for every one before it.
+    deliver = state_machine_definition(template)["States"]["Deliver notifications"]
+    confirm = tasks["Confirm still wanted"]
+    sandboxes = min(
+        function_of(template, tasks[name])["Properties"]["ReservedConcurrentExecutions"]
+        for name in ("Confirm still wanted", "Record delivery")
+    )
+    queued = math.ceil(deliver["MaxConcurrency"] / sandboxes)
+    throttled_for = queued * longest_hold_seconds(template, confirm)
     for name, task in tasks.items():
-        assert THROTTLE_RETRIER in task["Retry"], name
-    assert THROTTLE_RETRY.attempts * THROTTLE_RETRY.max_delay_seconds >= 60
+        (retrier,) = [r for r in task["Retry"] if THROTTLED in r["ErrorEquals"]]
+        assert retrier["ErrorEquals"] == [THROTTLED], name
+        # jittered, so a burst throttled at once does not come back at once
+        assert retrier["JitterStrategy"] == "FULL", name
+        # a sandbox that frees up is taken within seconds, not minutes
+        assert max(retry_delays(retrier)) <= 10, name
+        # and on average it waits out the longest queue for a sandbox (with full jitter
+        # each delay is on average half its ceiling)
+        assert retry_seconds(retrier) / 2 >= throttled_for, name

@@ -17,7 +17,7 @@ from escalator.channels import phone
 from escalator.config import database_settings, load_migration_config
 from escalator.errors import ConfigError
 from escalator.handlers import migrate
-from escalator.migrations import default_sql_dir, discover
+from escalator.migrations import MigrationError, default_sql_dir, discover
 
 REGISTRY = {"default": "+12025550123", "+385": "+38512345678"}
 
@@ -45,7 +45,7 @@ def test_migration_trigger_applies_the_schema_and_stores_the_caller_ids(
 def test_migration_trigger_fails_loudly_without_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
     monkeypatch.delenv("CALLER_ID_REGISTRY", raising=False)
-    with pytest.raises(Exception, match="cannot connect to the database"):
+    with pytest.raises(MigrationError, match="cannot connect to the database"):
         migrate.handler({}, lambda_context())
 
 

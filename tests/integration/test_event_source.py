@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.moto_adapter import LocalContext
+from devstack.polling import wait_until
 from devstack.sqs import EventSource
 
 
@@ -76,8 +76,8 @@ def test_a_failed_message_and_its_group_come_back_in_order_while_others_go_on(sq
     # THEN a1 and group b are applied; a2 and a3 wait
     assert handler.applied == ["a1", "b1", "b2"]
 
-    # WHEN the visibility timeout has passed
-    time.sleep(1.2)
+    # WHEN the visibility timeout has passed: the failed message and its group come back
+    wait_until(source.poll_once, timeout=10, what="the failed group's return")
     while source.poll_once():
         pass
 
@@ -106,8 +106,8 @@ def test_a_crashing_handler_keeps_the_whole_batch(sqs: Any) -> None:
         sqs, url, crash, context=LocalContext(), visibility_timeout=1, wait_seconds=0
     )
     assert source.poll_once() == 1
-    time.sleep(1.2)
-    assert source.poll_once() == 1
+    # (the batch comes back once its visibility timeout has passed)
+    wait_until(source.poll_once, timeout=10, what="the batch's return")
     assert calls == [1, 1]
 
 
