@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench stress drill lint typecheck install synth clean docs
+.PHONY: test demo bench stress drill mutate lint typecheck install synth clean docs
 
 # Python caches compiled modules: without it every test worker, local stack and command
 # would parse aws-cdk-lib, moto and botocore from source again (seconds each).
@@ -52,6 +52,10 @@ stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make te
 
 drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst delivered once each
 	TZ=UTC $(BIN)/python -m devstack.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
+
+# Not in `make test`: tens of minutes. MUTANTS='escalator.contract.*' tests those again.
+mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md)
+	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
 
 docs: $(STAMP) ## docs/state-machine.md, drawn from the synthesized state machine
 	$(BIN)/python -m devstack.diagram

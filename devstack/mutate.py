@@ -1,0 +1,320 @@
+"""Mutation testing of the safety-critical modules (``make mutate``; docs/mutation.md).
+
+    python -m devstack.mutate [--max-children N] [MUTANT ...]
+
+Runs mutmut (pinned in requirements-dev.txt, configured in pyproject.toml's
+``[tool.mutmut]``): each mutant of the modules named there is run against the selected
+tests that executed the function it changes, and is killed when one of them fails.
+Without mutant names a run is fresh (the previous ``mutants/`` is removed, so every
+mutant is judged by today's tests); with names (or globs: ``'escalator.contract.*'``)
+those mutants are tested again and the other results are kept. Ends with a table per
+module and the survivors' names; ``.venv/bin/mutmut show NAME`` shows a mutant's diff.
+
+What this adds to mutmut:
+
+- The package lives in ``lambdas/escalator`` and is imported as ``escalator``. mutmut
+  names a mutant after its file's path (``lambdas.escalator.contract.x_…``), while the
+  trampoline it compiles into the mutated module activates the mutant only under the
+  module's own name (``escalator.contract``): the names are taken without ``lambdas.``,
+  and ``mutants/lambdas`` goes first on ``sys.path``, ahead of the editable install's
+  finder (a meta path finder, asked after ``sys.path``).
+- One embedded PostgreSQL for the whole run (``DATABASE_URL``); every mutant's test
+  session would start one of its own otherwise. Always a private one: concurrent
+  sessions each give the application role a password of their own, which only a server
+  that trusts local connections (as the embedded one does) ignores.
+- As a pytest plugin in every session (``-p devstack.mutate``): each session gets a
+  temporary directory of its own, removed at its end (sessions run side by side, forked,
+  and never reach pytest's own clean-up), and the template synthesis the root conftest
+  starts is ended at once: no selected test needs the template, and it would take a
+  core for seconds in every mutant's session.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Where mutmut keeps the mutated copy of the sources, its results and its stats.
+MUTANTS = "mutants"
+# The directory that holds the package, as mutmut sees its path (not a package itself).
+PACKAGE_PARENT = "lambdas"
+STATUSES = ("killed", "survived", "no tests", "timeout")
+
+# What is mutated: every function and method of the modules pyproject.toml names
+# (only_mutate), but these, which decide nothing a delivery depends on...
+LEFT_OUT = {
+    # the operator's read-only account of a process (`escalator history`)
+    "escalator.repository": ("ProcessRepository.history", "_iso"),
+}
+# ...and of the notifiers only what classifies a provider's answer or error (settings,
+# the TwiML request, the status callbacks' signatures are not part of it).
+ONLY = {
+    "escalator.channels.phone": ("TwilioCalls.deliver", "never_sent"),
+    "escalator.channels.email": ("SmtpMailer.deliver", "_Session.getreply", "_quit", "_text"),
+    # target_problem: the contract's check of a PubNub channel name
+    "escalator.channels.pubnub": ("PubNubPublisher.deliver", "target_problem"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["mutmut"]:
+        return _mutmut(arguments[1:])
+    parser = argparse.ArgumentParser(prog="python -m devstack.mutate", description=__doc__)
+    parser.add_argument(
+        "--max-children", type=int, default=os.cpu_count() or 2, help="mutants tested at once"
+    )
+    parser.add_argument("mutants", nargs="*", help="test these again (names or globs)")
+    options = parser.parse_args(arguments)
+
+    os.chdir(ROOT)
+    if not options.mutants:
+        shutil.rmtree(MUTANTS, ignore_errors=True)
+    from devstack.postgres import embedded_postgres
+
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="escalator-mutate-") as scratch,
+        embedded_postgres(Path(scratch) / "pgdata") as url,
+    ):
+        unsafe_and_fast(url)
+        command = [sys.executable, "-m", "devstack.mutate", "mutmut", "run"]
+        command += ["--max-children", str(options.max_children)]
+        command += options.mutants or scope()
+        code = _run_until_its_listing(command, env={**os.environ, "DATABASE_URL": url, "TZ": "UTC"})
+    elapsed = time.monotonic() - started
+    results = read_results(Path(MUTANTS), scope())
+    print(report(results, elapsed))
+    return code
+
+
+# mutmut ends a run of named mutants (the scope is named) with one line per mutant:
+# the report below says the same in a table, and lists the survivors.
+_LISTING = b"Mutant results"
+
+
+def _run_until_its_listing(command: list[str], env: dict[str, str]) -> int:
+    """Run ``command``, passing its output through (mutmut's progress line included) up
+    to mutmut's listing of every mutant; return its exit status."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)  # noqa: S603
+    assert process.stdout is not None
+    out = sys.stdout.buffer
+    held = b""
+    listing = False
+    while chunk := os.read(process.stdout.fileno(), 65536):
+        if listing:
+            continue
+        held += chunk
+        found = held.find(_LISTING)
+        if found >= 0:
+            listing = True
+            out.write(held[:found])
+        else:
+            keep = len(_LISTING) - 1
+            out.write(held[:-keep])
+            held = held[-keep:]
+        out.flush()
+    if not listing:
+        out.write(held)
+        out.flush()
+    return process.wait()
+
+
+def unsafe_and_fast(url: str) -> None:
+    """A throwaway server need not survive a crash: without flushing to disk, creating
+    each test's database (a copy of the migrated template) takes a third of the time."""
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER SYSTEM SET fsync = off")
+            cursor.execute("ALTER SYSTEM SET synchronous_commit = off")
+            cursor.execute("ALTER SYSTEM SET full_page_writes = off")
+            cursor.execute("SELECT pg_reload_conf()")
+    finally:
+        connection.close()
+
+
+def _mutmut(arguments: list[str]) -> int:
+    """mutmut's command line, with the package's modules named as they are imported."""
+    import mutmut.__main__ as mutmut_main
+    from mutmut.mutation import file_mutation
+    from mutmut.utils import format_utils
+
+    path_name = format_utils.get_mutant_name
+
+    def get_mutant_name(relative_source_path: Path, mutant_method_name: str) -> str:
+        path = Path(relative_source_path)
+        if path.parts[:1] == (PACKAGE_PARENT,):
+            path = Path(*path.parts[1:])
+        return path_name(path, mutant_method_name)
+
+    for module in (format_utils, file_mutation, mutmut_main):
+        module.get_mutant_name = get_mutant_name  # type: ignore[attr-defined]
+    # Before anything imports the package: an absent directory would be remembered as
+    # holding nothing (sys.path_importer_cache).
+    package_parent = Path(MUTANTS, PACKAGE_PARENT).resolve()
+    package_parent.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(package_parent))
+    try:
+        mutmut_main.cli(args=arguments, prog_name="mutmut")
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 1
+    return 0
+
+
+def scope() -> list[str]:
+    """The mutants to test, as mutmut's name patterns: one per module, or one per
+    function where some of the module is left out."""
+    from mutmut.configuration import config
+    from mutmut.utils.format_utils import make_mutant_key
+
+    patterns = []
+    for file in sorted(config().only_mutate):
+        path = Path(file)
+        module = ".".join(path.relative_to(PACKAGE_PARENT).with_suffix("").parts)
+        left_out, only = LEFT_OUT.get(module, ()), ONLY.get(module)
+        if not left_out and only is None:
+            patterns.append(f"{module}.*")
+            continue
+        functions = _functions(ast.parse(path.read_text(encoding="utf-8")))
+        unknown = (set(left_out) | set(only or ())) - set(functions)
+        if unknown:
+            raise SystemExit(f"{file} has no function {', '.join(sorted(unknown))}")
+        chosen = [name for name in functions if (name in only if only else name not in left_out)]
+        for name in chosen:
+            owner, _, function = name.rpartition(".")
+            patterns.append(f"{module}.{make_mutant_key(function, owner or None)}__mutmut_*")
+    return patterns
+
+
+def _functions(tree: ast.Module) -> list[str]:
+    """The module's functions and its classes' methods (``Class.method``): what mutmut
+    mutates."""
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            names.append(node.name)
+        elif isinstance(node, ast.ClassDef):
+            names += [
+                f"{node.name}.{item.name}"
+                for item in node.body
+                if isinstance(item, ast.FunctionDef)
+            ]
+    return names
+
+
+def read_results(mutants: Path, patterns: list[str]) -> dict[str, Counter[str]]:
+    """The status of every mutant in scope, counted per module, from mutmut's ``.meta``
+    files."""
+    from fnmatch import fnmatchcase
+
+    from mutmut.stats import status_by_exit_code
+
+    results: dict[str, Counter[str]] = {}
+    for meta in sorted((mutants / PACKAGE_PARENT).rglob("*.py.meta")):
+        module = ".".join(
+            meta.relative_to(mutants / PACKAGE_PARENT).with_suffix("").with_suffix("").parts
+        )
+        codes: dict[str, Any] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        counts: Counter[str] = Counter()
+        for name, code in codes.items():
+            if not any(fnmatchcase(name, pattern) for pattern in patterns):
+                continue
+            status = status_by_exit_code[code]
+            counts[status] += 1
+            if status == "survived":
+                counts[f"survivor {name}"] += 1
+        results[module] = counts
+    return results
+
+
+def report(results: dict[str, Counter[str]], elapsed: float) -> str:
+    """A table per module (killed, survived, no tests, timeout, other), the survivors'
+    names, and a JSON last line."""
+    width = max([len(module) for module in results] + [6])
+    header = f"{'module':<{width}}" + "".join(f"{status:>10}" for status in (*STATUSES, "other"))
+    lines = [header]
+    totals: Counter[str] = Counter()
+    summary: dict[str, dict[str, int]] = {}
+    survivors: list[str] = []
+    for module, counts in results.items():
+        row = {status: counts[status] for status in STATUSES}
+        row["other"] = sum(
+            count
+            for status, count in counts.items()
+            if status not in STATUSES and not status.startswith("survivor ")
+        )
+        summary[module] = row
+        totals.update(row)
+        survivors += sorted(
+            name.removeprefix("survivor ") for name in counts if name.startswith("survivor ")
+        )
+        lines.append(f"{module:<{width}}" + "".join(f"{row[s]:>10}" for s in (*STATUSES, "other")))
+    lines.append(f"{'total':<{width}}" + "".join(f"{totals[s]:>10}" for s in (*STATUSES, "other")))
+    lines.append(f"{len(survivors)} survivors{':' if survivors else ''}")
+    lines += [f"  {name}" for name in survivors]
+    lines.append(f"wall time: {elapsed:.0f} s")
+    outcome = {"modules": summary, "survivors": survivors, "seconds": round(elapsed)}
+    lines.append(json.dumps(outcome, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+# The pytest plugin of every session mutmut runs (pyproject.toml: pytest_add_cli_args).
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary directory of this session's own (before pytest's is made)."""
+    if config.option.basetemp is None:
+        basetemp = Path(tempfile.gettempdir(), "escalator-mutate", str(os.getpid()))
+        basetemp.parent.mkdir(exist_ok=True)
+        config.option.basetemp = str(basetemp)
+        config.stash[_OWN_BASETEMP] = basetemp
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Point the package's log handler at this session's output: it kept the stream that
+    was ``sys.stdout`` when the package was first imported, in an earlier session of
+    this process (the first run collects the stats, and every mutant's session is forked
+    from it), and pytest closed that stream when that session ended. Then end the
+    template synthesis the root conftest started for this session."""
+    logs = sys.modules.get("escalator.logs")
+    if logs is not None:
+        handler = logs.logger.registered_handler
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = sys.stdout  # not setStream: it flushes the closed stream
+    conftest = sys.modules.get("tests.conftest")
+    key = getattr(conftest, "_SYNTHESIS", None)
+    synthesis = session.config.stash.get(key, None) if key is not None else None
+    if isinstance(synthesis, subprocess.Popen) and synthesis.poll() is None:
+        synthesis.kill()
+        synthesis.wait()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    basetemp = config.stash.get(_OWN_BASETEMP, None)
+    if basetemp is not None:
+        shutil.rmtree(basetemp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
