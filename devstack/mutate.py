@@ -17,22 +17,26 @@ What this adds to mutmut:
   trampoline it compiles into the mutated module activates the mutant only under the
   module's own name (``escalator.contract``): the names are taken without ``lambdas.``,
   and ``mutants/lambdas`` goes first on ``sys.path``, ahead of the editable install's
-  finder (a meta path finder, asked after ``sys.path``).
+  finder (a meta path finder, asked after ``sys.path``). mutmut runs in a child process
+  (``python -m devstack.mutate mutmut run ...``) that never imports the original package.
 - One embedded PostgreSQL for the whole run (``DATABASE_URL``); every mutant's test
   session would start one of its own otherwise. Always a private one: concurrent
   sessions each give the application role a password of their own, which only a server
   that trusts local connections (as the embedded one does) ignores.
 - As a pytest plugin in every session (``-p devstack.mutate``): each session gets a
   temporary directory of its own, removed at its end (sessions run side by side, forked,
-  and never reach pytest's own clean-up), and the template synthesis the root conftest
-  starts is ended at once: no selected test needs the template, and it would take a
-  core for seconds in every mutant's session.
+  and never reach pytest's own clean-up); the package's log handler writes to the
+  session's output (its stream was closed by the first session of the process); the
+  sessions set up their PostgreSQL one at a time (``POSTGRES_LOCK``); and the
+  template synthesis the root conftest starts is ended at once: no selected test needs
+  the template, and it would take a core for seconds in every mutant's session.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import fcntl
 import json
 import logging
 import os
@@ -41,7 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,7 @@ ONLY = {
 
 def main(argv: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] == ["mutmut"]:
+    if arguments[:1] == ["mutmut"]:  # the child this process starts: mutmut itself
         return _mutmut(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m devstack.mutate", description=__doc__)
     parser.add_argument(
@@ -95,7 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "devstack.mutate", "mutmut", "run"]
         command += ["--max-children", str(options.max_children)]
         command += options.mutants or scope()
-        code = _run_until_its_listing(command, env={**os.environ, "DATABASE_URL": url, "TZ": "UTC"})
+        environment = {
+            **os.environ,
+            "DATABASE_URL": url,
+            POSTGRES_LOCK: str(Path(scratch) / "postgres.lock"),
+            "TZ": "UTC",
+            # mutmut's progress line goes out as it changes, not in blocks
+            "PYTHONUNBUFFERED": "1",
+        }
+        code = _run_until_its_listing(command, env=environment)
     elapsed = time.monotonic() - started
     results = read_results(Path(MUTANTS), scope())
     print(report(results, elapsed))
@@ -174,8 +185,8 @@ def _mutmut(arguments: list[str]) -> int:
     sys.path.insert(0, str(package_parent))
     try:
         mutmut_main.cli(args=arguments, prog_name="mutmut")
-    except SystemExit as exit:
-        return exit.code if isinstance(exit.code, int) else 1
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
     return 0
 
 
@@ -220,54 +231,41 @@ def _functions(tree: ast.Module) -> list[str]:
     return names
 
 
-def read_results(mutants: Path, patterns: list[str]) -> dict[str, Counter[str]]:
-    """The status of every mutant in scope, counted per module, from mutmut's ``.meta``
-    files."""
+def read_results(mutants: Path, patterns: list[str]) -> dict[str, dict[str, list[str]]]:
+    """The mutants in scope by module and status, from mutmut's ``.meta`` files."""
     from fnmatch import fnmatchcase
 
     from mutmut.stats import status_by_exit_code
 
-    results: dict[str, Counter[str]] = {}
+    results: dict[str, dict[str, list[str]]] = {}
     for meta in sorted((mutants / PACKAGE_PARENT).rglob("*.py.meta")):
         module = ".".join(
             meta.relative_to(mutants / PACKAGE_PARENT).with_suffix("").with_suffix("").parts
         )
         codes: dict[str, Any] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
-        counts: Counter[str] = Counter()
-        for name, code in codes.items():
-            if not any(fnmatchcase(name, pattern) for pattern in patterns):
-                continue
-            status = status_by_exit_code[code]
-            counts[status] += 1
-            if status == "survived":
-                counts[f"survivor {name}"] += 1
-        results[module] = counts
+        by_status: dict[str, list[str]] = {}
+        for name, code in sorted(codes.items()):
+            if any(fnmatchcase(name, pattern) for pattern in patterns):
+                by_status.setdefault(status_by_exit_code[code], []).append(name)
+        results[module] = by_status
     return results
 
 
-def report(results: dict[str, Counter[str]], elapsed: float) -> str:
-    """A table per module (killed, survived, no tests, timeout, other), the survivors'
-    names, and a JSON last line."""
+def report(results: dict[str, dict[str, list[str]]], elapsed: float) -> str:
+    """A table per module (killed, survived, no tests, timeout, other: not checked,
+    suspicious, crashed), the survivors' names, and a JSON last line."""
+    columns = (*STATUSES, "other")
     width = max([len(module) for module in results] + [6])
-    header = f"{'module':<{width}}" + "".join(f"{status:>10}" for status in (*STATUSES, "other"))
-    lines = [header]
-    totals: Counter[str] = Counter()
+    lines = [f"{'module':<{width}}" + "".join(f"{column:>10}" for column in columns)]
     summary: dict[str, dict[str, int]] = {}
-    survivors: list[str] = []
-    for module, counts in results.items():
-        row = {status: counts[status] for status in STATUSES}
-        row["other"] = sum(
-            count
-            for status, count in counts.items()
-            if status not in STATUSES and not status.startswith("survivor ")
-        )
+    for module, by_status in results.items():
+        row = {status: len(by_status.get(status, [])) for status in STATUSES}
+        row["other"] = sum(len(names) for status, names in by_status.items() if status not in row)
         summary[module] = row
-        totals.update(row)
-        survivors += sorted(
-            name.removeprefix("survivor ") for name in counts if name.startswith("survivor ")
-        )
-        lines.append(f"{module:<{width}}" + "".join(f"{row[s]:>10}" for s in (*STATUSES, "other")))
-    lines.append(f"{'total':<{width}}" + "".join(f"{totals[s]:>10}" for s in (*STATUSES, "other")))
+        lines.append(f"{module:<{width}}" + "".join(f"{row[column]:>10}" for column in columns))
+    totals = {column: sum(row[column] for row in summary.values()) for column in columns}
+    lines.append(f"{'total':<{width}}" + "".join(f"{totals[column]:>10}" for column in columns))
+    survivors = [name for by_status in results.values() for name in by_status.get("survived", [])]
     lines.append(f"{len(survivors)} survivors{':' if survivors else ''}")
     lines += [f"  {name}" for name in survivors]
     lines.append(f"wall time: {elapsed:.0f} s")
@@ -279,6 +277,11 @@ def report(results: dict[str, Counter[str]], elapsed: float) -> str:
 # The pytest plugin of every session mutmut runs (pyproject.toml: pytest_add_cli_args).
 
 _OWN_BASETEMP = pytest.StashKey[Path]()
+# A file the sessions of one run lock while they set up their PostgreSQL (the
+# ``postgres`` fixture): each gives the application role a new password, and PostgreSQL
+# fails one of two concurrent ALTER ROLEs ("tuple concurrently updated"), which would
+# fail that session's first test and count its mutant killed.
+POSTGRES_LOCK = "ESCALATOR_MUTATE_POSTGRES_LOCK"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -308,6 +311,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if isinstance(synthesis, subprocess.Popen) and synthesis.poll() is None:
         synthesis.kill()
         synthesis.wait()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Any:
+    lock = os.environ.get(POSTGRES_LOCK)
+    if fixturedef.argname != "postgres" or not lock:
+        return (yield)
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        return (yield)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
