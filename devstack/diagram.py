@@ -1,5 +1,6 @@
-"""The delivery state machine as a picture: a Mermaid flowchart drawn from the definition
-the CDK app synthesizes, so the picture in ``docs/`` is the machine that runs.
+"""The delivery state machines as pictures: Mermaid flowcharts drawn from the definitions
+the CDK app synthesizes (the tick, and the delivery window it starts), so the pictures
+in ``docs/`` are the machines that run.
 
 ``python -m devstack.diagram`` (``make docs``) writes ``docs/state-machine.md``; a test
 fails when the committed file no longer matches the synthesized definition.
@@ -13,19 +14,38 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack.template import state_machine_definition, synthesized_template
+from devstack.template import EXPRESS, STANDARD, state_machine_definition, synthesized_template
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
 
 _HEADER = """\
-# The delivery state machine
+# The delivery state machines
 
-Generated from the definition the CDK app synthesizes (`make docs`; a test fails when
-this file no longer matches it). Solid arrows are the normal path, labelled arrows the
+Generated from the definitions the CDK app synthesizes (`make docs`; a test fails when
+this file no longer matches them). Solid arrows are the normal path, labelled arrows the
 choices, dotted arrows the errors a state catches; a state's retries are listed in it.
-GitHub and most Markdown viewers draw the chart; <https://mermaid.live> draws it too.
+GitHub and most Markdown viewers draw the charts; <https://mermaid.live> draws them too.
 
 """
+
+_SECTIONS = (
+    (
+        STANDARD,
+        "The tick (Standard)",
+        "Started by the schedule every minute: what the console shows of each tick. It "
+        "claims what falls due, starts a delivery window with the claim and waits for it "
+        "(`startExecution.sync:2`), and ends with a summary of what became of each "
+        "notification.",
+    ),
+    (
+        EXPRESS,
+        "The delivery window (Express)",
+        "Started by a tick (and by the initiator for notifications that arrive near their "
+        "due time): every notification of its input in parallel, each waited for, "
+        "confirmed, delivered and recorded. Its output is one line per notification: its "
+        "id and outcome.",
+    ),
+)
 
 
 def mermaid(machine: dict[str, Any]) -> str:
@@ -38,7 +58,12 @@ def mermaid(machine: dict[str, Any]) -> str:
 
 def document(template: dict[str, Any]) -> str:
     """The whole of ``docs/state-machine.md`` for ``template``."""
-    return f"{_HEADER}```mermaid\n{mermaid(state_machine_definition(template))}```\n"
+    sections = [
+        f"## {title}\n\n{text}\n\n```mermaid\n"
+        f"{mermaid(state_machine_definition(template, machine_type))}```\n"
+        for machine_type, title, text in _SECTIONS
+    ]
+    return _HEADER + "\n".join(sections)
 
 
 def _states(states: dict[str, Any], indent: str) -> list[str]:
@@ -76,9 +101,12 @@ def _edges(node: str, state: dict[str, Any], indent: str) -> list[str]:
 
 def _label(name: str, state: dict[str, Any]) -> str:
     parts = [name]
-    if state["Type"] == "Task":
-        function = str(state.get("Resource", "")).rsplit(":", 1)[-1]
+    resource = str(state.get("Resource", ""))
+    if state["Type"] == "Task" and ":function:" in resource:
+        function = resource.rsplit(":", 1)[-1]
         parts.append(re.sub(r"[0-9A-F]{8}$", "", function.removeprefix("Functions")) + " λ")
+    elif state["Type"] == "Task":
+        parts.append(resource.split(":::", 1)[-1])
     if state["Type"] == "Wait":
         parts.append("until " + str(state.get("TimestampPath") or state.get("Timestamp", "")))
     for retry in state.get("Retry", []):

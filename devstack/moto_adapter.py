@@ -32,6 +32,7 @@ import json
 import random
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
 from moto.stepfunctions.parser.asl.eval import environment
 from moto.stepfunctions.parser.asl.eval.event import event_manager
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 # The version this module was written against (requirements-dev.txt pins it).
 MOTO_VERSION = "5.2.5"
@@ -72,6 +74,8 @@ MOTO_VERSION = "5.2.5"
 # execution that would write more.
 HISTORY_EVENT_CAP = 25_000
 HISTORY_LIMIT_ERROR = "ExecutionHistoryLimitExceeded"
+# An Express execution runs at most five minutes on AWS.
+EXPRESS_CAP_SECONDS = 300.0
 # Lambda refuses a response larger than this (moto's Lambda API checks it too).
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 
@@ -175,6 +179,47 @@ class LambdaFaults:
         return ", ".join(parts) or "none"
 
 
+class ExpressRuns:
+    """How the emulation runs Express executions, as AWS does and moto does not: each is
+    failed (``TIMED_OUT``) once it has run ``cap_seconds`` (AWS: five minutes; tests scale
+    it down), and, with ``rerun_probability``, started a second time with the same input
+    (AWS runs an Express execution at least once). ``seed`` makes the draws repeatable;
+    ``started``, ``reruns`` and ``timed_out`` count what happened."""
+
+    def __init__(
+        self,
+        cap_seconds: float = EXPRESS_CAP_SECONDS,
+        *,
+        rerun_probability: float = 0.0,
+        seed: int | None = None,
+    ) -> None:
+        if not 0.0 <= rerun_probability <= 1.0:
+            raise ValueError(f"a rerun probability is between 0 and 1, not {rerun_probability}")
+        self.cap_seconds = cap_seconds
+        self.rerun_probability = rerun_probability
+        self.started = 0
+        self.reruns = 0
+        self.timed_out = 0
+        # The Express state machines' ARNs (AWS keeps no history of their executions,
+        # so the history quota does not apply to them).
+        self.machines: set[str] = set()
+        self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
+        self._lock = threading.Lock()
+
+    def count_start(self, *, rerun: bool = False) -> bool:
+        """Count a start (or its rerun); whether it is to run a second time."""
+        with self._lock:
+            self.started += 1
+            if rerun:
+                self.reruns += 1
+                return False
+            return self._random.random() < self.rerun_probability
+
+    def count_timeout(self) -> None:
+        with self._lock:
+            self.timed_out += 1
+
+
 @dataclass
 class LocalContext:
     """The attributes of the Lambda context object that Powertools reads; the remaining
@@ -218,6 +263,8 @@ class InProcessLambdas:
     def __init__(self) -> None:
         self.overrides: dict[str, Handler] = {}
         self.faults = LambdaFaults()
+        # How Express executions run (this context's: ``lambdas_in_process`` sets it).
+        self.express = ExpressRuns()
         self.invocations: list[str] = []
         self.timeouts: dict[str, float] = {}
         self.timed_out: dict[str, int] = {}
@@ -408,8 +455,9 @@ class Emulation:
     """What one ``lambdas_in_process()`` context holds: its handlers, its history quota,
     and its caches (of boto3 clients and moto backends, looked up once per context)."""
 
-    def __init__(self, history_cap: int) -> None:
+    def __init__(self, history_cap: int, express: ExpressRuns | None = None) -> None:
         self.lambdas = InProcessLambdas()
+        self.lambdas.express = express or ExpressRuns()
         self.history_cap = history_cap
         # Each Step Functions environment's event manager -> its execution's history.
         self.histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
@@ -505,6 +553,68 @@ def _sfn_parameters_renamed(original: Any, emulation: Emulation) -> Callable[...
     return boto_client_for
 
 
+def _sfn_results_as_aws_gives_them(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _normalise_response(
+        self: Any,
+        response: Any,
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        """A Step Functions task's result as AWS gives it: ``ExecutionArn``, ``Output``...
+        (botocore's ``executionArn``, ``output``), dates in epoch milliseconds."""
+        if not isinstance(response, dict):
+            return
+        for key in list(response):
+            value = response.pop(key)
+            if isinstance(value, datetime.datetime):
+                value = int(value.timestamp() * 1000)
+            response[key[:1].upper() + key[1:]] = value
+
+    return _normalise_response
+
+
+def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    express = emulation.lambdas.express
+
+    def start_execution(
+        self: Any,
+        state_machine_arn: str,
+        name: Any = None,
+        execution_input: Any = None,
+        trace_header: Any = None,
+        *,
+        rerun: bool = False,
+    ) -> Any:
+        is_express = self.describe_state_machine(state_machine_arn).type == "EXPRESS"
+        if is_express:
+            express.machines.add(state_machine_arn)
+        # AWS names an execution started without a name by a UUID; moto names it "None",
+        # the same ARN for all of them.
+        execution = original(
+            self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
+        )
+        if not is_express:
+            return execution
+        timer = threading.Timer(express.cap_seconds, _time_out, args=(execution, express))
+        timer.daemon = True
+        timer.start()
+        if express.count_start(rerun=rerun):
+            start_execution(
+                self, state_machine_arn, None, execution_input, trace_header, rerun=True
+            )
+        return execution
+
+    return start_execution
+
+
+def _time_out(execution: Any, express: ExpressRuns) -> None:
+    """End an Express execution still running at its cap, as AWS does."""
+    environment = getattr(execution.exec_worker, "env", None)
+    if environment is not None and environment.is_running():
+        express.count_timeout()
+        environment.set_timed_out()
+
+
 def _parsed_once(original: Any, emulation: Emulation) -> Callable[..., Any]:
     return functools.lru_cache(maxsize=1024)(original)
 
@@ -512,6 +622,9 @@ def _parsed_once(original: Any, emulation: Emulation) -> Callable[..., Any]:
 def _history_registered(original: Any, emulation: Emulation) -> Callable[..., None]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
+        machine = kwargs.get("context", args[2] if len(args) > 2 else {}) or {}
+        if machine.get("StateMachine", {}).get("Id") in emulation.lambdas.express.machines:
+            return  # AWS keeps no history of an Express execution, and sets it no quota
         # (a frame is built the same way, then shares its execution's event manager:
         # its own entry goes with the event manager it drops)
         emulation.histories[self.event_manager] = _History(weakref.ref(self))
@@ -691,8 +804,9 @@ STRICT: tuple[Patch, ...] = (
         environment.Environment,
         "__init__",
         _history_registered,
-        "the history quota (with EventManager.add_event): each execution's event manager "
-        "is known with its execution, so the event past the quota can fail it",
+        "the history quota (with EventManager.add_event): each Standard execution's event "
+        "manager is known with its execution, so the event past the quota can fail it "
+        "(an Express execution has no history on AWS, and no quota)",
         "strict",
         (
             "self",
@@ -753,6 +867,29 @@ STRICT: tuple[Patch, ...] = (
         "its client passes them on renamed (stateMachineArn...), and is built once",
         "moto-bug",
         _CLIENT_FOR,
+    ),
+    Patch(
+        state_task_service_sfn.StateTaskServiceSfn,
+        "_normalise_response",
+        _sfn_results_as_aws_gives_them,
+        "moto bug: a Step Functions task's result keeps botocore's names (executionArn) "
+        "and dates, where AWS gives ExecutionArn, Output and epoch milliseconds; moto's "
+        "own states:startExecution.sync:2 then fails (it reads ExecutionArn) and a date "
+        "cannot be written to the execution's JSON",
+        "moto-bug",
+        ("self", "response", "boto_service_name", "service_action_name"),
+    ),
+    Patch(
+        StepFunctionsParserBackend,
+        "start_execution",
+        _express_runs_as_on_aws,
+        "moto runs every state machine as Standard: an Express execution is failed "
+        "(TIMED_OUT) at five minutes (ExpressRuns.cap_seconds, scaled down in tests) and "
+        "is, with ExpressRuns.rerun_probability, started twice (AWS runs it at least "
+        "once); and an execution started without a name gets a UUID, as on AWS (moto "
+        "names it None: every such execution had the same ARN)",
+        "strict",
+        ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
     ),
 )
 
@@ -883,12 +1020,16 @@ def check_moto() -> list[str]:
 
 @contextmanager
 def lambdas_in_process(
-    history_cap: int = HISTORY_EVENT_CAP, *, omit: Collection[str] = ()
+    history_cap: int = HISTORY_EVENT_CAP,
+    *,
+    omit: Collection[str] = (),
+    express: ExpressRuns | None = None,
 ) -> Iterator[InProcessLambdas]:
     """Apply the rows of ``PATCHES`` while the context is open; yield its handlers.
 
     ``history_cap`` scales the history quota down for tests that prove it at small size;
-    ``omit`` names rows (``Patch.name``) left out, to show what moto does without them.
+    ``express`` says how Express executions run (their cap, reruns); ``omit`` names rows
+    (``Patch.name``) left out, to show what moto does without them.
     """
     problems = check_moto()
     if problems:
@@ -896,7 +1037,7 @@ def lambdas_in_process(
     unknown = set(omit) - {row.name for row in PATCHES}
     if unknown:
         raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")
-    emulation = Emulation(history_cap)
+    emulation = Emulation(history_cap, express)
     with ExitStack() as patches:
         patches.callback(emulation.lambdas.shutdown)
         for row in PATCHES:

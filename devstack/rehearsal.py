@@ -62,6 +62,7 @@ from urllib.parse import parse_qsl, quote
 
 import boto3
 import psycopg2
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from psycopg2 import sql
 
 from devstack.demo import free_port
@@ -554,6 +555,11 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             function_url = FunctionUrl(session.client("lambda", endpoint_url=endpoint), target)
             arns[f"{url_id}.FunctionUrl"] = function_url.url
             function_urls.append(function_url)
+        # A state machine's ARN is known from its name before it exists (the initiator
+        # is given the delivery window's).
+        for machine_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items():
+            name = machine["Properties"].get("StateMachineName", machine_id)
+            arns[machine_id] = f"arn:aws:states:{REGION}:{DEFAULT_ACCOUNT_ID}:stateMachine:{name}"
         lambdas = stack.enter_context(lambdas_in_process())
         log_path = workdir / "functions.log"
         log = stack.enter_context(log_path.open("a", encoding="utf-8"))

@@ -1,7 +1,8 @@
-"""The state machine exactly as the CDK app synthesizes it, executed by moto.
+"""The state machines exactly as the CDK app synthesizes them, executed by moto.
 
 ``deploy`` creates a moto Lambda function per function of the template, resolves the
-definition's references to them, and registers the state machine.
+definitions' references to them, and registers the delivery window (Express) and the
+tick (Standard) that starts it.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from devstack.polling import wait_until
-from devstack.template import REGION, resolve, resources
+from devstack.template import EXPRESS, REGION, STANDARD, resolve, resources
 
 __all__ = ["REGION", "DeployedStateMachine", "deploy"]
 
 
-# While an execution starts (a hand-over), moto lists it before it has a status, and the
-# listing fails: AttributeError in-process, HTTP 500 from the moto server. That lasts a
-# moment; the same error for longer than this is a real one.
+# While an execution starts (a hand-over, a window), moto lists it before it has a
+# status, and listing or stopping it fails: AttributeError in-process, HTTP 500 from the
+# moto server. That lasts a moment; the same error for longer than this is a real one.
 _STARTING_SECONDS = 5.0
 
 
@@ -47,8 +48,9 @@ class DeployedStateMachine:
     """The synthesized state machine registered in moto, and the functions behind it."""
 
     sfn: Any
-    arn: str
+    arn: str  # the tick's (Standard), which the schedule starts
     functions: dict[str, str]  # logical id -> function name
+    window_arn: str = ""  # the delivery window's (Express), which the tick starts
 
     def function_named(self, prefix: str) -> str:
         """The moto function name of the template function whose logical id starts so."""
@@ -132,8 +134,41 @@ class DeployedStateMachine:
 
         moto reports a stopped execution as FAILED where AWS says ABORTED.
         """
-        self.sfn.stop_execution(executionArn=execution_arn)
+        started = time.monotonic()
+
+        def stopped() -> bool:
+            try:
+                self.sfn.stop_execution(executionArn=execution_arn)
+            except (AttributeError, ClientError) as error:
+                # (an execution that is only starting has nothing moto can stop yet)
+                if not _listing_a_starting_execution(error):
+                    raise
+                if time.monotonic() - started > _STARTING_SECONDS:
+                    raise
+                return False
+            return True
+
+        wait_until(stopped, timeout=2 * _STARTING_SECONDS, what="the execution's stop")
         assert self.wait(execution_arn)["status"] in ("ABORTED", "FAILED")
+
+    def windows(self, status: str | None = None) -> list[str]:
+        """The delivery windows' executions, oldest first (``status``: only those).
+
+        Only the emulation lists them: AWS keeps no list or history of Express
+        executions (their log is in CloudWatch Logs)."""
+        kwargs: dict[str, Any] = {"stateMachineArn": self.window_arn, "maxResults": 1000}
+        if status is not None:
+            kwargs["statusFilter"] = status
+        listed = self.sfn.list_executions(**kwargs)["executions"]
+        return [item["executionArn"] for item in sorted(listed, key=lambda i: i["startDate"])]
+
+    def crash(self, execution_arn: str) -> None:
+        """As if the tick and the windows still running had died: stop them all, and wait
+        until they have ended."""
+        self.stop(execution_arn)
+        # (once the tick has ended, it starts no window any more)
+        for window in self.windows("RUNNING"):
+            self.stop(window)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -180,12 +215,23 @@ def deploy(
         if lambdas is not None:
             # Lambda's default timeout is 3 seconds.
             lambdas.timeouts[logical_id] = float(function["Properties"].get("Timeout", 3))
-    ((_, state_machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    definition = resolve(state_machine["Properties"]["DefinitionString"], arns)
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
-    # The template's own name: the definition hands over to the state machine by it.
-    name = state_machine["Properties"].get("StateMachineName", "escalator-delivery")
-    arn = sfn.create_state_machine(
-        name=name, definition=definition, roleArn=role_arn, type="STANDARD"
-    )["stateMachineArn"]
-    return DeployedStateMachine(sfn=sfn, arn=arn, functions=functions)
+    machine_arns: dict[str, str] = {}
+    by_type: dict[str, str] = {}
+    machines = resources(template, "AWS::StepFunctions::StateMachine")
+    # The delivery window first: the tick's definition starts it by its ARN.
+    for logical_id, machine in sorted(
+        machines.items(), key=lambda item: item[1]["Properties"].get("StateMachineType") != EXPRESS
+    ):
+        machine_type = machine["Properties"].get("StateMachineType", STANDARD)
+        definition = resolve(machine["Properties"]["DefinitionString"], {**arns, **machine_arns})
+        # The template's own name: the tick hands over to its state machine by it.
+        machine_arns[logical_id] = by_type[machine_type] = sfn.create_state_machine(
+            name=machine["Properties"].get("StateMachineName", logical_id),
+            definition=definition,
+            roleArn=role_arn,
+            type=machine_type,
+        )["stateMachineArn"]
+    return DeployedStateMachine(
+        sfn=sfn, arn=by_type[STANDARD], functions=functions, window_arn=by_type.get(EXPRESS, "")
+    )

@@ -61,14 +61,34 @@ def resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
     }
 
 
-def state_machine_definition(template: dict[str, Any]) -> dict[str, Any]:
-    """The template's state machine definition, each function's ARN resolved by its
-    logical id."""
-    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
+STANDARD = "STANDARD"
+EXPRESS = "EXPRESS"
+
+
+def state_machine(template: dict[str, Any], machine_type: str = STANDARD) -> tuple[str, Any]:
+    """The logical id and resource of the template's state machine of this type: the
+    tick (``STANDARD``) or the delivery window (``EXPRESS``)."""
+    ((logical_id, machine),) = [
+        (logical_id, machine)
+        for logical_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if machine["Properties"].get("StateMachineType", STANDARD) == machine_type
+    ]
+    return logical_id, machine
+
+
+def state_machine_definition(
+    template: dict[str, Any], machine_type: str = STANDARD
+) -> dict[str, Any]:
+    """The definition of the template's state machine of this type, each function's and
+    state machine's ARN resolved by its logical id."""
+    _, machine = state_machine(template, machine_type)
     arns = {
         logical_id: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
         for logical_id in resources(template, "AWS::Lambda::Function")
     }
+    for logical_id, resource in resources(template, "AWS::StepFunctions::StateMachine").items():
+        name = resource["Properties"].get("StateMachineName", logical_id)
+        arns[logical_id] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
     parsed: dict[str, Any] = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
     return parsed
 
@@ -84,6 +104,8 @@ def resolve(value: Any, arns: dict[str, str]) -> Any:
         logical_id, attribute = value["Fn::GetAtt"]
         assert attribute == "Arn", value
         return arns[logical_id]
+    if isinstance(value, dict) and value.get("Ref") in arns:  # a state machine's Ref: its ARN
+        return arns[value["Ref"]]
     if isinstance(value, dict) and "Ref" in value:
         pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
         return pseudo[value["Ref"]]

@@ -1,5 +1,5 @@
 """The Lambda functions, all built by one helper from the one code asset: the database
-functions (in the isolated subnets, with bounded concurrency), the migration that the
+functions (in the VPC's private subnets, with bounded concurrency), the migration that the
 stack runs at deploy time, and one notifier per registered channel (outside the VPC,
 reading only its own secret)."""
 
@@ -17,6 +17,7 @@ from constructs import Construct
 from escalator import SERVICE
 from escalator.channels import CHANNELS, phone
 from escalator.config import Env
+from escalator.limits import claim_lookahead
 from escalator.migrations import APPLICATION_ROLE
 from infra.bundling import RUNTIME, lambda_code
 from infra.database import Database
@@ -26,6 +27,12 @@ from infra.settings import StackSettings
 
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
+# The steps of a delivery window (an Express execution, at most five minutes) are timed
+# to fit it (infra.state_machine.window_worst_case_seconds): confirm and record do
+# milliseconds of database work (confirm waits out at most 5 s of the due second); a
+# notifier waits at most 10 s for its provider.
+DATABASE_STEP_TIMEOUT = Duration.seconds(10)
+NOTIFIER_TIMEOUT = Duration.seconds(20)
 MIGRATION_TIMEOUT = Duration.minutes(5)
 # Each waiter outlasts what it waits for, so that an answer, even a timeout, arrives
 # before the waiter gives up (and no waiter retries a migration that may still run):
@@ -90,18 +97,36 @@ class EscalatorFunctions(Construct):
         # The runtime functions connect as the application role with an IAM token they
         # sign themselves: no secret, no Secrets Manager endpoint, no password.
         self._connects = {**address, Env.DB_IAM_AUTH: "true", Env.DB_USER: APPLICATION_ROLE}
-        delivery = {**self._connects, Env.LOOKAHEAD_SECONDS: str(settings.schedule_seconds)}
+        # A tick claims two periods ahead (the schedule fires anywhere within a period);
+        # the initiator delivers at once what arrives due sooner than a tick can be
+        # trusted to claim it.
+        lookahead = {Env.LOOKAHEAD_SECONDS: str(claim_lookahead(settings.schedule_seconds))}
+        delivery = {**self._connects, **lookahead}
         self.initiator = self.function(
-            "Initiator", "initiator", environment=self._connects, in_vpc=True
+            "Initiator",
+            "initiator",
+            environment={**self._connects, **lookahead},
+            in_vpc=True,
+            calls_aws=True,
         )
         self.activator = self.function(
             "Activator", "activator", environment=delivery, in_vpc=True, reserved=budget.activator
         )
         self.confirm = self.function(
-            "Confirm", "confirm", environment=delivery, in_vpc=True, reserved=budget.confirm
+            "Confirm",
+            "confirm",
+            environment=delivery,
+            in_vpc=True,
+            reserved=budget.confirm,
+            timeout=DATABASE_STEP_TIMEOUT,
         )
         self.record = self.function(
-            "Record", "record", environment=delivery, in_vpc=True, reserved=budget.record
+            "Record",
+            "record",
+            environment=delivery,
+            in_vpc=True,
+            reserved=budget.record,
+            timeout=DATABASE_STEP_TIMEOUT,
         )
 
     def _call_status(
@@ -201,7 +226,11 @@ class EscalatorFunctions(Construct):
             if secret is not None and channel.secret is not None:
                 environment[channel.secret.variable] = secret.secret_arn
             notifier = self.function(
-                f"Notifier{name.title()}", "notifier", environment=environment, in_vpc=False
+                f"Notifier{name.title()}",
+                "notifier",
+                environment=environment,
+                in_vpc=False,
+                timeout=NOTIFIER_TIMEOUT,
             )
             if secret is not None:
                 secret.grant_read(notifier)
@@ -214,17 +243,30 @@ class EscalatorFunctions(Construct):
         *,
         environment: Mapping[str, str],
         in_vpc: bool,
+        calls_aws: bool = False,
         reserved: int | None = None,
         timeout: Duration = TIMEOUT,
     ) -> lambda_.Function:
         """A function running ``escalator.handlers.<handler>.handler``, with its own log
-        group; in the isolated subnets, as a database client, when ``in_vpc``."""
+        group; in the VPC, as a database client, when ``in_vpc``; and then, when
+        ``calls_aws``, allowed out to AWS's dual-stack API endpoints over IPv6."""
+        if calls_aws and not in_vpc:
+            raise ValueError(f"{name}: calls_aws is for functions in the VPC")
+        variables = {Env.POWERTOOLS_SERVICE_NAME: SERVICE, **environment}
         placement: dict[str, Any] = {}
         if in_vpc:
+            security_groups = [self._network.database_clients]
+            if calls_aws:
+                security_groups.append(self._network.aws_api_clients)
+                # The SDK's clients then use the dual-stack endpoints (states.<region>.api.aws):
+                # the IPv4-only ones are out of reach, with no IPv4 route out of the VPC.
+                variables[Env.AWS_USE_DUALSTACK_ENDPOINT] = "true"
             placement = {
                 "vpc": self._network.vpc,
                 "vpc_subnets": self._network.subnets,
-                "security_groups": [self._network.database_clients],
+                "security_groups": security_groups,
+                # Without it, Lambda lets no IPv6 traffic out, dual-stack subnets or not.
+                "ipv6_allowed_for_dual_stack": True,
             }
         log_group = logs.LogGroup(
             self, f"{name}Logs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
@@ -241,6 +283,6 @@ class EscalatorFunctions(Construct):
             reserved_concurrent_executions=reserved,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={Env.POWERTOOLS_SERVICE_NAME: SERVICE, **environment},
+            environment=variables,
             **placement,
         )

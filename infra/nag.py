@@ -58,11 +58,34 @@ def apply(stack: Any) -> None:
             id="AwsSolutions-IAM5",
             reason="Step Functions log delivery (logs:*LogDelivery, PutResourcePolicy, "
             "Describe*) and X-Ray accept no resource but '*'; function invocations are granted "
+            "on the functions' ARNs and their versions (ARN:*) only; the delivery window's "
+            "executions (to follow and stop the one a tick started) are named by the "
+            "window's ARN and an execution name (execution:<window>:*) only.",
+            applies_to=[
+                "Resource::*",
+                {"regex": "/^Resource::<Functions[A-Za-z0-9]+\\.Arn>:\\*$/g"},
+                {"regex": "/^Resource::arn:<AWS::Partition>:states:.*:execution:.*Window.*$/g"},
+            ],
+        ),
+    )
+    _suppress(
+        stack.window,
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="Step Functions log delivery (logs:*LogDelivery, PutResourcePolicy, "
+            "Describe*) and X-Ray accept no resource but '*'; function invocations are granted "
             "on the functions' ARNs and their versions (ARN:*) only.",
             applies_to=[
                 "Resource::*",
                 {"regex": "/^Resource::<Functions[A-Za-z0-9]+\\.Arn>:\\*$/g"},
             ],
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-SF1",
+            reason="An Express window logs ERROR by default: failed windows are logged whole, "
+            "and a delivery adds nothing to the idle bill; the context delivery_log_level=ALL "
+            "logs every step for a closer look. Each notification's outcome is in the "
+            "database and in the tick's output.",
         ),
     )
     _suppress(

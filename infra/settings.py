@@ -19,6 +19,10 @@ from constructs import Node
 from escalator.channels import CHANNELS
 
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
+LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
+# A tick claims two periods ahead and hands the claim to an Express execution (at most
+# five minutes): two minutes of waiting leave it room to deliver.
+MAX_SCHEDULE_MINUTES = 1
 # An inline Map state runs at most this many iterations at once.
 MAX_INLINE_MAP_CONCURRENCY = 40
 # How many Map iterations may compete for one sandbox of Confirm or Record. Each holds
@@ -101,6 +105,9 @@ class StackSettings:
     db_backup_retention_days: int = 7
     db_connection_cap: int = 30
     schedule_minutes: int = 1
+    # What the delivery windows (Express executions) log: ERROR (failed windows only),
+    # ALL (every step, for a closer look; billed per GB ingested), FATAL or OFF.
+    delivery_log_level: str = "ERROR"
     # The Map's MaxConcurrency; derived from the connection budget unless given.
     max_concurrency: int | None = None
     log_retention_days: int = 30
@@ -147,6 +154,14 @@ class StackSettings:
             raise SettingsError(
                 "context db_max_allocated_storage_gib must be at least db_allocated_storage_gib"
             )
+        if self.schedule_minutes > MAX_SCHEDULE_MINUTES:
+            raise SettingsError(
+                f"context schedule_minutes must be {MAX_SCHEDULE_MINUTES}, got "
+                f"{self.schedule_minutes}: a tick claims two periods ahead, and its delivery "
+                "window, an Express execution, runs at most five minutes"
+            )
+        if self.delivery_log_level not in LOG_LEVELS:
+            raise SettingsError(f"context delivery_log_level must be one of {LOG_LEVELS}")
         if self.db_removal_policy not in REMOVAL_POLICIES:
             raise SettingsError(f"context db_removal_policy must be one of {REMOVAL_POLICIES}")
         self.budget  # noqa: B018 - validates the cap early, with a clear message
@@ -206,6 +221,8 @@ def _convert(key: str, raw: Any, kind: Any) -> Any:
     text = str(raw)
     if key == "db_removal_policy":
         return text.lower()
+    if key == "delivery_log_level":
+        return text.upper()
     if kind == str | None:
         return text or None
     return text

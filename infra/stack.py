@@ -12,17 +12,24 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from escalator.config import Env
+from escalator.limits import claim_lookahead
 from infra import nag
 from infra.alarms import Alarms
 from infra.database import Database, DeletionProtection
-from infra.functions import EscalatorFunctions
+from infra.functions import DATABASE_STEP_TIMEOUT, NOTIFIER_TIMEOUT, EscalatorFunctions
 from infra.network import Network
 from infra.queue import RequestQueue
 from infra.retention import retention
 from infra.schedule import DeliverySchedule
 from infra.secrets import provider_secrets
-from infra.settings import StackSettings, from_context
-from infra.state_machine import delivery_definition
+from infra.settings import SettingsError, StackSettings, from_context
+from infra.state_machine import (
+    EXPRESS_CAP_SECONDS,
+    tick_definition,
+    window_definition,
+    window_worst_case_seconds,
+)
 
 INITIATOR_TIMEOUT = Duration.seconds(30)
 
@@ -76,39 +83,10 @@ class EscalatorStack(Stack):
             )
         )
 
-        execution_logs = logs.LogGroup(
-            self,
-            "DeliveryLogs",
-            log_group_name=f"/aws/vendedlogs/states/{construct_id}-delivery",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        # Named, so that its definition can start it again (the hand-over).
-        machine_name = f"{construct_id}-delivery"
-        itself = sfn.StateMachine.from_state_machine_name(self, "Itself", machine_name)
-        self.state_machine = sfn.StateMachine(
-            self,
-            "Delivery",
-            state_machine_name=machine_name,
-            definition_body=sfn.DefinitionBody.from_chainable(
-                delivery_definition(
-                    self,
-                    activator=functions.activator,
-                    confirm=functions.confirm,
-                    record=functions.record,
-                    notifiers=functions.notifiers,
-                    itself=itself,
-                    max_concurrency=settings.map_concurrency,
-                )
-            ),
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            timeout=Duration.minutes(30),
-            tracing_enabled=True,
-            # Execution data holds phone numbers and e-mail addresses: keep it out of logs.
-            logs=sfn.LogOptions(
-                destination=execution_logs, level=sfn.LogLevel.ALL, include_execution_data=False
-            ),
-        )
+        self.window, self.state_machine = self._delivery(construct_id, functions, settings)
+        # Near-due arrivals: the initiator starts a delivery window of their own at once.
+        self.window.grant_start_execution(functions.initiator)
+        functions.initiator.add_environment(Env.DELIVERY_WINDOW_ARN, self.window.state_machine_arn)
         schedule = DeliverySchedule(
             self, "Schedule", state_machine=self.state_machine, minutes=settings.schedule_minutes
         )
@@ -148,6 +126,7 @@ class EscalatorStack(Stack):
         CfnOutput(self, "RequestQueueUrl", value=requests.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=requests.dead_letter_queue.queue_url)
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        CfnOutput(self, "DeliveryWindowArn", value=self.window.state_machine_arn)
         CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn)
         CfnOutput(
             self,
@@ -155,3 +134,77 @@ class EscalatorStack(Stack):
             value=functions.call_status_url.url,
             description="Where Twilio posts call status callbacks (set on every call)",
         )
+
+    def _delivery(
+        self, construct_id: str, functions: EscalatorFunctions, settings: StackSettings
+    ) -> tuple[sfn.StateMachine, sfn.StateMachine]:
+        """The delivery window (Express) and the tick that the schedule starts (Standard)."""
+        lookahead = claim_lookahead(settings.schedule_seconds)
+        worst = window_worst_case_seconds(
+            lookahead_seconds=lookahead,
+            database_step_timeout=int(DATABASE_STEP_TIMEOUT.to_seconds()),
+            notifier_timeout=int(NOTIFIER_TIMEOUT.to_seconds()),
+        )
+        if worst > EXPRESS_CAP_SECONDS:
+            raise SettingsError(
+                f"context schedule_minutes {settings.schedule_minutes} is too long: a tick "
+                f"claims {lookahead} s ahead, and a delivery window (an Express execution, "
+                f"at most {EXPRESS_CAP_SECONDS} s) would need up to {worst} s"
+            )
+
+        def log_group(logical_id: str, machine_name: str) -> logs.LogGroup:
+            # (under /aws/vendedlogs/: Step Functions writes it without a resource policy)
+            return logs.LogGroup(
+                self,
+                logical_id,
+                log_group_name=f"/aws/vendedlogs/states/{machine_name}",
+                retention=retention(settings.log_retention_days),
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+
+        window = sfn.StateMachine(
+            self,
+            "DeliveryWindow",
+            state_machine_name=f"{construct_id}-delivery-window",
+            definition_body=sfn.DefinitionBody.from_chainable(
+                window_definition(
+                    Construct(self, "WindowStates"),
+                    confirm=functions.confirm,
+                    record=functions.record,
+                    notifiers=functions.notifiers,
+                    max_concurrency=settings.map_concurrency,
+                )
+            ),
+            state_machine_type=sfn.StateMachineType.EXPRESS,
+            timeout=Duration.seconds(EXPRESS_CAP_SECONDS),
+            tracing_enabled=True,
+            # An Express execution has no history to look at: its log is it. ERROR by
+            # default (a failed window is logged whole; a delivery costs nothing to log);
+            # delivery_log_level ALL logs every step, for a closer look. Execution data
+            # holds phone numbers and e-mail addresses: it stays out of the logs.
+            logs=sfn.LogOptions(
+                destination=log_group("DeliveryWindowLogs", f"{construct_id}-delivery-window"),
+                level=sfn.LogLevel(settings.delivery_log_level),
+                include_execution_data=False,
+            ),
+        )
+        # Named, so that its definition can start it again (the hand-over).
+        machine_name = f"{construct_id}-delivery"
+        itself = sfn.StateMachine.from_state_machine_name(self, "Itself", machine_name)
+        tick = sfn.StateMachine(
+            self,
+            "Delivery",
+            state_machine_name=machine_name,
+            definition_body=sfn.DefinitionBody.from_chainable(
+                tick_definition(self, activator=functions.activator, window=window, itself=itself)
+            ),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            timeout=Duration.minutes(30),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=log_group("DeliveryLogs", machine_name),
+                level=sfn.LogLevel.ALL,
+                include_execution_data=False,
+            ),
+        )
+        return window, tick

@@ -1,18 +1,28 @@
-"""The delivery state machine, generated from the channel registry (JSONPath only).
+"""The delivery state machines, generated from the channel registry (JSONPath only).
 
-Claim due notifications -> Anything claimed? (Nothing due) -> Deliver notifications (Map:
-Wait until due -> Confirm still wanted -> Which channel? -> one task per channel ->
-Record delivery / Record failure) -> More due? (hand over to a fresh execution) / Done.
+The tick (Standard, started by the schedule; what an operator inspects): Claim due
+notifications -> Anything claimed? (Nothing due) -> Deliver notifications (starts a
+delivery window and waits for it: ``states:startExecution.sync:2``) -> Summary (its
+output: what each claimed notification became) -> More due? (hand over to a fresh
+execution) / Done.
 
-One execution claims and delivers one batch: a Standard execution's history holds at
-most 25,000 events, and each delivery writes about 23, so instead of looping, an
-execution that leaves more due starts the next one, named from its own name (a retried
-hand-over starts nothing twice) and with the same input.
+The delivery window (Express: billed by duration, not by transition): a Map over the
+notifications it is given, each iteration Wait until due -> Confirm still wanted ->
+Which channel? -> one task per channel -> Record -> its outcome. The initiator starts
+one too, for notifications that arrive due before the next tick can be trusted to
+claim them. An Express execution may run more than once and runs at most five minutes:
+each step is idempotent and the database decides what is still owed, and the window
+fits the cap (``window_worst_case_seconds``).
+
+One tick claims and delivers one batch; a tick that leaves more due starts the next
+one, named from its own name (a retried hand-over starts nothing twice), with the same
+input.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
@@ -50,10 +60,38 @@ NOT_DELIVERED_ERRORS = (
     "ConfigError",
     THROTTLED,
 )
-# The record step holds a provider's receipt: it rides out a database outage of
-# minutes (each delay at most this long) before it gives the receipt up.
-RECORD_DATABASE_RETRY_ATTEMPTS = 12
-RECORD_DATABASE_RETRY_MAX_DELAY_SECONDS = 60
+# How a database step retries a lost answer, a timeout (each delay at most this long).
+DATABASE_SERVICE_ATTEMPTS = 9
+RETRY_MAX_DELAY_SECONDS = 8
+# How it retries a DatabaseError: jittered delays from 2 s, doubling, at most this long.
+DATABASE_ERROR_ATTEMPTS = 3
+DATABASE_ERROR_MAX_DELAY_SECONDS = 8
+# The confirm step retries a DatabaseError fewer times: a notification not confirmed is
+# released after the claim grace and claimed again, nothing lost.
+CONFIRM_DATABASE_ATTEMPTS = 2
+# An Express execution runs at most five minutes.
+EXPRESS_CAP_SECONDS = 300
+# What the tick's "Deliver notifications" retries: a start that never happened, or a
+# window that failed (a re-run is harmless: the database decides what is still owed).
+WINDOW_RETRIES = 1
+
+
+def window_worst_case_seconds(
+    *, lookahead_seconds: int, database_step_timeout: int, notifier_timeout: int
+) -> int:
+    """How long a delivery window runs at most, throttles and lost answers aside: it waits
+    for the last notification it holds (due at the end of the lookahead), then confirms
+    it and records it (each attempt running out of time on the database, with the delays
+    between them) and calls its notifier (each attempt running out of time)."""
+
+    def attempts(count: int, timeout: int, first_delay: int, max_delay: int) -> int:
+        delays = [min(first_delay << retry, max_delay) for retry in range(count - 1)]
+        return count * timeout + sum(delays)
+
+    confirm = attempts(CONFIRM_DATABASE_ATTEMPTS + 1, database_step_timeout, 2, 8)
+    record = attempts(DATABASE_ERROR_ATTEMPTS + 1, database_step_timeout, 2, 8)
+    notifier = attempts(NOTIFIER_ATTEMPTS, notifier_timeout, 1, 8)
+    return lookahead_seconds + confirm + notifier + record
 
 
 def throttle_retry(
@@ -70,23 +108,71 @@ def throttle_retry(
     )
 
 
-def delivery_definition(
+def database_step(
+    scope: Construct,
+    task_id: str,
+    function: lambda_.IFunction,
+    payload: sfn.TaskInput,
+    result_path: str,
+    *,
+    database_attempts: int = DATABASE_ERROR_ATTEMPTS,
+    database_max_delay: int = DATABASE_ERROR_MAX_DELAY_SECONDS,
+) -> sfn.TaskStateBase:
+    """A task of a database function: idempotent under its own retry, so it retries an
+    answer lost after the function ran, a database failure, and a throttle."""
+    task = tasks.LambdaInvoke(
+        scope,
+        task_id,
+        lambda_function=function,
+        payload=payload,
+        payload_response_only=True,
+        result_path=result_path,
+        retry_on_service_exceptions=False,
+    )
+    task.add_retry(
+        errors=list(LAMBDA_SERVICE_ERRORS),
+        interval=Duration.seconds(1),
+        max_attempts=DATABASE_SERVICE_ATTEMPTS,
+        max_delay=Duration.seconds(RETRY_MAX_DELAY_SECONDS),
+        backoff_rate=2,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    task.add_retry(
+        errors=[DATABASE_ERROR],
+        interval=Duration.seconds(2),
+        max_attempts=database_attempts,
+        max_delay=Duration.seconds(database_max_delay),
+        backoff_rate=2,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
+    return throttle_retry(task)
+
+
+def tick_definition(
     scope: Construct,
     *,
     activator: lambda_.IFunction,
+    window: sfn.IStateMachine,
+    itself: sfn.IStateMachine,
+) -> sfn.IChainable:
+    """The states of the scheduled (Standard) state machine: claim, hand the claimed
+    notifications to a delivery window and wait for it, summarize, hand over."""
+    return _Tick(scope).chain(activator=activator, window=window, itself=itself)
+
+
+def window_definition(
+    scope: Construct,
+    *,
     confirm: lambda_.IFunction,
     record: lambda_.IFunction,
     notifiers: Mapping[str, lambda_.IFunction],
-    itself: sfn.IStateMachine,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
 ) -> sfn.IChainable:
-    """The states of the delivery state machine."""
-    return _Definition(scope, record=record).chain(
-        activator=activator,
-        confirm=confirm,
-        notifiers=notifiers,
-        itself=itself,
-        max_concurrency=max_concurrency,
+    """The states of the delivery window (Express): every notification of its input in
+    parallel, each waited for, confirmed, delivered and recorded; its output names each
+    notification with its outcome."""
+    return _Definition(scope, record=record).window(
+        confirm=confirm, notifiers=notifiers, max_concurrency=max_concurrency
     )
 
 
@@ -104,103 +190,48 @@ class _Definition:
         self._scope = scope
         self._record = record
 
-    def chain(
+    def window(
         self,
         *,
-        activator: lambda_.IFunction,
         confirm: lambda_.IFunction,
         notifiers: Mapping[str, lambda_.IFunction],
-        itself: sfn.IStateMachine,
         max_concurrency: int,
     ) -> sfn.IChainable:
-        """Claim -> Anything claimed? -> Deliver notifications -> More due? -> hand over."""
-        deliver_all = sfn.Map(
+        """Deliver notifications: a Map over ``$.notifications``, each iteration owned
+        by ``$.owner`` (the execution, or the arrival, that claimed them)."""
+        return sfn.Map(
             self._scope,
             "Deliver notifications",
-            items_path="$.claim.notifications",
+            items_path="$.notifications",
             item_selector={
                 "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                "execution": sfn.JsonPath.execution_id,
+                "execution": sfn.JsonPath.string_at("$.owner"),
             },
             max_concurrency=max_concurrency,
-            result_path=sfn.JsonPath.DISCARD,
         ).item_processor(self._deliver_one(confirm, notifiers))
-        more_due = (
-            sfn.Choice(self._scope, "More due?")
-            .when(sfn.Condition.boolean_equals("$.claim.more", True), self._hand_over(itself))
-            .otherwise(sfn.Succeed(self._scope, "Done"))
-        )
-        # An idle tick (most of them) ends right after the claim: one transition fewer a
-        # minute is about 1.10 USD a month.
-        anything_claimed = (
-            sfn.Choice(self._scope, "Anything claimed?")
-            .when(
-                sfn.Condition.number_equals("$.claim.claimed", 0),
-                sfn.Succeed(self._scope, "Nothing due"),
-            )
-            .otherwise(deliver_all.next(more_due))
-        )
-        claim = self._database_step(
-            "Claim due notifications",
-            activator,
-            sfn.TaskInput.from_object(
-                {"execution": sfn.JsonPath.execution_id, "input": sfn.JsonPath.entire_payload}
-            ),
-            "$.claim",
-        )
-        return claim.next(anything_claimed)
 
-    def _database_step(
-        self,
-        task_id: str,
-        function: lambda_.IFunction,
-        payload: sfn.TaskInput,
-        result_path: str,
-        *,
-        database_attempts: int = 3,
-        database_max_delay: int | None = None,
-    ) -> sfn.TaskStateBase:
-        """A task of a database function: idempotent under its own retry, so it retries
-        an answer lost after the function ran, a database failure, and a throttle."""
-        task = tasks.LambdaInvoke(
-            self._scope,
-            task_id,
-            lambda_function=function,
-            payload=payload,
-            payload_response_only=True,
-            result_path=result_path,
-            retry_on_service_exceptions=False,
-        )
-        task.add_retry(
-            errors=list(LAMBDA_SERVICE_ERRORS),
-            interval=Duration.seconds(1),
-            max_attempts=9,
-            max_delay=Duration.seconds(8),
-            backoff_rate=2,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        task.add_retry(
-            errors=[DATABASE_ERROR],
-            interval=Duration.seconds(2),
-            max_attempts=database_attempts,
-            max_delay=None if database_max_delay is None else Duration.seconds(database_max_delay),
-            backoff_rate=2,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        return throttle_retry(task)
+    def _outcome(
+        self, state_id: str, kind: str | None = None, *, outcome: str | None = None, **paths: str
+    ) -> sfn.Pass:
+        """An iteration's last state: its output is the notification's id and outcome
+        (``kind``, or the one at the path ``outcome``) and what explains it (``paths``),
+        so that the window's output, a list of them, says what the window did."""
+        fields: dict[str, Any] = {"id": sfn.JsonPath.number_at("$.notification.id")}
+        fields["outcome"] = kind if outcome is None else sfn.JsonPath.string_at(outcome)
+        fields.update({key: sfn.JsonPath.string_at(path) for key, path in paths.items()})
+        return sfn.Pass(self._scope, state_id, parameters=fields)
 
     def _record_step(
         self, task_id: str, key: str, outcome_lost: sfn.IChainable
     ) -> sfn.TaskStateBase:
         """Record what ``$.<key>`` holds (a receipt, a failure, an unknown outcome)."""
         payload = {**_NOTIFICATION_KEYS, key: sfn.JsonPath.object_at(f"$.{key}")}
-        return self._database_step(
+        return database_step(
+            self._scope,
             task_id,
             self._record,
             sfn.TaskInput.from_object(payload),
             "$.recorded",
-            database_attempts=RECORD_DATABASE_RETRY_ATTEMPTS,
-            database_max_delay=RECORD_DATABASE_RETRY_MAX_DELAY_SECONDS,
         ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
 
     def _deliver_one(
@@ -208,7 +239,8 @@ class _Definition:
     ) -> sfn.IChainable:
         """One notification: Wait until due -> Confirm still wanted -> Still wanted? ->
         Which channel? -> its notifier -> Record."""
-        confirm_step = self._database_step(
+        confirm_step = database_step(
+            self._scope,
             "Confirm still wanted",
             confirm,
             sfn.TaskInput.from_object(
@@ -221,8 +253,9 @@ class _Definition:
                 }
             ),
             "$.confirmed",
+            database_attempts=CONFIRM_DATABASE_ATTEMPTS,
         ).add_catch(
-            sfn.Pass(self._scope, "Not confirmed"),
+            self._outcome("Not confirmed", "not confirmed", error="$.confirmError.Error"),
             errors=["States.ALL"],
             result_path="$.confirmError",
         )
@@ -230,7 +263,7 @@ class _Definition:
             sfn.Choice(self._scope, "Still wanted?")
             .when(
                 sfn.Condition.boolean_equals("$.confirmed.deliver", False),
-                sfn.Succeed(self._scope, "Not delivered"),
+                self._outcome("Not delivered", "not delivered", reason="$.confirmed.reason"),
             )
             .otherwise(self._which_channel(notifiers))
         )
@@ -248,11 +281,16 @@ class _Definition:
         """One branch per registered channel: its notifier, then the record of what it did."""
         # An outcome that cannot be recorded leaves the notification sending: the lease
         # turns it unknown, and it is never sent again.
-        outcome_lost = sfn.Pass(self._scope, "Outcome not recorded")
+        outcome_lost = self._outcome(
+            "Outcome not recorded", "not recorded", error="$.recordError.Error"
+        )
+        recorded = self._outcome("Recorded", outcome="$.recorded.outcome")
         record_delivery = self._record_step("Record delivery", "receipt", outcome_lost)
         record_failure = self._record_step("Record failure", "failure", outcome_lost)
         # The provider may have it: never retried, never called failed.
         record_unknown = self._record_step("Record unknown outcome", "unknown", outcome_lost)
+        for record in (record_delivery, record_failure, record_unknown):
+            record.next(recorded)
         which_channel = sfn.Choice(self._scope, "Which channel?")
         for name, channel in CHANNELS.items():
             if name in notifiers:
@@ -297,6 +335,99 @@ class _Definition:
             jitter_strategy=sfn.JitterType.FULL,
         )
         return throttle_retry(notify)
+
+
+class _Tick:
+    """The scheduled execution's states, in ``scope``."""
+
+    def __init__(self, scope: Construct) -> None:
+        self._scope = scope
+
+    def chain(
+        self,
+        *,
+        activator: lambda_.IFunction,
+        window: sfn.IStateMachine,
+        itself: sfn.IStateMachine,
+    ) -> sfn.IChainable:
+        """Claim -> Anything claimed? -> Deliver notifications (the window) -> Summary ->
+        More due? -> hand over."""
+        more_due = (
+            sfn.Choice(self._scope, "More due?")
+            .when(sfn.Condition.boolean_equals("$.more", True), self._hand_over(itself))
+            .otherwise(sfn.Succeed(self._scope, "Done"))
+        )
+        # The tick's output, what the console shows of it: what it claimed and what
+        # became of each notification (about 60 bytes each: a full claim is far below the
+        # 256 KB a state may hold).
+        summary = sfn.Pass(
+            self._scope,
+            "Summary",
+            parameters={
+                "claimed": sfn.JsonPath.number_at("$.claim.claimed"),
+                "more": sfn.JsonPath.string_at("$.claim.more"),
+                "window": sfn.JsonPath.string_at("$.window"),
+            },
+        )
+        window_failed = sfn.Pass(
+            self._scope,
+            "Window failed",
+            # What it had not confirmed is released after the claim grace and claimed
+            # again; what it was sending ends unknown. Nothing is sent twice.
+            parameters={
+                "failed": True,
+                "error": sfn.JsonPath.string_at("$.windowError.Error"),
+                "cause": sfn.JsonPath.string_at("$.windowError.Cause"),
+            },
+            result_path="$.window",
+        )
+        deliver = (
+            tasks.StepFunctionsStartExecution(
+                self._scope,
+                "Deliver notifications",
+                state_machine=window,
+                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+                # The console links the window to the tick that started it.
+                associate_with_parent=True,
+                input=sfn.TaskInput.from_object(
+                    {
+                        "owner": sfn.JsonPath.execution_id,
+                        "notifications": sfn.JsonPath.list_at("$.claim.notifications"),
+                    }
+                ),
+                result_selector={"notifications": sfn.JsonPath.list_at("$.Output")},
+                result_path="$.window",
+            )
+            .add_retry(
+                errors=["States.ALL"],
+                interval=Duration.seconds(1),
+                max_attempts=WINDOW_RETRIES,
+                backoff_rate=2,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            .add_catch(window_failed, errors=["States.ALL"], result_path="$.windowError")
+        )
+        window_failed.next(summary)
+        anything_claimed = (
+            sfn.Choice(self._scope, "Anything claimed?")
+            # An idle tick (most of them) ends right after the claim: one transition
+            # fewer a minute is about 1.10 USD a month.
+            .when(
+                sfn.Condition.number_equals("$.claim.claimed", 0),
+                sfn.Succeed(self._scope, "Nothing due"),
+            )
+            .otherwise(deliver.next(summary).next(more_due))
+        )
+        claim = database_step(
+            self._scope,
+            "Claim due notifications",
+            activator,
+            sfn.TaskInput.from_object(
+                {"execution": sfn.JsonPath.execution_id, "input": sfn.JsonPath.entire_payload}
+            ),
+            "$.claim",
+        )
+        return claim.next(anything_claimed)
 
     def _hand_over(self, itself: sfn.IStateMachine) -> sfn.IChainable:
         """Start a fresh execution (named from this one: a retried hand-over starts

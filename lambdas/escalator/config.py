@@ -22,7 +22,7 @@ from typing import Any
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from escalator.errors import ConfigError
-from escalator.limits import MAX_LATENESS_SECONDS, MAX_SCHEDULE_AHEAD_SECONDS
+from escalator.limits import MAX_LATENESS_SECONDS, MAX_SCHEDULE_AHEAD_SECONDS, claim_lookahead
 
 
 class Env:
@@ -56,6 +56,11 @@ class Env:
     MIGRATION_TIMEOUT_SECONDS = "MIGRATION_TIMEOUT_SECONDS"
     # the status-callback receiver: the in-VPC function that records a call's status
     CALL_STATUS_FUNCTION = "CALL_STATUS_FUNCTION"
+    # the initiator: the delivery window (Express state machine) it starts for
+    # notifications that arrive near their due time
+    DELIVERY_WINDOW_ARN = "DELIVERY_WINDOW_ARN"
+    # botocore's own: reach AWS APIs at their dual-stack (IPv6) endpoints
+    AWS_USE_DUALSTACK_ENDPOINT = "AWS_USE_DUALSTACK_ENDPOINT"
     # Powertools' own: the ``service`` key of every log line and metric.
     POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 
@@ -113,6 +118,13 @@ class InitiatorConfig:
     max_schedule_ahead_seconds: int = MAX_SCHEDULE_AHEAD_SECONDS
     # A notification due longer ago than this at arrival is rejected, not stored pending.
     max_lateness_seconds: int = MAX_LATENESS_SECONDS
+    # Where near-due arrivals are delivered at once; without it, the ticks deliver them.
+    delivery_window_arn: str | None = None
+    # How far ahead a tick claims (two schedule periods): what arrives due sooner than
+    # that (and a margin) is claimed at ingest and delivered by a window of its own.
+    lookahead_seconds: int = claim_lookahead(60)
+    # An arrival's claim lapses this long after its due time if its window never ran.
+    claim_grace_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,9 @@ class DeliveryConfig:
     """Settings of the database steps of the state machine (claim, confirm, record)."""
 
     database: DatabaseSettings
-    # Claim what falls due within this many seconds: the schedule period.
-    lookahead_seconds: int = 60
+    # Claim what falls due within this many seconds: two schedule periods (a tick may come
+    # up to a period late).
+    lookahead_seconds: int = claim_lookahead(60)
     # At most this many notifications per claim, so the state stays far below 256 KB.
     claim_batch_size: int = 200
     # A notification this late is expired instead of delivered.
@@ -230,6 +243,9 @@ def load_initiator_config(environ: Mapping[str, str] | None = None) -> Initiator
         **present(
             max_schedule_ahead_seconds=integer(env, Env.MAX_SCHEDULE_AHEAD_SECONDS),
             max_lateness_seconds=integer(env, Env.MAX_LATENESS_SECONDS),
+            delivery_window_arn=env.get(Env.DELIVERY_WINDOW_ARN) or None,
+            lookahead_seconds=integer(env, Env.LOOKAHEAD_SECONDS),
+            claim_grace_seconds=integer(env, Env.CLAIM_GRACE_SECONDS),
         ),
     )
 

@@ -20,6 +20,7 @@ from escalator.channels import CHANNELS, Notifier
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
+from escalator.limits import EXPIRY_SLACK_SECONDS
 from escalator.logs import logger
 from escalator.model import (
     FINAL_CALL_STATUSES,
@@ -154,8 +155,11 @@ def _check(
     retry_count: int,
     entered: str | None,
 ) -> Confirmation:
+    # (the slack: a notification accepted at the limit of lateness is still delivered)
     if uow.notifications.expire_if_late(
-        notification_id, owner=execution, max_lateness=config.max_lateness_seconds
+        notification_id,
+        owner=execution,
+        max_lateness=config.max_lateness_seconds + EXPIRY_SLACK_SECONDS,
     ):
         return Confirmation(None, "too late: expired", "expired")
     delivery = uow.notifications.start_sending(

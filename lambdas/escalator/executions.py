@@ -1,5 +1,8 @@
-"""Recent executions of the delivery state machine with the outcome of each notification,
-read from the Step Functions API: works against the local stack and against AWS."""
+"""Recent ticks of the delivery state machine with the outcome of each notification their
+delivery window had, read from the Step Functions API (each tick's output): works
+against the local stack and against AWS. Windows started for near-due arrivals are
+Express executions, which AWS lists nowhere: their outcomes are in the database
+(``escalator history``) and, at delivery_log_level ALL, in their log group."""
 
 from __future__ import annotations
 
@@ -8,16 +11,15 @@ from typing import Any
 
 from escalator.errors import ConfigError
 
-RECORD_STATES = ("Record delivery", "Record failure")
-
 
 def find_state_machine(sfn: Any) -> str:
-    """The ARN of the delivery state machine when none is given."""
+    """The ARN of the tick (the Standard delivery state machine) when none is given."""
     machines = sfn.list_state_machines()["stateMachines"]
     matching = [
         machine["stateMachineArn"]
         for machine in machines
-        if "delivery" in machine["name"].lower() or "escalator" in machine["name"].lower()
+        if machine.get("type", "STANDARD") == "STANDARD"
+        and ("delivery" in machine["name"].lower() or "escalator" in machine["name"].lower())
     ]
     if len(matching) != 1:
         names = ", ".join(machine["name"] for machine in machines) or "none"
@@ -27,21 +29,14 @@ def find_state_machine(sfn: Any) -> str:
 
 
 def outcomes(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
-    """What the record steps of one execution wrote, notification by notification."""
-    found: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        for event in page["events"]:
-            details = event.get("stateExitedEventDetails")
-            if not details or details.get("name") not in RECORD_STATES:
-                continue
-            recorded = json.loads(details.get("output") or "{}").get("recorded")
-            if isinstance(recorded, dict):
-                found.append(recorded)
-        if not page.get("nextToken"):
-            return found
-        kwargs["nextToken"] = page["nextToken"]
+    """What one tick's delivery window did, notification by notification: the tick's
+    output (nothing while it runs, or when it claimed nothing)."""
+    output = sfn.describe_execution(executionArn=execution_arn).get("output")
+    window = (json.loads(output) if output else {}).get("window") or {}
+    return [
+        {"notification_id": item.get("id"), "outcome": item.get("outcome")}
+        for item in window.get("notifications") or []
+    ]
 
 
 def recent_executions(

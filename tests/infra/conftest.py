@@ -18,7 +18,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "db_deletion_protection": False,
     "db_removal_policy": "snapshot",
     "db_connection_cap": 18,
-    "schedule_minutes": 5,
+    "delivery_log_level": "ALL",
     "max_concurrency": 7,
     "alarm_topic_arn": ALARM_TOPIC,
     "producer_arns": [PRODUCER],

@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devstack.diagram import DOCUMENT, document, mermaid
-from devstack.template import state_machine_definition
+from devstack.template import EXPRESS, STANDARD, state_machine_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,10 +21,16 @@ def test_the_state_machine_picture_is_drawn_from_the_synthesized_definition(
     assert DOCUMENT.read_text(encoding="utf-8") == document(template), "run `make docs`"
 
 
-def test_the_picture_has_every_state_and_every_transition(template: dict[str, Any]) -> None:
-    machine = state_machine_definition(template)
+@pytest.mark.parametrize("machine_type", [STANDARD, EXPRESS])
+def test_the_picture_has_every_state_and_every_transition(
+    template: dict[str, Any], machine_type: str
+) -> None:
+    machine = state_machine_definition(template, machine_type)
     chart = mermaid(machine)
-    inner = machine["States"]["Deliver notifications"]["ItemProcessor"]["States"]
+    maps = [state for state in machine["States"].values() if state["Type"] == "Map"]
+    inner = {
+        name: state for each in maps for name, state in each["ItemProcessor"]["States"].items()
+    }
     for name in [*machine["States"], *inner]:
         assert f'["{name}' in chart or f'{{"{name}' in chart or f'(["{name}' in chart, name
     arrows = chart.count("-->") + chart.count("-.->")
@@ -31,7 +39,10 @@ def test_the_picture_has_every_state_and_every_transition(template: dict[str, An
         + len(state.get("Catch", []))
         for state in [*machine["States"].values(), *inner.values()]
     )  # fmt: skip
-    assert arrows == transitions + 2  # and the start of the machine and of each item
+    assert arrows == transitions + 1 + len(maps)  # and the start of the machine, of each item
+    assert f"## The {'tick' if machine_type == STANDARD else 'delivery window'}" in document(
+        template
+    )
 
 
 def test_every_file_the_readme_names_exists_and_it_points_nowhere_outside() -> None:

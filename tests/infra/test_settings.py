@@ -36,7 +36,7 @@ def settings_of(**context: object) -> StackSettings:
 
 def test_context_falls_back_to_the_dataclass_defaults() -> None:
     assert settings_of() == StackSettings()
-    assert settings_of(schedule_minutes="5", db_multi_az="true").schedule_minutes == 5
+    assert settings_of(delivery_log_level="all", db_multi_az="true").delivery_log_level == "ALL"
     assert settings_of(db_multi_az="true").db_multi_az is True
     assert settings_of(producer_arns="a,b").producer_arns == ("a", "b")
     assert settings_of(producer_arns='["a"]').producer_arns == ("a",)
@@ -53,6 +53,8 @@ def test_provider_settings_and_existing_secrets_come_from_the_channel_registry()
     ("context", "problem"),
     [
         ({"schedule_minutes": "soon"}, "schedule_minutes must be an integer"),
+        ({"schedule_minutes": 2}, "schedule_minutes must be 1, got 2"),
+        ({"delivery_log_level": "loud"}, "delivery_log_level must be one of"),
         ({"db_multi_az": "maybe"}, "db_multi_az must be true or false"),
         ({"db_allocated_storage_gib": 10}, "db_allocated_storage_gib must be at least 20"),
         ({"db_removal_policy": "keep"}, "db_removal_policy must be one of"),

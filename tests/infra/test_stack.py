@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from devstack.template import resources
+from devstack.template import (
+    EXPRESS,
+    STANDARD,
+    resources,
+    state_machine,
+    state_machine_definition,
+)
 from escalator.channels import CHANNELS
 from escalator.migrations import APPLICATION_ROLE
 from infra.settings import SettingsError, StackSettings, connection_budget
@@ -48,7 +54,8 @@ def test_network_has_isolated_subnets_only_and_no_nat(template: dict[str, Any]) 
     subnets = of_type(template, "AWS::EC2::Subnet").values()
     assert len(subnets) == 2
     assert all(not subnet["Properties"]["MapPublicIpOnLaunch"] for subnet in subnets)
-    # the functions in the VPC need no AWS API at run time: no interface endpoint at all
+    # the functions in the VPC reach AWS APIs over IPv6 (tests/infra/test_network.py):
+    # no interface endpoint at all
     assert of_type(template, "AWS::EC2::VPCEndpoint") == {}
 
 
@@ -92,7 +99,8 @@ def test_database_port_is_open_only_to_the_database_functions(template: dict[str
     for function in our_functions(template).values():
         vpc = function["Properties"].get("VpcConfig")
         if vpc is not None:
-            assert vpc["SecurityGroupIds"] == [{"Fn::GetAtt": [clients, "GroupId"]}]
+            # (what its other groups let out: tests/infra/test_network.py)
+            assert {"Fn::GetAtt": [clients, "GroupId"]} in vpc["SecurityGroupIds"]
     for group in of_type(template, "AWS::EC2::SecurityGroup").values():
         assert all(
             egress.get("CidrIp") != "0.0.0.0/0"
@@ -162,27 +170,43 @@ def test_database_connections_are_bounded_by_the_cap(
         connection_budget(8)
 
 
-def test_schedule_starts_the_state_machine_with_its_period(
-    template: dict[str, Any], customized: dict[str, Any]
-) -> None:
+def test_schedule_starts_the_tick_with_its_period(template: dict[str, Any]) -> None:
     ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
     assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 60}
-    ((machine_id, _),) = of_type(template, "AWS::StepFunctions::StateMachine").items()
-    assert schedule["Properties"]["Target"]["Arn"] == {"Ref": machine_id}
-    ((_, schedule),) = of_type(customized, "AWS::Scheduler::Schedule").items()
-    assert schedule["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
-    assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 300}
+    tick_id, _ = state_machine(template, STANDARD)
+    assert schedule["Properties"]["Target"]["Arn"] == {"Ref": tick_id}
 
 
-def test_state_machine_is_standard_logged_and_traced(template: dict[str, Any]) -> None:
-    ((_, machine),) = of_type(template, "AWS::StepFunctions::StateMachine").items()
+def test_the_tick_is_standard_logged_and_traced(template: dict[str, Any]) -> None:
+    _, machine = state_machine(template, STANDARD)
     properties = machine["Properties"]
-    assert properties.get("StateMachineType", "STANDARD") == "STANDARD"
     assert properties["TracingConfiguration"] == {"Enabled": True}
     logging = properties["LoggingConfiguration"]
     assert logging["Level"] == "ALL"
     assert logging["IncludeExecutionData"] is False  # phone numbers stay out of the logs
+
+
+def test_the_delivery_window_is_express_within_its_cap_and_logs_errors_unless_told(
+    template: dict[str, Any], customized: dict[str, Any]
+) -> None:
+    # GIVEN the delivery window as deployed by default, and with delivery_log_level ALL
+    for synthesized, level in ((template, "ERROR"), (customized, "ALL")):
+        _, machine = state_machine(synthesized, EXPRESS)
+        properties = machine["Properties"]
+        # THEN it is Express, ends within Express's five minutes, is traced, and logs
+        # at the level asked (ERROR: only failed windows), without execution data
+        assert properties["StateMachineType"] == "EXPRESS"
+        assert state_machine_definition(synthesized, EXPRESS)["TimeoutSeconds"] <= 300
+        assert properties["TracingConfiguration"] == {"Enabled": True}
+        logging = properties["LoggingConfiguration"]
+        assert (logging["Level"], logging["IncludeExecutionData"]) == (level, False)
+        (destination,) = logging["Destinations"]
+        group_id = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
+        group = synthesized["Resources"][group_id]
+        # (a vended-logs group: Step Functions may write it without a resource policy)
+        assert group["Properties"]["LogGroupName"].startswith("/aws/vendedlogs/states/")
+        assert group["Properties"]["RetentionInDays"] > 0
 
 
 def test_migration_trigger_runs_after_the_database(template: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The synthesized delivery state machine: states, concurrency, retries and catches."""
+"""The synthesized state machines: the tick (Standard) and its delivery window (Express):
+states, concurrency, retries, catches and the window's time budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import resources, state_machine_definition, synthesized_template
+from devstack.template import EXPRESS, STANDARD, state_machine, state_machine_definition
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
 from tests.infra.conftest import CUSTOM_CONTEXT
@@ -16,15 +17,30 @@ from tests.infra.conftest import CUSTOM_CONTEXT
 # AWS runs at most 40 iterations of an inline Map state at once.
 INLINE_MAP_LIMIT = 40
 THROTTLED = "Lambda.TooManyRequestsException"
+# An Express execution runs at most five minutes.
+EXPRESS_CAP_SECONDS = 300
 
 
 @pytest.fixture(scope="module")
-def states() -> dict[str, Any]:
-    top: dict[str, Any] = state_machine_definition(synthesized_template())["States"]
+def states(template: dict[str, Any]) -> dict[str, Any]:
+    """The tick's states."""
+    top: dict[str, Any] = state_machine_definition(template, STANDARD)["States"]
     return top
 
 
-def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
+@pytest.fixture(scope="module")
+def window(template: dict[str, Any]) -> dict[str, Any]:
+    """The delivery window's definition."""
+    return state_machine_definition(template, EXPRESS)
+
+
+def inner_states(window: dict[str, Any]) -> dict[str, Any]:
+    """The states of one notification's iteration in the window's Map."""
+    inner: dict[str, Any] = window["States"]["Deliver notifications"]["ItemProcessor"]["States"]
+    return inner
+
+
+def test_a_tick_claims_waits_for_its_window_and_hands_over_while_more_is_due(
     states: dict[str, Any], template: dict[str, Any]
 ) -> None:
     assert set(states) == {
@@ -32,6 +48,8 @@ def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
         "Anything claimed?",
         "Nothing due",
         "Deliver notifications",
+        "Window failed",
+        "Summary",
         "More due?",
         "Hand over to a fresh execution",
         "Handed over",
@@ -44,18 +62,41 @@ def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
     ]
     assert states["Anything claimed?"]["Default"] == "Deliver notifications"
     assert states["Nothing due"]["Type"] == "Succeed"
+    # the claim goes to an Express window, which the tick waits for (.sync:2: its output
+    # as JSON), owned by the tick; the console links the window to it
+    deliver = states["Deliver notifications"]
+    assert deliver["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    _, window_machine = state_machine(template, EXPRESS)
+    name = window_machine["Properties"]["StateMachineName"]
+    assert deliver["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{name}")
+    assert deliver["Parameters"]["Input"] == {
+        "owner.$": "$$.Execution.Id",
+        "notifications.$": "$.claim.notifications",
+        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+    }
+    assert deliver["ResultSelector"] == {"notifications.$": "$.Output"}
+    assert deliver["Next"] == "Summary"
+    # a window that failed is retried once (a re-run is harmless), then summarized
+    (retrier,) = deliver["Retry"]
+    assert (retrier["ErrorEquals"], retrier["MaxAttempts"]) == (["States.ALL"], 1)
+    (catch,) = deliver["Catch"]
+    assert (catch["ErrorEquals"], catch["Next"]) == (["States.ALL"], "Window failed")
+    assert states["Window failed"]["Next"] == "Summary"
+    # the tick's output says what it claimed and what became of each notification
+    assert states["Summary"]["Parameters"] == {
+        "claimed.$": "$.claim.claimed",
+        "more.$": "$.claim.more",
+        "window.$": "$.window",
+    }
+    assert states["Summary"]["Next"] == "More due?"
     assert states["More due?"]["Choices"] == [
-        {
-            "Variable": "$.claim.more",
-            "BooleanEquals": True,
-            "Next": "Hand over to a fresh execution",
-        }
+        {"Variable": "$.more", "BooleanEquals": True, "Next": "Hand over to a fresh execution"}
     ]
     hand_over = states["Hand over to a fresh execution"]
     assert hand_over["Resource"] == "arn:aws:states:::states:startExecution"
-    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    name = machine["Properties"]["StateMachineName"]
-    assert hand_over["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{name}")
+    _, tick = state_machine(template, STANDARD)
+    tick_name = tick["Properties"]["StateMachineName"]
+    assert hand_over["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{tick_name}")
     # named from its parent, so a retried hand-over starts nothing twice
     assert hand_over["Parameters"]["Name.$"] == (
         "States.Format('more-{}', States.Hash($$.Execution.Name, 'MD5'))"
@@ -64,12 +105,31 @@ def test_an_execution_hands_over_to_a_fresh_one_while_more_is_due(
     assert hand_over["Catch"][0]["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
 
 
+def test_every_iteration_ends_with_its_notification_and_outcome(window: dict[str, Any]) -> None:
+    ends = {
+        name: state
+        for name, state in inner_states(window).items()
+        if state.get("End") or state["Type"] == "Succeed"
+    }
+    assert set(ends) == {"Recorded", "Not delivered", "Not confirmed", "Outcome not recorded"}
+    for name, state in ends.items():
+        # a small object per notification: the window's output, a list of them, stays
+        # far below the 256 KB a state may hold
+        assert state["Type"] == "Pass", name
+        assert state["Parameters"]["id.$"] == "$.notification.id", name
+        assert "outcome" in state["Parameters"] or "outcome.$" in state["Parameters"], name
+    assert ends["Recorded"]["Parameters"]["outcome.$"] == "$.recorded.outcome"
+
+
 def test_map_delivers_in_parallel_with_bounded_concurrency(
-    states: dict[str, Any], template: dict[str, Any]
+    window: dict[str, Any], template: dict[str, Any]
 ) -> None:
-    deliver = states["Deliver notifications"]
+    deliver = window["States"]["Deliver notifications"]
     assert deliver["Type"] == "Map"
-    assert deliver["ItemsPath"] == "$.claim.notifications"
+    assert deliver["ItemsPath"] == "$.notifications"
+    # every iteration is owned by whoever claimed the notifications: the tick, or the
+    # arrival that the initiator claimed at once
+    assert deliver["ItemSelector"]["execution.$"] == "$.owner"
     inner = deliver["ItemProcessor"]["States"]
     # every sandbox reserved for confirm and record has an iteration to serve, and no
     # more run than an inline Map can
@@ -92,8 +152,8 @@ def test_map_delivers_in_parallel_with_bounded_concurrency(
     assert deliver["ItemProcessor"]["StartAt"] == "Wait until due"
 
 
-def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(states: dict[str, Any]) -> None:
-    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(window: dict[str, Any]) -> None:
+    inner = inner_states(window)
     routes = {
         choice["StringEquals"]: choice["Next"] for choice in inner["Which channel?"]["Choices"]
     }
@@ -127,28 +187,24 @@ def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(states: dict[s
     assert unknown["Parameters"]["unknown.$"] == "$.unknown"
 
 
-def database_tasks(states: dict[str, Any]) -> dict[str, Any]:
-    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
-    names = [
-        "Claim due notifications",
-        "Confirm still wanted",
-        "Record delivery",
-        "Record failure",
-        "Record unknown outcome",
-    ]
-    return {name: states.get(name) or inner[name] for name in names}
+def database_tasks(states: dict[str, Any], window: dict[str, Any]) -> dict[str, Any]:
+    inner = inner_states(window)
+    names = ["Confirm still wanted", "Record delivery", "Record failure", "Record unknown outcome"]
+    return {"Claim due notifications": states["Claim due notifications"]} | {
+        name: inner[name] for name in names
+    }
 
 
 def test_database_steps_retry_a_lost_answer_and_notifiers_never_do(
-    states: dict[str, Any],
+    states: dict[str, Any], window: dict[str, Any]
 ) -> None:
     # A database step is idempotent under its own retry: it retries every error after
     # which the function may have run. A notifier may have placed the call: it does not.
     may_have_run = {"Lambda.ServiceException", "Lambda.SdkClientException", "Sandbox.Timedout"}
-    for name, task in database_tasks(states).items():
+    for name, task in database_tasks(states, window).items():
         retried = {error for retrier in task["Retry"] for error in retrier["ErrorEquals"]}
         assert may_have_run <= retried, name
-    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+    inner = inner_states(window)
     for channel in CHANNELS.values():
         retried = {
             error
@@ -158,8 +214,8 @@ def test_database_steps_retry_a_lost_answer_and_notifiers_never_do(
         assert retried == {"TransientDeliveryError", "Lambda.TooManyRequestsException"}
 
 
-def test_confirm_is_told_a_retry_from_a_second_run(states: dict[str, Any]) -> None:
-    inner = states["Deliver notifications"]["ItemProcessor"]["States"]
+def test_confirm_is_told_a_retry_from_a_second_run(window: dict[str, Any]) -> None:
+    inner = inner_states(window)
     parameters = inner["Confirm still wanted"]["Parameters"]
     assert parameters["retry_count.$"] == "$$.State.RetryCount"
     assert parameters["entered.$"] == "$$.State.EnteredTime"
@@ -188,35 +244,70 @@ def function_of(template: dict[str, Any], task: dict[str, Any]) -> dict[str, Any
     return function
 
 
-def test_record_rides_out_a_database_outage_of_minutes(states: dict[str, Any]) -> None:
+def timeout_of(template: dict[str, Any], task: dict[str, Any]) -> float:
+    """The timeout of the function a task invokes (Lambda's default: 3 s)."""
+    return float(function_of(template, task)["Properties"].get("Timeout", 3))
+
+
+def test_a_window_fits_the_five_minutes_of_an_express_execution(
+    template: dict[str, Any], window: dict[str, Any], states: dict[str, Any]
+) -> None:
+    # GIVEN the last notification of a claim, due at the end of the tick's lookahead
+    inner = inner_states(window)
+    claim = states["Claim due notifications"]
+    variables = function_of(template, claim)["Properties"]["Environment"]["Variables"]
+    lookahead = float(variables[Env.LOOKAHEAD_SECONDS])
+
+    def database_retries(task: dict[str, Any]) -> float:
+        (retrier,) = [r for r in task["Retry"] if r["ErrorEquals"] == ["DatabaseError"]]
+        attempts = int(retrier["MaxAttempts"]) + 1
+        return attempts * timeout_of(template, task) + retry_seconds(retrier)
+
+    # WHEN every step takes as long as it may, lost answers and throttles aside: the
+    # confirm and the record each failing on the database until their last attempt, the
+    # notifier running out of time on every attempt
+    confirm = inner["Confirm still wanted"]
+    record = inner["Record delivery"]
+    slowest_notifier = max(
+        (inner[channel.task_name] for channel in CHANNELS.values()),
+        key=lambda task: timeout_of(template, task),
+    )
+    (transient,) = [
+        r for r in slowest_notifier["Retry"] if r["ErrorEquals"] == ["TransientDeliveryError"]
+    ]
+    notifier = (transient["MaxAttempts"] + 1) * timeout_of(
+        template, slowest_notifier
+    ) + retry_seconds(transient)
+    worst = lookahead + database_retries(confirm) + notifier + database_retries(record)
+
+    # THEN the window still ends within its timeout, which is within Express's cap; and
+    # the record step rides out a short database outage
+    assert worst <= window["TimeoutSeconds"] <= EXPRESS_CAP_SECONDS, worst
     for name in ("Record delivery", "Record failure", "Record unknown outcome"):
-        (database,) = [
-            retrier
-            for retrier in database_tasks(states)[name]["Retry"]
-            if retrier["ErrorEquals"] == ["DatabaseError"]
-        ]
-        # with full jitter each delay is drawn below its ceiling: on average half
-        assert retry_seconds(database) / 2 >= 180, name
+        (database,) = [r for r in inner[name]["Retry"] if r["ErrorEquals"] == ["DatabaseError"]]
+        assert retry_seconds(database) >= 10, name
 
 
-def test_state_machine_is_standard_and_uses_jsonpath_only(states: dict[str, Any]) -> None:
-    template = synthesized_template()
-    ((_, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    assert machine["Properties"].get("StateMachineType", "STANDARD") == "STANDARD"
-    assert "JSONata" not in str(state_machine_definition(template))
+def test_the_tick_is_standard_the_window_express_and_both_use_jsonpath_only(
+    template: dict[str, Any],
+) -> None:
+    for machine_type in (STANDARD, EXPRESS):
+        _, machine = state_machine(template, machine_type)
+        assert machine["Properties"].get("StateMachineType", STANDARD) == machine_type
+        assert "JSONata" not in str(state_machine_definition(template, machine_type))
 
 
 def test_max_concurrency_comes_from_context(
-    states: dict[str, Any], customized: dict[str, Any]
+    window: dict[str, Any], customized: dict[str, Any]
 ) -> None:
-    deliver = state_machine_definition(customized)["States"]["Deliver notifications"]
+    deliver = state_machine_definition(customized, EXPRESS)["States"]["Deliver notifications"]
     assert deliver["MaxConcurrency"] == CUSTOM_CONTEXT["max_concurrency"]
-    assert deliver["MaxConcurrency"] != states["Deliver notifications"]["MaxConcurrency"]
+    assert deliver["MaxConcurrency"] != window["States"]["Deliver notifications"]["MaxConcurrency"]
 
 
 def lambda_tasks(template: dict[str, Any]) -> dict[str, Any]:
-    top = state_machine_definition(template)["States"]
-    inner = top["Deliver notifications"]["ItemProcessor"]["States"]
+    top = state_machine_definition(template, STANDARD)["States"]
+    inner = inner_states(state_machine_definition(template, EXPRESS))
     return {
         name: state
         for name, state in [*top.items(), *inner.items()]
@@ -241,7 +332,7 @@ def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(
     assert len(tasks) == 5 + len(CHANNELS)  # claim, confirm, three records, the notifiers
     # The Map's iterations queue for the reserved sandboxes of confirm and record: the
     # last of a sandbox's queue waits for every one before it.
-    deliver = state_machine_definition(template)["States"]["Deliver notifications"]
+    deliver = state_machine_definition(template, EXPRESS)["States"]["Deliver notifications"]
     confirm = tasks["Confirm still wanted"]
     sandboxes = min(
         function_of(template, tasks[name])["Properties"]["ReservedConcurrentExecutions"]

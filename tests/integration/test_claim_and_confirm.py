@@ -11,6 +11,7 @@ from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
+from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 from tests.support.contract_cases import pubnub, start
 from tests.support.steps import EXECUTION, Steps, claimed_ids, state_of
 
@@ -118,13 +119,38 @@ def test_the_claim_expires_what_is_too_late_by_itself(steps: Steps, initiator_en
     assert state_of(initiator_env, 1)[2] == "more than 900 seconds late"
 
 
+# What the confirm step gives a notification beyond the maximum lateness (900 s): the
+# time from its acceptance, at the limit, to its confirm.
+CONFIRM_LIMIT = MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS
+
+
+def test_the_confirm_still_delivers_what_was_accepted_at_the_limit_of_lateness(
+    steps: Steps, initiator_env: str
+) -> None:
+    # GIVEN a notification claimed in time, a little more than 900 s late at its confirm
+    steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    query(initiator_env, "UPDATE notification SET due_at = now() - interval '905 seconds'")
+
+    # WHEN the confirm step runs
+    answer = steps.confirm(notification_id)
+
+    # THEN it is delivered: accepted, then expired would be a notification never tried
+    assert answer["deliver"] is True
+    assert state_of(initiator_env, notification_id)[:1] == ("sending",)
+
+
 def test_the_confirm_expires_what_became_too_late_after_its_claim(
     steps: Steps, initiator_env: str
 ) -> None:
     # GIVEN a notification claimed in time, which became too late before its confirm
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    query(initiator_env, "UPDATE notification SET due_at = now() - interval '901 seconds'")
+    query(
+        initiator_env,
+        "UPDATE notification SET due_at = now() - make_interval(secs => %s)",
+        (CONFIRM_LIMIT + 1,),
+    )
 
     # WHEN the confirm step runs
     answer = steps.confirm(notification_id)

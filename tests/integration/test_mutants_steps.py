@@ -19,6 +19,7 @@ from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.handlers import activator, confirm
+from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 from escalator.service import store_caller_id_registry
 from tests.support.contract_cases import PHONE, phone, pubnub, start, stop
 from tests.support.steps import ENTERED, EXECUTION, Steps, claimed_ids, state_of
@@ -113,20 +114,28 @@ def test_a_full_batch_with_nothing_left_due_says_no_more(
     assert (claimed_ids(answer), answer["more"]) == ([1, 3], False)
 
 
-def test_the_schedule_period_is_the_lookahead_of_the_claim(
+def test_a_tick_claims_two_schedule_periods_ahead(
     steps: Steps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a lookahead of 60 s by default, and notifications due in 2 s and in 30 s
+    # GIVEN a lookahead of 60 s by default, and notifications due in 2, 15 and 30 s
     monkeypatch.setenv("LOOKAHEAD_SECONDS", "60")
     now = int(time.time())
-    steps.submit(start("restaurant-1", pubnub("ch-1", at=now + 2), pubnub("ch-2", at=now + 30)))
+    steps.submit(
+        start(
+            "restaurant-1",
+            pubnub("ch-1", at=now + 2),
+            pubnub("ch-2", at=now + 15),
+            pubnub("ch-3", at=now + 30),
+        )
+    )
 
     # WHEN a schedule of 10 s claims, and then one that names no period
     short = claimed_ids(claim(steps, period=10))
     default = claimed_ids(claim(steps, execution=EXECUTION + "-next"))
 
-    # THEN the first took what falls due within its period, the second the rest
-    assert (short, default) == ([1], [2])
+    # THEN the first took what falls due within two of its periods (the next tick may
+    # come almost two periods later), the second the rest
+    assert (short, default) == ([1, 2], [3])
 
 
 def test_the_claim_counts_what_it_expired_and_completes_a_process_left_with_nothing(
@@ -300,7 +309,11 @@ def test_a_confirm_that_expires_counts_it_and_says_so(
 ) -> None:
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    query(initiator_env, "UPDATE notification SET due_at = now() - interval '901 seconds'")
+    query(
+        initiator_env,
+        "UPDATE notification SET due_at = now() - make_interval(secs => %s)",
+        (MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS + 1,),
+    )
     capsys.readouterr()
 
     steps.confirm(notification_id)

@@ -21,7 +21,15 @@ from devstack.peers import Peers, running_peers
 from devstack.postgres import query
 from devstack.rehearsal import RUNTIME_ACCESS_KEY, RUNTIME_SECRET_KEY, Rehearsal, rehearse
 from devstack.sqs import EventSource
-from devstack.template import REGION, resources, synthesize, synthesized_template
+from devstack.template import (
+    EXPRESS,
+    REGION,
+    STANDARD,
+    resources,
+    state_machine,
+    synthesize,
+    synthesized_template,
+)
 from escalator.channels.phone import status_callback_for
 from escalator.client import Producer
 from escalator.config import database_settings
@@ -329,20 +337,39 @@ def allowed_resources(template: dict[str, Any], role: str, action: str) -> list[
     ]
 
 
-def test_the_state_machine_may_invoke_every_function_it_names_and_start_itself() -> None:
+def test_each_state_machine_may_invoke_every_function_it_names_and_start_what_it_starts() -> None:
     template = synthesized_template()
-    ((machine_id, machine),) = resources(template, "AWS::StepFunctions::StateMachine").items()
-    role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
-    invocable = allowed_resources(template, role, "lambda:InvokeFunction")
-    named = json.dumps(machine["Properties"]["DefinitionString"])
-    for logical_id in resources(template, "AWS::Lambda::Function"):
-        if f'"{logical_id}"' in named:
-            assert {"Fn::GetAtt": [logical_id, "Arn"]} in invocable, logical_id
-    (itself,) = allowed_resources(template, role, "states:StartExecution")
-    name = machine["Properties"]["StateMachineName"]
-    assert json.dumps(itself).endswith(f':stateMachine:{name}"]]}}')
+    tick_id, tick = state_machine(template, STANDARD)
+    window_id, window = state_machine(template, EXPRESS)
+    for machine in (tick, window):
+        role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+        invocable = allowed_resources(template, role, "lambda:InvokeFunction")
+        named = json.dumps(machine["Properties"]["DefinitionString"])
+        for logical_id in resources(template, "AWS::Lambda::Function"):
+            if f'"{logical_id}"' in named:
+                assert {"Fn::GetAtt": [logical_id, "Arn"]} in invocable, logical_id
+    # the tick starts itself (the hand-over) and its window, and follows the window
+    tick_role = tick["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    started = allowed_resources(template, tick_role, "states:StartExecution")
+    name = tick["Properties"]["StateMachineName"]
+    assert any(json.dumps(item).endswith(f':stateMachine:{name}"]]}}') for item in started)
+    assert {"Ref": window_id} in started
+    assert allowed_resources(template, tick_role, "states:DescribeExecution")
+    # the window starts nothing
+    window_role = window["Properties"]["RoleArn"]["Fn::GetAtt"][0]
+    assert allowed_resources(template, window_role, "states:StartExecution") == []
+    # the schedule starts the tick only; the initiator starts the window only
     ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
     scheduler_role = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
     assert allowed_resources(template, scheduler_role, "states:StartExecution") == [
-        {"Ref": machine_id}
+        {"Ref": tick_id}
     ]
+    ((initiator_id, initiator),) = [
+        (logical_id, function)
+        for logical_id, function in resources(template, "AWS::Lambda::Function").items()
+        if function["Properties"]["Handler"] == "escalator.handlers.initiator.handler"
+    ]
+    initiator_role = initiator["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert allowed_resources(template, initiator_role, "states:StartExecution") == [
+        {"Ref": window_id}
+    ], initiator_id

@@ -26,6 +26,7 @@ from devstack.moto_adapter import (
     SERVICE_EXCEPTION,
     THROTTLED,
     TIMED_OUT,
+    ExpressRuns,
     InProcessLambdas,
     LambdaFaults,
 )
@@ -61,11 +62,13 @@ def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @contextmanager
 def emulated(
-    omit: Collection[str] = (), history_cap: int = HISTORY_EVENT_CAP
+    omit: Collection[str] = (),
+    history_cap: int = HISTORY_EVENT_CAP,
+    express: ExpressRuns | None = None,
 ) -> Iterator[InProcessLambdas]:
     with (
         mock_aws(config=CONFIG),
-        moto_adapter.lambdas_in_process(history_cap, omit=omit) as lambdas,
+        moto_adapter.lambdas_in_process(history_cap, omit=omit, express=express) as lambdas,
     ):
         yield lambdas
 
@@ -312,6 +315,93 @@ def test_a_start_execution_task_starts_the_execution() -> None:
     # (moto hands botocore StateMachineArn, which botocore refuses)
     described, executions = run(omit={"state_task_service_sfn.boto_client_for"})
     assert (described["status"], executions) == ("FAILED", [])
+
+
+def express_machine(sfn: Any, definition: dict[str, Any]) -> str:
+    """An Express state machine of this definition; its ARN."""
+    arn: str = sfn.create_state_machine(
+        name="window", definition=json.dumps(definition), roleArn=ROLE, type="EXPRESS"
+    )["stateMachineArn"]
+    return arn
+
+
+@proves("StateTaskServiceSfn._normalise_response")
+def test_a_start_execution_sync_task_gets_the_childs_output() -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN a machine whose task starts an Express one and waits for it
+        # (states:startExecution.sync:2, as the tick starts its delivery window)
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            child = {"Type": "Pass", "Parameters": {"doubled.$": "States.MathAdd($.n, $.n)"}}
+            child_arn = express_machine(
+                machine.sfn, {"StartAt": "Double", "States": {"Double": {**child, "End": True}}}
+            )
+            start = {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": child_arn, "Input": {"n.$": "$.n"}},
+                "ResultSelector": {"output.$": "$.Output", "status.$": "$.Status"},
+                "End": True,
+            }
+            arn = machine.sfn.create_state_machine(
+                name="parent",
+                definition=json.dumps({"StartAt": "Start", "States": {"Start": start}}),
+                roleArn=ROLE,
+            )["stateMachineArn"]
+            parent = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
+            # WHEN it runs
+            return parent.wait(parent.start({"n": 21}), timeout=30)
+
+    # THEN it has the child's output, as AWS names it
+    described = run()
+    assert described["status"] == "SUCCEEDED", described
+    assert json.loads(described["output"]) == {"output": {"doubled": 42}, "status": "SUCCEEDED"}
+    # (moto keeps botocore's executionArn, and its own resolver looks for ExecutionArn)
+    assert run(omit={"StateTaskServiceSfn._normalise_response"})["status"] == "FAILED"
+
+
+PASS = {"Type": "Pass", "End": True}
+
+
+@proves("StepFunctionsParserBackend.start_execution")
+def test_an_express_execution_ends_at_its_cap() -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN an Express machine that waits longer than its cap (scaled to 0.5 s)
+        with emulated(omit, express=ExpressRuns(0.5)) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            wait = {"Type": "Wait", "Seconds": 3, "End": True}
+            arn = express_machine(machine.sfn, {"StartAt": "Wait", "States": {"Wait": wait}})
+            window = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
+            # WHEN it runs
+            return window.wait(window.start({}), timeout=30)
+
+    # THEN AWS ends it at the cap
+    assert run()["status"] == "TIMED_OUT"
+    # (moto runs it as a Standard one, to its end)
+    assert run(omit={"StepFunctionsParserBackend.start_execution"})["status"] == "SUCCEEDED"
+
+
+@proves("StepFunctionsParserBackend.start_execution")
+def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() -> None:
+    def run(omit: Collection[str] = ()) -> list[tuple[str, str]]:
+        # GIVEN Express executions that run at least once: here every one twice
+        with emulated(omit, express=ExpressRuns(rerun_probability=1.0, seed=1)) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            arn = express_machine(machine.sfn, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            # WHEN one is started, without a name (as the initiator starts a window)
+            machine.sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 1}))
+            window = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
+            return [(item["executionArn"], item["input"]) for item in window.settle(timeout=30)]
+
+    # THEN it ran twice with the same input, each run an execution of its own (a UUID
+    # name, as AWS gives one)
+    runs = run()
+    assert [item_input for _, item_input in runs] == ['{"n": 1}', '{"n": 1}']
+    assert len({arn for arn, _ in runs}) == 2
+    assert not any(arn.endswith(":None") for arn, _ in runs)
+    # (moto runs it once, named "None")
+    ((arn, _),) = run(omit={"StepFunctionsParserBackend.start_execution"})
+    assert arn.endswith(":None")
 
 
 def test_every_strict_row_has_its_behavioural_test() -> None:

@@ -1,7 +1,8 @@
 """Activator Lambda, the state machine's first step: claims the notifications now due.
 
 Input: ``{"execution": <execution id>, "input": <execution input>}``; the execution
-input may carry ``period_seconds`` (the schedule period) to set the lookahead.
+input may carry ``period_seconds`` (the schedule period): the claim looks two periods
+ahead (``limits.claim_lookahead``), as the schedule may fire anywhere within a period.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from escalator import bootstrap
+from escalator.limits import claim_lookahead
 from escalator.logs import logger
 from escalator.metrics import metrics
 
@@ -20,6 +22,7 @@ from escalator.metrics import metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     period = (event.get("input") or {}).get("period_seconds")
     claim = bootstrap.delivery_steps().claim(
-        execution=str(event["execution"]), lookahead=int(period) if period else None
+        execution=str(event["execution"]),
+        lookahead=claim_lookahead(int(period)) if period else None,
     )
     return claim.to_event()
