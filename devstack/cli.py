@@ -3,6 +3,7 @@
 escalator db migrate [--database-url URL] [--sql-dir DIR]
 escalator local [--port 4566] [--tick 60] [--database-url URL] [--data-dir DIR]
                 [--caller-id-registry FILE] [--outbox PATH] [--lambda-faults P] [--fault-seed N]
+                [--exact-schedule] [--schedule-seed N]
 escalator send start PROCESS_ID --notification 'channel=phone,at=+90,phone-number=+385...'
 escalator send stop PROCESS_ID
 escalator send --file request.json
@@ -87,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         " of those that ran, as AWS may (0 to 1; default %(default)s)",
     )
     local.add_argument("--fault-seed", type=int, help="replay the same faults")
+    local.add_argument(
+        "--exact-schedule",
+        action="store_true",
+        help="tick at the start of each period (default: at a random moment within it, "
+        "as EventBridge Scheduler does)",
+    )
+    local.add_argument("--schedule-seed", type=int, help="replay the same tick moments")
     local.set_defaults(run=_local)
 
     send = commands.add_parser("send", help="send a request to the queue")
@@ -164,6 +172,8 @@ def _local(args: argparse.Namespace) -> int:
             outbox=args.outbox,
             lambda_faults=args.lambda_faults,
             fault_seed=args.fault_seed,
+            exact_schedule=args.exact_schedule,
+            schedule_seed=args.schedule_seed,
         )
     )
 

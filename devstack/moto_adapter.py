@@ -55,7 +55,11 @@ from moto.stepfunctions.parser.asl.component.common.error_name.failure_event imp
 from moto.stepfunctions.parser.asl.component.common.path import result_path
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_callback,
     state_task_service_sfn,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
+    ResourceCondition,
 )
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
     timestamp as wait_timestamp,
@@ -573,6 +577,23 @@ def _sfn_results_as_aws_gives_them(original: Any, emulation: Emulation) -> Calla
     return _normalise_response
 
 
+def _each_attempt_waits_anew(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def _eval_integration_pattern(
+        self: Any,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: Any,
+        state_credentials: Any,
+    ) -> Any:
+        if self.resource.condition in (ResourceCondition.Sync, ResourceCondition.Sync2):
+            # A fresh endpoint for this attempt: the one the state made on entry was shut
+            # by the attempt before (a retry would otherwise time out at once).
+            env.callback_pool_manager.add(env.states.context_object.update_task_token())
+        return original(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+
+    return _eval_integration_pattern
+
+
 def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., Any]:
     express = emulation.lambdas.express
 
@@ -878,6 +899,16 @@ STRICT: tuple[Patch, ...] = (
         "cannot be written to the execution's JSON",
         "moto-bug",
         ("self", "response", "boto_service_name", "service_action_name"),
+    ),
+    Patch(
+        state_task_service_callback.StateTaskServiceCallback,
+        "_eval_integration_pattern",
+        _each_attempt_waits_anew,
+        "moto bug: a retried .sync task (the tick retrying its delivery window) reuses the "
+        "callback endpoint its first attempt shut down, and times out at once "
+        "(States.Timeout) instead of starting the child again",
+        "moto-bug",
+        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
     ),
     Patch(
         StepFunctionsParserBackend,

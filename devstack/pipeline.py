@@ -17,7 +17,12 @@ from moto import mock_aws
 from devstack import CALLER_IDS
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.function_url import FunctionUrl
-from devstack.moto_adapter import HISTORY_EVENT_CAP, InProcessLambdas, lambdas_in_process
+from devstack.moto_adapter import (
+    HISTORY_EVENT_CAP,
+    ExpressRuns,
+    InProcessLambdas,
+    lambdas_in_process,
+)
 from devstack.peers import Peers, running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
@@ -68,6 +73,12 @@ class Pipeline:
             os.environ[name] = value
         bootstrap.reset()
 
+    def start_near_due(self) -> None:
+        """Let the initiator start a delivery window for what arrives due too soon for a
+        tick (as deployed: the template gives it the window's ARN). Off by default, so
+        that a test's ticks claim what it submits."""
+        self.configure(DELIVERY_WINDOW_ARN=self.machine.window_arn)
+
     def restore(self) -> None:
         for name, value in self._saved.items():
             if value is None:
@@ -85,11 +96,13 @@ def running_pipeline(
     *,
     application_url: str | None = None,
     history_cap: int = HISTORY_EVENT_CAP,
+    express: ExpressRuns | None = None,
 ) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
     the peers and ``settings``, the caller-id registry stored. The functions connect
     with ``application_url`` when given (the application role). ``history_cap`` scales
-    the quota of history events per execution down, for tests at a small size."""
+    the quota of history events per execution down, for tests at a small size;
+    ``express`` says how Express executions run (their cap, reruns)."""
     template = synthesized_template()
     query(
         database_url,
@@ -99,7 +112,7 @@ def running_pipeline(
     )
     with running_peers() as peers:
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
-        with mock_aws(config=config), lambdas_in_process(history_cap) as lambdas:
+        with mock_aws(config=config), lambdas_in_process(history_cap, express=express) as lambdas:
             session = boto3.Session(region_name=REGION)
             machine = deploy(session, template, lambdas=lambdas)
             receiver = machine.function_named("FunctionsCallStatusReceiver")

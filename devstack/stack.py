@@ -28,12 +28,14 @@ from typing import Any
 from psycopg2.extensions import make_dsn
 
 from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
+from devstack.schedule import Schedule
 from devstack.template import REGION, resources
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
 from escalator.config import DatabaseSettings, Env
 from escalator.database import Database, UnitOfWork
 from escalator.errors import ConfigError
+from escalator.limits import claim_lookahead
 from escalator.logs import logger
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 from escalator.service import store_caller_id_registry
@@ -53,6 +55,10 @@ class LocalOptions:
     # answer is lost after they ran (as AWS does now and then); a seed to replay them.
     lambda_faults: float = 0.0
     fault_seed: int | None = None
+    # Ticks fire at a random moment within each period, as EventBridge Scheduler's do
+    # (``schedule_seed`` replays them); ``exact_schedule``: at each period's start.
+    exact_schedule: bool = False
+    schedule_seed: int | None = None
 
 
 def say(message: str) -> None:
@@ -98,7 +104,7 @@ def local_defaults(tick: int) -> dict[str, str]:
     """The delivery settings the local stack uses unless the environment says otherwise:
     claims and leases scaled to its schedule, so a restart picks up quickly."""
     return {
-        Env.LOOKAHEAD_SECONDS: str(tick),
+        Env.LOOKAHEAD_SECONDS: str(claim_lookahead(tick)),
         Env.CLAIM_GRACE_SECONDS: str(max(5, 2 * tick)),
         Env.SENDING_LEASE_SECONDS: str(max(30, 4 * tick)),
     }
@@ -172,7 +178,9 @@ def run(options: LocalOptions) -> int:
         }
         print(json.dumps(ready), flush=True)
         quiet_stdout()
-        executions = _serve(aws, options.tick, stop)
+        schedule = Schedule(options.tick, seed=options.schedule_seed, exact=options.exact_schedule)
+        say(f"schedule: {schedule.describe()}")
+        executions = _serve(aws, schedule, stop)
         say(f"stopped after {executions} executions, {len(aws.lambdas.invocations)} invocations")
         say(f"Lambda faults injected: {aws.lambdas.faults.summary()}")
         timed_out = ", ".join(f"{name} {n}" for name, n in aws.lambdas.timed_out.items())
@@ -268,15 +276,18 @@ def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
     )
     os.environ.setdefault(phone.TWILIO_STATUS_CALLBACK_URL, callbacks.url)
     os.environ[Env.CALL_STATUS_FUNCTION] = machine.function_named("FunctionsCallStatusRecorder")
+    # Near-due arrivals: the initiator starts their delivery window at once.
+    os.environ[Env.DELIVERY_WINDOW_ARN] = machine.window_arn
     bootstrap.reset()
     return _LocalAws(
         endpoint, lambdas, sqs, queue_url, dead_letter_queue_url, machine, callbacks.url
     )
 
 
-def _serve(aws: _LocalAws, tick: int, stop: threading.Event) -> int:
-    """Feed the queue to the initiator and start an execution every tick until ``stop``;
-    then stop what still runs. How many executions were started."""
+def _serve(aws: _LocalAws, schedule: Schedule, stop: threading.Event) -> int:
+    """Feed the queue to the initiator and start a tick as ``schedule`` fires until
+    ``stop``; then stop what still runs. How many ticks were started."""
+    tick = int(schedule.period)
     from devstack.moto_adapter import LocalContext
     from devstack.sqs import EventSource
     from escalator.handlers import initiator
@@ -292,11 +303,7 @@ def _serve(aws: _LocalAws, tick: int, stop: threading.Event) -> int:
     )
     poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
     poller.start()
-    executions = 0
-    while not stop.is_set():
-        aws.machine.start({"period_seconds": tick})
-        executions += 1
-        stop.wait(tick)
+    executions = schedule.run(lambda: aws.machine.start({"period_seconds": tick}), stop)
     say("stopping")
     poller.join(timeout=10)
     _stop_running(aws.machine)

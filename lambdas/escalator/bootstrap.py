@@ -30,6 +30,7 @@ from escalator.config import (
 from escalator.database import Database, UnitOfWork
 from escalator.errors import ConfigError
 from escalator.lambda_invoker import LambdaInvoker
+from escalator.limits import near_due_horizon
 from escalator.migrations import default_sql_dir
 from escalator.model import (
     CallbackAnswer,
@@ -45,24 +46,38 @@ from escalator.model import (
     RequestOutcome,
     SignedCallback,
 )
+from escalator.windows import DeliveryWindows, StepFunctionsWindows
 
 
 @dataclass(frozen=True)
 class Initiator:
-    """The initiator's use case, bound to its database."""
+    """The initiator's use case, bound to its database and, when it has one, the delivery
+    window it starts for near-due arrivals."""
 
     database: Database
     config: InitiatorConfig
+    windows: DeliveryWindows | None = None
 
     def apply(self, message: RequestMessage) -> RequestOutcome:
-        """Apply one request from the queue (``service.handle_request``)."""
-        return service.handle_request(
+        """Apply one request from the queue (``service.handle_request``), then start the
+        delivery of what it claimed as near-due (``service.deliver_near_due``)."""
+        near_due = None
+        if self.windows is not None:
+            near_due = service.NearDue(
+                horizon=near_due_horizon(self.config.lookahead_seconds),
+                grace=self.config.claim_grace_seconds,
+            )
+        outcome = service.handle_request(
             UnitOfWork(self.database),
             message,
             now=int(time.time()),
             max_schedule_ahead=self.config.max_schedule_ahead_seconds,
             max_lateness=self.config.max_lateness_seconds,
+            near_due=near_due,
         )
+        if self.windows is not None:
+            service.deliver_near_due(UnitOfWork(self.database), self.windows, outcome)
+        return outcome
 
 
 @dataclass(frozen=True)
@@ -196,7 +211,14 @@ def call_status_receiver() -> CallStatusReceiver:
 @functools.cache
 def initiator() -> Initiator:
     config = load_initiator_config()
-    return Initiator(Database(config.database), config)
+    windows = None
+    if config.delivery_window_arn is not None:
+        from botocore.config import Config
+
+        # A start that hangs is given up soon: the claims go back to the ticks.
+        client = Config(connect_timeout=2, read_timeout=5, retries={"total_max_attempts": 2})
+        windows = StepFunctionsWindows(config.delivery_window_arn, config=client)
+    return Initiator(Database(config.database), config, windows)
 
 
 @functools.cache
@@ -217,7 +239,7 @@ def migrator() -> Migrator:
 
 @functools.cache
 def migration_launcher() -> MigrationLauncher:
-    from botocore.config import Config  # provided by the Lambda runtime
+    from botocore.config import Config
 
     config = load_launcher_config()
     # The client waits as long as the migration may run, and never tries again: a second

@@ -102,7 +102,7 @@ def iam_token_signer(host: str, port: int, user: str, region: str) -> Password:
     """A fresh IAM authentication token for ``user`` at each call: signed locally with
     the function's credentials (no network call), valid for 15 minutes, checked only
     when a connection opens."""
-    import boto3  # provided by the Lambda runtime
+    import boto3  # bundled, pinned (lambdas/requirements.txt)
 
     client = boto3.client("rds", region_name=region)
     return lambda: str(
@@ -386,7 +386,7 @@ def with_secret(env: Mapping[str, str], arn_name: str, fields: Mapping[str, str]
 
 def read_secret(arn: str) -> dict[str, Any]:
     """The JSON object stored in a Secrets Manager secret (read once, at cold start)."""
-    import boto3  # provided by the Lambda runtime
+    import boto3  # bundled, pinned (lambdas/requirements.txt)
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:

@@ -21,7 +21,7 @@ class LambdaInvoker:
 
     def __init__(self, client: Any = None, *, config: Any = None) -> None:
         if client is None:
-            import boto3  # provided by the Lambda runtime
+            import boto3  # bundled, pinned (lambdas/requirements.txt)
 
             client = boto3.client("lambda", config=config)
         self._client = client

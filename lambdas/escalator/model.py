@@ -38,6 +38,8 @@ class RequestOutcome:
     cancelled: int = 0
     rejected: int = 0  # notifications of a start stored as rejected (unusable targets)
     rejected_reasons: tuple[str, ...] = ()
+    # notifications of a start due too soon for a tick: claimed at once, for a window
+    arrivals: tuple[ClaimedNotification, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -279,6 +279,39 @@ class NotificationRepository:
         )
         return _claimed(_all(self._cursor))
 
+    def claim_arrivals(
+        self, process_ref: int, *, owner: str, horizon: int, grace: int
+    ) -> list[ClaimedNotification]:
+        """Claim for ``owner`` the pending notifications of this process due within
+        ``horizon`` seconds (a process just started: nobody else can hold them)."""
+        self._cursor.execute(
+            sql.SQL(
+                """
+                UPDATE notification
+                SET state = 'claimed', claim_owner = %s, updated_at = now(),
+                    lease_until = greatest(due_at, now()) + make_interval(secs => %s)
+                WHERE process_ref = %s AND state = 'pending'
+                  AND due_at < now() + make_interval(secs => %s)
+                RETURNING id, channel, {due} AS due
+                """
+            ).format(due=_DUE_TEXT),
+            (owner, grace, process_ref, horizon),
+        )
+        return _claimed(_all(self._cursor))
+
+    def release(self, owner: str) -> int:
+        """Return what ``owner`` holds claimed (not yet confirmed) to pending, for the
+        ticks to claim; how many."""
+        self._cursor.execute(
+            """
+            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
+                   updated_at = now()
+            WHERE state = 'claimed' AND claim_owner = %s
+            """,
+            (owner,),
+        )
+        return self._cursor.rowcount
+
     def claimed_by(self, owner: str) -> list[ClaimedNotification]:
         """The notifications ``owner`` holds claimed (not yet confirmed), oldest first."""
         self._cursor.execute(

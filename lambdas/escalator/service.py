@@ -5,6 +5,7 @@ a provider's status callback (the receiver outside the VPC)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +31,22 @@ from escalator.model import (
     RequestOutcome,
     SignedCallback,
 )
+from escalator.windows import DeliveryWindows, WindowNotStarted
+
+
+@dataclass(frozen=True)
+class NearDue:
+    """Notifications of a start due sooner than ``horizon`` seconds are claimed at ingest
+    (their claim lapses ``grace`` seconds after their due time if nothing confirms them)
+    and delivered by a window of their own (``deliver_near_due``)."""
+
+    horizon: int
+    grace: int
+
+
+def arrival_owner(message_id: str) -> str:
+    """Who holds the near-due notifications a request's start claimed."""
+    return f"arrival-{message_id}"
 
 
 def handle_request(
@@ -39,17 +56,19 @@ def handle_request(
     now: int,
     max_schedule_ahead: int,
     max_lateness: int = MAX_LATENESS_SECONDS,
+    near_due: NearDue | None = None,
 ) -> RequestOutcome:
     """Validate and apply one request in one transaction, then log its outcome.
 
     A message seen before changes nothing. Invalid requests are recorded with their
     reason and acknowledged, whatever went wrong while reading them: only
     ``DatabaseError`` (PostgreSQL could not be reached or failed the transaction) is
-    raised, nothing is written then, and the message can be retried.
+    raised, nothing is written then, and the message can be retried. With ``near_due``,
+    a start claims what falls due before a tick could (``RequestOutcome.arrivals``).
     """
     rules = {"now": now, "max_schedule_ahead": max_schedule_ahead, "max_lateness": max_lateness}
     with uow:
-        outcome = _apply(uow, message, rules)
+        outcome = _apply(uow, message, rules, near_due)
         # The request log is keyed by message id: a message applied before (a redelivery,
         # or a concurrent delivery that committed first) conflicts here, and everything
         # this transaction did is rolled back. The common path pays no extra look-up.
@@ -61,7 +80,9 @@ def handle_request(
     return outcome
 
 
-def _apply(uow: UnitOfWork, message: RequestMessage, rules: dict[str, int]) -> RequestOutcome:
+def _apply(
+    uow: UnitOfWork, message: RequestMessage, rules: dict[str, int], near_due: NearDue | None
+) -> RequestOutcome:
     try:
         request = parse_request(message.body, **rules)
     except InvalidRequest as exc:
@@ -100,17 +121,63 @@ def _apply(uow: UnitOfWork, message: RequestMessage, rules: dict[str, int]) -> R
         if len(rejected) == len(request.notifications):
             # Nothing to deliver: the process exists (it is on record) and ends at once.
             uow.processes.complete_finished([process_ref])
+        arrivals = (
+            uow.notifications.claim_arrivals(
+                process_ref,
+                owner=arrival_owner(message.message_id),
+                horizon=near_due.horizon,
+                grace=near_due.grace,
+            )
+            if near_due is not None
+            else []
+        )
         return result(
             "started",
             process_ref=process_ref,
             notifications=len(request.notifications) - len(rejected),
             rejected=len(rejected),
             rejected_reasons=tuple(item.rejected or "" for item in rejected),
+            arrivals=tuple(arrivals),
         )
     stopped = uow.processes.stop(request.process_id)
     if stopped is None:
         return result("ignored", reason="no active process has this id")
     return result("stopped", process_ref=stopped.process_ref, cancelled=stopped.cancelled)
+
+
+def deliver_near_due(uow: UnitOfWork, windows: DeliveryWindows, outcome: RequestOutcome) -> None:
+    """Start a delivery window for what a start claimed at ingest (``outcome.arrivals``),
+    or, for a request seen before, for what its first application claimed and nothing
+    has confirmed yet (its window may never have started). Two windows of one owner are
+    harmless: the confirm step lets one of them deliver each notification.
+
+    A window that did not start releases its claims to the ticks (what a window that
+    started after all confirms first stays its own). Raises only ``DatabaseError``."""
+    owner = arrival_owner(outcome.message_id)
+    arrivals = list(outcome.arrivals)
+    if outcome.kind == "duplicate":
+        with uow:
+            arrivals = uow.notifications.claimed_by(owner)
+    if not arrivals:
+        return
+    keys = {
+        "message_id": outcome.message_id,
+        "process_id": outcome.process_id,
+        "owner": owner,
+        "notification_ids": [item.id for item in arrivals],
+    }
+    try:
+        execution = windows.start(owner, arrivals)
+    except WindowNotStarted as exc:
+        with uow:
+            released = uow.notifications.release(owner)
+            uow.commit()
+        logger.warning(
+            "near-due delivery not started: left to the next tick",
+            extra={**keys, "released": released, "reason": str(exc)},
+        )
+        return
+    logger.info("near-due delivery started", extra={**keys, "execution": execution})
 
 
 _MESSAGES = {

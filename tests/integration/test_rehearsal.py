@@ -18,6 +18,7 @@ import requests
 from psycopg2.extensions import make_dsn
 
 from devstack.peers import Peers, running_peers
+from devstack.polling import wait_until
 from devstack.postgres import query
 from devstack.rehearsal import RUNTIME_ACCESS_KEY, RUNTIME_SECRET_KEY, Rehearsal, rehearse
 from devstack.sqs import EventSource
@@ -92,28 +93,42 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     producer.start("restaurant-2", [{"channel": "console", "at": now + 30, "label": "order 2"}])
     producer.stop("restaurant-2")
 
-    # WHEN the event source feeds the initiator and the schedule starts the machine
+    # WHEN the event source feeds the initiator (every notification is due before a tick
+    # could be trusted to claim it: the initiator starts their delivery windows itself,
+    # over the Step Functions endpoint the template's environment names) and the
+    # schedule starts the tick
     source = EventSource(
         sqs, queue, stage.function("FunctionsInitiator").handler, context=None, wait_seconds=0
     )
     while source.poll_once():
         pass
-    description = stage.machine.run(stage.schedule_input, timeout=120)
-
-    # THEN restaurant-1 got both, restaurant-2 nothing, all through the template's settings
-    assert description["status"] == "SUCCEEDED"
-    rows = query(
-        stage.database_url,
-        """
-        SELECT p.process_id, p.state, n.channel, n.state FROM notification n
-        JOIN process p ON p.id = n.process_ref ORDER BY n.id
-        """,
-    )
-    assert rows == [
+    expected = [
         ("restaurant-1", "completed", "console", "sent"),
         ("restaurant-1", "completed", "pubnub", "sent"),
         ("restaurant-2", "stopped", "console", "cancelled"),
     ]
+
+    def rows() -> list[tuple[object, ...]]:
+        return query(
+            stage.database_url,
+            """
+            SELECT p.process_id, p.state, n.channel, n.state FROM notification n
+            JOIN process p ON p.id = n.process_ref ORDER BY n.id
+            """,
+        )
+
+    wait_until(lambda: rows() == expected, timeout=60, what="the near-due deliveries")
+    description = stage.machine.run(stage.schedule_input, timeout=120)
+
+    # THEN restaurant-1 got both, restaurant-2 nothing, all through the template's settings
+    assert description["status"] == "SUCCEEDED"
+    assert rows() == expected
+    windows = [
+        json.loads(stage.machine.sfn.describe_execution(executionArn=arn)["input"])["owner"]
+        for arn in stage.machine.windows()
+    ]
+    assert len(windows) == 2
+    assert all(owner.startswith("arrival-") for owner in windows)
     (publication,) = [p for p in peers.pubnub.publications if p.channel == "restaurant-1-orders"]
     assert publication.publish_key == "pub-c-rehearsal"
     # AND the functions' warm connections are the application role's, signed in by IAM

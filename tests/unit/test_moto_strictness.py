@@ -363,6 +363,50 @@ def test_a_start_execution_sync_task_gets_the_childs_output() -> None:
 PASS = {"Type": "Pass", "End": True}
 
 
+@proves("StateTaskServiceCallback._eval_integration_pattern")
+def test_a_retried_start_execution_sync_task_runs_the_child_again() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], int]:
+        # GIVEN an Express child whose function fails its first invocation only, and a
+        # parent that retries the child once (as the tick retries its window)
+        calls: list[int] = []
+
+        def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise RuntimeError("first run fails")
+            return {"ok": True}
+
+        with emulated(omit) as lambdas:
+            lambdas.overrides["Flaky"] = flaky
+            machine = deployed(lambdas, one_task("Flaky"), Flaky={})
+            child_arn = express_machine(machine.sfn, one_task("Flaky"))
+            start = {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                "Parameters": {"StateMachineArn": child_arn, "Input": {}},
+                "Retry": [{"ErrorEquals": ["States.ALL"], "MaxAttempts": 1, "IntervalSeconds": 1}],
+                "ResultSelector": {"output.$": "$.Output"},
+                "End": True,
+            }
+            arn = machine.sfn.create_state_machine(
+                name="parent",
+                definition=json.dumps({"StartAt": "Start", "States": {"Start": start}}),
+                roleArn=ROLE,
+            )["stateMachineArn"]
+            parent = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
+            # WHEN it runs
+            return parent.wait(parent.start({}), timeout=30), len(calls)
+
+    # THEN the retry ran the child again, and the parent has its output
+    described, calls = run()
+    assert described["status"] == "SUCCEEDED", described
+    assert (json.loads(described["output"]), calls) == ({"output": {"ok": True}}, 2)
+    # (moto's retry reuses the first attempt's shut callback endpoint: it starts the
+    # child and times out at once, without waiting for its output)
+    described, _ = run(omit={"StateTaskServiceCallback._eval_integration_pattern"})
+    assert described["status"] == "FAILED"
+
+
 @proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_ends_at_its_cap() -> None:
     def run(omit: Collection[str] = ()) -> dict[str, Any]:

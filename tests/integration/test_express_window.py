@@ -1,0 +1,216 @@
+"""The delivery window (Express) as AWS runs it, and the near-due arrivals the initiator
+delivers through it, through the synthesized definitions executed by moto.
+
+Real PostgreSQL, real handlers (in-process), real protocol peers on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from devstack.events import lambda_context, sqs_event, sqs_record
+from devstack.moto_adapter import ExpressRuns
+from devstack.pipeline import Pipeline, running_pipeline
+from devstack.postgres import query
+from escalator import bootstrap
+from escalator.handlers import initiator
+from escalator.model import ClaimedNotification
+from tests.support import state
+from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
+
+# Long: started first, so that the parallel run ends with the short tests.
+pytestmark = pytest.mark.long
+
+SHORT_LEASES = {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"}
+
+
+def owners(pipeline: Pipeline) -> list[str | None]:
+    rows = query(pipeline.database_url, "SELECT claim_owner FROM notification ORDER BY id")
+    return [row[0] for row in rows]
+
+
+def claim_lapsed(pipeline: Pipeline) -> bool:
+    rows = query(pipeline.database_url, "SELECT bool_and(lease_until < now()) FROM notification")
+    return rows == [(True,)]
+
+
+def window_inputs(pipeline: Pipeline) -> list[dict[str, Any]]:
+    """What each delivery window was given, oldest first."""
+    return [
+        json.loads(pipeline.machine.sfn.describe_execution(executionArn=arn)["input"])
+        for arn in pipeline.machine.windows()
+    ]
+
+
+def test_a_notification_arriving_near_its_due_time_is_delivered_without_a_tick(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN an initiator that starts a delivery window for near-due arrivals
+    pipeline.start_near_due()
+    now = int(time.time())
+
+    # WHEN a start arrives with one notification due in 2 s and one due in an hour
+    record = sqs_record(
+        start("restaurant-42", pubnub("soon", at=now + 2), pubnub("later", at=now + 3600))
+    )
+    response = initiator.handler(sqs_event(record), lambda_context())
+    assert response == {"batchItemFailures": []}
+
+    # THEN, with no tick at all, the near one is delivered once, at its time; the other
+    # waits for the ticks
+    pipeline.wait_for(lambda: pipeline.states()[0] == "sent", timeout=30)
+    (publication,) = pipeline.peers.pubnub.publications
+    assert publication.channel == "soon"
+    assert publication.received_at >= now + 2
+    assert pipeline.states() == ["sent", "pending"]
+    # by a window of its own, owned by the message that brought it
+    (given,) = window_inputs(pipeline)
+    assert given["owner"] == f"arrival-{record['messageId']}"
+    assert [item["id"] for item in given["notifications"]] == [1]
+
+
+def test_a_notification_accepted_at_the_limit_of_lateness_is_delivered_at_once(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN near-due arrivals started at once
+    pipeline.start_near_due()
+
+    # WHEN a start arrives whose notification was due 890 s ago (the limit is 900 s)
+    pipeline.submit(start("restaurant-42", pubnub(at=int(time.time()) - 890)))
+
+    # THEN it is delivered, not accepted and then expired
+    pipeline.wait_for(lambda: pipeline.states() == ["sent"], timeout=30)
+    assert len(pipeline.peers.pubnub.publications) == 1
+    assert pipeline.machine.settle(timeout=5) == []  # no tick was needed
+
+
+def test_a_window_that_cannot_start_leaves_its_notifications_to_the_next_tick(
+    pipeline: Pipeline, log_lines: Any
+) -> None:
+    # GIVEN an initiator whose delivery window does not exist (a broken deploy)
+    pipeline.configure(DELIVERY_WINDOW_ARN=pipeline.machine.window_arn.replace("window", "missing"))
+
+    # WHEN a start arrives with a notification due in 2 s
+    pipeline.submit(start("restaurant-42", pubnub(at=int(time.time()) + 2)))
+
+    # THEN its claim went back to pending at once, and the next tick delivers it once
+    assert (pipeline.states(), owners(pipeline)) == (["pending"], [None])
+    (line,) = [line for line in log_lines() if line["message"].startswith("near-due delivery not")]
+    assert line["released"] == 1
+    pipeline.machine.run()
+    assert pipeline.states() == ["sent"]
+    assert len(pipeline.peers.pubnub.publications) == 1
+
+
+class _DiesBeforeStarting:
+    """A window starter in an initiator that dies right after its commit."""
+
+    def start(self, owner: str, notifications: Sequence[ClaimedNotification]) -> str:
+        raise RuntimeError("the sandbox died before the window was started")
+
+
+def test_a_redelivered_start_whose_window_never_started_starts_it(pipeline: Pipeline) -> None:
+    # GIVEN an initiator that committed a start with a near-due notification and died
+    # before it started its window (SQS will deliver the message again)
+    pipeline.start_near_due()
+    record = sqs_record(start("restaurant-42", pubnub(at=int(time.time()) + 2)))
+    real = bootstrap.initiator()
+    dying = bootstrap.Initiator(real.database, real.config, _DiesBeforeStarting())
+    with pytest.raises(RuntimeError):
+        dying.apply(initiator_message(record))
+    assert pipeline.states() == ["claimed"]
+
+    # WHEN the message comes again
+    response = initiator.handler(sqs_event(record), lambda_context())
+
+    # THEN it is not applied again, but its claim gets its window: delivered once
+    assert response == {"batchItemFailures": []}
+    pipeline.wait_for(lambda: pipeline.states() == ["sent"], timeout=30)
+    assert len(pipeline.peers.pubnub.publications) == 1
+    assert [row[1] for row in state.requests(pipeline.database_url)] == ["started"]
+
+
+def initiator_message(record: dict[str, Any]) -> Any:
+    from escalator.model import RequestMessage
+
+    return RequestMessage(record["messageId"], record["body"], "restaurant-42")
+
+
+@pytest.fixture
+def rerunning(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+    """A pipeline whose every Express execution runs twice (AWS runs one at least once)."""
+    with running_pipeline(
+        database_url,
+        SHORT_LEASES,
+        application_url=application_url,
+        express=ExpressRuns(rerun_probability=1.0, seed=19),
+    ) as running:
+        yield running
+
+
+def test_every_window_run_twice_still_delivers_each_notification_once(
+    rerunning: Pipeline,
+) -> None:
+    # GIVEN ten notifications due in 2 s, and a window that runs twice for each start
+    pipeline = rerunning
+    pipeline.submit(*pubnub_starts(10, int(time.time()) + 2))
+
+    # WHEN a tick runs, and near-due arrivals start their own (rerun) windows too
+    pipeline.machine.run()
+    pipeline.start_near_due()
+    pipeline.submit(start("restaurant-near", pubnub("near", at=int(time.time()) + 2)))
+    pipeline.wait_for(lambda: "pending" not in pipeline.states(), timeout=30)
+    pipeline.wait_for(lambda: not pipeline.machine.windows("RUNNING"), timeout=30)
+
+    # THEN every window ran twice, and each notification was delivered exactly once
+    assert pipeline.lambdas.express.reruns == 2
+    assert len(pipeline.machine.windows()) == 4
+    published = Counter(p.channel for p in pipeline.peers.pubnub.publications)
+    assert len(published) == 11
+    assert set(published.values()) == {1}
+    assert pipeline.states() == ["sent"] * 11
+
+
+@pytest.fixture
+def capped(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+    """A pipeline whose Express executions end at 3 s (AWS: five minutes)."""
+    with running_pipeline(
+        database_url,
+        SHORT_LEASES,
+        application_url=application_url,
+        express=ExpressRuns(3.0),
+    ) as running:
+        yield running
+
+
+def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
+    capped: Pipeline,
+) -> None:
+    # GIVEN a notification due in 8 s: longer than a window may run here (3 s)
+    pipeline = capped
+    due = int(time.time()) + 8
+    pipeline.submit(start("restaurant-42", pubnub(at=due)))
+
+    # WHEN a tick runs: its window, and the retry of it, end at the cap
+    description = pipeline.machine.run()
+
+    # THEN the tick says so, and nothing was sent
+    summary = json.loads(description["output"])
+    assert summary["window"]["failed"] is True
+    assert summary["claimed"] == 1
+    assert pipeline.lambdas.express.timed_out == 2
+    assert pipeline.peers.pubnub.publications == []
+    assert pipeline.states() == ["claimed"]
+
+    # AND once its claim lapses (its due time and the grace), a later tick delivers it
+    pipeline.wait_for(lambda: claim_lapsed(pipeline), timeout=30)
+    pipeline.machine.run()
+    assert pipeline.states() == ["sent"]
+    (publication,) = pipeline.peers.pubnub.publications
+    assert publication.channel == PUBNUB
