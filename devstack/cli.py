@@ -118,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=_status)
 
-    executions = commands.add_parser("executions", help="recent executions and their outcomes")
+    executions = commands.add_parser(
+        "executions", help="recent ticks and the outcome of each notification they delivered"
+    )
     executions.add_argument("--state-machine-arn", default=os.environ.get("STATE_MACHINE_ARN"))
     executions.add_argument("--max", type=int, default=10, help="how many (10)")
     executions.add_argument("--json", action="store_true", help="print JSON")

@@ -29,6 +29,7 @@ class Alarms(Construct):
         request_queue: sqs.IQueue,
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.StateMachine,
+        window: sfn.StateMachine,
         schedule_minutes: int,
         topic_arn: str | None,
         unanswered_calls_percent: int = 50,
@@ -91,6 +92,19 @@ class Alarms(Construct):
                 "ExecutionsTimedOut",
                 state_machine.metric_timed_out(period=five_minutes),
                 "A delivery execution timed out",
+            ),
+            # A tick catches its window's failure (and summarizes it): the window's own
+            # metrics say that one failed or ran out of its five minutes.
+            alarm(
+                "WindowsFailed",
+                window.metric_failed(period=five_minutes),
+                "A delivery window failed: what it had not confirmed is claimed again "
+                "after the claim grace, what it was sending ends unknown",
+            ),
+            alarm(
+                "WindowsTimedOut",
+                window.metric_timed_out(period=five_minutes),
+                "A delivery window ran out of its five minutes (Express)",
             ),
             alarm(
                 "NotificationsFailing",

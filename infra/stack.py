@@ -99,6 +99,7 @@ class EscalatorStack(Stack):
             request_queue=requests.queue,
             dead_letter_queue=requests.dead_letter_queue,
             state_machine=self.state_machine,
+            window=self.window,
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
             unanswered_calls_percent=settings.unanswered_calls_alarm_percent,

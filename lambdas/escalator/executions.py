@@ -2,7 +2,7 @@
 delivery window had, read from the Step Functions API (each tick's output): works
 against the local stack and against AWS. Windows started for near-due arrivals are
 Express executions, which AWS lists nowhere: their outcomes are in the database
-(``escalator history``) and, at delivery_log_level ALL, in their log group."""
+(``escalator status``) and, at delivery_log_level ALL, in their log group."""
 
 from __future__ import annotations
 

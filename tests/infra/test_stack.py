@@ -4,6 +4,7 @@ least privilege, bounded connections (docs/design.md)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -244,6 +245,17 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ExecutionsStarted",
     }
     assert all("AlarmActions" not in alarm["Properties"] for alarm in alarms)
+    # the tick's executions and the delivery windows' alike
+    watched = Counter(
+        json.dumps(alarm["Properties"]["Dimensions"])
+        for alarm in alarms
+        if alarm["Properties"].get("MetricName") in ("ExecutionsFailed", "ExecutionsTimedOut")
+    )
+    tick_id, _ = state_machine(template, STANDARD)
+    window_id, _ = state_machine(template, EXPRESS)
+    for machine_id in (tick_id, window_id):
+        dimensions = [{"Name": "StateMachineArn", "Value": {"Ref": machine_id}}]
+        assert watched[json.dumps(dimensions)] == 2, machine_id
     with_topic = of_type(customized, "AWS::CloudWatch::Alarm").values()
     assert all(alarm["Properties"]["AlarmActions"] == [ALARM_TOPIC] for alarm in with_topic)
 
