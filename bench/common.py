@@ -4,11 +4,13 @@ table, then one JSON line)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +38,40 @@ def quiet_logs() -> None:
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the run
     logging.getLogger("moto").setLevel(logging.CRITICAL)
+
+
+class ByteCounter(io.TextIOBase):
+    """A text stream that keeps only how much was written to it: UTF-8 bytes and lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+        self.lines = 0
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        size = len(text.encode())
+        with self._lock:
+            self.bytes += size
+            self.lines += text.count("\n")
+        return len(text)
+
+
+def counted_logs() -> ByteCounter:
+    """As ``quiet_logs``, but the functions' JSON log lines are counted, not dropped."""
+    import logging
+
+    from escalator.logs import logger
+
+    counter = ByteCounter()
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(counter)
+    logging.getLogger("moto").setLevel(logging.CRITICAL)
+    return counter
 
 
 @contextmanager

@@ -62,11 +62,8 @@ def idle_transitions(definition: dict[str, Any]) -> int:
     return count
 
 
-def main() -> None:
-    from devstack.template import resolve, synthesized_template
-
-    progress("synthesizing the stack")
-    template = synthesized_template()
+def fixed_items(template: dict[str, Any]) -> list[tuple[str, float]]:
+    """What the stack costs a month whatever runs (the schedule's executions aside), by item."""
     items: list[tuple[str, float]] = []
     (database,) = resources(template, "AWS::RDS::DBInstance")
     properties = database["Properties"]
@@ -86,14 +83,30 @@ def main() -> None:
     items.append((f"NAT gateways: {nats}", nats * NAT_HOUR * HOURS))
     secrets = len(resources(template, "AWS::SecretsManager::Secret"))
     items.append((f"Secrets Manager, {secrets} secrets", secrets * SECRET_MONTH))
+    alarms = len(resources(template, "AWS::CloudWatch::Alarm"))
+    items.append((f"CloudWatch: {alarms} alarms", alarms * ALARM_MONTH))
+    items.append(("SQS: event source long polling (~130k requests)", 130_000 * SQS_FIFO_REQUEST))
+    items.append(("EventBridge Scheduler (14 M invocations free)", 0.0))
+    return items
+
+
+def scheduled_executions(template: dict[str, Any]) -> int:
+    """How many ticks the schedule starts in a month."""
     (schedule,) = resources(template, "AWS::Scheduler::Schedule")
     minutes = int(re.findall(r"\d+", schedule["Properties"]["ScheduleExpression"])[0])
-    executions = HOURS * 60 // minutes
-    (machine,) = resources(template, "AWS::StepFunctions::StateMachine")
-    arns = {lid: f"arn:{lid}" for lid, r in template["Resources"].items()
-            if r["Type"] == "AWS::Lambda::Function"}  # fmt: skip
-    definition = json.loads(resolve(machine["Properties"]["DefinitionString"], arns))
-    per_execution = idle_transitions(definition)
+    return HOURS * 60 // minutes
+
+
+def main() -> None:
+    from devstack.template import state_machine_definition, synthesized_template
+
+    progress("synthesizing the stack")
+    template = synthesized_template()
+    items = fixed_items(template)
+    nats = len(resources(template, "AWS::EC2::NatGateway"))
+    executions = scheduled_executions(template)
+    # The tick (Standard), which the schedule starts; an idle tick starts no window.
+    per_execution = idle_transitions(state_machine_definition(template))
     transitions = per_execution * executions
     items.append(
         (
@@ -107,11 +120,7 @@ def main() -> None:
             executions * (0.1 * 0.25 * LAMBDA_GB_SECOND + LAMBDA_REQUEST),
         )
     )
-    alarms = len(resources(template, "AWS::CloudWatch::Alarm"))
-    items.append((f"CloudWatch: {alarms} alarms", alarms * ALARM_MONTH))
     items.append(("CloudWatch Logs: ~1.5 KB per idle execution", executions * 1.5e-6 * LOG_GB))
-    items.append(("SQS: event source long polling (~130k requests)", 130_000 * SQS_FIFO_REQUEST))
-    items.append(("EventBridge Scheduler (14 M invocations free)", 0.0))
     total = sum(cost for _, cost in items)
     rows = [(label, f"{cost:8.2f} USD") for label, cost in items]
     rows += [("total per month", f"{total:8.2f} USD"), ("prices", PRICES_DATE)]
