@@ -129,8 +129,8 @@ class DeployedStateMachine:
             for item in sorted(listed["executions"], key=lambda item: item["startDate"])
         ]
 
-    def stop(self, execution_arn: str) -> None:
-        """Stop an execution and wait until it has ended.
+    def stop(self, execution_arn: str, *, wait: bool = True) -> None:
+        """Stop an execution and (``wait``) wait until it has ended.
 
         moto reports a stopped execution as FAILED where AWS says ABORTED.
         """
@@ -149,7 +149,8 @@ class DeployedStateMachine:
             return True
 
         wait_until(stopped, timeout=2 * _STARTING_SECONDS, what="the execution's stop")
-        assert self.wait(execution_arn)["status"] in ("ABORTED", "FAILED")
+        if wait:
+            assert self.wait(execution_arn)["status"] in ("ABORTED", "FAILED")
 
     def windows(self, status: str | None = None) -> list[str]:
         """The delivery windows' executions, oldest first (``status``: only those).
@@ -162,13 +163,16 @@ class DeployedStateMachine:
         listed = self.sfn.list_executions(**kwargs)["executions"]
         return [item["executionArn"] for item in sorted(listed, key=lambda i: i["startDate"])]
 
-    def crash(self, execution_arn: str) -> None:
-        """As if the tick and the windows still running had died: stop them all, and wait
-        until they have ended."""
+    def crash(self, execution_arn: str, *, wait: bool = True) -> list[str]:
+        """As if the tick and the windows still running had died: stop them all; the
+        windows stopped. ``wait``: until they have ended (a window whose task is still
+        running ends when its function returns)."""
         self.stop(execution_arn)
         # (once the tick has ended, it starts no window any more)
-        for window in self.windows("RUNNING"):
-            self.stop(window)
+        windows = self.windows("RUNNING")
+        for window in windows:
+            self.stop(window, wait=wait)
+        return windows
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

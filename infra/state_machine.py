@@ -197,15 +197,16 @@ class _Definition:
         notifiers: Mapping[str, lambda_.IFunction],
         max_concurrency: int,
     ) -> sfn.IChainable:
-        """Deliver notifications: a Map over ``$.notifications``, each iteration owned
-        by ``$.owner`` (the execution, or the arrival, that claimed them)."""
+        """Deliver notifications: a Map over ``$.notifications``, each iteration acting
+        for the owner of its notification's claim (the tick that claimed it, or the
+        arrival that claimed it at ingest: one window may carry several)."""
         return sfn.Map(
             self._scope,
             "Deliver notifications",
             items_path="$.notifications",
             item_selector={
                 "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
-                "execution": sfn.JsonPath.string_at("$.owner"),
+                "execution": sfn.JsonPath.string_at("$$.Map.Item.Value.owner"),
             },
             max_concurrency=max_concurrency,
         ).item_processor(self._deliver_one(confirm, notifiers))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from escalator import delivery, service
@@ -58,16 +58,20 @@ class Initiator:
     config: InitiatorConfig
     windows: DeliveryWindows | None = None
 
+    def batch(self) -> RequestBatch:
+        """The requests of one invocation: applied one by one, their near-due
+        notifications delivered together."""
+        return RequestBatch(self)
+
     def apply(self, message: RequestMessage) -> RequestOutcome:
-        """Apply one request from the queue (``service.handle_request``), then start the
-        delivery of what it claimed as near-due (``service.deliver_near_due``)."""
+        """Apply one request from the queue (``service.handle_request``)."""
         near_due = None
         if self.windows is not None:
             near_due = service.NearDue(
                 horizon=near_due_horizon(self.config.lookahead_seconds),
                 grace=self.config.claim_grace_seconds,
             )
-        outcome = service.handle_request(
+        return service.handle_request(
             UnitOfWork(self.database),
             message,
             now=int(time.time()),
@@ -75,9 +79,26 @@ class Initiator:
             max_lateness=self.config.max_lateness_seconds,
             near_due=near_due,
         )
-        if self.windows is not None:
-            service.deliver_near_due(UnitOfWork(self.database), self.windows, outcome)
+
+
+@dataclass
+class RequestBatch:
+    """One invocation's requests: each applied in its own transaction (``apply``), then
+    one delivery window for what they claimed as near-due (``deliver_near_due``)."""
+
+    initiator: Initiator
+    outcomes: list[RequestOutcome] = field(default_factory=list)
+
+    def apply(self, message: RequestMessage) -> RequestOutcome:
+        outcome = self.initiator.apply(message)
+        self.outcomes.append(outcome)
         return outcome
+
+    def deliver_near_due(self) -> None:
+        """``service.deliver_near_due`` for the requests applied (or seen before)."""
+        if self.initiator.windows is not None:
+            database = UnitOfWork(self.initiator.database)
+            service.deliver_near_due(database, self.initiator.windows, self.outcomes)
 
 
 @dataclass(frozen=True)

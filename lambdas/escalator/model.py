@@ -44,14 +44,16 @@ class RequestOutcome:
 
 @dataclass(frozen=True)
 class ClaimedNotification:
-    """A notification the activator claimed: what the state machine carries per item."""
+    """A claimed notification: what a delivery window carries per item, with who holds
+    the claim (a tick's execution, or the arrival that claimed it at ingest)."""
 
     id: int
     channel: str
     due: str  # RFC 3339 in UTC ending in Z, for the Wait state's TimestampPath
+    owner: str = ""
 
     def to_event(self) -> dict[str, object]:
-        return {"id": self.id, "channel": self.channel, "due": self.due}
+        return {"id": self.id, "channel": self.channel, "due": self.due, "owner": self.owner}
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ class NotificationRepository:
                 SET state = 'claimed', claim_owner = %s, updated_at = now(),
                     lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
                 FROM due WHERE n.id = due.id
-                RETURNING n.id, n.channel, {due} AS due
+                RETURNING n.id, n.channel, {due} AS due, n.claim_owner AS owner
                 """
             ).format(due=_DUE_TEXT),
             (lookahead, limit, owner, grace),
@@ -292,7 +292,7 @@ class NotificationRepository:
                     lease_until = greatest(due_at, now()) + make_interval(secs => %s)
                 WHERE process_ref = %s AND state = 'pending'
                   AND due_at < now() + make_interval(secs => %s)
-                RETURNING id, channel, {due} AS due
+                RETURNING id, channel, {due} AS due, claim_owner AS owner
                 """
             ).format(due=_DUE_TEXT),
             (owner, grace, process_ref, horizon),
@@ -317,7 +317,7 @@ class NotificationRepository:
         self._cursor.execute(
             sql.SQL(
                 """
-                SELECT id, channel, {due} AS due FROM notification
+                SELECT id, channel, {due} AS due, claim_owner AS owner FROM notification
                 WHERE state = 'claimed' AND claim_owner = %s
                 """
             ).format(due=_DUE_TEXT),
@@ -622,9 +622,12 @@ def _all(cursor: Cursor) -> list[Any]:
 
 
 def _claimed(rows: Sequence[Any]) -> list[ClaimedNotification]:
-    """Rows of (id, channel, due), oldest first."""
+    """Rows of (id, channel, due, owner), oldest first."""
     ordered = sorted(rows, key=lambda row: (row.due, row.id))
-    return [ClaimedNotification(id=row.id, channel=row.channel, due=row.due) for row in ordered]
+    return [
+        ClaimedNotification(id=row.id, channel=row.channel, due=row.due, owner=row.owner)
+        for row in ordered
+    ]
 
 
 def _delivery(row: Any) -> Delivery:

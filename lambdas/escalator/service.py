@@ -5,6 +5,7 @@ a provider's status callback (the receiver outside the VPC)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -145,32 +146,32 @@ def _apply(
     return result("stopped", process_ref=stopped.process_ref, cancelled=stopped.cancelled)
 
 
-def deliver_near_due(uow: UnitOfWork, windows: DeliveryWindows, outcome: RequestOutcome) -> None:
-    """Start a delivery window for what a start claimed at ingest (``outcome.arrivals``),
-    or, for a request seen before, for what its first application claimed and nothing
-    has confirmed yet (its window may never have started). Two windows of one owner are
-    harmless: the confirm step lets one of them deliver each notification.
+def deliver_near_due(
+    uow: UnitOfWork, windows: DeliveryWindows, outcomes: Sequence[RequestOutcome]
+) -> None:
+    """Start one delivery window for what the starts of a batch claimed at ingest
+    (``RequestOutcome.arrivals``) and, for each request seen before, what its first
+    application claimed and nothing has confirmed yet (its window may never have
+    started). A second window for a claim is harmless: the confirm step lets one of them
+    deliver each notification.
 
     A window that did not start releases its claims to the ticks (what a window that
     started after all confirms first stays its own). Raises only ``DatabaseError``."""
-    owner = arrival_owner(outcome.message_id)
-    arrivals = list(outcome.arrivals)
-    if outcome.kind == "duplicate":
+    arrivals = [item for outcome in outcomes for item in outcome.arrivals]
+    seen_before = [outcome for outcome in outcomes if outcome.kind == "duplicate"]
+    if seen_before:
         with uow:
-            arrivals = uow.notifications.claimed_by(owner)
+            for outcome in seen_before:
+                arrivals += uow.notifications.claimed_by(arrival_owner(outcome.message_id))
     if not arrivals:
         return
-    keys = {
-        "message_id": outcome.message_id,
-        "process_id": outcome.process_id,
-        "owner": owner,
-        "notification_ids": [item.id for item in arrivals],
-    }
+    owners = sorted({item.owner for item in arrivals})
+    keys = {"owners": owners, "notification_ids": [item.id for item in arrivals]}
     try:
-        execution = windows.start(owner, arrivals)
+        execution = windows.start(arrivals)
     except WindowNotStarted as exc:
         with uow:
-            released = uow.notifications.release(owner)
+            released = sum(uow.notifications.release(owner) for owner in owners)
             uow.commit()
         logger.warning(
             "near-due delivery not started: left to the next tick",

@@ -15,17 +15,21 @@ class WindowNotStarted(EscalatorError):
     """Step Functions did not take the start (or its answer was lost)."""
 
 
-class DeliveryWindows(Protocol):
-    """Starts a delivery window for notifications claimed by ``owner``."""
+# Who a window started by the initiator says started it (a tick names its execution).
+INITIATOR = "initiator"
 
-    def start(self, owner: str, notifications: Sequence[ClaimedNotification]) -> str:
+
+class DeliveryWindows(Protocol):
+    """Starts a delivery window for claimed notifications (each names its claim's owner)."""
+
+    def start(self, notifications: Sequence[ClaimedNotification]) -> str:
         """The started execution's ARN. Raises ``WindowNotStarted``."""
         ...
 
 
-def window_input(owner: str, notifications: Sequence[ClaimedNotification]) -> dict[str, Any]:
-    """What a delivery window is given: who owns the claims, and what they are."""
-    return {"owner": owner, "notifications": [item.to_event() for item in notifications]}
+def window_input(notifications: Sequence[ClaimedNotification]) -> dict[str, Any]:
+    """What a delivery window started by the initiator is given."""
+    return {"owner": INITIATOR, "notifications": [item.to_event() for item in notifications]}
 
 
 class StepFunctionsWindows:
@@ -41,12 +45,12 @@ class StepFunctionsWindows:
         self._client = client
         self._arn = state_machine_arn
 
-    def start(self, owner: str, notifications: Sequence[ClaimedNotification]) -> str:
+    def start(self, notifications: Sequence[ClaimedNotification]) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             response = self._client.start_execution(
-                stateMachineArn=self._arn, input=json.dumps(window_input(owner, notifications))
+                stateMachineArn=self._arn, input=json.dumps(window_input(notifications))
             )
         except (BotoCoreError, ClientError) as exc:
             raise WindowNotStarted(f"cannot start a delivery window: {exc}") from exc

@@ -129,7 +129,7 @@ def test_map_delivers_in_parallel_with_bounded_concurrency(
     assert deliver["ItemsPath"] == "$.notifications"
     # every iteration is owned by whoever claimed the notifications: the tick, or the
     # arrival that the initiator claimed at once
-    assert deliver["ItemSelector"]["execution.$"] == "$.owner"
+    assert deliver["ItemSelector"]["execution.$"] == "$$.Map.Item.Value.owner"
     inner = deliver["ItemProcessor"]["States"]
     # every sandbox reserved for confirm and record has an iteration to serve, and no
     # more run than an inline Map can

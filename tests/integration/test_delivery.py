@@ -184,8 +184,9 @@ def test_notifier_crashing_after_confirm_ends_unknown_and_is_never_sent(
     pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
     execution = pipeline.machine.start()
     assert entered.wait(20)
-    pipeline.machine.crash(execution)
+    (window,) = pipeline.machine.crash(execution, wait=False)
     release.set()
+    pipeline.machine.wait(window)
     assert pipeline.states() == ["sending"]
 
     # WHEN the sending lease (3 s) has run out and later executions run, with a working

@@ -97,7 +97,12 @@ def test_a_claim_of_a_full_batch_says_more_is_due_and_the_next_claim_takes_the_r
 
     # THEN the first claimed the oldest two and says more is due; the next took the rest
     assert (claimed_ids(first), first["more"], first["claimed"]) == ([1, 2], True, 2)
-    assert first["notifications"][0] == {"id": 1, "channel": "pubnub", "due": rfc3339(now)}
+    assert first["notifications"][0] == {
+        "id": 1,
+        "channel": "pubnub",
+        "due": rfc3339(now),
+        "owner": EXECUTION,
+    }
     assert (claimed_ids(second), second["more"], second["claimed"]) == ([3], False, 1)
 
 

@@ -18,8 +18,8 @@ from tests.support.pipeline import Pipeline
 # Long: started first, so that the parallel run ends with the short tests.
 pytestmark = pytest.mark.long
 
-PERIOD = 3
-# A seed whose second tick fires more than a period after the first (5.1 s apart): a
+PERIOD = 2
+# A seed whose second tick fires more than a period after the first (3.4 s apart): a
 # tick that looked only one period ahead would leave what falls due in between late.
 SEED = 1
 
@@ -27,13 +27,13 @@ SEED = 1
 def test_pre_scheduled_notifications_are_claimed_before_due_whenever_the_ticks_fire(
     pipeline: Pipeline,
 ) -> None:
-    # GIVEN a jittered schedule of 3 s, and one notification due each second from 1 s
-    # after its first period begins to 9 s after
+    # GIVEN a jittered schedule of 2 s, and one notification due each second from 1 s
+    # after its first period begins to 6 s after
     begins = int(time.time()) + 2
     schedule = Schedule(PERIOD, seed=SEED, start=begins)
     moments = [schedule.moment(index) - begins for index in range(4)]
     assert moments[1] - moments[0] > PERIOD  # (the seed's gap, as described above)
-    dues = [begins + second for second in range(1, 10)]
+    dues = [begins + second for second in range(1, 7)]
     pipeline.submit(*(start(f"restaurant-{due}", pubnub(f"ch-{due}", at=due)) for due in dues))
 
     # WHEN the schedule starts ticks for four periods

@@ -115,7 +115,12 @@ def test_contexts_nest_each_with_its_handlers_and_the_outer_one_restores_moto(
                 inner.overrides["f"] = lambda event, context: "inner"
                 # THEN the inner one answers while it is open
                 assert invoke() == "inner"
-                assert all(current()[name] is not in_outer[name] for name in in_outer)
+                # (a number moto reads, such as a polling delay, is the same value)
+                assert all(
+                    current()[name] is not in_outer[name]
+                    for name in in_outer
+                    if callable(in_outer[name])
+                )
             # and the outer one once it has closed, as it was
             assert current() == in_outer
             assert invoke() == "outer"

@@ -26,22 +26,26 @@ processor = SqsFifoPartialProcessor(
 )
 
 
-def record_handler(record: SQSRecord) -> None:
-    """Apply one request; an exception marks it (and the rest of its group) as failed.
-
-    A request redriven from the dead-letter queue is known by the id it first arrived
-    with, so it is applied once however often it comes back.
-    """
+def request_message(record: SQSRecord) -> RequestMessage:
+    """The request a record carries. A request redriven from the dead-letter queue is
+    known by the id it first arrived with, so it is applied once however often it comes
+    back."""
     original = (record.raw_event.get("messageAttributes") or {}).get(ORIGINAL_MESSAGE_ID) or {}
     message_id = original.get("stringValue") or record.message_id
-    message = RequestMessage(message_id, record.body, record.attributes.message_group_id)
-    bootstrap.initiator().apply(message)
+    return RequestMessage(message_id, record.body, record.attributes.message_group_id)
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    """Lambda entry point for the SQS event source."""
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+    """Lambda entry point for the SQS event source: each request applied (an exception
+    marks it and the rest of its group failed), then its near-due notifications' window."""
+    batch = bootstrap.initiator().batch()
+    response = process_partial_response(
+        event=event,
+        record_handler=lambda record: batch.apply(request_message(record)),
+        processor=processor,
+        context=context,
     )
+    batch.deliver_near_due()
+    return response
