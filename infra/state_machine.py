@@ -67,8 +67,10 @@ RETRY_MAX_DELAY_SECONDS = 8
 DATABASE_ERROR_ATTEMPTS = 3
 DATABASE_ERROR_MAX_DELAY_SECONDS = 8
 # The confirm step retries a DatabaseError fewer times: a notification not confirmed is
-# released after the claim grace and claimed again, nothing lost.
+# released after the claim grace and claimed again, nothing lost. The record step holds
+# a provider's receipt: it tries longest, within the window's five minutes.
 CONFIRM_DATABASE_ATTEMPTS = 2
+RECORD_DATABASE_ATTEMPTS = 4
 # An Express execution runs at most five minutes.
 EXPRESS_CAP_SECONDS = 300
 # What the tick's "Deliver notifications" retries: a start that never happened, or a
@@ -89,7 +91,7 @@ def window_worst_case_seconds(
         return count * timeout + sum(delays)
 
     confirm = attempts(CONFIRM_DATABASE_ATTEMPTS + 1, database_step_timeout, 2, 8)
-    record = attempts(DATABASE_ERROR_ATTEMPTS + 1, database_step_timeout, 2, 8)
+    record = attempts(RECORD_DATABASE_ATTEMPTS + 1, database_step_timeout, 2, 8)
     notifier = attempts(NOTIFIER_ATTEMPTS, notifier_timeout, 1, 8)
     return lookahead_seconds + confirm + notifier + record
 
@@ -233,6 +235,7 @@ class _Definition:
             self._record,
             sfn.TaskInput.from_object(payload),
             "$.recorded",
+            database_attempts=RECORD_DATABASE_ATTEMPTS,
         ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
 
     def _deliver_one(

@@ -48,68 +48,42 @@ def window_inputs(pipeline: Pipeline) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_notification_arriving_near_its_due_time_is_delivered_without_a_tick(
+def test_notifications_arriving_near_their_due_time_are_delivered_without_a_tick(
     pipeline: Pipeline,
 ) -> None:
     # GIVEN an initiator that starts a delivery window for near-due arrivals
     pipeline.start_near_due()
     now = int(time.time())
 
-    # WHEN a start arrives with one notification due in 2 s and one due in an hour
-    record = sqs_record(
-        start("restaurant-42", pubnub("soon", at=now + 2), pubnub("later", at=now + 3600))
-    )
-    response = initiator.handler(sqs_event(record), lambda_context())
+    # WHEN one batch brings three starts: one with a notification due in 2 s and one due
+    # in an hour, one due in 2 s, and one due 890 s ago (the limit of lateness is 900 s)
+    records = [
+        sqs_record(
+            start("restaurant-1", pubnub("soon-1", at=now + 2), pubnub("later", at=now + 3600))
+        ),
+        sqs_record(start("restaurant-2", pubnub("soon-2", at=now + 2))),
+        sqs_record(start("restaurant-3", pubnub("overdue", at=now - 890))),
+    ]
+    response = initiator.handler(sqs_event(*records), lambda_context())
     assert response == {"batchItemFailures": []}
 
-    # THEN, with no tick at all, the near one is delivered once, at its time; the other
-    # waits for the ticks
-    pipeline.wait_for(lambda: pipeline.states()[0] == "sent", timeout=30)
-    (publication,) = pipeline.peers.pubnub.publications
-    assert publication.channel == "soon"
-    assert publication.received_at >= now + 2
-    assert pipeline.states() == ["sent", "pending"]
-    # by a window the initiator started, its claim owned by the message that brought it
+    # THEN, with no tick at all, the near ones are delivered once each, none before its
+    # time, the overdue one at once (not accepted, then expired); the later one waits
+    # for the ticks
+    pipeline.wait_for(lambda: pipeline.states().count("sent") == 3, timeout=30)
+    assert pipeline.states() == ["sent", "pending", "sent", "sent"]
+    received = {p.channel: p.received_at for p in pipeline.peers.pubnub.publications}
+    assert sorted(received) == ["overdue", "soon-1", "soon-2"]
+    assert min(received["soon-1"], received["soon-2"]) >= now + 2
+    assert pipeline.machine.settle(timeout=5) == []  # no tick was needed
+    # by one window the initiator started for the batch, each claim its message's own
     (given,) = window_inputs(pipeline)
     assert given["owner"] == "initiator"
-    assert [(item["id"], item["owner"]) for item in given["notifications"]] == [
-        (1, f"arrival-{record['messageId']}")
+    assert sorted((item["id"], item["owner"]) for item in given["notifications"]) == [
+        (1, f"arrival-{records[0]['messageId']}"),
+        (3, f"arrival-{records[1]['messageId']}"),
+        (4, f"arrival-{records[2]['messageId']}"),
     ]
-
-
-def test_the_near_due_notifications_of_one_batch_share_one_window(pipeline: Pipeline) -> None:
-    # GIVEN near-due arrivals started at once
-    pipeline.start_near_due()
-    now = int(time.time())
-
-    # WHEN one batch brings three starts, each with a notification due in 2 s
-    records = [
-        sqs_record(start(f"restaurant-{n}", pubnub(f"ch-{n}", at=now + 2))) for n in range(3)
-    ]
-    assert initiator.handler(sqs_event(*records), lambda_context()) == {"batchItemFailures": []}
-
-    # THEN one window delivers all three, each claim still its own message's
-    pipeline.wait_for(lambda: pipeline.states() == ["sent"] * 3, timeout=30)
-    (given,) = window_inputs(pipeline)
-    assert sorted(item["owner"] for item in given["notifications"]) == sorted(
-        f"arrival-{record['messageId']}" for record in records
-    )
-    assert len(pipeline.peers.pubnub.publications) == 3
-
-
-def test_a_notification_accepted_at_the_limit_of_lateness_is_delivered_at_once(
-    pipeline: Pipeline,
-) -> None:
-    # GIVEN near-due arrivals started at once
-    pipeline.start_near_due()
-
-    # WHEN a start arrives whose notification was due 890 s ago (the limit is 900 s)
-    pipeline.submit(start("restaurant-42", pubnub(at=int(time.time()) - 890)))
-
-    # THEN it is delivered, not accepted and then expired
-    pipeline.wait_for(lambda: pipeline.states() == ["sent"], timeout=30)
-    assert len(pipeline.peers.pubnub.publications) == 1
-    assert pipeline.machine.settle(timeout=5) == []  # no tick was needed
 
 
 def test_a_window_that_cannot_start_leaves_its_notifications_to_the_next_tick(
