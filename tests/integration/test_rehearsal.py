@@ -90,7 +90,7 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
             {"channel": "pubnub", "at": now + 2, "pubnub-channel": "restaurant-1-orders"},
         ],
     )
-    producer.start("restaurant-2", [{"channel": "console", "at": now + 30, "label": "order 2"}])
+    producer.start("restaurant-2", [{"channel": "console", "at": now + 8, "label": "order 2"}])
     producer.stop("restaurant-2")
 
     # WHEN the event source feeds the initiator (every notification is due before a tick
