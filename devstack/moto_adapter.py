@@ -80,7 +80,7 @@ MOTO_VERSION = "5.2.5"
 HISTORY_EVENT_CAP = 25_000
 HISTORY_LIMIT_ERROR = "ExecutionHistoryLimitExceeded"
 # How often a .sync task looks at its child's status.
-SYNC_POLL_SECONDS = 0.25
+SYNC_POLL_SECONDS = 0.1
 # An Express execution runs at most five minutes on AWS.
 EXPRESS_CAP_SECONDS = 300.0
 # Lambda refuses a response larger than this (moto's Lambda API checks it too).
@@ -992,7 +992,7 @@ FAST: tuple[Patch, ...] = (
         "_DELAY_SECONDS_SYNC_CONDITION_CHECK",
         _sync_polled_often,
         "a .sync task looked at its child's status every 0.5 s, so each tick ended up to "
-        "half a second after its window: every 250 ms (AWS learns of the child's end "
+        "half a second after its window: every 100 ms (AWS learns of the child's end "
         "from an event, at once; more often costs the emulator's CPU more than it saves)",
         "fast",
         (),

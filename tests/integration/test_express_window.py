@@ -162,7 +162,7 @@ def capped(database_url: str, application_url: str, aws_credentials: None) -> It
     """A pipeline whose Express executions end at 1 s (AWS: five minutes)."""
     with running_pipeline(
         database_url,
-        SHORT_LEASES,
+        {**SHORT_LEASES, "CLAIM_GRACE_SECONDS": "1"},
         application_url=application_url,
         express=ExpressRuns(1.0),
     ) as running:
