@@ -50,7 +50,7 @@ TERMINAL = {"sent", "failed", "cancelled", "expired", "unknown"}
 def test_four_overlapping_executions_deliver_each_notification_exactly_once(
     pipeline: Pipeline,
 ) -> None:
-    count = 10_000 if FULL else 200
+    count = 10_000 if FULL else 120
     # Four executions' worth of threads share one process here: give the peer and the
     # sending lease room, so what is measured is exactly-once, not the emulator's speed.
     pipeline.configure(
