@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -57,6 +58,9 @@ def run(faults: float, count: int, seed: int) -> dict[str, Any]:
             environment=peers.environment(),
             options=("--lambda-faults", str(faults), "--fault-seed", str(seed)),
         )
+        # The producer's client signs its requests: the local stack takes any key.
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         try:
             producer = Producer(
                 ready["queue_url"], endpoint_url=ready["endpoint_url"], region=ready["region"]
