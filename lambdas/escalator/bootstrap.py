@@ -58,6 +58,16 @@ class Initiator:
     config: InitiatorConfig
     windows: DeliveryWindows | None = None
 
+    @functools.cached_property
+    def near_due(self) -> service.NearDue | None:
+        """What a start claims at ingest: nothing without a window to start for it."""
+        if self.windows is None:
+            return None
+        return service.NearDue(
+            horizon=near_due_horizon(self.config.lookahead_seconds),
+            grace=self.config.claim_grace_seconds,
+        )
+
     def batch(self) -> RequestBatch:
         """The requests of one invocation: applied one by one, their near-due
         notifications delivered together."""
@@ -65,19 +75,13 @@ class Initiator:
 
     def apply(self, message: RequestMessage) -> RequestOutcome:
         """Apply one request from the queue (``service.handle_request``)."""
-        near_due = None
-        if self.windows is not None:
-            near_due = service.NearDue(
-                horizon=near_due_horizon(self.config.lookahead_seconds),
-                grace=self.config.claim_grace_seconds,
-            )
         return service.handle_request(
             UnitOfWork(self.database),
             message,
             now=int(time.time()),
             max_schedule_ahead=self.config.max_schedule_ahead_seconds,
             max_lateness=self.config.max_lateness_seconds,
-            near_due=near_due,
+            near_due=self.near_due,
         )
 
 

@@ -98,7 +98,6 @@ def test_the_budget_shares_exactly_the_cap_and_concurrency_grows_with_it() -> No
         assert budget.total == cap, cap
         assert budget.initiator >= 2, cap  # the least an SQS event source can be given
         assert min(budget.activator, budget.confirm, budget.record) >= 1, cap
-        assert 1 <= settings.map_concurrency <= 40, cap
         # every iteration of the Map waits behind at most 3 others for a sandbox
         assert settings.map_concurrency <= 4 * min(budget.confirm, budget.record), cap
         # more connections never mean fewer deliveries at once

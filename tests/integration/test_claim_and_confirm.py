@@ -11,9 +11,15 @@ from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
-from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 from tests.support.contract_cases import pubnub, start
-from tests.support.steps import EXECUTION, Steps, claimed_ids, state_of
+from tests.support.steps import (
+    EXECUTION,
+    PAST_THE_CONFIRM_LIMIT,
+    Steps,
+    claimed_ids,
+    make_late,
+    state_of,
+)
 
 OTHER = EXECUTION + "-other"
 
@@ -119,11 +125,6 @@ def test_the_claim_expires_what_is_too_late_by_itself(steps: Steps, initiator_en
     assert state_of(initiator_env, 1)[2] == "more than 900 seconds late"
 
 
-# What the confirm step gives a notification beyond the maximum lateness (900 s): the
-# time from its acceptance, at the limit, to its confirm.
-CONFIRM_LIMIT = MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS
-
-
 def test_the_confirm_still_delivers_what_was_accepted_at_the_limit_of_lateness(
     steps: Steps, initiator_env: str
 ) -> None:
@@ -146,11 +147,7 @@ def test_the_confirm_expires_what_became_too_late_after_its_claim(
     # GIVEN a notification claimed in time, which became too late before its confirm
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    query(
-        initiator_env,
-        "UPDATE notification SET due_at = now() - make_interval(secs => %s)",
-        (CONFIRM_LIMIT + 1,),
-    )
+    make_late(initiator_env, PAST_THE_CONFIRM_LIMIT)
 
     # WHEN the confirm step runs
     answer = steps.confirm(notification_id)

@@ -19,10 +19,17 @@ from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.handlers import activator, confirm
-from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 from escalator.service import store_caller_id_registry
 from tests.support.contract_cases import PHONE, phone, pubnub, start, stop
-from tests.support.steps import ENTERED, EXECUTION, Steps, claimed_ids, state_of
+from tests.support.steps import (
+    ENTERED,
+    EXECUTION,
+    PAST_THE_CONFIRM_LIMIT,
+    Steps,
+    claimed_ids,
+    make_late,
+    state_of,
+)
 
 REGISTRY = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591000000"}
 
@@ -314,11 +321,7 @@ def test_a_confirm_that_expires_counts_it_and_says_so(
 ) -> None:
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    query(
-        initiator_env,
-        "UPDATE notification SET due_at = now() - make_interval(secs => %s)",
-        (MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS + 1,),
-    )
+    make_late(initiator_env, PAST_THE_CONFIRM_LIMIT)
     capsys.readouterr()
 
     steps.confirm(notification_id)

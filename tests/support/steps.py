@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from devstack.events import sqs_event, sqs_record
 from devstack.postgres import query
 from escalator.handlers import activator, confirm, initiator, record
+from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 
 EXECUTION = "arn:aws:states:eu-central-1:123456789012:execution:Escalator-delivery:tick-1"
 ENTERED = "2026-11-30T10:00:00.123Z"
@@ -63,3 +64,13 @@ def state_of(dsn: str, notification_id: int) -> tuple[Any, ...]:
 
 def claimed_ids(answer: dict[str, Any]) -> list[int]:
     return [item["id"] for item in answer["notifications"]]
+
+
+# What the confirm step still delivers: the maximum lateness and the slack it allows a
+# notification accepted at that limit.
+PAST_THE_CONFIRM_LIMIT = MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS + 1
+
+
+def make_late(dsn: str, seconds: int) -> None:
+    """Make every notification due ``seconds`` ago."""
+    query(dsn, "UPDATE notification SET due_at = now() - make_interval(secs => %s)", (seconds,))
