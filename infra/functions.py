@@ -112,10 +112,11 @@ class EscalatorFunctions(Construct):
         self.activator = self.function(
             "Activator", "activator", environment=delivery, in_vpc=True, reserved=budget.activator
         )
+        guard = {Env.RECIPIENT_GUARD_SECONDS: str(settings.recipient_guard_seconds)}
         self.confirm = self.function(
             "Confirm",
             "confirm",
-            environment=delivery,
+            environment={**delivery, **guard},
             in_vpc=True,
             reserved=budget.confirm,
             timeout=DATABASE_STEP_TIMEOUT,

@@ -17,6 +17,7 @@ from typing import Any
 from constructs import Node
 
 from escalator.channels import CHANNELS
+from escalator.limits import RECIPIENT_GUARD_SECONDS
 
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
 LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
@@ -44,6 +45,8 @@ class ThrottleRetry:
 
 THROTTLE_RETRY = ThrottleRetry()
 MIN_CONNECTION_CAP = 12
+# The per-recipient guard's window, at most.
+MAX_RECIPIENT_GUARD_SECONDS = 3600
 
 
 class SettingsError(ValueError):
@@ -118,6 +121,9 @@ class StackSettings:
     unanswered_calls_alarm_percent: int = 50
     # JSON object of number prefixes to caller ids, stored in the database at deploy.
     caller_id_registry: str | None = None
+    # The per-recipient guard: a delivery covers other processes' notifications to the
+    # same channel and target falling due within this many seconds after it (0: off).
+    recipient_guard_seconds: int = RECIPIENT_GUARD_SECONDS
     # Provider settings that are not secret: environment variable name -> value.
     provider: dict[str, str] = field(default_factory=dict)
     # Existing secrets to use instead of the ones the stack creates: channel -> name.
@@ -149,6 +155,12 @@ class StackSettings:
             raise SettingsError(
                 "context unanswered_calls_alarm_percent must be from 1 to 100, got "
                 f"{self.unanswered_calls_alarm_percent}"
+            )
+        if not 0 <= self.recipient_guard_seconds <= MAX_RECIPIENT_GUARD_SECONDS:
+            raise SettingsError(
+                f"context recipient_guard_seconds must be from 0 (off) to "
+                f"{MAX_RECIPIENT_GUARD_SECONDS}, got {self.recipient_guard_seconds}: a longer "
+                "window would swallow a later, real escalation to the same person"
             )
         if self.db_max_allocated_storage_gib < self.db_allocated_storage_gib:
             raise SettingsError(

@@ -22,7 +22,12 @@ from typing import Any
 from psycopg2.extensions import make_dsn, parse_dsn
 
 from escalator.errors import ConfigError
-from escalator.limits import MAX_LATENESS_SECONDS, MAX_SCHEDULE_AHEAD_SECONDS, claim_lookahead
+from escalator.limits import (
+    MAX_LATENESS_SECONDS,
+    MAX_SCHEDULE_AHEAD_SECONDS,
+    RECIPIENT_GUARD_SECONDS,
+    claim_lookahead,
+)
 
 
 class Env:
@@ -49,6 +54,7 @@ class Env:
     CLAIM_GRACE_SECONDS = "CLAIM_GRACE_SECONDS"
     SENDING_LEASE_SECONDS = "SENDING_LEASE_SECONDS"
     CONFIRM_MAX_WAIT_SECONDS = "CONFIRM_MAX_WAIT_SECONDS"
+    RECIPIENT_GUARD_SECONDS = "RECIPIENT_GUARD_SECONDS"
     CALLER_ID_REGISTRY = "CALLER_ID_REGISTRY"
     # the launcher: the in-VPC migration function it hands the master credentials to
     MIGRATION_FUNCTION = "MIGRATION_FUNCTION"
@@ -146,6 +152,9 @@ class DeliveryConfig:
     # The Wait state before confirm resolves whole seconds; confirm waits out at most
     # this much of what is left, so nothing is delivered before its due time.
     confirm_max_wait_seconds: float = 5.0
+    # The per-recipient guard: a delivery covers other processes' notifications to the
+    # same channel and target falling due within this many seconds after it (0: off).
+    recipient_guard_seconds: int = RECIPIENT_GUARD_SECONDS
 
 
 @dataclass(frozen=True)
@@ -262,6 +271,7 @@ def load_delivery_config(environ: Mapping[str, str] | None = None) -> DeliveryCo
             claim_grace_seconds=integer(env, Env.CLAIM_GRACE_SECONDS),
             sending_lease_seconds=integer(env, Env.SENDING_LEASE_SECONDS),
             confirm_max_wait_seconds=number(env, Env.CONFIRM_MAX_WAIT_SECONDS),
+            recipient_guard_seconds=integer(env, Env.RECIPIENT_GUARD_SECONDS, minimum=0),
         ),
     )
 

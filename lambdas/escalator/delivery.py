@@ -91,13 +91,14 @@ def claim_due(
     return Claim(notifications=claimed, more=more)
 
 
-ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed"]
+ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed", "coalesced"]
 
 
 @dataclass(frozen=True)
 class Confirmation:
     """The answer of the confirm step: deliver this (``confirmed``, or ``resumed`` by a
-    retry), or do not (``skipped``, ``expired``, ``failed``), with a reason."""
+    retry), or do not (``skipped``, ``expired``, ``failed``, ``coalesced``), with a
+    reason."""
 
     delivery: Delivery | None
     reason: str | None = None
@@ -162,6 +163,9 @@ def _check(
         max_lateness=config.max_lateness_seconds + EXPIRY_SLACK_SECONDS,
     ):
         return Confirmation(None, "too late: expired", "expired")
+    coalesced = _coalesce_if_covered(uow, notification_id, execution, config)
+    if coalesced is not None:
+        return coalesced
     delivery = uow.notifications.start_sending(
         notification_id, owner=execution, lease=config.sending_lease_seconds, token=entered
     )
@@ -174,6 +178,31 @@ def _check(
         return Confirmation(None, resumed, "skipped")
     return Confirmation(
         None, uow.notifications.why_not_sending(notification_id, owner=execution), "skipped"
+    )
+
+
+# The channels the per-recipient guard applies to (the registry says which).
+GUARDED_CHANNELS = tuple(name for name, channel in CHANNELS.items() if channel.guarded)
+
+
+def _coalesce_if_covered(
+    uow: UnitOfWork, notification_id: int, execution: str, config: DeliveryConfig
+) -> Confirmation | None:
+    """The per-recipient guard: another process's recent delivery to the same target
+    covers this notification (``coalesced``, not delivered again); ``None`` otherwise."""
+    if config.recipient_guard_seconds <= 0:
+        return None
+    coalesced = uow.notifications.coalesce_if_covered(
+        notification_id,
+        owner=execution,
+        window=config.recipient_guard_seconds,
+        channels=GUARDED_CHANNELS,
+    )
+    if coalesced is None:
+        return None
+    uow.processes.complete_finished([coalesced.process_ref])
+    return Confirmation(
+        None, f"coalesced: covered by notification {coalesced.covered_by}", "coalesced"
     )
 
 
@@ -211,6 +240,9 @@ def _report(confirmation: Confirmation, *, notification_id: int, execution: str)
     elif confirmation.kind == "failed":
         metrics.count(metrics.FAILED)
         logger.warning("delivery failed", extra={**keys, "reason": confirmation.reason})
+    elif confirmation.kind == "coalesced":
+        metrics.count(metrics.COALESCED)
+        logger.info("notification coalesced", extra={**keys, "reason": confirmation.reason})
     elif confirmation.kind == "skipped":
         logger.info("delivery skipped", extra={**keys, "reason": confirmation.reason})
     elif confirmation.kind == "resumed":

@@ -13,6 +13,9 @@ MAX_LATENESS_SECONDS = 900
 # step (a delivery window started, its Map entered, a retry): the confirm step expires
 # a notification only this much later than the limit, so none is accepted and expired.
 EXPIRY_SLACK_SECONDS = 60
+# The per-recipient guard's default window: one delivery per target and minute across
+# processes (a producer's bug starting many processes for one number calls it once).
+RECIPIENT_GUARD_SECONDS = 60
 # EventBridge Scheduler runs a rate(N) schedule at some moment within each period, so
 # two ticks may be almost two periods apart: a tick claims two periods ahead.
 SCHEDULE_PERIODS_AHEAD = 2

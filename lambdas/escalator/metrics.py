@@ -17,6 +17,8 @@ FAILED = "NotificationsFailed"
 EXPIRED = "NotificationsExpired"
 UNKNOWN = "NotificationsUnknown"
 REJECTED = "NotificationsRejected"
+# Not delivered: another process's delivery to the same target covered it.
+COALESCED = "NotificationsCoalesced"
 LATENESS = "DeliveryLateness"
 # Per final call status (Twilio's status callbacks): CallsCompleted, CallsNoAnswer, ...
 CALLS_PREFIX = "Calls"

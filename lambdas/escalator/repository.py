@@ -116,7 +116,7 @@ class ProcessRepository:
             SELECT p.id AS process_ref, p.state AS process_state, p.started_at, p.ended_at,
                    n.id, n.position, n.channel, n.target, n.due_at, n.state, n.attempts,
                    n.provider_ref, n.error, n.finished_at, n.provider_status,
-                   n.provider_status_at, n.call_duration_seconds
+                   n.provider_status_at, n.call_duration_seconds, n.covered_by
             FROM process p LEFT JOIN notification n ON n.process_ref = p.id
             WHERE p.process_id = %s
             ORDER BY p.id DESC, n.position
@@ -151,6 +151,7 @@ class ProcessRepository:
                         "provider_status": row.provider_status,
                         "provider_status_at": _iso(row.provider_status_at),
                         "call_duration_seconds": row.call_duration_seconds,
+                        "covered_by": row.covered_by,
                     }
                 )
         return list(processes.values())
@@ -194,6 +195,14 @@ class Finished:
     process_ref: int
     lateness_seconds: float
     state: str = "sent"
+
+
+@dataclass(frozen=True)
+class Coalesced:
+    """A notification the per-recipient guard coalesced, and the one that covered it."""
+
+    process_ref: int
+    covered_by: int
 
 
 @dataclass(frozen=True)
@@ -364,7 +373,8 @@ class NotificationRepository:
             """
             UPDATE notification AS n
             SET state = 'sending', attempts = n.attempts + 1, updated_at = now(),
-                lease_until = now() + make_interval(secs => %s), confirm_token = %s
+                lease_until = now() + make_interval(secs => %s), confirm_token = %s,
+                sending_at = now()
             FROM process AS p
             WHERE n.id = %s AND n.state = 'claimed' AND n.claim_owner = %s
               AND p.id = n.process_ref AND p.state = 'active'
@@ -375,6 +385,60 @@ class NotificationRepository:
         )
         row = _one(self._cursor)
         return None if row is None else _delivery(row)
+
+    def coalesce_if_covered(
+        self, notification_id: int, *, owner: str, window: int, channels: Sequence[str]
+    ) -> Coalesced | None:
+        """Coalesce ``owner``'s claimed notification when a delivery to the same channel
+        and target covers it: one of another process, not stopped, handed to its notifier
+        (``sending``, ``sent`` or ``unknown``: it may have reached the person) no earlier
+        than ``window`` seconds before this one falls due. Only for ``channels``.
+
+        The recipient is locked first (until the transaction ends): confirms for one
+        target decide one at a time, each seeing what the one before it committed, so
+        overlapping executions and near-due windows cannot both deliver.
+        """
+        self._cursor.execute(
+            """
+            SELECT pg_advisory_xact_lock(hashtextextended(channel || ' ' || target, 5))
+            FROM notification
+            WHERE id = %s AND state = 'claimed' AND claim_owner = %s AND channel = ANY(%s)
+            """,
+            (notification_id, owner, list(channels)),
+        )
+        if _one(self._cursor) is None:
+            return None
+        self._cursor.execute(
+            """
+            UPDATE notification AS n
+            SET state = 'coalesced', covered_by = cover.id, finished_at = now(),
+                updated_at = now(), claim_owner = NULL, lease_until = NULL,
+                error = 'covered by notification ' || cover.id || ' (process '
+                        || cover.process_id || '), delivered at '
+                        || to_char(cover.sending_at AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            FROM notification AS me
+            CROSS JOIN LATERAL (
+                SELECT d.id, d.sending_at, p.process_id FROM notification d
+                JOIN process p ON p.id = d.process_ref
+                WHERE d.channel = me.channel AND d.target = me.target
+                  AND d.sending_at >= me.due_at - make_interval(secs => %(window)s)
+                  AND d.process_ref <> me.process_ref
+                  AND d.state IN ('sending', 'sent', 'unknown')
+                  AND p.state <> 'stopped'
+                ORDER BY d.sending_at, d.id
+                LIMIT 1
+            ) AS cover
+            WHERE n.id = %(id)s AND me.id = n.id AND n.state = 'claimed'
+              AND n.claim_owner = %(owner)s
+            RETURNING n.process_ref, cover.id AS covered_by
+            """,
+            {"window": window, "id": notification_id, "owner": owner},
+        )
+        row = _one(self._cursor)
+        if row is None:
+            return None
+        return Coalesced(process_ref=row.process_ref, covered_by=row.covered_by)
 
     def resume_sending(self, notification_id: int, *, owner: str, token: str) -> Delivery | str:
         """The delivery that the confirm step's entry ``token`` already moved to sending

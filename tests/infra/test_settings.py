@@ -59,6 +59,8 @@ def test_provider_settings_and_existing_secrets_come_from_the_channel_registry()
         ({"db_allocated_storage_gib": 10}, "db_allocated_storage_gib must be at least 20"),
         ({"db_removal_policy": "keep"}, "db_removal_policy must be one of"),
         ({"db_connection_cap": 8}, "db_connection_cap must be at least 12"),
+        ({"recipient_guard_seconds": -1}, "recipient_guard_seconds must be from 0 .off. to 3600"),
+        ({"recipient_guard_seconds": 7200}, "recipient_guard_seconds must be from 0 .off. to 3600"),
     ],
 )
 def test_a_malformed_context_value_is_named(context: dict[str, object], problem: str) -> None:

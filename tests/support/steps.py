@@ -38,11 +38,16 @@ class Steps:
         return answer
 
     def confirm(
-        self, notification_id: int, *, retry_count: int = 0, entered: str = ENTERED
+        self,
+        notification_id: int,
+        *,
+        retry_count: int = 0,
+        entered: str = ENTERED,
+        execution: str = EXECUTION,
     ) -> dict[str, Any]:
         event = {
             "notification_id": notification_id,
-            "execution": EXECUTION,
+            "execution": execution,
             "retry_count": retry_count,
             "entered": entered,
         }
@@ -50,6 +55,7 @@ class Steps:
         return answer
 
     def record(self, notification_id: int, **outcome: Any) -> dict[str, Any]:
+        """Record ``outcome`` (``receipt=...``, ...) for ``execution`` (the tick's by default)."""
         event = {"notification_id": notification_id, "execution": EXECUTION, **outcome}
         answer: dict[str, Any] = record.handler(event, self.context)
         return answer

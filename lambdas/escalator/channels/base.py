@@ -91,6 +91,8 @@ class Channel:
     ``calls_from_caller_id``: the confirm step chooses a caller id for each delivery.
     ``secret`` holds the provider's credentials, and ``settings`` maps CDK context keys
     to the provider's settings that are not secret (environment variable names).
+    ``guarded``: the per-recipient guard applies (a delivery covers other processes'
+    notifications to the same target due soon after it).
     """
 
     name: str
@@ -101,3 +103,4 @@ class Channel:
     calls_from_caller_id: bool = False
     secret: ProviderSecret | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
+    guarded: bool = True

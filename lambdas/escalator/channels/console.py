@@ -37,4 +37,6 @@ CHANNEL = Channel(
     target_problem=target_problem,
     task_name="Write to console",
     notifier=ConsoleNotifier,
+    # a development channel: every line is wanted
+    guarded=False,
 )

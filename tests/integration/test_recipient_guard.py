@@ -1,0 +1,235 @@
+"""The per-recipient guard: a delivery to a target covers other processes' notifications
+to the same channel and target falling due within the window after it (they end
+``coalesced``), decided in the database by the confirm step; a process's own
+notifications always go out as scheduled, and a stopped process covers nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from devstack.peers import Peers, running_peers
+from devstack.postgres import query
+from escalator.channels.phone import TwilioCalls, load_settings
+from escalator.limits import RECIPIENT_GUARD_SECONDS
+from escalator.model import Delivery
+from tests.support.contract_cases import stop
+from tests.support.steps import EXECUTION, Steps, claimed_ids
+
+NUMBER = "+385911234567"
+OTHER_NUMBER = "+385917654321"
+OTHER_TICK = EXECUTION + "-next"
+
+
+@pytest.fixture
+def peers() -> Iterator[Peers]:
+    with running_peers() as running:
+        yield running
+
+
+@pytest.fixture
+def guarded(initiator_env: str, database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The delivery steps' environment: every due notification in one claim, caller ids;
+    the owner's connection, for the tests' own statements."""
+    monkeypatch.setenv("CLAIM_BATCH_SIZE", "2000")
+    query(
+        database_url,
+        "INSERT INTO property (property_key, property_value) VALUES ('caller-id-registry', %s)"
+        " ON CONFLICT (property_key) DO UPDATE SET property_value = EXCLUDED.property_value",
+        (json.dumps({"default": "+38512345678"}),),
+    )
+    return database_url
+
+
+def add_processes(dsn: str, calls: list[tuple[str, str, int]], channel: str = "phone") -> None:
+    """One process per (process id, target, seconds ago due), started in one statement:
+    the guard, not the initiator, is under test here."""
+    query(
+        dsn,
+        """
+        WITH started AS (
+            INSERT INTO process (process_id)
+            SELECT id FROM unnest(%s::text[]) AS id
+            RETURNING id AS ref, process_id
+        )
+        INSERT INTO notification (process_ref, position, channel, target, due_at)
+        SELECT started.ref, 0, %s, wanted.number, now() - make_interval(secs => wanted.ago)
+        FROM started JOIN unnest(%s::text[], %s::text[], %s::int[]) AS wanted(id, number, ago)
+             ON wanted.id = started.process_id
+        """,
+        (
+            [call[0] for call in calls],
+            channel,
+            [call[0] for call in calls],
+            [call[1] for call in calls],
+            [call[2] for call in calls],
+        ),
+    )
+
+
+def deliver_claimed(
+    steps: Steps, peers: Peers, *, execution: str = EXECUTION, workers: int = 4
+) -> dict[int, dict[str, Any]]:
+    """Claim what is due, confirm each claimed notification concurrently (as the Map's
+    iterations do), place each confirmed call through the real Twilio client at the
+    local Twilio peer and record it; each notification's confirm answer."""
+    ids = claimed_ids(steps.claim(execution))
+    calls = TwilioCalls(load_settings(peers.environment()))
+
+    def one(notification_id: int) -> dict[str, Any]:
+        answer = steps.confirm(notification_id, execution=execution)
+        if answer["deliver"]:
+            receipt = calls.deliver(Delivery(**answer["delivery"]))
+            steps.record(notification_id, execution=execution, receipt=receipt.to_event())
+        return answer
+
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(zip(ids, pool.map(one, ids), strict=True))
+
+
+def calls_to(peers: Peers) -> Counter[str]:
+    return Counter(call.form["To"] for call in peers.twilio.calls)
+
+
+def states(dsn: str) -> dict[str, int]:
+    return dict(query(dsn, "SELECT state, count(*) FROM notification GROUP BY state"))
+
+
+def test_a_thousand_processes_for_one_number_call_it_once(
+    steps: Steps, guarded: str, peers: Peers
+) -> None:
+    # GIVEN a producer's bug: 1,000 processes, each calling one number, due together
+    add_processes(guarded, [(f"order-{n}", NUMBER, 1) for n in range(1000)])
+
+    # WHEN a tick delivers them, 8 confirms at a time
+    answers = deliver_claimed(steps, peers)
+
+    # THEN the number is called once; the 999 others are coalesced, naming that call
+    assert calls_to(peers) == {NUMBER: 1}
+    assert states(guarded) == {"sent": 1, "coalesced": 999}
+    (delivered,) = [n for n, answer in answers.items() if answer["deliver"]]
+    assert query(
+        guarded, "SELECT DISTINCT covered_by FROM notification WHERE covered_by IS NOT NULL"
+    ) == [(delivered,)]
+    # ... and each coalesced process is finished, as after a delivery
+    assert query(guarded, "SELECT state, count(*) FROM process GROUP BY state") == [
+        ("completed", 1000)
+    ]
+
+
+def test_two_numbers_are_called_once_each(steps: Steps, guarded: str, peers: Peers) -> None:
+    add_processes(
+        guarded,
+        [(f"order-{n}", NUMBER if n % 2 else OTHER_NUMBER, 1) for n in range(40)],
+    )
+
+    deliver_claimed(steps, peers)
+
+    assert calls_to(peers) == {NUMBER: 1, OTHER_NUMBER: 1}
+    assert states(guarded) == {"sent": 2, "coalesced": 38}
+
+
+def test_one_process_calls_its_number_as_often_as_it_scheduled(
+    steps: Steps, guarded: str, peers: Peers
+) -> None:
+    # GIVEN the original's own example: one process calls one number twice, 12 s apart
+    steps.submit(
+        {
+            "process-id": "restaurant-42",
+            "action": "start",
+            "notifications": [
+                {"channel": "phone", "at": int(time.time()), "phone-number": NUMBER},
+                {"channel": "phone", "at": int(time.time()) + 12, "phone-number": NUMBER},
+            ],
+        }
+    )
+    query(
+        guarded,
+        "UPDATE notification SET due_at = now() - make_interval(secs => 13 - 12 * position)",
+    )
+
+    # WHEN both are delivered (the second confirmed after the first was sent)
+    answers = deliver_claimed(steps, peers, workers=1)
+
+    # THEN the number is called twice: the guard never covers a process's own calls
+    assert [answer["deliver"] for answer in answers.values()] == [True, True]
+    assert calls_to(peers) == {NUMBER: 2}
+    assert states(guarded) == {"sent": 2}
+
+
+def test_the_window_holds_across_ticks_and_ends(steps: Steps, guarded: str, peers: Peers) -> None:
+    # GIVEN one tick called the number
+    add_processes(guarded, [("order-1", NUMBER, 1)])
+    deliver_claimed(steps, peers)
+    assert calls_to(peers) == {NUMBER: 1}
+
+    # WHEN a later tick delivers another process's call due within the window after it,
+    # and a third one due just past the window
+    add_processes(guarded, [("order-2", NUMBER, 0)])
+    query(
+        guarded,
+        "INSERT INTO process (process_id) VALUES ('order-3');"
+        " INSERT INTO notification (process_ref, position, channel, target, due_at)"
+        " SELECT id, 0, 'phone', %s, (SELECT sending_at FROM notification WHERE state = 'sent')"
+        "   + make_interval(secs => %s) FROM process WHERE process_id = 'order-3'",
+        (NUMBER, RECIPIENT_GUARD_SECONDS + 1),
+    )
+    query(
+        guarded,
+        "UPDATE notification SET due_at = due_at - make_interval(secs => 62)"
+        " WHERE state IN ('pending')",
+    )
+    query(guarded, "UPDATE notification SET sending_at = sending_at - make_interval(secs => 62)")
+    second = deliver_claimed(steps, peers, execution=OTHER_TICK, workers=1)
+
+    # THEN the one within the window is coalesced, the one past it is called
+    assert sorted(answer["deliver"] for answer in second.values()) == [False, True]
+    assert calls_to(peers) == {NUMBER: 2}
+    assert query(
+        guarded,
+        "SELECT p.process_id, n.state FROM notification n JOIN process p ON p.id = n.process_ref"
+        " ORDER BY p.process_id",
+    ) == [("order-1", "sent"), ("order-2", "coalesced"), ("order-3", "sent")]
+
+
+def test_a_stopped_process_covers_nothing(steps: Steps, guarded: str, peers: Peers) -> None:
+    # GIVEN order-1's call went out, and then order-1 was stopped (the order confirmed)
+    steps.submit(
+        {
+            "process-id": "order-1",
+            "action": "start",
+            "notifications": [
+                {"channel": "phone", "at": int(time.time()), "phone-number": NUMBER},
+                {"channel": "pubnub", "at": int(time.time()) + 3600, "pubnub-channel": "ch1"},
+            ],
+        }
+    )
+    deliver_claimed(steps, peers)
+    steps.submit(stop("order-1"))
+    assert query(guarded, "SELECT state FROM process") == [("stopped",)]
+
+    # WHEN another process's call to the number falls due within the window
+    add_processes(guarded, [("order-2", NUMBER, 0)])
+    answers = deliver_claimed(steps, peers, execution=OTHER_TICK)
+
+    # THEN it is called: a stopped process's delivery covers nothing
+    assert [answer["deliver"] for answer in answers.values()] == [True]
+    assert calls_to(peers) == {NUMBER: 2}
+
+
+def test_console_lines_are_never_coalesced(steps: Steps, guarded: str) -> None:
+    # GIVEN two processes writing the same console label (a development channel)
+    add_processes(guarded, [("order-1", "order 1", 1), ("order-2", "order 1", 1)], "console")
+    ids = claimed_ids(steps.claim())
+
+    # WHEN both are confirmed, one after the other
+    answers = [steps.confirm(notification_id)["deliver"] for notification_id in ids]
+
+    # THEN both are written
+    assert answers == [True, True]
