@@ -1,10 +1,12 @@
 """``escalator demo`` (``make demo``): a scripted scenario on the local stack.
 
 Two restaurants start; one confirms its order before its call is due, so nothing is
-sent to it; an invalid request is rejected without blocking anything; the first
-restaurant gets its phone call, e-mail and PubNub message, and once its process has
-completed it starts again. Deliveries are shown as they happen; a summary table at the
-end is checked against what the scenario must produce.
+sent to it; a third process calls the first restaurant's number within a minute of its
+call, and is coalesced (the per-recipient guard: the phone rings once); an invalid
+request is rejected without blocking anything; the first restaurant gets its phone call,
+e-mail and PubNub message, and once its process has completed it starts again.
+Deliveries are shown as they happen; a summary table at the end, with each
+notification's final state, is checked against what the scenario must produce.
 """
 
 from __future__ import annotations
@@ -181,6 +183,13 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
             {"channel": "pubnub", "at": now + 6, "pubnub-channel": "restaurant-1-orders"},
         ],
     )
+    print(
+        "restaurant-4 starts by a producer's mistake: a call to restaurant-1's number at +8 s,"
+        " within a minute of restaurant-1's call: it is coalesced, the phone rings once"
+    )
+    producer.start(
+        "restaurant-4", [{"channel": "phone", "at": now + 8, "phone-number": "+385911234567"}]
+    )
     print("restaurant-2 starts: a call at +10 s")
     producer.start(
         "restaurant-2", [{"channel": "phone", "at": now + 10, "phone-number": "+14155550123"}]
@@ -222,30 +231,51 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     # (restaurant-2's call cancelled, every other process completed: nothing more goes out)
     settled = happens(all_ended, timeout=30, on_wait=show_deliveries)
     records = read_outbox(outbox)
-    return _summary(records, ok=started and first and completed and second and settled)
+    ok = started and first and completed and second and settled
+    return _summary(records, _final_states(ready["database_url"]), ok=ok)
 
 
-def _summary(records: list[dict[str, Any]], *, ok: bool) -> int:
-    expected = {
-        ("restaurant-1", "phone"): 1,
-        ("restaurant-1", "email"): 1,
-        ("restaurant-1", "pubnub"): 1,
-        ("restaurant-1", "console"): 1,
-        ("restaurant-2", "phone"): 0,
-    }
+def _final_states(database_url: str) -> dict[tuple[str, str], str]:
+    """Each (process id, channel)'s notification states, oldest process first."""
+    rows = query(
+        database_url,
+        "SELECT p.process_id, n.channel, string_agg(n.state, ',' ORDER BY p.id, n.position)"
+        " FROM notification n JOIN process p ON p.id = n.process_ref"
+        " GROUP BY p.process_id, n.channel",
+    )
+    return {(str(process_id), str(channel)): str(states) for process_id, channel, states in rows}
+
+
+# What the scenario must produce: deliveries and final state per (process id, channel).
+EXPECTED: dict[tuple[str, str], tuple[int, str]] = {
+    ("restaurant-1", "phone"): (1, "sent"),
+    ("restaurant-1", "email"): (1, "sent"),
+    ("restaurant-1", "pubnub"): (1, "sent"),
+    ("restaurant-1", "console"): (1, "sent"),
+    ("restaurant-2", "phone"): (0, "cancelled"),
+    ("restaurant-4", "phone"): (0, "coalesced"),
+}
+
+
+def _summary(records: list[dict[str, Any]], states: dict[tuple[str, str], str], *, ok: bool) -> int:
     counts: dict[tuple[str, str], int] = {}
     for record in records:
         if record["outcome"] == "sent":
             key = (record["process_id"], record["channel"])
             counts[key] = counts.get(key, 0) + 1
     print()
-    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  result")
+    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  {'state':10} result")
     matches = ok
-    for (process_id, channel), want in expected.items():
+    for (process_id, channel), (want, final) in EXPECTED.items():
         got = counts.get((process_id, channel), 0)
-        matches = matches and got == want
-        print(f"{process_id:14} {channel:8} {want:>8} {got:>9}  {'ok' if got == want else 'WRONG'}")
-    unexpected = {key: value for key, value in counts.items() if key not in expected}
+        state = states.get((process_id, channel), "-")
+        right = got == want and state == final
+        matches = matches and right
+        print(
+            f"{process_id:14} {channel:8} {want:>8} {got:>9}  {state:10} "
+            f"{'ok' if right else f'WRONG (expected {final})'}"
+        )
+    unexpected = {key: value for key, value in counts.items() if key not in EXPECTED}
     if unexpected:
         matches = False
         print(f"unexpected deliveries: {unexpected}")

@@ -338,7 +338,8 @@ def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixt
     assert run_demo(tick=2) == 0
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
-    assert "restaurant-2   phone           0         0  ok" in out
+    assert "restaurant-2   phone           0         0  cancelled  ok" in out
+    assert "restaurant-4   phone           0         0  coalesced  ok" in out
 
 
 def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
