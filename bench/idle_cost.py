@@ -9,6 +9,8 @@ from typing import Any
 
 from common import progress, report
 
+from devstack.dashboard import count_metrics, dashboards, read
+
 PRICES_DATE = "2026-11 (us-east-1 list prices)"
 HOURS = 730
 RDS_HOURLY = {"db.t4g.micro": 0.016, "db.t4g.small": 0.032, "db.t4g.medium": 0.065}
@@ -19,6 +21,11 @@ SECRET_MONTH = 0.40
 TRANSITION = 0.000025
 FREE_TRANSITIONS = 4000
 ALARM_MONTH = 0.10
+# A custom dashboard: free for the first three of an account that each reference at most
+# 50 metrics (assumed: the account has no other custom dashboard), else 3 USD a month.
+DASHBOARD_MONTH = 3.00
+FREE_DASHBOARDS = 3
+FREE_DASHBOARD_METRICS = 50
 LAMBDA_GB_SECOND = 0.0000166667
 LAMBDA_REQUEST = 0.0000002
 SQS_FIFO_REQUEST = 0.0000005
@@ -85,8 +92,23 @@ def fixed_items(template: dict[str, Any]) -> list[tuple[str, float]]:
     items.append((f"Secrets Manager, {secrets} secrets", secrets * SECRET_MONTH))
     alarms = len(resources(template, "AWS::CloudWatch::Alarm"))
     items.append((f"CloudWatch: {alarms} alarms", alarms * ALARM_MONTH))
+    items += dashboard_items(template)
     items.append(("SQS: event source long polling (~130k requests)", 130_000 * SQS_FIFO_REQUEST))
     items.append(("EventBridge Scheduler (14 M invocations free)", 0.0))
+    return items
+
+
+def dashboard_items(template: dict[str, Any]) -> list[tuple[str, float]]:
+    """The stack's dashboards: the first three of at most 50 metrics are free (assumed:
+    the account has no other custom dashboard), any other 3 USD a month."""
+    items, free_left = [], FREE_DASHBOARDS
+    for resource in dashboards(template).values():
+        _, body = read(resource)
+        metrics = count_metrics(body)
+        free = metrics <= FREE_DASHBOARD_METRICS and free_left > 0
+        free_left -= free
+        label = f"CloudWatch dashboard, {metrics} metrics ({'free tier' if free else 'billed'})"
+        items.append((label, 0.0 if free else DASHBOARD_MONTH))
     return items
 
 

@@ -59,6 +59,8 @@ class EscalatorFunctions(Construct):
         settings: StackSettings,
     ):
         super().__init__(scope, construct_id)
+        # Every function built here, in order (the dashboard shows each one's throttles).
+        self.all_functions: list[lambda_.Function] = []
         self._network = network
         self._code = lambda_code()
         self._retention = retention(settings.log_retention_days)
@@ -272,7 +274,7 @@ class EscalatorFunctions(Construct):
         log_group = logs.LogGroup(
             self, f"{name}Logs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
         )
-        return lambda_.Function(
+        function = lambda_.Function(
             self,
             name,
             runtime=RUNTIME,
@@ -287,3 +289,5 @@ class EscalatorFunctions(Construct):
             environment=variables,
             **placement,
         )
+        self.all_functions.append(function)
+        return function

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
@@ -12,10 +12,13 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from escalator import metrics
+from escalator.channels import CHANNELS
 from escalator.config import Env
 from escalator.limits import claim_lookahead
 from infra import nag
 from infra.alarms import Alarms
+from infra.dashboard import OperationsDashboard
 from infra.database import Database, DeletionProtection
 from infra.functions import DATABASE_STEP_TIMEOUT, NOTIFIER_TIMEOUT, EscalatorFunctions
 from infra.network import Network
@@ -93,7 +96,7 @@ class EscalatorStack(Stack):
         # Requests and executions start once the schema exists (the functions they start
         # wait for the migration too: infra/functions.py).
         schedule.node.add_dependency(functions.migration_trigger)
-        Alarms(
+        alarms = Alarms(
             self,
             "Alarms",
             request_queue=requests.queue,
@@ -103,6 +106,19 @@ class EscalatorStack(Stack):
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
             unanswered_calls_percent=settings.unanswered_calls_alarm_percent,
+        )
+        # Generated from the metric registry, the functions, the channels and the alarms.
+        self.dashboard = OperationsDashboard(
+            self,
+            "Operations",
+            dashboard_name=f"{construct_id}-{Aws.REGION}",
+            request_queue=requests.queue,
+            dead_letter_queue=requests.dead_letter_queue,
+            tick=self.state_machine,
+            window=self.window,
+            functions=functions.all_functions,
+            alarms=alarms.alarms,
+            breakdowns={metrics.CHANNEL: list(CHANNELS)},
         )
         self.functions = functions
         self.database = database
@@ -129,6 +145,12 @@ class EscalatorStack(Stack):
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "DeliveryWindowArn", value=self.window.state_machine_arn)
         CfnOutput(self, "DatabaseSecretArn", value=database.secret.secret_arn)
+        CfnOutput(
+            self,
+            "DashboardUrl",
+            value=self.dashboard.url,
+            description="The operators' CloudWatch dashboard",
+        )
         CfnOutput(
             self,
             "TwilioStatusCallbackUrl",

@@ -76,6 +76,8 @@ def claim_due(
         uow.commit()
     metrics.count(metrics.EXPIRED, len(tidied.expired))
     metrics.count(metrics.UNKNOWN, len(tidied.unknown))
+    if more:  # the tick hands over to a fresh one once it has delivered this batch
+        metrics.count(metrics.HANDED_OVER)
     logger.info(
         "notifications claimed",
         extra={
@@ -98,11 +100,12 @@ ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed
 class Confirmation:
     """The answer of the confirm step: deliver this (``confirmed``, or ``resumed`` by a
     retry), or do not (``skipped``, ``expired``, ``failed``, ``coalesced``), with a
-    reason."""
+    reason; ``channel`` is the failed delivery's."""
 
     delivery: Delivery | None
     reason: str | None = None
     kind: ConfirmationKind = "confirmed"
+    channel: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         if self.delivery is None:
@@ -221,7 +224,7 @@ def _with_caller_id(
         finished = _finish_notification(uow, delivery.notification_id, execution, Failure(reason))
         if finished is not None:
             uow.processes.complete_finished([finished.process_ref])
-        return Confirmation(None, reason, "failed")
+        return Confirmation(None, reason, "failed", channel=delivery.channel)
     return Confirmation(dataclasses.replace(delivery, caller_id=caller_id), kind=kind)
 
 
@@ -238,7 +241,7 @@ def _report(confirmation: Confirmation, *, notification_id: int, execution: str)
         metrics.count(metrics.EXPIRED)
         logger.warning("notification expired", extra=keys)
     elif confirmation.kind == "failed":
-        metrics.count(metrics.FAILED)
+        metrics.count(metrics.FAILED, Channel=confirmation.channel)
         logger.warning("delivery failed", extra={**keys, "reason": confirmation.reason})
     elif confirmation.kind == "coalesced":
         metrics.count(metrics.COALESCED)
@@ -360,12 +363,12 @@ _STATE_OF: dict[type, RecordedKind] = {Receipt: "sent", Failure: "failed", Ambig
 
 def _count(kind: RecordedKind, finished: Finished) -> None:
     if kind == "sent":
-        metrics.count(metrics.SENT)
+        metrics.count(metrics.SENT, Channel=finished.channel)
         metrics.lateness(finished.lateness_seconds)
     elif kind == "failed":
-        metrics.count(metrics.FAILED)
+        metrics.count(metrics.FAILED, Channel=finished.channel)
     elif kind == "unknown":
-        metrics.count(metrics.UNKNOWN)
+        metrics.count(metrics.UNKNOWN, Channel=finished.channel)
 
 
 def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusRecorded:

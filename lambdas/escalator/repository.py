@@ -195,6 +195,7 @@ class Finished:
     process_ref: int
     lateness_seconds: float
     state: str = "sent"
+    channel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -517,7 +518,8 @@ class NotificationRepository:
                 finished_at = now(), updated_at = now(), lease_until = NULL
             WHERE id = %(id)s AND claim_owner = %(owner)s
               AND (state = 'sending' OR (state = 'unknown' AND %(state)s <> 'unknown'))
-            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness, state
+            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness, state,
+                      channel
             """,
             {
                 "state": state,
@@ -530,7 +532,12 @@ class NotificationRepository:
         row = _one(self._cursor)
         if row is None:
             return None
-        return Finished(process_ref=row.process_ref, lateness_seconds=row.lateness, state=row.state)
+        return Finished(
+            process_ref=row.process_ref,
+            lateness_seconds=row.lateness,
+            state=row.state,
+            channel=row.channel,
+        )
 
     def recorded(self, notification_id: int, *, owner: str) -> RecordedOutcome | None:
         """The outcome on record for ``owner``'s delivery of this notification, and

@@ -181,6 +181,8 @@ def deliver_near_due(
     logger.info("near-due delivery started", extra={**keys, "execution": execution})
 
 
+# Valid requests, applied or ignored (a redelivered one is counted when it first came).
+_ACCEPTED = frozenset({"started", "stopped", "ignored"})
 _MESSAGES = {
     "started": "process started",
     "stopped": "process stopped",
@@ -207,6 +209,10 @@ def _log(outcome: RequestOutcome) -> None:
         if value is not None
     }
     metrics.count(metrics.REJECTED, outcome.rejected)
+    if outcome.kind in _ACCEPTED:
+        metrics.count(metrics.REQUESTS_ACCEPTED)
+    elif outcome.kind == "rejected":
+        metrics.count(metrics.REQUESTS_REJECTED)
     level = logger.warning if outcome.kind == "rejected" or outcome.rejected else logger.info
     level(_MESSAGES[outcome.kind], extra=fields)
 

@@ -123,6 +123,7 @@ def test_status_command_shows_the_process_and_its_notifications(
     from escalator.handlers import initiator
 
     initiator.handler(sqs_event(sqs_record(start("restaurant-5", phone()))), lambda_context())
+    capsys.readouterr()  # the initiator's own lines (its metrics)
 
     assert main(["status", "restaurant-5", "--json"]) == 0
     (process,) = json.loads(capsys.readouterr().out)

@@ -313,15 +313,32 @@ def test_any_failure_while_reading_a_body_rejects_it_and_never_blocks_its_group(
     assert state.processes(database_url) == [("restaurant-42", 1, "active")]
 
 
-def test_invalid_request_does_not_block_its_group(handle: Handle, database_url: str) -> None:
+def test_invalid_request_does_not_block_its_group(
+    handle: Handle, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     records = [
         sqs_record("{broken", group="restaurant-42"),
         sqs_record(start("restaurant-42", phone()), group="restaurant-42"),
     ]
+    capsys.readouterr()
 
     assert failed_ids(handle(*records)) == []
 
     assert state.processes(database_url) == [("restaurant-42", 1, "active")]
+    # AND the dashboard's requests count one rejected, one accepted; a redelivery neither
+    handle(records[1])
+    assert request_counts(capsys) == {"RequestsRejected": 1, "RequestsAccepted": 1}
+
+
+def request_counts(capsys: pytest.CaptureFixture[str]) -> dict[str, float]:
+    """The request counters written since the last look."""
+    documents = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line
+    ]
+    return {
+        name: sum(sum(document[name]) for document in documents if name in document)
+        for name in ("RequestsAccepted", "RequestsRejected")
+    }
 
 
 KILL_CONNECTION_ON_POISON = """

@@ -36,16 +36,30 @@ REGISTRY = {"default": "+12025550123", "+385": "+38512345678", "+38591": "+38591
 
 def emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
     """The counters the handlers wrote since the last look (embedded metric format)."""
-    counts: Counter[str] = Counter()
+    return Counter(
+        {name: count for (name, dimensions), count in series(capsys).items() if not dimensions}
+    )
+
+
+def series(capsys: pytest.CaptureFixture[str]) -> Counter[tuple[str, tuple[str, ...]]]:
+    """The counters the handlers wrote since the last look, by series: the metric and its
+    dimensions other than ``service`` (``("Channel=phone",)``), as CloudWatch stores them."""
+    counts: Counter[tuple[str, tuple[str, ...]]] = Counter()
     for line in capsys.readouterr().out.splitlines():
         if '"_aws"' not in line:
             continue
         document = json.loads(line)
         for definition in document["_aws"]["CloudWatchMetrics"]:
-            for metric in definition["Metrics"]:
-                if metric["Unit"] == "Count":
-                    values = document[metric["Name"]]
-                    counts[metric["Name"]] += sum(values) if isinstance(values, list) else values
+            for dimension_set in definition["Dimensions"]:
+                assert "service" in dimension_set  # the series the alarms watch
+                others = tuple(
+                    f"{key}={document[key]}" for key in dimension_set if key != "service"
+                )
+                for metric in definition["Metrics"]:
+                    if metric["Unit"] == "Count":
+                        values = document[metric["Name"]]
+                        total = sum(values) if isinstance(values, list) else values
+                        counts[(metric["Name"], others)] += total
     return counts
 
 
@@ -92,15 +106,18 @@ def claim(steps: Steps, *, period: int | None = None, execution: str = EXECUTION
 
 
 def test_a_claim_of_a_full_batch_says_more_is_due_and_the_next_claim_takes_the_rest(
-    steps: Steps, monkeypatch: pytest.MonkeyPatch
+    steps: Steps, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN batches of two, and three notifications due
     monkeypatch.setenv("CLAIM_BATCH_SIZE", "2")
     now = int(time.time())
     steps.submit(start("restaurant-1", *[pubnub(f"ch-{n}", at=now + n) for n in range(3)]))
+    capsys.readouterr()
 
     # WHEN the activator claims, then a fresh execution claims
-    first, second = steps.claim(), steps.claim(execution=EXECUTION + "-next")
+    first = steps.claim()
+    after_first = emitted(capsys)
+    second = steps.claim(execution=EXECUTION + "-next")
 
     # THEN the first claimed the oldest two and says more is due; the next took the rest
     assert (claimed_ids(first), first["more"], first["claimed"]) == ([1, 2], True, 2)
@@ -111,6 +128,8 @@ def test_a_claim_of_a_full_batch_says_more_is_due_and_the_next_claim_takes_the_r
         "owner": EXECUTION,
     }
     assert (claimed_ids(second), second["more"], second["claimed"]) == ([3], False, 1)
+    # AND the first tick (it hands over to a fresh one) is counted, the second is not
+    assert (after_first, emitted(capsys)) == (Counter({"TicksHandedOver": 1}), Counter())
 
 
 def test_a_full_batch_with_nothing_left_due_says_no_more(
@@ -305,7 +324,10 @@ def test_a_call_with_no_caller_id_fails_and_completes_its_process_if_it_was_the_
     reason = "no caller id: there is no caller-id-registry property"
     assert answer == {"deliver": False, "reason": reason}
     assert state_of(database_url, notification_id) == ("failed", None, reason)
-    assert emitted(capsys)["NotificationsFailed"] == 1
+    assert series(capsys) == {
+        ("NotificationsFailed", ()): 1,
+        ("NotificationsFailed", ("Channel=phone",)): 1,
+    }
     (line,) = messages(log_lines, "delivery failed")
     assert (line["notification_id"], line["reason"]) == (notification_id, reason)
     # AND its process completed when nothing else was left to deliver
@@ -465,7 +487,13 @@ def test_the_last_outcome_completes_the_process_and_a_retry_answers_it_again(
     assert retried == {"notification_id": last, "outcome": "failed"}
     assert state_of(initiator_env, last)[0] == "failed"
     # AND the operator sees each outcome once, and which one completed the process
-    assert emitted(capsys) == Counter({"NotificationsSent": 1, "NotificationsFailed": 1})
+    # (each in its channel's series too: the dashboard's deliveries by channel)
+    assert series(capsys) == {
+        ("NotificationsSent", ()): 1,
+        ("NotificationsSent", ("Channel=pubnub",)): 1,
+        ("NotificationsFailed", ()): 1,
+        ("NotificationsFailed", ("Channel=pubnub",)): 1,
+    }
     recorded = [
         (line["notification_id"], line["outcome"], line["process_completed"], line["repeated"])
         for line in log_lines()
@@ -503,7 +531,10 @@ def test_an_unknown_outcome_is_counted_and_a_stale_one_changes_nothing(
         notification_id, execution=EXECUTION + "-other", receipt={"provider_ref": "x"}
     )
 
-    assert emitted(capsys) == Counter({"NotificationsUnknown": 1})
+    assert series(capsys) == {
+        ("NotificationsUnknown", ()): 1,
+        ("NotificationsUnknown", ("Channel=pubnub",)): 1,
+    }
     assert stale_answer == {"notification_id": notification_id, "outcome": "stale"}
     assert state_of(initiator_env, notification_id) == (
         "unknown",
