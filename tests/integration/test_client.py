@@ -10,11 +10,12 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from devstack.cli import main, parse_notification
 from escalator.client import InvalidRequest, Producer
-from tests.support.contract_cases import PHONE, phone, start
+from tests.support.contract_cases import PHONE, phone, start, stop
 
 
 @pytest.fixture
@@ -63,6 +64,31 @@ def test_invalid_requests_are_refused_before_sending(queue: tuple[Any, str]) -> 
         producer.stop("")
 
     assert received(sqs, url) == []
+
+
+def test_a_group_id_sqs_refuses_is_refused_by_the_client_as_sqs_refuses_it(
+    queue: tuple[Any, str],
+) -> None:
+    # (this queue is stock moto, which takes any group id: the refusal is the client's)
+    sqs, url = queue
+    producer = Producer(url, sqs=sqs)
+    body = json.dumps(stop("restaurant-42"))
+
+    with pytest.raises(ClientError) as refused:
+        producer.send_unchecked(body, group_id="restaurant-42\u00a0")
+    assert refused.value.operation_name == "SendMessage"
+    assert refused.value.response["Error"] == {
+        "Code": "InvalidParameterValue",
+        "Message": "Value restaurant-42\\xa0 for parameter MessageGroupId is invalid. Reason:"
+        " MessageGroupId can only include alphanumeric and punctuation characters. 1 to 128"
+        " in length.",
+        "Type": "Sender",
+    }
+    with pytest.raises(ClientError, match="MessageGroupId is invalid"):
+        producer.send_unchecked(body, group_id="r" * 129)
+    assert received(sqs, url) == []
+    producer.send_unchecked(body, group_id="!~" * 64)  # the alphabet's ends, 128 of them
+    assert len(received(sqs, url)) == 1
 
 
 def test_a_start_with_an_unusable_target_is_sent_as_the_initiator_applies_it(
