@@ -57,8 +57,9 @@ drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst deli
 mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md)
 	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
 
-docs: $(STAMP) ## docs/state-machine.md, drawn from the synthesized state machine
+docs: $(STAMP) ## docs/state-machine.md (the synthesized state machines), docs/request.schema.json
 	$(BIN)/python -m devstack.diagram
+	$(BIN)/python -m devstack.schema
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
