@@ -222,10 +222,6 @@ def invalid_cases() -> list[InvalidCase]:
                 ("trailing-newline", "restaurant-42\n", "14 is U+000A"),
                 ("zero-width-space", "restaurant\u200b42", "11 is U+200B ZERO WIDTH SPACE"),
                 ("bidi-override", "restaurant\u202e42", "11 is U+202E RIGHT-TO-LEFT OVERRIDE"),
-                ("decomposed-accent", "cafe\u0301-7", "5 is U+0301 COMBINING ACUTE ACCENT"),
-                ("trailing-space", "restaurant-42 ", "14 is U+0020 SPACE"),
-                ("no-break-space", "restaurant\u00a042", "11 is U+00A0 NO-BREAK SPACE"),
-                ("cyrillic-a", "rest\u0430urant-42", "5 is U+0430 CYRILLIC SMALL LETTER A"),
             )
         ],
         InvalidCase(
