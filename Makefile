@@ -57,8 +57,9 @@ drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst deli
 mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md)
 	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
 
-docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg, drawn from the synthesized template
+docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json
 	$(BIN)/python -c 'from devstack import dashboard, diagram; diagram.main(); dashboard.main()'
+	$(BIN)/python -m devstack.schema
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     send.set_defaults(run=_send)
 
     status = commands.add_parser("status", help="a process and its notifications")
-    status.add_argument("process_id", metavar="PROCESS_ID")
+    status.add_argument("process_id", metavar="PROCESS_ID", type=_utf8)
     _database_option(status)
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(run=_status)
@@ -259,10 +259,15 @@ def _status(args: argparse.Namespace) -> int:
     if not history:
         print(f"no process {args.process_id!r}")
         return 1
+    # (JSON escapes control characters itself; text from the database, which producers
+    # wrote, is shown escaped: it could hold a terminal's escape sequences)
     for process in history:
         ended = f", ended {process['ended_at']}" if process["ended_at"] else ""
         print(
-            f"{process['process_id']}: {process['state']} (started {process['started_at']}{ended})"
+            shown(
+                f"{process['process_id']}: {process['state']}"
+                f" (started {process['started_at']}{ended})"
+            )
         )
         for item in process["notifications"]:
             ref = f" ref={item['provider_ref']}" if item["provider_ref"] else ""
@@ -270,10 +275,37 @@ def _status(args: argparse.Namespace) -> int:
             reported = item["provider_status"]
             provider = f" provider_status={reported}" if reported else ""
             print(
-                f"  #{item['id']:<6} {item['channel']:7} {item['target']:24} due {item['due_at']}"
-                f"  {item['state']:9}{provider}{ref}{error}"
+                shown(
+                    f"  #{item['id']:<6} {item['channel']:7} {shown(item['target']):24}"
+                    f" due {item['due_at']}  {item['state']:9}{provider}{ref}{error}"
+                )
             )
     return 0
+
+
+def shown(text: str) -> str:
+    """``text`` as a terminal may print it: every character that is not printable (a
+    control character such as ESC, which starts the sequences that clear a screen or
+    retitle a window; format characters, separators, lone surrogates, the no-break
+    space) written as its Python escape (``\\x1b``, ``\\xa0``), the rest as it is."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+def _utf8(text: str) -> str:
+    """An argument that is valid UTF-8. Python hands the bytes of one that is not over as
+    lone surrogates (U+DC80 to U+DCFF), which no query can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        byte = f"the byte 0x{code - 0xDC00:02X}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise argparse.ArgumentTypeError(
+            f"is not valid UTF-8 ({byte} at character {exc.start + 1})"
+        ) from None
+    return text
 
 
 def _executions(args: argparse.Namespace) -> int:

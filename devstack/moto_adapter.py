@@ -49,6 +49,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
+from moto.sqs.exceptions import InvalidParameterValue
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEventException,
 )
@@ -72,6 +73,8 @@ from moto.stepfunctions.parser.asl.eval.event import event_manager
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+from escalator.sqs_ids import refusal
 
 # The version this module was written against (requirements-dev.txt pins it).
 MOTO_VERSION = "5.2.5"
@@ -835,6 +838,30 @@ def _counts_when_asked(original: Any, emulation: Emulation) -> Callable[..., dic
     return get_queue_attributes
 
 
+def _sqs_ids_checked(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _validate_message(
+        self: Any,
+        queue: Any,
+        message_body: str,
+        delay_seconds: int,
+        deduplication_id: str | None = None,
+        group_id: str | None = None,
+        validate_group_id: bool = True,
+    ) -> None:
+        original(
+            self, queue, message_body, delay_seconds, deduplication_id, group_id, validate_group_id
+        )
+        for parameter, value in (
+            ("MessageGroupId", group_id),
+            ("MessageDeduplicationId", deduplication_id),
+        ):
+            message = None if value is None else refusal(parameter, value)
+            if message is not None:
+                raise InvalidParameterValue(message)
+
+    return _validate_message
+
+
 # ---- the table ----------------------------------------------------------------------
 
 _INVOKE = ("self", "body", "request_headers", "response_headers")
@@ -955,6 +982,25 @@ STRICT: tuple[Patch, ...] = (
         "names it None: every such execution had the same ARN)",
         "strict",
         ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
+    ),
+    Patch(
+        sqs_models.SQSBackend,
+        "_validate_message",
+        _sqs_ids_checked,
+        "SQS refuses a MessageGroupId or MessageDeduplicationId that is not 1 to 128 "
+        "characters of printable ASCII without the space (InvalidParameterValue, with its "
+        "message); moto took any string, so an id that fails on AWS went out locally "
+        "(SendMessage; a SendMessageBatch with such an entry is refused whole here)",
+        "strict",
+        (
+            "self",
+            "queue",
+            "message_body",
+            "delay_seconds",
+            "deduplication_id",
+            "group_id",
+            "validate_group_id",
+        ),
     ),
 )
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from escalator.contract import InvalidRequest, parse_request
 from escalator.model import ORIGINAL_MESSAGE_ID
+from escalator.sqs_ids import refusal
 
 __all__ = ["ORIGINAL_MESSAGE_ID", "InvalidRequest", "Producer", "redrive"]
 
@@ -59,15 +60,31 @@ class Producer:
         return self.send_unchecked(body, group_id=parsed.process_id)
 
     def send_unchecked(self, body: str, *, group_id: str) -> str:
-        """Send a body as it is, invalid or not (for trials of the rejection path)."""
+        """Send a body as it is, invalid or not (for trials of the rejection path). A group
+        id SQS refuses is refused here as SQS refuses it: ``botocore``'s ``ClientError``,
+        code ``InvalidParameterValue``, with SQS's message."""
+        deduplication_id = str(uuid.uuid4())
+        refuse_as_sqs_does(MessageGroupId=group_id, MessageDeduplicationId=deduplication_id)
         response = self._sqs.send_message(
             QueueUrl=self.queue_url,
             MessageBody=body,
             MessageGroupId=group_id,
-            MessageDeduplicationId=str(uuid.uuid4()),
+            MessageDeduplicationId=deduplication_id,
         )
         message_id: str = response["MessageId"]
         return message_id
+
+
+def refuse_as_sqs_does(**ids: str) -> None:
+    """Raise the ``ClientError`` SQS answers ``SendMessage`` with when one of these ids
+    (``MessageGroupId=...``, ``MessageDeduplicationId=...``) is outside its alphabet."""
+    from botocore.exceptions import ClientError
+
+    for parameter, value in ids.items():
+        message = refusal(parameter, value)
+        if message is not None:
+            error = {"Code": "InvalidParameterValue", "Message": message, "Type": "Sender"}
+            raise ClientError({"Error": error}, "SendMessage")
 
 
 def redrive(

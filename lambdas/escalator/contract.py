@@ -26,6 +26,7 @@ from escalator.limits import (
     MAX_PROCESS_ID_LENGTH,
     MAX_SCHEDULE_AHEAD_SECONDS,
 )
+from escalator.sqs_ids import first_outside_the_alphabet
 
 ACTIONS = ("start", "stop")
 
@@ -114,13 +115,15 @@ def _load(body: str) -> dict[str, Any]:
     if len(body.encode("utf-8", errors="surrogatepass")) > MAX_BODY_BYTES:
         raise InvalidRequest(f"body is larger than {MAX_BODY_BYTES} bytes")
     try:
-        document = json.loads(body, object_pairs_hook=_unique_keys)
+        document = json.loads(body, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
     except RecursionError:
         raise InvalidRequest("body is not valid JSON: nested too deeply") from None
     except DuplicateKey as exc:
         raise InvalidRequest(f"body has the key {exc.key!r} twice in one object") from None
+    except NotJson as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc} is not a JSON value") from None
     except ValueError as exc:  # e.g. an integer longer than Python converts
         raise InvalidRequest(f"body is not usable JSON: {str(exc)[:200]}") from None
     if not isinstance(document, dict):
@@ -132,6 +135,14 @@ class DuplicateKey(ValueError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key[:40]
+
+
+class NotJson(ValueError):
+    """What Python's parser reads and JSON has not: ``NaN``, ``Infinity``, ``-Infinity``."""
+
+
+def _no_constant(name: str) -> Any:
+    raise NotJson(name)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -153,26 +164,25 @@ def _process_id(document: dict[str, Any]) -> str:
         raise InvalidRequest("process-id is missing")
     if not isinstance(value, str):
         raise InvalidRequest("process-id must be a string")
-    if not value.strip():
+    if not value:
         raise InvalidRequest("process-id is empty")
     if len(value) > MAX_PROCESS_ID_LENGTH:
         raise InvalidRequest(f"process-id is longer than {MAX_PROCESS_ID_LENGTH} characters")
-    if not _clean_text(value):
+    position = first_outside_the_alphabet(value)
+    if position is not None:
         raise InvalidRequest(
-            "process-id contains control, format or separator characters or invalid Unicode"
+            "process-id may hold only printable ASCII without spaces (letters, digits,"
+            " punctuation: what SQS allows in a MessageGroupId); character"
+            f" {position + 1} is {_code_point(value[position])}"
         )
     return value
 
 
-# Control (Cc), format (Cf: zero-width, bidirectional overrides), line and paragraph
-# separators (Zl, Zp), lone surrogates (Cs): invisible, or not storable, in an id that
-# operators read and match. Two ids that look the same must be the same id.
-_UNCLEAN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-
-
-def _clean_text(value: str) -> bool:
-    """No control, format or separator characters and no lone surrogates."""
-    return not any(unicodedata.category(char) in _UNCLEAN for char in value)
+def _code_point(char: str) -> str:
+    """``U+0430 CYRILLIC SMALL LETTER A``: a character named without being written (it may
+    be a control character, or one that looks like another)."""
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" {name}" if name else "")
 
 
 def _notifications(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 from moto import mock_aws
 
 from devstack.cli import main, parse_notification
+from devstack.postgres import query
 from escalator.client import InvalidRequest, Producer
-from tests.support.contract_cases import PHONE, phone, start
+from tests.support.contract_cases import PHONE, console, phone, start
 
 
 @pytest.fixture
@@ -134,3 +136,55 @@ def test_status_command_shows_the_process_and_its_notifications(
     assert main(["status", "restaurant-5"]) == 0
     assert "restaurant-5: active" in capsys.readouterr().out
     assert main(["status", "nobody"]) == 1
+
+
+def test_status_shows_what_producers_wrote_escaped_and_refuses_an_id_not_in_utf8(
+    initiator_env: str, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.events import lambda_context, sqs_event, sqs_record
+    from escalator.handlers import initiator
+
+    # GIVEN a producer's start whose label holds terminal escape sequences (stored, with
+    # the notification rejected), and such text in its process id (a row from before
+    # process ids were printable ASCII), its error and its provider's reference
+    clear_screen, retitle = "\x1b[2J\x1b[H", "\x1b]0;owned\x07"
+    document = start("restaurant-6", console(label=f"order{clear_screen}"))
+    initiator.handler(sqs_event(sqs_record(document)), lambda_context())
+    process_id = f"restaurant-6{retitle}"
+    query(database_url, "UPDATE process SET process_id = %s", (process_id,))
+    query(
+        database_url,
+        "UPDATE notification SET error = error || %s, provider_ref = %s",
+        (retitle, f"CA{clear_screen}\u202e1"),
+    )
+
+    capsys.readouterr()  # (the initiator's log lines)
+
+    # WHEN an operator asks for its status
+    assert main(["status", process_id]) == 0
+    text = capsys.readouterr().out
+    assert main(["status", process_id, "--json"]) == 0
+    printed = capsys.readouterr().out
+
+    # THEN what the database holds is shown with every control character escaped
+    for written in (text, printed):
+        assert "\x1b" not in written
+        assert "\x07" not in written
+        assert "\u202e" not in written
+    assert text.startswith("restaurant-6\\x1b]0;owned\\x07: completed")
+    assert "order\\x1b[2J\\x1b[H" in text
+    assert " ref=CA\\x1b[2J\\x1b[H\\u202e1 " in text
+    assert "contains control characters\\x1b]0;owned\\x07" in text
+    (process,) = json.loads(printed)
+    assert process["process_id"] == process_id
+    assert process["notifications"][0]["target"] == f"order{clear_screen}"
+
+    # AND an id that is not valid UTF-8, as Python hands it over from the command line
+    # (its bytes as lone surrogates: os.fsdecode), gets a clear usage error, not the
+    # traceback of the database driver that cannot encode it
+    with pytest.raises(SystemExit) as exited:
+        main(["status", os.fsdecode(b"caf\xe9-7"), "--database-url", database_url])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.endswith(
+        "error: argument PROCESS_ID: is not valid UTF-8 (the byte 0xE9 at character 4)\n"
+    )

@@ -18,6 +18,7 @@ from escalator.contract import (
 from escalator.limits import MAX_NOTIFICATIONS, MAX_PROCESS_ID_LENGTH
 from tests.support.contract_cases import (
     EMAIL,
+    OUTSIDE,
     PHONE,
     PUBNUB,
     InvalidCase,
@@ -182,3 +183,37 @@ def test_a_target_that_is_not_a_string_is_kept_beside_its_reason() -> None:
     assert request.notifications[0].target == "385911234567"
     assert request.notifications[0].rejected == "notifications[0].phone-number must be a string"
     assert request.notifications[1].rejected is None
+
+
+def test_a_process_id_may_be_any_printable_ascii_but_the_space() -> None:
+    # the whole alphabet (0x21 to 0x7E), its ends included, in ids of at most 128
+    alphabet = "".join(map(chr, range(0x21, 0x7F)))
+    for process_id in (alphabet[:64], alphabet[64:], "!", "~", "~" * MAX_PROCESS_ID_LENGTH):
+        assert parse_request(json.dumps(stop(process_id)), now=now()) == StopRequest(process_id)
+
+
+@pytest.mark.parametrize(
+    ("process_id", "character"),
+    [
+        # the look-alikes
+        ("caf\u00e9-7", "4 is U+00E9 LATIN SMALL LETTER E WITH ACUTE"),
+        ("cafe\u0301-7", "5 is U+0301 COMBINING ACUTE ACCENT"),
+        ("restaurant-42 ", "14 is U+0020 SPACE"),
+        ("restaurant 42", "11 is U+0020 SPACE"),
+        ("restaurant\u00a042", "11 is U+00A0 NO-BREAK SPACE"),
+        ("rest\u0430urant-43", "5 is U+0430 CYRILLIC SMALL LETTER A"),
+        # and more
+        ("restaurant\u2028", "11 is U+2028 LINE SEPARATOR"),
+        ("restaurant\u2029", "11 is U+2029 PARAGRAPH SEPARATOR"),
+        ("\U0001f355", "1 is U+1F355 SLICE OF PIZZA"),
+        ("r\x1b[2J", "2 is U+001B"),
+    ],
+)
+def test_a_process_id_outside_the_alphabet_is_refused_naming_the_character(
+    process_id: str, character: str
+) -> None:
+    with pytest.raises(InvalidRequest) as rejected:
+        parse_request(json.dumps(stop(process_id)), now=now())
+    assert rejected.value.reason == f"{OUTSIDE}; character {character}"
+    assert rejected.value.reason.isascii()
+    assert rejected.value.reason.isprintable()

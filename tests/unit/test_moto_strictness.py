@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from devstack import moto_adapter
@@ -455,6 +456,64 @@ def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() ->
     # (moto runs it once, named "None")
     ((arn, _),) = run(omit={"StepFunctionsParserBackend.start_execution"})
     assert arn.endswith(":None")
+
+
+@proves("SQSBackend._validate_message")
+def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> None:
+    sent = [
+        ("restaurant-42", "order-1"),
+        ("!~" * 64, "~!" * 64),  # the alphabet's ends, 128 characters
+        ("rest\u0430urant-42", "order-2"),
+        ("restaurant-42 ", "order-3"),
+        ("r" * 129, "order-4"),
+        ("restaurant-42", "order\u00a05"),
+    ]
+
+    def answers(sqs: Any, omit: Collection[str] = ()) -> list[str]:
+        # GIVEN a FIFO queue as the stack defines it
+        with moto_adapter.lambdas_in_process(omit=omit):
+            url = sqs.create_queue(
+                QueueName=f"requests-{len(omit)}.fifo",
+                Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
+            )["QueueUrl"]
+            # WHEN messages are sent with ids of every kind
+            found = []
+            for group, deduplication in sent:
+                try:
+                    sqs.send_message(
+                        QueueUrl=url,
+                        MessageBody="{}",
+                        MessageGroupId=group,
+                        MessageDeduplicationId=deduplication,
+                    )
+                    found.append("sent")
+                except ClientError as exc:
+                    found.append(
+                        f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+                    )
+            return found
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        strict, stock = answers(sqs), answers(sqs, omit={"SQSBackend._validate_message"})
+
+    # THEN SQS refuses those outside 1 to 128 printable ASCII characters without the
+    # space, as AWS does, with AWS's message (the value escaped)
+    reason = "can only include alphanumeric and punctuation characters. 1 to 128 in length."
+    assert strict == [
+        "sent",
+        "sent",
+        "InvalidParameterValue: Value rest\\u0430urant-42 for parameter MessageGroupId is"
+        f" invalid. Reason: MessageGroupId {reason}",
+        "InvalidParameterValue: Value restaurant-42  for parameter MessageGroupId is invalid."
+        f" Reason: MessageGroupId {reason}",
+        f"InvalidParameterValue: Value {'r' * 129} for parameter MessageGroupId is invalid."
+        f" Reason: MessageGroupId {reason}",
+        "InvalidParameterValue: Value order\\xa05 for parameter MessageDeduplicationId is"
+        f" invalid. Reason: MessageDeduplicationId {reason}",
+    ]
+    # (moto takes any string)
+    assert stock == ["sent"] * len(sent)
 
 
 def test_every_strict_row_has_its_behavioural_test() -> None:
