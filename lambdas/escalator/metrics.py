@@ -19,6 +19,7 @@ UNKNOWN = "NotificationsUnknown"
 REJECTED = "NotificationsRejected"
 LATENESS = "DeliveryLateness"
 # Per final call status (Twilio's status callbacks): CallsCompleted, CallsNoAnswer, ...
+# (each channel with status callbacks declares its own: escalator.channels)
 CALLS_PREFIX = "Calls"
 # 100 for a call nobody took (busy, no-answer, failed, canceled), 0 for one answered:
 # its average over a period is the share of unanswered calls, in percent (one metric,
@@ -39,14 +40,9 @@ def lateness(seconds: float) -> None:
     metrics.add_metric(name=LATENESS, unit=MetricUnit.Seconds, value=max(seconds, 0.0))
 
 
-def call_metric(status: str) -> str:
-    """``no-answer`` -> ``CallsNoAnswer``."""
-    return CALLS_PREFIX + "".join(part.title() for part in status.split("-"))
-
-
-def call_ended(status: str, *, unanswered: bool) -> None:
-    """A call reached its final status."""
-    count(call_metric(status))
-    metrics.add_metric(
-        name=UNANSWERED_CALLS, unit=MetricUnit.Percent, value=100.0 if unanswered else 0.0
-    )
+def status_ended(metric: str, share_metric: str, *, failed: bool) -> None:
+    """A delivery reached its final status, as its provider reported it: counted in
+    ``metric``, and 100 (``failed``) or 0 in ``share_metric``, whose average is the
+    share that failed."""
+    count(metric)
+    metrics.add_metric(name=share_metric, unit=MetricUnit.Percent, value=100.0 if failed else 0.0)

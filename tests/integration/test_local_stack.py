@@ -22,7 +22,7 @@ from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from escalator.executions import recent_executions
 
 # Long: started first, so that the parallel run ends with the short tests.
