@@ -2,9 +2,12 @@
 
 Two restaurants start; one confirms its order before its call is due, so nothing is
 sent to it; an invalid request is rejected without blocking anything; the first
-restaurant gets its phone call, e-mail and PubNub message, and once its process has
-completed it starts again. Deliveries are shown as they happen; a summary table at the
-end is checked against what the scenario must produce.
+restaurant gets its phone call, text message, e-mail and PubNub message, and once its
+process has completed it starts again. Calls and text messages go through the real
+Twilio adapters to the loopback Twilio stub, which reports on each as Twilio does;
+the other channels are dry runs. Deliveries are shown as they happen; a summary table
+at the end, with what Twilio reported, is checked against what the scenario must
+produce.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import IO, Any
 
 from devstack import CALLER_IDS
 from devstack.outbox import read_outbox
+from devstack.peers import TwilioStub
 from devstack.polling import NotInTime, wait_until
 from devstack.postgres import query
 from escalator.client import Producer
@@ -126,15 +130,22 @@ def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[],
 def run_demo(*, tick: int = DEMO_TICK) -> int:
     """Run the scenario; 0 when everything happened as it must."""
     workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
+    # Twilio on loopback: it takes calls and messages and reports on each, as Twilio does.
+    twilio = TwilioStub()
+    twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+    twilio.start()
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)
-    process, ready = start_local_stack(workdir, tick=tick)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     try:
-        return _scenario(ready, Path(ready["outbox"]), tick)
+        process, ready = start_local_stack(workdir, tick=tick, environment=twilio.environment())
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        try:
+            return _scenario(ready, Path(ready["outbox"]), tick)
+        finally:
+            stop_local_stack(process, timeout=20)
+            print(f"Local stack stopped (exit {process.returncode}).")
     finally:
-        stop_local_stack(process, timeout=20)
-        print(f"Local stack stopped (exit {process.returncode}).")
+        twilio.stop()
 
 
 def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
@@ -162,6 +173,15 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         )
         return [str(state) for (state,) in rows]
 
+    def provider_statuses() -> dict[tuple[str, str], str | None]:
+        """What the provider last reported, by process id and channel."""
+        rows = query(
+            ready["database_url"],
+            "SELECT p.process_id, n.channel, n.provider_status FROM notification n"
+            " JOIN process p ON p.id = n.process_ref ORDER BY n.id",
+        )
+        return {(str(process_id), str(channel)): status for process_id, channel, status in rows}
+
     def all_ended() -> bool:
         ((ended,),) = query(
             ready["database_url"],
@@ -172,11 +192,15 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         return bool(ended)
 
     now = int(time.time())
-    print("restaurant-1 starts: a call at +4 s, an e-mail at +5 s, a PubNub message at +6 s")
+    print(
+        "restaurant-1 starts: a call at +4 s, a text message and an e-mail at +5 s,"
+        " a PubNub message at +6 s"
+    )
     producer.start(
         "restaurant-1",
         [
             {"channel": "phone", "at": now + 4, "phone-number": "+385911234567"},
+            {"channel": "sms", "at": now + 5, "phone-number": "+385911234567"},
             {"channel": "email", "at": now + 5, "email": "owner@restaurant-1.example"},
             {"channel": "pubnub", "at": now + 6, "pubnub-channel": "restaurant-1-orders"},
         ],
@@ -203,7 +227,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     producer.stop("restaurant-2")
 
     first = happens(
-        lambda: len(read_outbox(outbox)) >= 3, timeout=30 + 3 * tick, on_wait=show_deliveries
+        lambda: len(read_outbox(outbox)) >= 4, timeout=30 + 3 * tick, on_wait=show_deliveries
     )
     # (its process completes once its last outcome is recorded: a start before is ignored)
     completed = happens(
@@ -217,17 +241,34 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         [{"channel": "console", "at": int(time.time()) + 3, "label": "second order"}],
     )
     second = happens(
-        lambda: len(read_outbox(outbox)) >= 4, timeout=20 + 3 * tick, on_wait=show_deliveries
+        lambda: len(read_outbox(outbox)) >= 5, timeout=20 + 3 * tick, on_wait=show_deliveries
     )
     # (restaurant-2's call cancelled, every other process completed: nothing more goes out)
     settled = happens(all_ended, timeout=30, on_wait=show_deliveries)
+    # (and Twilio has said what became of the call and of the message)
+    reported = happens(
+        lambda: all(provider_statuses().get(key) == status for key, status in REPORTED.items()),
+        timeout=20,
+        on_wait=show_deliveries,
+    )
     records = read_outbox(outbox)
-    return _summary(records, ok=started and first and completed and second and settled)
+    ok = started and first and completed and second and settled and reported
+    return _summary(records, provider_statuses(), ok=ok)
 
 
-def _summary(records: list[dict[str, Any]], *, ok: bool) -> int:
+# What Twilio must have reported at the end: the call answered, the message delivered.
+REPORTED = {("restaurant-1", "phone"): "completed", ("restaurant-1", "sms"): "delivered"}
+
+
+def _summary(
+    records: list[dict[str, Any]],
+    statuses: dict[tuple[str, str], str | None],
+    *,
+    ok: bool,
+) -> int:
     expected = {
         ("restaurant-1", "phone"): 1,
+        ("restaurant-1", "sms"): 1,
         ("restaurant-1", "email"): 1,
         ("restaurant-1", "pubnub"): 1,
         ("restaurant-1", "console"): 1,
@@ -239,17 +280,22 @@ def _summary(records: list[dict[str, Any]], *, ok: bool) -> int:
             key = (record["process_id"], record["channel"])
             counts[key] = counts.get(key, 0) + 1
     print()
-    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  result")
+    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  result  provider status")
     matches = ok
     for (process_id, channel), want in expected.items():
         got = counts.get((process_id, channel), 0)
-        matches = matches and got == want
-        print(f"{process_id:14} {channel:8} {want:>8} {got:>9}  {'ok' if got == want else 'WRONG'}")
+        status = statuses.get((process_id, channel))
+        right = got == want and status == REPORTED.get((process_id, channel), status)
+        matches = matches and right
+        print(
+            f"{process_id:14} {channel:8} {want:>8} {got:>9}  {'ok' if right else 'WRONG':6}"
+            f"  {status or '-'}"
+        )
     unexpected = {key: value for key, value in counts.items() if key not in expected}
     if unexpected:
         matches = False
         print(f"unexpected deliveries: {unexpected}")
-    caller_ids = {r["detail"].get("from") for r in records if r["channel"] == "phone"}
+    caller_ids = {r["detail"].get("from") for r in records if r["channel"] in ("phone", "sms")}
     print(f"caller id used for +38591...: {', '.join(sorted(str(c) for c in caller_ids))}")
     print("The scenario ran as it must." if matches else "The scenario did NOT run as it must.")
     return 0 if matches else 1

@@ -339,6 +339,9 @@ def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
     assert "restaurant-2   phone           0         0  ok" in out
+    # the call and the text message went to Twilio (the stub), which reported on each
+    assert "restaurant-1   phone           1         1  ok      completed" in out
+    assert "restaurant-1   sms             1         1  ok      delivered" in out
 
 
 def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(

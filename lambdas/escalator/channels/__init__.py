@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from escalator.channels import console, email, phone, pubnub
+from escalator.channels import console, email, phone, pubnub, sms
 from escalator.channels.base import Channel, Notifier
 
 CHANNELS: Mapping[str, Channel] = MappingProxyType(
     {
         channel.name: channel
-        for channel in (phone.CHANNEL, email.CHANNEL, pubnub.CHANNEL, console.CHANNEL)
+        for channel in (phone.CHANNEL, sms.CHANNEL, email.CHANNEL, pubnub.CHANNEL, console.CHANNEL)
     }
 )
 
