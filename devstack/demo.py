@@ -4,9 +4,12 @@ Two restaurants start; one confirms its order before its call is due, so nothing
 sent to it; a third process calls the first restaurant's number within a minute of its
 call, and is coalesced (the per-recipient guard: the phone rings once); an invalid
 request is rejected without blocking anything; the first restaurant gets its phone call,
-e-mail and PubNub message, and once its process has completed it starts again.
+text message, e-mail and PubNub message, and once its process has completed it starts
+again. Calls and text messages go through the real Twilio adapters to the loopback
+Twilio stub, which reports on each as Twilio does; the other channels are dry runs.
 Deliveries are shown as they happen; a summary table at the end, with each
-notification's final state, is checked against what the scenario must produce.
+notification's final state and what Twilio reported, is checked against what the
+scenario must produce.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import IO, Any
 
 from devstack import CALLER_IDS
 from devstack.outbox import read_outbox
+from devstack.peers import TwilioStub
 from devstack.polling import NotInTime, wait_until
 from devstack.postgres import query
 from escalator.client import Producer
@@ -128,15 +132,22 @@ def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[],
 def run_demo(*, tick: int = DEMO_TICK) -> int:
     """Run the scenario; 0 when everything happened as it must."""
     workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
+    # Twilio on loopback: it takes calls and messages and reports on each, as Twilio does.
+    twilio = TwilioStub()
+    twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+    twilio.start()
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)
-    process, ready = start_local_stack(workdir, tick=tick)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     try:
-        return _scenario(ready, Path(ready["outbox"]), tick)
+        process, ready = start_local_stack(workdir, tick=tick, environment=twilio.environment())
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        try:
+            return _scenario(ready, Path(ready["outbox"]), tick)
+        finally:
+            stop_local_stack(process, timeout=20)
+            print(f"Local stack stopped (exit {process.returncode}).")
     finally:
-        stop_local_stack(process, timeout=20)
-        print(f"Local stack stopped (exit {process.returncode}).")
+        twilio.stop()
 
 
 def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
@@ -164,6 +175,22 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         )
         return [str(state) for (state,) in rows]
 
+    def provider_statuses() -> dict[tuple[str, str], str | None]:
+        """What the provider last reported, by process id and channel."""
+        return {key: status for key, (_, status) in final_states().items()}
+
+    def final_states() -> dict[tuple[str, str], tuple[str, str | None]]:
+        """Each notification's state and provider status, by process id and channel."""
+        rows = query(
+            ready["database_url"],
+            "SELECT p.process_id, n.channel, n.state, n.provider_status FROM notification n"
+            " JOIN process p ON p.id = n.process_ref ORDER BY n.id",
+        )
+        return {
+            (str(process_id), str(channel)): (str(state), status)
+            for process_id, channel, state, status in rows
+        }
+
     def all_ended() -> bool:
         ((ended,),) = query(
             ready["database_url"],
@@ -174,11 +201,15 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         return bool(ended)
 
     now = int(time.time())
-    print("restaurant-1 starts: a call at +4 s, an e-mail at +5 s, a PubNub message at +6 s")
+    print(
+        "restaurant-1 starts: a call at +4 s, a text message and an e-mail at +5 s,"
+        " a PubNub message at +6 s"
+    )
     producer.start(
         "restaurant-1",
         [
             {"channel": "phone", "at": now + 4, "phone-number": "+385911234567"},
+            {"channel": "sms", "at": now + 5, "phone-number": "+385911234567"},
             {"channel": "email", "at": now + 5, "email": "owner@restaurant-1.example"},
             {"channel": "pubnub", "at": now + 6, "pubnub-channel": "restaurant-1-orders"},
         ],
@@ -212,7 +243,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     producer.stop("restaurant-2")
 
     first = happens(
-        lambda: len(read_outbox(outbox)) >= 3, timeout=30 + 3 * tick, on_wait=show_deliveries
+        lambda: len(read_outbox(outbox)) >= 4, timeout=30 + 3 * tick, on_wait=show_deliveries
     )
     # (its process completes once its last outcome is recorded: a start before is ignored)
     completed = happens(
@@ -226,29 +257,29 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         [{"channel": "console", "at": int(time.time()) + 3, "label": "second order"}],
     )
     second = happens(
-        lambda: len(read_outbox(outbox)) >= 4, timeout=20 + 3 * tick, on_wait=show_deliveries
+        lambda: len(read_outbox(outbox)) >= 5, timeout=20 + 3 * tick, on_wait=show_deliveries
     )
     # (restaurant-2's call cancelled, every other process completed: nothing more goes out)
     settled = happens(all_ended, timeout=30, on_wait=show_deliveries)
-    records = read_outbox(outbox)
-    ok = started and first and completed and second and settled
-    return _summary(records, _final_states(ready["database_url"]), ok=ok)
-
-
-def _final_states(database_url: str) -> dict[tuple[str, str], str]:
-    """Each (process id, channel)'s notification states, oldest process first."""
-    rows = query(
-        database_url,
-        "SELECT p.process_id, n.channel, string_agg(n.state, ',' ORDER BY p.id, n.position)"
-        " FROM notification n JOIN process p ON p.id = n.process_ref"
-        " GROUP BY p.process_id, n.channel",
+    # (and Twilio has said what became of the call and of the message)
+    reported = happens(
+        lambda: all(provider_statuses().get(key) == status for key, status in REPORTED.items()),
+        timeout=20,
+        on_wait=show_deliveries,
     )
-    return {(str(process_id), str(channel)): str(states) for process_id, channel, states in rows}
+    records = read_outbox(outbox)
+    ok = started and first and completed and second and settled and reported
+    return _summary(records, final_states(), ok=ok)
+
+
+# What Twilio must have reported at the end: the call answered, the message delivered.
+REPORTED = {("restaurant-1", "phone"): "completed", ("restaurant-1", "sms"): "delivered"}
 
 
 # What the scenario must produce: deliveries and final state per (process id, channel).
 EXPECTED: dict[tuple[str, str], tuple[int, str]] = {
     ("restaurant-1", "phone"): (1, "sent"),
+    ("restaurant-1", "sms"): (1, "sent"),
     ("restaurant-1", "email"): (1, "sent"),
     ("restaurant-1", "pubnub"): (1, "sent"),
     ("restaurant-1", "console"): (1, "sent"),
@@ -257,29 +288,39 @@ EXPECTED: dict[tuple[str, str], tuple[int, str]] = {
 }
 
 
-def _summary(records: list[dict[str, Any]], states: dict[tuple[str, str], str], *, ok: bool) -> int:
+def _summary(
+    records: list[dict[str, Any]],
+    states: dict[tuple[str, str], tuple[str, str | None]],
+    *,
+    ok: bool,
+) -> int:
     counts: dict[tuple[str, str], int] = {}
     for record in records:
         if record["outcome"] == "sent":
             key = (record["process_id"], record["channel"])
             counts[key] = counts.get(key, 0) + 1
     print()
-    print(f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  {'state':10} result")
+    print(
+        f"{'process':14} {'channel':8} {'expected':>8} {'delivered':>9}  {'state':10} "
+        "result  provider status"
+    )
     matches = ok
     for (process_id, channel), (want, final) in EXPECTED.items():
         got = counts.get((process_id, channel), 0)
-        state = states.get((process_id, channel), "-")
-        right = got == want and state == final
+        state, status = states.get((process_id, channel), ("-", None))
+        right = (
+            got == want and state == final and status == REPORTED.get((process_id, channel), status)
+        )
         matches = matches and right
         print(
             f"{process_id:14} {channel:8} {want:>8} {got:>9}  {state:10} "
-            f"{'ok' if right else f'WRONG (expected {final})'}"
+            f"{'ok' if right else 'WRONG':6}  {status or '-'}"
         )
     unexpected = {key: value for key, value in counts.items() if key not in EXPECTED}
     if unexpected:
         matches = False
         print(f"unexpected deliveries: {unexpected}")
-    caller_ids = {r["detail"].get("from") for r in records if r["channel"] == "phone"}
+    caller_ids = {r["detail"].get("from") for r in records if r["channel"] in ("phone", "sms")}
     print(f"caller id used for +38591...: {', '.join(sorted(str(c) for c in caller_ids))}")
     print("The scenario ran as it must." if matches else "The scenario did NOT run as it must.")
     return 0 if matches else 1

@@ -66,7 +66,8 @@ LEFT_OUT = {
 # ...and of the notifiers only what classifies a provider's answer or error (settings,
 # the TwiML request, the status callbacks' signatures are not part of it).
 ONLY = {
-    "escalator.channels.phone": ("TwilioCalls.deliver", "never_sent"),
+    "escalator.channels.phone": ("TwilioCalls.deliver",),
+    "escalator.channels.twilio": ("create", "never_sent"),
     "escalator.channels.email": ("SmtpMailer.deliver", "_Session.getreply", "_quit", "_text"),
     # target_problem: the contract's check of a PubNub channel name
     "escalator.channels.pubnub": ("PubNubPublisher.deliver", "target_problem"),

@@ -31,8 +31,8 @@ class DryRun:
 
     def deliver(self, delivery: Delivery) -> Receipt:
         detail = dict(self._detail)
-        if self._channel == "phone":
-            detail["from"] = delivery.caller_id or ""
+        if delivery.caller_id is not None:
+            detail["from"] = delivery.caller_id
         if self._channel == "pubnub":
             from escalator.channels.pubnub import message_for
 

@@ -1,4 +1,5 @@
-"""Real protocol peers on loopback: Twilio's Calls API, an SMTP server, PubNub publish.
+"""Real protocol peers on loopback: Twilio's Calls and Messages APIs, an SMTP server,
+PubNub publish.
 
 Each records what it received and how many requests it was serving at once, and can be
 told how to answer next.
@@ -17,7 +18,7 @@ import time
 import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -110,24 +111,38 @@ AUTH_TOKEN = "test-token"  # noqa: S105 - the stub's own, for signing callbacks
 
 
 @dataclass
-class StatusCallback:
-    """One status callback the stub posted, and what the endpoint answered."""
+class Message:
+    """One request to the Messages API: its form fields, credentials and arrival time."""
 
-    call_sid: str
+    form: dict[str, str]
+    account_sid: str
+    auth: str
+    received_at: float
+    sid: str = ""  # the message SID the stub answered with (none for a refused message)
+
+
+@dataclass
+class StatusCallback:
+    """One status callback the stub posted, and what the endpoint answered (0: none)."""
+
+    sid: str
     status: str
     url: str
     answer: int
 
 
 class TwilioStub(_HttpPeer):
-    """``POST /2010-04-01/Accounts/{sid}/Calls.json``, as the ``twilio`` client calls it.
+    """``POST /2010-04-01/Accounts/{sid}/Calls.json`` and ``.../Messages.json``, as the
+    ``twilio`` client calls them.
 
-    Answers 201 with a call SID unless ``script`` holds planned answers: ``201``,
-    ``429``, ``503``, ``21211`` (HTTP 400, invalid 'To' number), or ``DROP`` (the call is
-    placed, and the connection closes before the answer). A call with a
-    ``StatusCallback`` can be reported on (``report``), signed with the account's auth
-    token as Twilio signs; with ``auto_report`` set, each accepted call is reported
-    through those statuses in the background, as Twilio would.
+    Answers 201 with a call (message) SID unless ``script`` (``message_script``) holds
+    planned answers: ``201``, ``429``, ``500``, ``503``, ``21211`` (HTTP 400, invalid 'To'
+    number), or ``DROP`` (the call is placed, the message sent, and the connection
+    closes before the answer). A call or message with a ``StatusCallback`` can be
+    reported on (``report``, ``report_message``), signed with the account's auth token as
+    Twilio signs; with ``auto_report`` set, each accepted call is reported through those
+    statuses in the background, as Twilio would, and each accepted message is, through
+    ``message_reports`` (``sent``, then ``delivered``).
     """
 
     def __init__(self, auth_token: str = AUTH_TOKEN) -> None:
@@ -137,8 +152,23 @@ class TwilioStub(_HttpPeer):
         self.script: deque[int | str] = deque()
         self.callbacks: list[StatusCallback] = []
         self.auto_report: tuple[str, ...] = ()
+        self.messages: list[Message] = []
+        self.refused_messages: list[Message] = []
+        self.message_script: deque[int | str] = deque()
+        self.message_callbacks: list[StatusCallback] = []
+        self.message_reports: tuple[str, ...] = ("sent", "delivered")
         self.auth_token = auth_token
         self._lock = threading.Lock()
+
+    def environment(self) -> dict[str, str]:
+        """The Twilio channels' settings pointing at this stub."""
+        return {
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": self.auth_token,
+            "TWILIO_URL": "https://restaurant.example.com/twiml/escalation.xml",
+            "TWILIO_API_BASE_URL": self.url,
+            "SMS_BODY": "An order is waiting for your confirmation.",
+        }
 
     def report(self, call: Call, status: str, *, duration: int | None = None) -> int:
         """Post a signed status callback for ``call``; the endpoint's HTTP status."""
@@ -148,19 +178,29 @@ class TwilioStub(_HttpPeer):
             self.callbacks.append(StatusCallback(call.sid, status, url, answer))
         return answer
 
+    def report_message(self, message: Message, status: str) -> int:
+        """Post a signed status callback for ``message``; the endpoint's HTTP status."""
+        url, params, signature = self.signed_message_callback(message, status)
+        answer = self.post_callback(url, params, signature)
+        with self._lock:
+            self.message_callbacks.append(StatusCallback(message.sid, status, url, answer))
+        return answer
+
     def post_callback(self, url: str, params: dict[str, str], signature: str) -> int:
-        """Post a status callback as Twilio does; the endpoint's HTTP status."""
-        return requests.post(
-            url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
-        ).status_code
+        """Post a status callback as Twilio does; the endpoint's HTTP status (0 when it
+        could not be reached: the endpoint is gone)."""
+        try:
+            return requests.post(
+                url, data=params, headers={"X-Twilio-Signature": signature}, timeout=30
+            ).status_code
+        except requests.ConnectionError:
+            return 0
 
     def signed_callback(
         self, call: Call, status: str, *, duration: int | None = None, url: str | None = None
     ) -> tuple[str, dict[str, str], str]:
         """The URL, form and signature of a status callback for ``call`` (to
         ``StatusCallback`` unless ``url`` is given), signed as Twilio signs."""
-        from twilio.request_validator import RequestValidator
-
         url = url or call.form["StatusCallback"]
         params = {
             "AccountSid": call.account_sid,
@@ -175,54 +215,141 @@ class TwilioStub(_HttpPeer):
         }
         if duration is not None:
             params["CallDuration"] = str(duration)
-        return url, params, RequestValidator(self.auth_token).compute_signature(url, params)
+        return url, params, self.signature(url, params)
 
-    def _report_all(self, call: Call, statuses: tuple[str, ...]) -> None:
-        for status in statuses:
-            self.report(call, status, duration=7 if status == "completed" else None)
+    def signed_message_callback(
+        self, message: Message, status: str, *, url: str | None = None
+    ) -> tuple[str, dict[str, str], str]:
+        """The URL, form and signature of a status callback for ``message``, as Twilio
+        posts it: a carrier's receipt date once delivered or not, an error code once it
+        failed."""
+        url = url or message.form["StatusCallback"]
+        params = {
+            "AccountSid": message.account_sid,
+            "ApiVersion": "2010-04-01",
+            "MessageSid": message.sid,
+            "MessageStatus": status,
+            "SmsSid": message.sid,
+            "SmsStatus": status,
+            "From": message.form.get("From", ""),
+            "To": message.form.get("To", ""),
+        }
+        if status in ("delivered", "undelivered"):
+            params["RawDlrDoneDate"] = time.strftime("%y%m%d%H%M", time.gmtime())
+        if status in ("undelivered", "failed"):
+            params["ErrorCode"] = "30003"
+        return url, params, self.signature(url, params)
+
+    def signature(self, url: str, params: dict[str, str]) -> str:
+        """``X-Twilio-Signature`` of a request, computed with the account's auth token."""
+        from twilio.request_validator import RequestValidator
+
+        return str(RequestValidator(self.auth_token).compute_signature(url, params))
+
+    def _plan(
+        self, script: deque[int | str], taken: list[Any], refused: list[Any], item: Any
+    ) -> Any:
+        """The next planned answer (201 unless ``script`` says otherwise); ``item`` is
+        kept among those taken or those refused."""
+        with self._lock:
+            plan = script.popleft() if script else 201
+            (taken if plan in (201, DROP) else refused).append(item)
+        return plan
+
+    @staticmethod
+    def _in_background(report: Callable[[str], int], statuses: tuple[str, ...]) -> None:
+        """Report each of ``statuses`` in turn, unprompted, as Twilio does."""
+
+        def report_all() -> None:
+            for status in statuses:
+                report(status)
+
+        threading.Thread(target=report_all, daemon=True).start()
 
     def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
         parts = request.path.split("/")
-        if request.command != "POST" or len(parts) != 5 or parts[4] != "Calls.json":
+        if request.command != "POST" or len(parts) != 5:
             return 404, {"code": 20404, "message": "not found", "status": 404}
-        length = int(request.headers.get("Content-Length", "0"))
-        pairs = urllib.parse.parse_qsl(request.rfile.read(length).decode())
+        if parts[4] == "Calls.json":
+            return self._call(request, parts[3])
+        if parts[4] == "Messages.json":
+            return self._message(request, parts[3])
+        return 404, {"code": 20404, "message": "not found", "status": 404}
+
+    def _call(self, request: BaseHTTPRequestHandler, account_sid: str) -> tuple[int, Any]:
+        pairs, auth = _form_and_auth(request)
         form = {key: value for key, value in pairs if key != "StatusCallbackEvent"}
-        auth = base64.b64decode(request.headers.get("Authorization", "Basic ").split()[1]).decode()
         call = Call(
             form=form,
-            account_sid=parts[3],
+            account_sid=account_sid,
             auth=auth,
             received_at=time.time(),
             status_callback_events=[value for key, value in pairs if key == "StatusCallbackEvent"],
         )
-        with self._lock:
-            plan = self.script.popleft() if self.script else 201
-            placed = plan in (201, DROP)
-            (self.calls if placed else self.refused).append(call)
-        if placed:
-            sid = call.sid = f"CA{uuid.uuid4().hex}"
-            if self.auto_report and "StatusCallback" in form:
-                threading.Thread(
-                    target=self._report_all, args=(call, self.auto_report), daemon=True
-                ).start()
-            if plan == DROP:
-                return 0, DROP
-            return 201, {
-                "sid": sid,
-                "status": "queued",
-                "to": form.get("To"),
-                "from": form.get("From"),
-            }
-        if plan == 21211:
-            message = f"The 'To' number {form.get('To')} is not a valid phone number."
-            return 400, {"code": 21211, "message": message, "status": 400}
-        status = int(plan)
-        return status, {
-            "code": 20003 if status == 429 else 20500,
-            "message": "try later",
-            "status": status,
+        plan = self._plan(self.script, self.calls, self.refused, call)
+        if plan not in (201, DROP):
+            return _refusal(plan, form)
+        sid = call.sid = f"CA{uuid.uuid4().hex}"
+        if self.auto_report and "StatusCallback" in form:
+            self._in_background(
+                lambda status: self.report(
+                    call, status, duration=7 if status == "completed" else None
+                ),
+                self.auto_report,
+            )
+        if plan == DROP:
+            return 0, DROP
+        return 201, {"sid": sid, "status": "queued", "to": form.get("To"), "from": form.get("From")}
+
+    def _message(self, request: BaseHTTPRequestHandler, account_sid: str) -> tuple[int, Any]:
+        pairs, auth = _form_and_auth(request)
+        form = dict(pairs)
+        message = Message(form=form, account_sid=account_sid, auth=auth, received_at=time.time())
+        plan = self._plan(self.message_script, self.messages, self.refused_messages, message)
+        if plan not in (201, DROP):
+            return _refusal(plan, form)
+        sid = message.sid = f"SM{uuid.uuid4().hex}"
+        if self.message_reports and "StatusCallback" in form:
+            self._in_background(
+                lambda status: self.report_message(message, status), self.message_reports
+            )
+        if plan == DROP:
+            return 0, DROP
+        return 201, {
+            "sid": sid,
+            "account_sid": account_sid,
+            "api_version": "2010-04-01",
+            "status": "queued",
+            "direction": "outbound-api",
+            "to": form.get("To"),
+            "from": form.get("From"),
+            "body": form.get("Body"),
+            "num_segments": "1",
+            "error_code": None,
+            "error_message": None,
         }
+
+
+def _form_and_auth(request: BaseHTTPRequestHandler) -> tuple[list[tuple[str, str]], str]:
+    """The form fields of a request to Twilio's API, in order, and its Basic credentials."""
+    length = int(request.headers.get("Content-Length", "0"))
+    pairs = urllib.parse.parse_qsl(request.rfile.read(length).decode())
+    auth = base64.b64decode(request.headers.get("Authorization", "Basic ").split()[1]).decode()
+    return pairs, auth
+
+
+def _refusal(plan: int | str, form: dict[str, str]) -> tuple[int, Any]:
+    """Twilio's answer to a request it did not take: an invalid 'To' number (21211), or
+    the HTTP status ``plan`` names."""
+    if plan == 21211:
+        message = f"The 'To' number {form.get('To')} is not a valid phone number."
+        return 400, {"code": 21211, "message": message, "status": 400}
+    status = int(plan)
+    return status, {
+        "code": 20003 if status == 429 else 20500,
+        "message": "try later",
+        "status": status,
+    }
 
 
 @dataclass
@@ -363,10 +490,7 @@ class Peers:
     def environment(self) -> dict[str, str]:
         """The notifiers' settings pointing at these peers."""
         return {
-            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-            "TWILIO_AUTH_TOKEN": self.twilio.auth_token,
-            "TWILIO_URL": "https://restaurant.example.com/twiml/escalation.xml",
-            "TWILIO_API_BASE_URL": self.twilio.url,
+            **self.twilio.environment(),
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(self.smtp.port),
             "SMTP_STARTTLS": "false",

@@ -30,6 +30,7 @@ from devstack.stepfunctions import REGION, DeployedStateMachine, deploy
 from devstack.template import synthesized_template
 from escalator import bootstrap
 from escalator.caller_ids import CALLER_ID_REGISTRY
+from escalator.channels import CHANNELS
 from escalator.handlers import initiator
 
 __all__ = ["CALLER_IDS", "Pipeline", "running_pipeline"]
@@ -122,7 +123,11 @@ def running_pipeline(
                     **peers.environment(),
                     DATABASE_URL=application_url or database_url,
                     AWS_DEFAULT_REGION=REGION,
-                    TWILIO_STATUS_CALLBACK_URL=callbacks.url,
+                    **{
+                        channel.callbacks.url_variable: callbacks.url
+                        for channel in CHANNELS.values()
+                        if channel.callbacks is not None
+                    },
                     CALL_STATUS_FUNCTION=machine.function_named("FunctionsCallStatusRecorder"),
                     **(settings or {}),
                 )

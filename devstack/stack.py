@@ -266,7 +266,7 @@ def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
     template = synthesized_template()
     queue_url, dead_letter_queue_url = create_queues(sqs, template)
     machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
-    # Twilio's status callbacks, at the receiver's function URL on loopback (a public
+    # The providers' status callbacks, at the receiver's function URL on loopback (a public
     # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
     callbacks = stack.enter_context(
         FunctionUrl(
@@ -274,7 +274,9 @@ def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
             machine.function_named("FunctionsCallStatusReceiver"),
         )
     )
-    os.environ.setdefault(phone.TWILIO_STATUS_CALLBACK_URL, callbacks.url)
+    for channel in CHANNELS.values():
+        if channel.callbacks is not None:
+            os.environ.setdefault(channel.callbacks.url_variable, callbacks.url)
     os.environ[Env.CALL_STATUS_FUNCTION] = machine.function_named("FunctionsCallStatusRecorder")
     # Near-due arrivals: the initiator starts their delivery window at once.
     os.environ[Env.DELIVERY_WINDOW_ARN] = machine.window_arn

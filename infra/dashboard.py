@@ -1,5 +1,5 @@
 """The operators' CloudWatch dashboard, generated: every metric of the registry
-(``escalator.metrics.REGISTRY``, each drawn as it declares), the queue, the executions,
+(``escalator.metrics.registry()``, each drawn as it declares), the queue, the executions,
 the throttles of every function of the stack and the state of every alarm. A metric,
 channel, function or alarm added to those appears here without a change to this module.
 
@@ -80,7 +80,7 @@ class OperationsDashboard(Construct):
                 window.metric_failed(period=PERIOD, label="windows failed"),
             ]
         )
-        for declared in metrics.REGISTRY.values():
+        for declared in metrics.registry().values():
             for graph_title, metric in registered(declared, breakdowns):
                 graph = graphs.setdefault(graph_title, _Graph())
                 (graph.right if declared.right_axis else graph.left).append(metric)

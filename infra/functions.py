@@ -15,7 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from escalator import SERVICE
-from escalator.channels import CHANNELS, phone
+from escalator.channels import CHANNELS
 from escalator.config import Env
 from escalator.limits import claim_lookahead
 from escalator.migrations import APPLICATION_ROLE
@@ -72,7 +72,7 @@ class EscalatorFunctions(Construct):
             Env.DB_SSLMODE: "require",
         }
         self._runtime(address, settings)
-        self._call_status(address, settings, provider_secrets.get("phone"))
+        self._call_status(settings, provider_secrets)
         self.runtime_functions = [
             self.initiator,
             self.activator,
@@ -133,14 +133,19 @@ class EscalatorFunctions(Construct):
         )
 
     def _call_status(
-        self,
-        address: Mapping[str, str],
-        settings: StackSettings,
-        twilio_secret: secretsmanager.ISecret | None,
+        self, settings: StackSettings, provider_secrets: Mapping[str, secretsmanager.ISecret]
     ) -> None:
-        """Twilio's status callbacks: a public function URL (nothing billed while idle) on a
-        receiver outside the VPC that holds the auth token and checks the signature,
-        handing verified reports to a recorder in the VPC that writes the database."""
+        """The providers' status callbacks (Twilio's): a public function URL (nothing
+        billed while idle) on a receiver outside the VPC that holds the secrets of the
+        channels with callbacks and checks each callback's signature, handing verified
+        reports to a recorder in the VPC that writes the database."""
+        secrets = {
+            channel.secret.variable: provider_secrets[name]
+            for name, channel in CHANNELS.items()
+            if channel.callbacks is not None
+            and channel.secret is not None
+            and name in provider_secrets
+        }
         self.call_status_recorder = self.function(
             "CallStatusRecorder",
             "record_call_status",
@@ -153,15 +158,15 @@ class EscalatorFunctions(Construct):
             "call_status",
             environment={
                 Env.CALL_STATUS_FUNCTION: self.call_status_recorder.function_name,
-                **({phone.SECRET.variable: twilio_secret.secret_arn} if twilio_secret else {}),
+                **{variable: secret.secret_arn for variable, secret in secrets.items()},
             },
             in_vpc=False,
-            # Each call reports up to four statuses; this bounds a burst of them (and
+            # Each delivery reports up to four statuses; this bounds a burst of them (and
             # what a flood of forged requests could cost) without touching the budget.
             reserved=CALLBACK_RECEIVER_CONCURRENCY,
         )
-        if twilio_secret is not None:
-            twilio_secret.grant_read(self.call_status_receiver)
+        for secret in secrets.values():
+            secret.grant_read(self.call_status_receiver)
         self.call_status_recorder.grant_invoke(self.call_status_receiver)
         self.call_status_url = self.call_status_receiver.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE
@@ -223,8 +228,8 @@ class EscalatorFunctions(Construct):
                 for variable in channel.settings.values()
                 if variable in settings.provider
             }
-            if channel is phone.CHANNEL:
-                environment[phone.TWILIO_STATUS_CALLBACK_URL] = self.call_status_url.url
+            if channel.callbacks is not None:
+                environment[channel.callbacks.url_variable] = self.call_status_url.url
             secret = provider_secrets.get(name)
             if secret is not None and channel.secret is not None:
                 environment[channel.secret.variable] = secret.secret_arn

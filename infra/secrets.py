@@ -1,6 +1,7 @@
-"""Provider credentials in Secrets Manager, one secret per channel that has a provider
-secret in the registry: created by the stack with placeholders (or referenced by name
-from context), filled in by the operator, read by that channel's notifier only."""
+"""Provider credentials in Secrets Manager, one secret per provider secret in the channel
+registry (channels of one provider share theirs): created by the stack with placeholders
+(or referenced by name from context), filled in by the operator, read by those channels'
+notifiers only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from escalator.channels import CHANNELS
+from escalator.channels.base import ProviderSecret
 from escalator.config import PLACEHOLDER
 from infra.settings import StackSettings
 
@@ -18,28 +20,36 @@ from infra.settings import StackSettings
 def provider_secrets(
     scope: Construct, settings: StackSettings
 ) -> dict[str, secretsmanager.ISecret]:
-    """The secret of each channel, by channel name. A created secret holds ``set-me``
-    placeholders (and a random value for its generated key) that the notifier refuses
-    until they are replaced."""
+    """The secret of each channel, by channel name; channels that declare the same secret
+    share one. A created secret holds ``set-me`` placeholders (and a random value for its
+    generated key) that the notifier refuses until they are replaced."""
     secrets: dict[str, secretsmanager.ISecret] = {}
+    made: dict[str, tuple[ProviderSecret, secretsmanager.ISecret]] = {}
     for name, channel in CHANNELS.items():
         spec = channel.secret
         if spec is None:
             continue
-        existing = settings.existing_secrets.get(name)
-        if existing:
-            secrets[name] = secretsmanager.Secret.from_secret_name_v2(scope, spec.name, existing)
-            continue
-        placeholders = {key: PLACEHOLDER for key in spec.fields.values() if key != spec.generated}
-        secrets[name] = secretsmanager.Secret(
-            scope,
-            spec.name,
-            description=f"Escalator {spec.name} credentials: replace every '{PLACEHOLDER}'",
-            generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps(placeholders),
-                generate_string_key=spec.generated,
-                exclude_punctuation=True,
-            ),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        if spec.name not in made:
+            made[spec.name] = (spec, _secret(scope, spec, settings.existing_secrets.get(name)))
+        elif made[spec.name][0] != spec:
+            raise ValueError(f"two different provider secrets are named {spec.name}")
+        secrets[name] = made[spec.name][1]
     return secrets
+
+
+def _secret(scope: Construct, spec: ProviderSecret, existing: str | None) -> secretsmanager.ISecret:
+    """The secret named ``existing``, or a new one with placeholders."""
+    if existing:
+        return secretsmanager.Secret.from_secret_name_v2(scope, spec.name, existing)
+    placeholders = {key: PLACEHOLDER for key in spec.fields.values() if key != spec.generated}
+    return secretsmanager.Secret(
+        scope,
+        spec.name,
+        description=f"Escalator {spec.name} credentials: replace every '{PLACEHOLDER}'",
+        generate_secret_string=secretsmanager.SecretStringGenerator(
+            secret_string_template=json.dumps(placeholders),
+            generate_string_key=spec.generated,
+            exclude_punctuation=True,
+        ),
+        removal_policy=RemovalPolicy.RETAIN,
+    )

@@ -118,7 +118,8 @@ class EscalatorStack(Stack):
             window=self.window,
             functions=functions.all_functions,
             alarms=alarms.alarms,
-            breakdowns={metrics.CHANNEL: list(CHANNELS)},
+            # (a channel for trials is not broken out: see Channel.development)
+            breakdowns={metrics.CHANNEL: [n for n, c in CHANNELS.items() if not c.development]},
         )
         self.functions = functions
         self.database = database

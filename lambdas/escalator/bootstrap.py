@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from escalator import delivery, service
-from escalator.channels import CHANNELS, Notifier, phone
+from escalator.channels import CHANNELS, Notifier
+from escalator.channels.base import CallbackReader
 from escalator.config import (
     CallbackConfig,
     DeliveryConfig,
@@ -34,8 +35,6 @@ from escalator.limits import near_due_horizon
 from escalator.migrations import default_sql_dir
 from escalator.model import (
     CallbackAnswer,
-    CallStatusRecorded,
-    CallStatusReport,
     Delivery,
     MasterCredentials,
     Migrated,
@@ -45,6 +44,8 @@ from escalator.model import (
     RequestMessage,
     RequestOutcome,
     SignedCallback,
+    StatusRecorded,
+    StatusReport,
 )
 from escalator.windows import DeliveryWindows, StepFunctionsWindows
 
@@ -137,8 +138,8 @@ class DeliverySteps:
             entered=entered,
         )
 
-    def record_call_status(self, report: CallStatusReport) -> CallStatusRecorded:
-        return delivery.record_call_status(UnitOfWork(self.database), report)
+    def record_provider_status(self, report: StatusReport) -> StatusRecorded:
+        return delivery.record_provider_status(UnitOfWork(self.database), report)
 
     def record(self, *, notification_id: int, execution: str, outcome: Outcome) -> Recorded:
         return delivery.record_outcome(
@@ -211,26 +212,29 @@ class MigrationLauncher:
 
 @dataclass(frozen=True)
 class CallStatusReceiver:
-    """The status-callback receiver's use case: outside the VPC, it holds the provider's
-    auth token and hands verified reports to the recorder, which writes the database."""
+    """The status-callback receiver's use case: outside the VPC, it holds the providers'
+    auth tokens and hands verified reports to the recorder, which writes the database."""
 
     config: CallbackConfig
-    verifier: service.CallbackVerifier
+    readers: tuple[CallbackReader, ...]
     invoker: LambdaInvoker
 
     def receive(self, callback: SignedCallback) -> CallbackAnswer:
-        return service.receive_call_status(
-            self.verifier, self.invoker, self.config.recorder_function, callback
+        return service.receive_status_callback(
+            self.readers, self.invoker, self.config.recorder_function, callback
         )
+
+
+def callback_readers() -> tuple[CallbackReader, ...]:
+    """The status-callback reader of every channel that has status callbacks."""
+    return tuple(
+        channel.callbacks.reader() for channel in CHANNELS.values() if channel.callbacks is not None
+    )
 
 
 @functools.cache
 def call_status_receiver() -> CallStatusReceiver:
-    return CallStatusReceiver(
-        load_callback_config(),
-        phone.TwilioStatusCallbacks(phone.load_callback_settings()),
-        LambdaInvoker(),
-    )
+    return CallStatusReceiver(load_callback_config(), callback_readers(), LambdaInvoker())
 
 
 @functools.cache

@@ -14,10 +14,10 @@ from psycopg2.extras import NamedTupleCursor
 from escalator.config import DatabaseSettings
 from escalator.errors import DatabaseError
 from escalator.repository import (
-    CallRepository,
     NotificationRepository,
     ProcessRepository,
     PropertyRepository,
+    ProviderStatusRepository,
     RequestLog,
 )
 
@@ -82,7 +82,7 @@ class UnitOfWork:
 
     processes: ProcessRepository
     notifications: NotificationRepository
-    calls: CallRepository
+    provider_statuses: ProviderStatusRepository
     properties: PropertyRepository
     requests: RequestLog
 
@@ -102,7 +102,7 @@ class UnitOfWork:
         self._committed = False
         self.processes = ProcessRepository(cursor)
         self.notifications = NotificationRepository(cursor)
-        self.calls = CallRepository(cursor)
+        self.provider_statuses = ProviderStatusRepository(cursor)
         self.properties = PropertyRepository(cursor)
         self.requests = RequestLog(cursor)
         return self

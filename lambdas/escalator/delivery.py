@@ -1,8 +1,8 @@
 """The delivery use cases, one per step of the state machine, and the provider's later
-account of a call.
+account of a delivery.
 
 claim (activator) -> confirm -> deliver (notifier, no database) -> record;
-record_call_status (Twilio's status callbacks, through the receiver).
+record_provider_status (a provider's status callbacks, through the receiver).
 """
 
 from __future__ import annotations
@@ -17,17 +17,14 @@ from typing import Any, Literal, cast
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
 from escalator.channels import CHANNELS, Notifier
+from escalator.channels.base import ProviderStatuses
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
 from escalator.limits import EXPIRY_SLACK_SECONDS
 from escalator.logs import logger
 from escalator.model import (
-    FINAL_CALL_STATUSES,
-    UNANSWERED_CALL_STATUSES,
     Ambiguous,
-    CallStatusRecorded,
-    CallStatusReport,
     ClaimedNotification,
     Delivery,
     Failure,
@@ -35,9 +32,10 @@ from escalator.model import (
     Receipt,
     Recorded,
     RecordedKind,
-    supersedes,
+    StatusRecorded,
+    StatusReport,
 )
-from escalator.repository import CallRecord, Finished
+from escalator.repository import Finished, ProviderRecord
 
 
 @dataclass(frozen=True)
@@ -184,8 +182,8 @@ def _check(
     )
 
 
-# The channels the per-recipient guard applies to (the registry says which).
-GUARDED_CHANNELS = tuple(name for name, channel in CHANNELS.items() if channel.guarded)
+# The channels the per-recipient guard applies to: all but those for trials.
+GUARDED_CHANNELS = tuple(name for name, channel in CHANNELS.items() if not channel.development)
 
 
 def _coalesce_if_covered(
@@ -371,41 +369,51 @@ def _count(kind: RecordedKind, finished: Finished) -> None:
         metrics.count(metrics.UNKNOWN, Channel=finished.channel)
 
 
-def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusRecorded:
-    """Record what the provider reported about a call, unless a later status is on record
-    already (callbacks arrive more than once and out of order).
+def record_provider_status(uow: UnitOfWork, report: StatusReport) -> StatusRecorded:
+    """Record what the provider reported about a delivery (a call, a message), unless a
+    later status is on record already (callbacks arrive more than once and out of order).
 
-    A callback settles only its own call: once a notification knows its call's SID, only
-    callbacks of that call are recorded; one that does not know it yet (being sent, or
-    ``unknown``: the provider may have it) is bound to the first call reported, and an
-    ``unknown`` one is settled ``sent``: the call was placed. A notification with no call
-    (refused, no caller id, never attempted) is never touched by a callback."""
+    A callback settles only its own delivery: once a notification knows its provider's
+    reference (the call's or message's SID), only callbacks of that one are recorded;
+    one that does not know it yet (being sent, or ``unknown``: the provider may have it)
+    is bound to the first one reported, and an ``unknown`` one is settled ``sent``: the
+    provider took it. A notification the provider never took (refused, no caller id,
+    never attempted) is never touched by a callback. Raises ``ValueError`` for a status
+    its channel does not report."""
+    statuses = _reported_statuses(report)
     with uow:
-        record = uow.calls.lock(notification_id=report.notification_id, call_sid=report.call_sid)
-        if record is None or not _may_have_call(record, report.call_sid):
-            result = CallStatusRecorded("unknown-call", notification_id=report.notification_id)
-        elif not supersedes(report.status, record.provider_status):
-            result = CallStatusRecorded(
-                "superseded", record.notification_id, record.provider_status
-            )
+        record = uow.provider_statuses.lock(
+            channel=report.channel,
+            notification_id=report.notification_id,
+            provider_ref=report.provider_ref,
+        )
+        if record is None or not _may_be_its_delivery(record, report.provider_ref):
+            result = StatusRecorded("unknown-delivery", notification_id=report.notification_id)
+        elif not statuses.supersedes(report.status, record.provider_status):
+            result = StatusRecorded("superseded", record.notification_id, record.provider_status)
         else:
             settle = record.state == "unknown"
-            uow.calls.set_status(record.notification_id, report, settle=settle)
+            uow.provider_statuses.set_status(record.notification_id, report, settle=settle)
             uow.commit()
-            result = CallStatusRecorded(
+            result = StatusRecorded(
                 "settled" if settle else "recorded",
                 record.notification_id,
                 report.status,
-                became_final=report.status in FINAL_CALL_STATUSES,
+                became_final=report.status in statuses.final,
             )
     if result.became_final:
-        metrics.call_ended(report.status, unanswered=report.status in UNANSWERED_CALL_STATUSES)
-    log = logger.warning if result.outcome == "unknown-call" else logger.info
+        metrics.status_ended(
+            statuses.metric(report.status),
+            statuses.failed_share_metric,
+            failed=report.status in statuses.failed,
+        )
+    log = logger.warning if result.outcome == "unknown-delivery" else logger.info
     log(
-        "call status " + result.outcome.replace("-", " "),
+        "provider status " + result.outcome.replace("-", " "),
         extra={
             "notification_id": result.notification_id,
-            "call_sid": report.call_sid,
+            "channel": report.channel,
+            "provider_ref": report.provider_ref,
             "provider_status": report.status,
             "outcome": result.outcome,
             "recorded_status": result.provider_status,
@@ -414,10 +422,19 @@ def record_call_status(uow: UnitOfWork, report: CallStatusReport) -> CallStatusR
     return result
 
 
-def _may_have_call(record: CallRecord, call_sid: str) -> bool:
-    """Whether the call ``call_sid`` may be this notification's."""
+def _reported_statuses(report: StatusReport) -> ProviderStatuses:
+    """The statuses the report's channel reports; ``ValueError`` unless its status is one."""
+    channel = CHANNELS.get(report.channel)
+    callbacks = None if channel is None else channel.callbacks
+    if callbacks is None or report.status not in callbacks.statuses.order:
+        raise ValueError(f"channel {report.channel!r} reports no status {report.status!r}")
+    return callbacks.statuses
+
+
+def _may_be_its_delivery(record: ProviderRecord, provider_ref: str) -> bool:
+    """Whether the provider's delivery ``provider_ref`` may be this notification's."""
     if record.provider_ref is not None:
-        return record.provider_ref == call_sid
+        return record.provider_ref == provider_ref
     return record.state in ("sending", "unknown")
 
 

@@ -1,7 +1,7 @@
 """CloudWatch metrics (Powertools, embedded metric format): the registry of every metric
 the functions write, and the only way to write one.
 
-Each metric is declared once in ``REGISTRY``: its name, unit and meaning, the dashboard
+Each metric is declared once, in ``registry()``: its name, unit and meaning, the dashboard
 graph that draws it and with which statistics, and the dimension it is also broken down
 by (``per``, e.g. ``Channel``). Writing a name that is not declared, with another unit
 or with another dimension raises ``UndeclaredMetric``. The dashboard
@@ -29,7 +29,6 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
 )
 
 from escalator import SERVICE
-from escalator.model import CALL_STATUSES, FINAL_CALL_STATUSES
 
 NAMESPACE = "Escalator"
 # A dimension a metric may also be broken down by: the channel of the notification.
@@ -62,7 +61,7 @@ class Metric:
 
 
 class UndeclaredMetric(ValueError):
-    """A metric written that ``REGISTRY`` does not declare as written."""
+    """A metric written that ``registry()`` does not declare as written."""
 
 
 REQUESTS_ACCEPTED = "RequestsAccepted"
@@ -77,16 +76,12 @@ REJECTED = "NotificationsRejected"
 COALESCED = "NotificationsCoalesced"
 LATENESS = "DeliveryLateness"
 # Per final call status (Twilio's status callbacks): CallsCompleted, CallsNoAnswer, ...
+# (each channel with status callbacks declares its own: escalator.channels)
 CALLS_PREFIX = "Calls"
 # 100 for a call nobody took (busy, no-answer, failed, canceled), 0 for one answered:
 # its average over a period is the share of unanswered calls, in percent (one metric,
 # so its alarm costs one alarm metric).
 UNANSWERED_CALLS = "CallsUnansweredPercent"
-
-
-def call_metric(status: str) -> str:
-    """``no-answer`` -> ``CallsNoAnswer``."""
-    return CALLS_PREFIX + "".join(part.title() for part in status.split("-"))
 
 
 def _declare(*declared: Metric) -> Mapping[str, Metric]:
@@ -100,7 +95,8 @@ def _declare(*declared: Metric) -> Mapping[str, Metric]:
 
 _COUNT = MetricUnit.Count
 
-REGISTRY: Mapping[str, Metric] = _declare(
+# The metrics of the pipeline itself; the channels declare those of their providers' statuses.
+_CORE: tuple[Metric, ...] = (
     Metric(
         REQUESTS_ACCEPTED,
         _COUNT,
@@ -166,27 +162,26 @@ REGISTRY: Mapping[str, Metric] = _declare(
         "to the same target covered them",
         NOT_DELIVERED_GRAPH,
     ),
-    # One per final call status, each call counted once, at its first final status.
-    *(
-        Metric(
-            call_metric(status),
-            _COUNT,
-            f"calls whose final status Twilio reported {status}",
-            CALLS_GRAPH,
-        )
-        for status in CALL_STATUSES
-        if status in FINAL_CALL_STATUSES
-    ),
-    Metric(
-        UNANSWERED_CALLS,
-        MetricUnit.Percent,
-        "100 for each call nobody took (busy, no-answer, failed, canceled), 0 for one "
-        "answered: its average is the unanswered share",
-        CALLS_GRAPH,
-        statistics=("Average",),
-        right_axis=True,
-    ),
 )
+
+
+_DECLARED: dict[str, Metric] = dict(_declare(*_CORE))
+
+
+def declare(*declared: Metric) -> None:
+    """Declare more metrics: each channel with status callbacks declares those of its
+    provider's final statuses, when the channel registry is built (``escalator.channels``)."""
+    for metric in declared:
+        if _DECLARED.get(metric.name, metric) != metric:
+            raise ValueError(f"metric {metric.name} is declared twice")
+        _DECLARED[metric.name] = metric
+
+
+def registry() -> Mapping[str, Metric]:
+    """Every declared metric: the pipeline's, and the channels' (once
+    ``escalator.channels`` is imported, as everything that writes or draws them does)."""
+    return MappingProxyType(_DECLARED)
+
 
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
@@ -194,9 +189,9 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 def _write(name: str, unit: MetricUnit, value: float, dimensions: Mapping[str, str | None]) -> None:
     """Add ``value`` to the declared metric ``name``, in the series of its ``per``
     dimension's value too when that is given."""
-    metric = REGISTRY.get(name)
+    metric = registry().get(name)
     if metric is None:
-        raise UndeclaredMetric(f"metric {name} is not declared in escalator.metrics.REGISTRY")
+        raise UndeclaredMetric(f"metric {name} is not declared in escalator.metrics.registry()")
     if metric.unit != unit:
         raise UndeclaredMetric(
             f"metric {name} is declared in {metric.unit.value}, not {unit.value}"
@@ -229,7 +224,9 @@ def lateness(seconds: float) -> None:
     _write(LATENESS, MetricUnit.Seconds, max(seconds, 0.0), {})
 
 
-def call_ended(status: str, *, unanswered: bool) -> None:
-    """A call reached its final status."""
-    count(call_metric(status))
-    _write(UNANSWERED_CALLS, MetricUnit.Percent, 100.0 if unanswered else 0.0, {})
+def status_ended(metric: str, share_metric: str, *, failed: bool) -> None:
+    """A delivery reached its final status, as its provider reported it: counted in
+    ``metric``, and 100 (``failed``) or 0 in ``share_metric``, whose average is the
+    share that failed."""
+    count(metric)
+    _write(share_metric, MetricUnit.Percent, 100.0 if failed else 0.0, {})

@@ -181,63 +181,36 @@ class MasterCredentials:
         return cls(str(master["username"]), str(master["password"]))
 
 
-# What a provider reports about a call (Twilio's CallStatus), in the order a call goes
-# through them; the last five are final, and a final status is never replaced.
-CALL_STATUSES = (
-    "queued",
-    "initiated",
-    "ringing",
-    "in-progress",
-    "completed",
-    "busy",
-    "no-answer",
-    "failed",
-    "canceled",
-)
-FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
-# Final statuses of a call nobody took.
-UNANSWERED_CALL_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
-
-
-def supersedes(status: str, current: str | None) -> bool:
-    """Whether ``status`` is news after ``current``: later in a call's life, and never
-    after a final status (callbacks arrive more than once and out of order)."""
-    return current is None or _rank(status) > _rank(current)
-
-
-def _rank(status: str) -> int:
-    # Every final status ranks the same, above all others: the first one stays.
-    return len(CALL_STATUSES) if status in FINAL_CALL_STATUSES else CALL_STATUSES.index(status)
-
-
 @dataclass(frozen=True)
 class SignedCallback:
     """A provider's callback as it arrived: the full URL it was sent to, its form
-    fields, and its signature header (``None`` when missing)."""
+    fields, and its headers (names in lower case), the provider's signature among them."""
 
     url: str
     params: dict[str, str]
-    signature: str | None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class CallStatusReport:
-    """A call's status as the provider reported it, verified. ``notification_id`` comes
-    from the callback URL, which the provider signs with the rest."""
+class StatusReport:
+    """What a provider reported about one delivery (a call's or a message's status),
+    verified by the receiver; ``provider_ref`` is the provider's reference of it (the call
+    or message SID). ``notification_id`` comes from the callback URL, which the provider
+    signs with the rest."""
 
-    call_sid: str
+    channel: str
+    provider_ref: str
     status: str
     reported_at: float
     notification_id: int | None = None
     duration_seconds: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.status not in CALL_STATUSES:
-            raise ValueError(f"unknown call status {self.status!r}")
-
     def to_event(self) -> dict[str, object]:
         return {
-            "call_sid": self.call_sid,
+            "channel": self.channel,
+            "provider_ref": self.provider_ref,
+            # (what the recorder of the release before reads, while a deploy replaces it)
+            "call_sid": self.provider_ref,
             "status": self.status,
             "reported_at": self.reported_at,
             "notification_id": self.notification_id,
@@ -245,11 +218,14 @@ class CallStatusReport:
         }
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> CallStatusReport:
+    def from_event(cls, event: dict[str, Any]) -> StatusReport:
         notification_id = event.get("notification_id")
         duration = event.get("duration_seconds")
+        # A receiver of the release before reports calls only, by ``call_sid``.
+        reference = event["provider_ref"] if "provider_ref" in event else event["call_sid"]
         return cls(
-            call_sid=str(event["call_sid"]),
+            channel=str(event.get("channel", "phone")),
+            provider_ref=str(reference),
             status=str(event["status"]),
             reported_at=float(event["reported_at"]),
             notification_id=None if notification_id is None else int(notification_id),
@@ -257,16 +233,17 @@ class CallStatusReport:
         )
 
 
-CallStatusOutcome = Literal["recorded", "settled", "superseded", "unknown-call"]
+StatusOutcome = Literal["recorded", "settled", "superseded", "unknown-delivery"]
 
 
 @dataclass(frozen=True)
-class CallStatusRecorded:
-    """What recording a call status did: ``recorded`` it, ``settled`` a notification
-    whose outcome was unknown (now sent), found it ``superseded`` by what was recorded
-    before, or found no notification for the call (``unknown-call``)."""
+class StatusRecorded:
+    """What recording a provider's status did: ``recorded`` it, ``settled`` a
+    notification whose outcome was unknown (now sent), found it ``superseded`` by what
+    was recorded before, or found no notification for that delivery
+    (``unknown-delivery``)."""
 
-    outcome: CallStatusOutcome
+    outcome: StatusOutcome
     notification_id: int | None = None
     provider_status: str | None = None
     became_final: bool = False

@@ -13,11 +13,11 @@ from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
 from escalator.model import (
-    CallStatusReport,
     ClaimedNotification,
     Delivery,
     RequestMessage,
     RequestOutcome,
+    StatusReport,
 )
 
 # The states in which a notification may still be delivered: a process holding one is
@@ -563,8 +563,8 @@ class RecordedOutcome:
 
 
 @dataclass(frozen=True)
-class CallRecord:
-    """What is on record for a phone notification when a status callback arrives."""
+class ProviderRecord:
+    """What is on record for a notification when its provider's status callback arrives."""
 
     notification_id: int
     state: str
@@ -572,35 +572,37 @@ class CallRecord:
     provider_status: str | None
 
 
-class CallRepository:
-    """The provider's account of each call: the status callbacks' side of a phone
-    notification."""
+class ProviderStatusRepository:
+    """The provider's account of each delivery: the status callbacks' side of a
+    notification (a call's, a message's)."""
 
     def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
 
-    def lock(self, *, notification_id: int | None, call_sid: str) -> CallRecord | None:
-        """The phone notification a callback is about, locked until the transaction ends:
-        by its id when the callback URL names it, else by the call's SID."""
+    def lock(
+        self, *, channel: str, notification_id: int | None, provider_ref: str
+    ) -> ProviderRecord | None:
+        """The ``channel`` notification a callback is about, locked until the transaction
+        ends: by its id when the callback URL names it, else by the provider's reference."""
         by_id = notification_id is not None
         self._cursor.execute(
             sql.SQL(
                 """
                 SELECT id, state, provider_ref, provider_status FROM notification
-                WHERE {key} = %s AND channel = 'phone' FOR UPDATE
+                WHERE {key} = %s AND channel = %s FOR UPDATE
                 """
             ).format(key=sql.Identifier("id" if by_id else "provider_ref")),
-            (notification_id if by_id else call_sid,),
+            (notification_id if by_id else provider_ref, channel),
         )
         row = _one(self._cursor)
         if row is None:
             return None
-        return CallRecord(row.id, row.state, row.provider_ref, row.provider_status)
+        return ProviderRecord(row.id, row.state, row.provider_ref, row.provider_status)
 
-    def set_status(self, notification_id: int, report: CallStatusReport, *, settle: bool) -> None:
-        """Record the provider's status, when it was reported and the call's duration, and
-        bind the notification to the call's SID; with ``settle``, the notification
-        becomes ``sent``."""
+    def set_status(self, notification_id: int, report: StatusReport, *, settle: bool) -> None:
+        """Record the provider's status, when it was reported and (a call's) duration, and
+        bind the notification to the provider's reference; with ``settle``, the
+        notification becomes ``sent``."""
         self._cursor.execute(
             """
             UPDATE notification
@@ -616,7 +618,7 @@ class CallRepository:
                 report.status,
                 report.reported_at,
                 report.duration_seconds,
-                report.call_sid,
+                report.provider_ref,
                 settle,
                 settle,
                 notification_id,

@@ -8,10 +8,11 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY
+from escalator.channels.base import CallbackReader
 from escalator.config import DatabaseSettings
 from escalator.contract import InvalidRequest, StartRequest, parse_request
 from escalator.database import UnitOfWork
@@ -24,13 +25,13 @@ from escalator.migrations import migrate
 from escalator.model import (
     MAX_REASON_LENGTH,
     CallbackAnswer,
-    CallStatusReport,
     MasterCredentials,
     Migrated,
     OutcomeKind,
     RequestMessage,
     RequestOutcome,
     SignedCallback,
+    StatusReport,
 )
 from escalator.windows import DeliveryWindows, WindowNotStarted
 
@@ -255,28 +256,21 @@ def launch_migration(
     return answer
 
 
-class CallbackVerifier(Protocol):
-    """Checks a provider's callback and reads it (``TwilioStatusCallbacks``)."""
-
-    def verify(self, callback: SignedCallback) -> CallStatusReport:
-        """Raises ``CallbackRefused`` when the signature is missing or wrong."""
-        ...
-
-
-def receive_call_status(
-    verifier: CallbackVerifier,
+def receive_status_callback(
+    readers: Sequence[CallbackReader],
     invoker: LambdaInvoker,
     recorder_function: str,
     callback: SignedCallback,
 ) -> CallbackAnswer:
-    """Check a status callback's signature and hand the report to the recorder in the VPC.
+    """Check a status callback with the reader of the channel it is of, and hand the
+    report to the recorder in the VPC.
 
-    403 and nothing written for a bad or missing signature; 200 for every report the
-    recorder took, an unknown call included; 502 when the recorder failed (nothing
-    written: its transaction rolled back).
+    403 and nothing written for a callback of no channel, or with a bad or missing
+    signature; 200 for every report the recorder took, an unknown delivery included;
+    502 when the recorder failed (nothing written: its transaction rolled back).
     """
     try:
-        report = verifier.verify(callback)
+        report = _read(readers, callback)
     except CallbackRefused as exc:
         logger.warning("status callback refused", extra={"reason": str(exc)})
         return CallbackAnswer(403, "forbidden")
@@ -289,3 +283,12 @@ def receive_call_status(
         )
         return CallbackAnswer(502, "not recorded")
     return CallbackAnswer(200, str(answer.get("outcome", "")))
+
+
+def _read(readers: Sequence[CallbackReader], callback: SignedCallback) -> StatusReport:
+    """The report of the first reader whose channel the callback is of."""
+    for reader in readers:
+        report = reader.read(callback)
+        if report is not None:
+            return report
+    raise CallbackRefused("not a status callback of any channel")

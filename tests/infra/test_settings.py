@@ -44,9 +44,17 @@ def test_context_falls_back_to_the_dataclass_defaults() -> None:
 
 
 def test_provider_settings_and_existing_secrets_come_from_the_channel_registry() -> None:
-    settings = settings_of(twilio_url="https://x/twiml", smtp_port=2525, pubnub_secret_name="p")
-    assert settings.provider == {"TWILIO_URL": "https://x/twiml", "SMTP_PORT": "2525"}
+    settings = settings_of(
+        twilio_url="https://x/twiml", smtp_port=2525, sms_body="Order!", pubnub_secret_name="p"
+    )
+    assert settings.provider == {
+        "TWILIO_URL": "https://x/twiml",
+        "SMS_BODY": "Order!",
+        "SMTP_PORT": "2525",
+    }
     assert settings.existing_secrets == {"pubnub": "p"}
+    # the Twilio channels share theirs
+    assert settings_of(twilio_secret_name="t").existing_secrets == {"phone": "t", "sms": "t"}
 
 
 @pytest.mark.parametrize(

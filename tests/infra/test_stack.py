@@ -470,16 +470,18 @@ def test_status_callbacks_reach_a_public_url_whose_function_holds_the_token_not_
     invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
     assert recorder_id in json.dumps(invoke["Resource"])
     assert "Twilio" in json.dumps(variables["TWILIO_SECRET_ARN"])
-    # the phone notifier asks Twilio to call back at that URL
-    (phone,) = [
-        f
+    # the phone and SMS notifiers ask Twilio to call back at that URL, and read the one
+    # Twilio secret the receiver reads
+    twilio_notifiers = [
+        f["Properties"]["Environment"]["Variables"]
         for f in functions.values()
         if "TWILIO_SECRET_ARN" in f["Properties"]["Environment"]["Variables"]
         and f["Properties"]["Handler"] == NOTIFIER_HANDLER
     ]
-    assert phone["Properties"]["Environment"]["Variables"]["TWILIO_STATUS_CALLBACK_URL"] == {
-        "Fn::GetAtt": [url_id, "FunctionUrl"]
-    }
+    assert len(twilio_notifiers) == 2
+    for notifier in twilio_notifiers:
+        assert notifier["TWILIO_STATUS_CALLBACK_URL"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
+        assert notifier["TWILIO_SECRET_ARN"] == variables["TWILIO_SECRET_ARN"]
 
 
 def test_the_unanswered_calls_alarm_watches_the_share_over_15_minutes(

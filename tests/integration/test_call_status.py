@@ -15,7 +15,7 @@ import requests
 from devstack.cli import main
 from devstack.peers import Call
 from devstack.postgres import query
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from tests.support.contract_cases import EMAIL, email, phone, start
 from tests.support.pipeline import Pipeline
 
@@ -174,8 +174,8 @@ def test_a_callback_for_a_call_nobody_knows_is_answered_and_changes_nothing(
     assert pipeline.peers.twilio.report(stranger, "completed") == 200
     assert call_row(pipeline) == before
     # AND the operator learns of it
-    (line,) = [line for line in log_lines() if line.get("outcome") == "unknown-call"]
-    assert (line["level"], line["call_sid"], line["notification_id"]) == (
+    (line,) = [line for line in log_lines() if line.get("outcome") == "unknown-delivery"]
+    assert (line["level"], line["provider_ref"], line["notification_id"]) == (
         "WARNING",
         "CAnobody",
         999999,

@@ -16,7 +16,7 @@ from twilio.request_validator import RequestValidator
 
 from devstack.peers import ACCOUNT_SID, Call
 from devstack.postgres import query
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from tests.support.contract_cases import phone, pubnub, start
 from tests.support.pipeline import Pipeline
 

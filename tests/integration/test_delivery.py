@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from devstack.postgres import ConnectionSampler, query
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop
 from tests.support.pipeline import CALLER_IDS, Pipeline

@@ -49,7 +49,7 @@ ats = (
 notifications = st.fixed_dictionaries(
     {},
     optional={
-        "channel": st.sampled_from([*CHANNELS, "sms"]) | json_values,
+        "channel": st.sampled_from([*CHANNELS, "fax"]) | json_values,
         "at": ats,
         "phone-number": targets,
         "email": targets,
@@ -67,6 +67,7 @@ requests = st.fixed_dictionaries(
 
 VALID_TARGETS = {
     "phone": ["+385911234567", "+14155550123", "+442071838750"],
+    "sms": ["+385911234567", "+14155550123"],
     "email": ["owner@example.com", "kitchen@restaurant.hr"],
     "pubnub": ["ch13234", "orders-42"],
 }

@@ -22,7 +22,7 @@ from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from escalator.executions import recent_executions
 
 # Long: started first, so that the parallel run ends with the short tests.
@@ -338,8 +338,11 @@ def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixt
     assert run_demo(tick=2) == 0
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
-    assert "restaurant-2   phone           0         0  cancelled  ok" in out
-    assert "restaurant-4   phone           0         0  coalesced  ok" in out
+    assert "restaurant-2   phone           0         0  cancelled  ok      -" in out
+    assert "restaurant-4   phone           0         0  coalesced  ok      -" in out
+    # the call and the text message went to Twilio (the stub), which reported on each
+    assert "restaurant-1   phone           1         1  sent       ok      completed" in out
+    assert "restaurant-1   sms             1         1  sent       ok      delivered" in out
 
 
 def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(

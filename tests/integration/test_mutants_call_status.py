@@ -31,10 +31,12 @@ def report(
     notification_id: int | None,
     sid: str = SID,
     duration: int | None = None,
+    channel: str = "phone",
 ) -> dict[str, Any]:
     """What the recorder answers to the receiver's report of one callback."""
     event = {
-        "call_sid": sid,
+        "channel": channel,
+        "provider_ref": sid,
         "status": status,
         "reported_at": REPORTED_AT,
         "notification_id": notification_id,
@@ -105,8 +107,12 @@ def test_a_callback_naming_a_call_being_placed_binds_it_and_records_its_status(
         None,
     )
     assert metrics(capsys) == {}  # not final: no call metric
-    (line,) = [line for line in log_lines() if line["message"] == "call status recorded"]
-    assert (line["level"], line["call_sid"], line["recorded_status"]) == ("INFO", SID, "ringing")
+    (line,) = [line for line in log_lines() if line["message"] == "provider status recorded"]
+    assert (line["level"], line["provider_ref"], line["recorded_status"]) == (
+        "INFO",
+        SID,
+        "ringing",
+    )
 
 
 def test_a_final_status_is_recorded_with_its_duration_counted_and_never_replaced(
@@ -187,13 +193,15 @@ def test_a_callback_of_another_call_changes_nothing_and_is_logged(
 
     # THEN it is not recorded there, and the operator learns of it
     assert answer == {
-        "outcome": "unknown-call",
+        "outcome": "unknown-delivery",
         "notification_id": notification_id,
         "provider_status": None,
     }
     assert row(database_url, notification_id) == before
-    (line,) = [line for line in log_lines() if line["message"] == "call status unknown call"]
-    assert (line["level"], line["call_sid"], line["provider_status"]) == (
+    (line,) = [
+        line for line in log_lines() if line["message"] == "provider status unknown delivery"
+    ]
+    assert (line["level"], line["provider_ref"], line["provider_status"]) == (
         "WARNING",
         OTHER_SID,
         "completed",
@@ -218,8 +226,43 @@ def test_a_notification_without_a_call_is_never_touched_by_a_callback(
     answer = report(steps, "completed", notification_id=notification_id)
 
     assert answer == {
-        "outcome": "unknown-call",
+        "outcome": "unknown-delivery",
         "notification_id": notification_id,
         "provider_status": None,
     }
+    assert row(database_url, notification_id) == before
+
+
+def test_a_report_of_the_receiver_of_the_release_before_is_recorded(
+    steps: Steps, database_url: str
+) -> None:
+    # GIVEN a call being placed, and a receiver not yet replaced by a deploy: it names
+    # no channel and the call's SID as call_sid
+    notification_id = calling(steps, database_url)
+    event = {
+        "call_sid": SID,
+        "status": "ringing",
+        "reported_at": REPORTED_AT,
+        "notification_id": notification_id,
+    }
+
+    answer = record_call_status.handler(event, steps.context)
+
+    assert answer["outcome"] == "recorded"
+    assert row(database_url, notification_id)[:3] == ("sending", SID, "ringing")
+
+
+def test_a_status_of_another_channel_is_refused_and_changes_nothing(
+    steps: Steps, database_url: str
+) -> None:
+    # GIVEN a call being placed
+    notification_id = calling(steps, database_url)
+    before = row(database_url, notification_id)
+
+    # WHEN a report names it with a status calls do not have, or as a PubNub message's
+    for status, channel in (("delivered", "phone"), ("completed", "pubnub")):
+        with pytest.raises(ValueError, match="reports no status"):
+            report(steps, status, notification_id=notification_id, channel=channel)
+
+    # THEN nothing was written
     assert row(database_url, notification_id) == before

@@ -13,6 +13,7 @@ from escalator.channels import email, phone, pubnub
 from escalator.channels.email import SmtpMailer
 from escalator.channels.phone import TwilioCalls
 from escalator.channels.pubnub import PubNubPublisher
+from escalator.channels.twilio import callback_token
 from escalator.errors import (
     AmbiguousDeliveryError,
     ConfigError,
@@ -88,7 +89,7 @@ def test_twilio_call_asks_for_status_callbacks_naming_its_notification(peers: Pe
     base = "https://callbacks.example.com/"
     twilio(peers, TWILIO_STATUS_CALLBACK_URL=base).deliver(CALL)
     form = peers.twilio.calls[0].form
-    token = phone.callback_token(peers.twilio.auth_token, CALL.notification_id)
+    token = callback_token(peers.twilio.auth_token, CALL.notification_id)
     assert form["StatusCallback"] == f"{base}?notification={CALL.notification_id}&token={token}"
     assert form["StatusCallbackMethod"] == "POST"
     assert peers.twilio.calls[0].status_callback_events == [

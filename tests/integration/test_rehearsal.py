@@ -31,7 +31,7 @@ from devstack.template import (
     synthesize,
     synthesized_template,
 )
-from escalator.channels.phone import status_callback_for
+from escalator.channels.twilio import status_callback_for
 from escalator.client import Producer
 from escalator.config import database_settings
 from escalator.database import connect

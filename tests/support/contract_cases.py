@@ -39,6 +39,10 @@ def phone(number: Any = PHONE, **extra: Any) -> dict[str, Any]:
     return {"channel": "phone", "at": soon(), "phone-number": number, **extra}
 
 
+def sms(number: Any = PHONE, **extra: Any) -> dict[str, Any]:
+    return {"channel": "sms", "at": soon(), "phone-number": number, **extra}
+
+
 def email(address: Any = EMAIL, **extra: Any) -> dict[str, Any]:
     return {"channel": "email", "at": soon(90), "email": address, **extra}
 
@@ -158,6 +162,11 @@ def unusable_target_cases() -> list[UnusableCase]:
             "phone-number-unknown-country",
             start("r", phone("+99912345")),
             "notifications[0].phone-number is not a possible phone number (no such country code)",
+        ),
+        UnusableCase(
+            "sms-phone-number-not-assigned",
+            start("r", sms("+38500000"), phone()),
+            "notifications[0].phone-number is not a possible phone number (wrong length for its country)",
         ),
         UnusableCase(
             "email-no-at-sign",
@@ -286,13 +295,13 @@ def invalid_cases() -> list[InvalidCase]:
         ),
         InvalidCase(
             "channel-unknown",
-            start("r", {**phone(), "channel": "sms"}),
-            "notifications[0].channel must be one of: console, email, phone, pubnub",
+            start("r", {**phone(), "channel": "fax"}),
+            "notifications[0].channel must be one of: console, email, phone, pubnub, sms",
         ),
         InvalidCase(
             "channel-not-string",
             start("r", {**phone(), "channel": ["phone"]}),
-            "notifications[0].channel must be one of: console, email, phone, pubnub",
+            "notifications[0].channel must be one of: console, email, phone, pubnub, sms",
         ),
         InvalidCase(
             "at-missing", start("r", without(phone(), "at")), "notifications[0].at is missing"

@@ -27,6 +27,7 @@ from tests.support.contract_cases import (
     invalid_cases,
     phone,
     pubnub,
+    sms,
     start,
     stop,
     unusable_target_cases,
@@ -64,7 +65,7 @@ def test_reason_never_quotes_a_phone_number_or_an_email_address(case: InvalidCas
 
 
 def test_start_is_parsed_into_typed_notifications() -> None:
-    document = start("restaurant-42", phone(), email(), pubnub())
+    document = start("restaurant-42", phone(), email(), pubnub(), sms())
     request = parse_request(json.dumps(document), now=now())
     assert request == StartRequest(
         process_id="restaurant-42",
@@ -72,6 +73,7 @@ def test_start_is_parsed_into_typed_notifications() -> None:
             Notification("phone", PHONE, document["notifications"][0]["at"]),
             Notification("email", EMAIL, document["notifications"][1]["at"]),
             Notification("pubnub", PUBNUB, document["notifications"][2]["at"]),
+            Notification("sms", PHONE, document["notifications"][3]["at"]),
         ),
     )
 

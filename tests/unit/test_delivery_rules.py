@@ -7,6 +7,7 @@ import json
 import pytest
 
 from escalator.caller_ids import CallerIdError, choose_caller_id
+from escalator.channels import CHANNELS
 from escalator.handlers.record import failure_of, outcome_of
 from escalator.model import Delivery, Failure, Receipt
 
@@ -76,12 +77,19 @@ def test_delivery_survives_the_round_trip_through_the_state() -> None:
     assert Delivery.from_event(json.loads(json.dumps(delivery.to_event()))) == delivery
 
 
-def test_a_call_status_supersedes_only_an_earlier_one_and_never_a_final_one() -> None:
-    from escalator.model import CALL_STATUSES, FINAL_CALL_STATUSES, supersedes
-
-    for current in CALL_STATUSES:
-        for status in CALL_STATUSES:
-            later = CALL_STATUSES.index(status) > CALL_STATUSES.index(current)
-            expected = current not in FINAL_CALL_STATUSES and later
-            assert supersedes(status, current) == expected, (status, current)
-    assert all(supersedes(status, None) for status in CALL_STATUSES)
+@pytest.mark.parametrize(
+    "channel", [name for name, channel in CHANNELS.items() if channel.callbacks is not None]
+)
+def test_a_provider_status_supersedes_only_an_earlier_one_and_never_a_final_one(
+    channel: str,
+) -> None:
+    callbacks = CHANNELS[channel].callbacks
+    assert callbacks is not None
+    statuses = callbacks.statuses
+    for current in statuses.order:
+        for status in statuses.order:
+            later = statuses.order.index(status) > statuses.order.index(current)
+            expected = current not in statuses.final and later
+            assert statuses.supersedes(status, current) == expected, (status, current)
+    assert all(statuses.supersedes(status, None) for status in statuses.order)
+    assert statuses.failed < statuses.final

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from escalator import metrics
-from escalator.model import FINAL_CALL_STATUSES
+from escalator.channels import CHANNELS
 
 PACKAGE = Path(metrics.__file__).resolve().parent
 # What writes CloudWatch metrics, outside ``escalator.metrics``'s own functions.
@@ -111,11 +111,17 @@ def test_every_metric_the_code_counts_is_declared() -> None:
             else:
                 pytest.fail(f"{where}: count a metric by its registry constant")
     assert len(counted) >= 10, "the scan found hardly any metric"
-    assert sorted(set(counted) - set(metrics.REGISTRY)) == []
+    assert sorted(set(counted) - set(metrics.registry())) == []
 
 
-def test_every_final_call_status_has_its_declared_metric() -> None:
-    declared = {name for name in metrics.REGISTRY if name.startswith(metrics.CALLS_PREFIX)}
-    statuses = {metrics.call_metric(status) for status in FINAL_CALL_STATUSES}
-    assert declared == {*statuses, metrics.UNANSWERED_CALLS}
-    assert metrics.call_metric("no-answer") == "CallsNoAnswer"
+def test_every_final_provider_status_has_its_declared_metric() -> None:
+    # (each channel with status callbacks declares its statuses' metrics beside them)
+    with_callbacks = [c for c in CHANNELS.values() if c.callbacks is not None]
+    assert {channel.name for channel in with_callbacks} >= {"phone", "sms"}
+    for channel in with_callbacks:
+        assert channel.callbacks is not None
+        statuses = channel.callbacks.statuses
+        declared = {name for name in metrics.registry() if name.startswith(statuses.metric_prefix)}
+        counted = {statuses.metric(status) for status in statuses.final}
+        assert declared == {*counted, statuses.failed_share_metric}
+    assert metrics.registry()["CallsNoAnswer"].graph == metrics.CALLS_GRAPH

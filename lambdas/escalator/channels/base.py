@@ -7,7 +7,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from escalator.model import Delivery, Receipt
+from aws_lambda_powertools.metrics import MetricUnit
+
+from escalator.metrics import Metric
+from escalator.model import Delivery, Receipt, SignedCallback, StatusReport
 
 
 class Notifier(Protocol):
@@ -80,6 +83,92 @@ class ProviderSecret:
 
 
 @dataclass(frozen=True)
+class ProviderStatuses:
+    """What a provider reports about a delivery after it took it (its status callbacks).
+
+    ``order`` holds every status in the order a delivery goes through them; ``final``
+    those after which nothing changes (the first one reported stays: callbacks arrive
+    more than once and out of order), and ``failed`` the final ones in which it never
+    reached the person. Each final status is counted as ``<metric_prefix><Status>``,
+    and ``failed_share_metric`` gets 100 for a failed one, 0 for another: its average
+    is the share that failed, in percent.
+    """
+
+    order: tuple[str, ...]
+    final: frozenset[str]
+    failed: frozenset[str]
+    metric_prefix: str
+    failed_share_metric: str
+    # what the deliveries are called, and the dashboard graph that draws these metrics
+    noun: str = "deliveries"
+    graph: str = "Provider outcomes"
+
+    def __post_init__(self) -> None:
+        if not self.failed <= self.final <= set(self.order):
+            raise ValueError("failed statuses must be final, and final ones known")
+
+    def supersedes(self, status: str, current: str | None) -> bool:
+        """Whether ``status`` is news after ``current``: later in a delivery's life, and
+        never after a final status."""
+        return current is None or self._rank(status) > self._rank(current)
+
+    def _rank(self, status: str) -> int:
+        # Every final status ranks the same, above all others: the first one stays.
+        return len(self.order) if status in self.final else self.order.index(status)
+
+    def declared_metrics(self) -> list[Metric]:
+        """The metrics these statuses are counted by (``escalator.metrics.registry``)."""
+        counts = [
+            Metric(
+                self.metric(status),
+                MetricUnit.Count,
+                f"{self.noun} whose final status the provider reported {status} (each "
+                "counted once, at its first final status)",
+                self.graph,
+            )
+            for status in self.order
+            if status in self.final
+        ]
+        share = Metric(
+            self.failed_share_metric,
+            MetricUnit.Percent,
+            f"100 for each of the {self.noun} that failed "
+            f"({', '.join(sorted(self.failed))}), 0 for another: its average is the "
+            "failed share",
+            self.graph,
+            statistics=("Average",),
+            right_axis=True,
+        )
+        return [*counts, share]
+
+    def metric(self, status: str) -> str:
+        """``no-answer`` -> ``<metric_prefix>NoAnswer``."""
+        return self.metric_prefix + "".join(part.title() for part in status.split("-"))
+
+
+class CallbackReader(Protocol):
+    """Checks and reads one channel's status callbacks."""
+
+    def read(self, callback: SignedCallback) -> StatusReport | None:
+        """The report ``callback`` carries, ``None`` when it is not one of this channel's.
+        Raises ``CallbackRefused`` when it is, but its signature is missing or wrong or
+        its fields are not a status report."""
+        ...
+
+
+@dataclass(frozen=True)
+class StatusCallbacks:
+    """How a channel's provider reports on each delivery later, at the status-callback
+    receiver: what it reports (``statuses``), the notifier's setting that names the
+    receiver's URL (``url_variable``: the stack sets it), and ``reader``, which builds
+    the reader of its callbacks from the receiver's environment (once per cold start)."""
+
+    statuses: ProviderStatuses
+    url_variable: str
+    reader: Callable[[], CallbackReader]
+
+
+@dataclass(frozen=True)
 class Channel:
     """What Escalator knows about one channel.
 
@@ -88,11 +177,15 @@ class Channel:
     A problem never quotes the destination itself: reasons end up in logs.
     ``task_name`` names the channel's state in the Step Functions console, and
     ``notifier`` builds the adapter from the environment (once per cold start).
-    ``calls_from_caller_id``: the confirm step chooses a caller id for each delivery.
-    ``secret`` holds the provider's credentials, and ``settings`` maps CDK context keys
-    to the provider's settings that are not secret (environment variable names).
-    ``guarded``: the per-recipient guard applies (a delivery covers other processes'
-    notifications to the same target due soon after it).
+    ``calls_from_caller_id``: the confirm step chooses a caller id (the number it calls
+    or sends from) for each delivery. ``secret`` holds the provider's credentials (two
+    channels of one provider declare the same secret: the stack makes it once), and
+    ``settings`` maps CDK context keys to the provider's settings that are not secret
+    (environment variable names). ``callbacks``: the provider reports on each delivery
+    later, through the status-callback receiver. ``development``: a channel for trials
+    (console): the per-recipient guard does not apply to it (everywhere else a delivery
+    covers other processes' notifications to the same target due soon after it), and
+    the dashboard does not break its deliveries out by channel.
     """
 
     name: str
@@ -103,4 +196,5 @@ class Channel:
     calls_from_caller_id: bool = False
     secret: ProviderSecret | None = None
     settings: Mapping[str, str] = field(default_factory=dict)
-    guarded: bool = True
+    development: bool = False
+    callbacks: StatusCallbacks | None = None

@@ -37,6 +37,6 @@ CHANNEL = Channel(
     target_problem=target_problem,
     task_name="Write to console",
     notifier=ConsoleNotifier,
-    # a development channel: every line is wanted
-    guarded=False,
+    # for trials: every line is wanted (no guard), and not a figure on the dashboard
+    development=True,
 )

@@ -1,6 +1,6 @@
-"""Status-callback Lambda (a function URL, outside the VPC): Twilio reports a call's
-progress here. The signature is checked with the account's auth token; a verified
-report goes to the recorder function in the VPC.
+"""Status-callback Lambda (a function URL, outside the VPC): providers report on each
+delivery here (Twilio on a call's progress, a message's fate). The channel the callback
+is of checks its signature; a verified report goes to the recorder function in the VPC.
 
 Input: a function URL event (payload 2.0); output its HTTP response.
 """
@@ -24,7 +24,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 def signed_callback(event: dict[str, Any]) -> SignedCallback:
-    """The URL the provider called (what it signed), the form fields and the signature."""
+    """The URL the provider called (what it signed), the form fields and the headers."""
     headers = {
         str(name).lower(): str(value) for name, value in (event.get("headers") or {}).items()
     }
@@ -36,4 +36,4 @@ def signed_callback(event: dict[str, Any]) -> SignedCallback:
     if event.get("isBase64Encoded"):
         body = base64.b64decode(body).decode("utf-8", errors="replace")
     params = dict(urllib.parse.parse_qsl(body, keep_blank_values=True))
-    return SignedCallback(url=url, params=params, signature=headers.get("x-twilio-signature"))
+    return SignedCallback(url=url, params=params, headers=headers)

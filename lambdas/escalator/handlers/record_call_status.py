@@ -1,7 +1,7 @@
-"""Call-status recorder Lambda (in the VPC): writes what the provider reported about a
-call, as the status-callback receiver handed it over.
+"""Status recorder Lambda (in the VPC): writes what a provider reported about a delivery
+(a call, a message), as the status-callback receiver handed it over.
 
-Input: a ``CallStatusReport`` event; output ``{"outcome": ..., "notification_id": ...,
+Input: a ``StatusReport`` event; output ``{"outcome": ..., "notification_id": ...,
 "provider_status": ...}``.
 """
 
@@ -14,11 +14,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from escalator import bootstrap
 from escalator.logs import logger
 from escalator.metrics import metrics
-from escalator.model import CallStatusReport
+from escalator.model import StatusReport
 
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = CallStatusReport.from_event(event)
-    return bootstrap.delivery_steps().record_call_status(report).to_event()
+    report = StatusReport.from_event(event)
+    return bootstrap.delivery_steps().record_provider_status(report).to_event()
