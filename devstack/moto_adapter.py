@@ -74,6 +74,7 @@ from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 from escalator.sqs_ids import refusal
 
 # The version this module was written against (requirements-dev.txt pins it).
@@ -230,26 +231,6 @@ class ExpressRuns:
             self.timed_out += 1
 
 
-@dataclass
-class LocalContext:
-    """The attributes of the Lambda context object that Powertools reads; the remaining
-    time counts down to ``deadline`` (``time.monotonic()``; 30 s from creation if unset)."""
-
-    function_name: str = "escalator-local"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:eu-central-1:123456789012:function:escalator"
-    memory_limit_in_mb: int = 256
-    aws_request_id: str = "local-request"
-    log_group_name: str = "/aws/lambda/escalator-local"
-    log_stream_name: str = "local"
-    deadline: float = field(default_factory=lambda: time.monotonic() + DEFAULT_TIMEOUT_SECONDS)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
-
-
-# Lambda's own default timeout is 3 s; the stack gives every function one explicitly.
-DEFAULT_TIMEOUT_SECONDS = 30.0
 # What Lambda answers for an invocation that ran out of time (Step Functions names the
 # error after it).
 TIMED_OUT = "Sandbox.Timedout"

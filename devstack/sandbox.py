@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from devstack.moto_adapter import LocalContext
+from devstack.context import LocalContext
 
 
 def main(handler_path: str) -> int:

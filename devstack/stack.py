@@ -290,7 +290,7 @@ def _serve(aws: _LocalAws, schedule: Schedule, stop: threading.Event) -> int:
     """Feed the queue to the initiator and start a tick as ``schedule`` fires until
     ``stop``; then stop what still runs. How many ticks were started."""
     tick = int(schedule.period)
-    from devstack.moto_adapter import LocalContext
+    from devstack.context import LocalContext
     from devstack.sqs import EventSource
     from escalator.handlers import initiator
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.moto_adapter import LocalContext
+from devstack.context import LocalContext
 from devstack.polling import wait_until
 from devstack.sqs import EventSource
 

@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.cli import main
-from devstack.moto_adapter import LocalContext
+from devstack.context import LocalContext
 from devstack.postgres import query
 from devstack.sqs import EventSource, queues_from_template
 from devstack.template import synthesized_template

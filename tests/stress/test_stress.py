@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
+from devstack.context import LocalContext
 from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.moto_adapter import LocalContext
 from devstack.pipeline import running_pipeline
 from devstack.polling import wait_until
 from devstack.postgres import PostgresServer, query
