@@ -11,6 +11,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from escalator import SERVICE, metrics
+from escalator.channels import CHANNELS
+from escalator.channels.base import ProviderStatuses
 
 # A request older than this in the queue means the initiator is not keeping up.
 OLDEST_REQUEST_SECONDS = 300
@@ -32,7 +34,7 @@ class Alarms(Construct):
         window: sfn.StateMachine,
         schedule_minutes: int,
         topic_arn: str | None,
-        unanswered_calls_percent: int = 50,
+        failed_percent: int = 50,
     ):
         super().__init__(scope, construct_id)
         five_minutes = Duration.minutes(5)
@@ -126,24 +128,13 @@ class Alarms(Construct):
                 escalator_metric(metrics.REJECTED),
                 "Starts arrived with unusable targets: those notifications will not be sent",
             ),
-            # One metric (0 or 100 per ended call): its average is the unanswered share.
-            cloudwatch.Metric(
-                namespace=metrics.NAMESPACE,
-                metric_name=metrics.UNANSWERED_CALLS,
-                dimensions_map={"service": SERVICE},
-                statistic="Average",
-                period=Duration.minutes(15),
-            ).create_alarm(
-                self,
-                "CallsUnanswered",
-                alarm_description=(
-                    f"More than {unanswered_calls_percent} % of the calls that ended in 15 "
-                    "minutes were not answered (busy, no-answer, failed, canceled)"
-                ),
-                threshold=unanswered_calls_percent,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=quiet_is_fine,
+            # One per provider that reports on its deliveries (Twilio: calls, text
+            # messages): one metric, 0 or 100 per delivery that ended, whose average is
+            # the failed share (one alarm metric each).
+            *(
+                self._failed_share_alarm(channel.callbacks.statuses, failed_percent)
+                for channel in CHANNELS.values()
+                if channel.callbacks is not None
             ),
             alarm(
                 "ScheduleNotRunning",
@@ -157,3 +148,25 @@ class Alarms(Construct):
             topic = sns.Topic.from_topic_arn(self, "Topic", topic_arn)
             for created in self.alarms:
                 created.add_alarm_action(actions.SnsAction(topic))
+
+    def _failed_share_alarm(self, statuses: ProviderStatuses, percent: int) -> cloudwatch.Alarm:
+        """More than ``percent`` % of the deliveries that ended within 15 minutes failed,
+        as the provider reported them (``CallsUnanswered``, ``MessagesUndelivered``)."""
+        return cloudwatch.Metric(
+            namespace=metrics.NAMESPACE,
+            metric_name=statuses.failed_share_metric,
+            dimensions_map={"service": SERVICE},
+            statistic="Average",
+            period=Duration.minutes(15),
+        ).create_alarm(
+            self,
+            statuses.failed_share_metric.removesuffix("Percent"),
+            alarm_description=(
+                f"More than {percent} % of the {statuses.noun} that ended in 15 minutes "
+                f"{statuses.failed_meaning} ({', '.join(sorted(statuses.failed))})"
+            ),
+            threshold=percent,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

@@ -105,7 +105,7 @@ class EscalatorStack(Stack):
             window=self.window,
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
-            unanswered_calls_percent=settings.unanswered_calls_alarm_percent,
+            failed_percent=settings.unanswered_calls_alarm_percent,
         )
         # Generated from the metric registry, the functions, the channels and the alarms.
         self.dashboard = OperationsDashboard(

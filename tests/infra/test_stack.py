@@ -239,6 +239,7 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ExecutionsTimedOut",
         "NotificationsRejected",
         "CallsUnansweredPercent",
+        "MessagesUndeliveredPercent",
         "NotificationsFailed",
         "NotificationsExpired",
         "NotificationsUnknown",
@@ -484,16 +485,24 @@ def test_status_callbacks_reach_a_public_url_whose_function_holds_the_token_not_
         assert notifier["TWILIO_SECRET_ARN"] == variables["TWILIO_SECRET_ARN"]
 
 
-def test_the_unanswered_calls_alarm_watches_the_share_over_15_minutes(
-    template: dict[str, Any],
+@pytest.mark.parametrize(
+    ("metric", "words"),
+    [
+        ("CallsUnansweredPercent", "calls that ended in 15 minutes were not answered"),
+        ("MessagesUndeliveredPercent", "text messages that ended in 15 minutes never reached"),
+    ],
+)
+def test_each_providers_failed_share_alarm_watches_it_over_15_minutes(
+    template: dict[str, Any], metric: str, words: str
 ) -> None:
     (alarm,) = [
         alarm["Properties"]
         for alarm in of_type(template, "AWS::CloudWatch::Alarm").values()
-        if alarm["Properties"].get("MetricName") == "CallsUnansweredPercent"
+        if alarm["Properties"].get("MetricName") == metric
     ]
     assert (alarm["Statistic"], alarm["Period"], alarm["Threshold"]) == ("Average", 900, 50)
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
     assert alarm["TreatMissingData"] == "notBreaching"
+    assert words in alarm["AlarmDescription"]
     with pytest.raises(SettingsError, match="unanswered_calls_alarm_percent must be from 1 to 100"):
         StackSettings(unanswered_calls_alarm_percent=0)

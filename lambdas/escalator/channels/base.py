@@ -102,6 +102,8 @@ class ProviderStatuses:
     # what the deliveries are called, and the dashboard graph that draws these metrics
     noun: str = "deliveries"
     graph: str = "Provider outcomes"
+    # what a failed one means to the person (an alarm's description)
+    failed_meaning: str = "failed"
 
     def __post_init__(self) -> None:
         if not self.failed <= self.final <= set(self.order):

@@ -30,6 +30,7 @@ STATUSES = ProviderStatuses(
     failed=frozenset({"busy", "no-answer", "failed", "canceled"}),
     metric_prefix=metrics.CALLS_PREFIX,
     failed_share_metric=metrics.UNANSWERED_CALLS,
+    failed_meaning="were not answered",
     noun="calls",
     graph=metrics.CALLS_GRAPH,
 )

@@ -22,6 +22,7 @@ STATUSES = ProviderStatuses(
     failed=frozenset({"undelivered", "failed"}),
     metric_prefix="Messages",
     failed_share_metric="MessagesUndeliveredPercent",
+    failed_meaning="never reached the phone",
     noun="text messages",
     graph="Text message outcomes (Twilio status callbacks)",
 )
