@@ -265,6 +265,12 @@ class _Definition:
         )
         still_wanted = (
             sfn.Choice(self._scope, "Still wanted?")
+            # (asked first, and by presence: a confirm function of the release before,
+            # still running during a deploy, never answers it)
+            .when(
+                sfn.Condition.is_present("$.confirmed.covered_by"),
+                self._outcome("Coalesced", "coalesced", covered_by="$.confirmed.covered_by"),
+            )
             .when(
                 sfn.Condition.boolean_equals("$.confirmed.deliver", False),
                 self._outcome("Not delivered", "not delivered", reason="$.confirmed.reason"),

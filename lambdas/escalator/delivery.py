@@ -104,10 +104,15 @@ class Confirmation:
     reason: str | None = None
     kind: ConfirmationKind = "confirmed"
     channel: str | None = None
+    # a coalesced notification's: the notification whose delivery covered it
+    covered_by: int | None = None
 
     def to_event(self) -> dict[str, Any]:
         if self.delivery is None:
-            return {"deliver": False, "reason": self.reason}
+            event: dict[str, Any] = {"deliver": False, "reason": self.reason}
+            if self.covered_by is not None:
+                event["covered_by"] = self.covered_by
+            return event
         return {"deliver": True, "delivery": self.delivery.to_event()}
 
 
@@ -203,7 +208,10 @@ def _coalesce_if_covered(
         return None
     uow.processes.complete_finished([coalesced.process_ref])
     return Confirmation(
-        None, f"coalesced: covered by notification {coalesced.covered_by}", "coalesced"
+        None,
+        f"coalesced: covered by notification {coalesced.covered_by}",
+        "coalesced",
+        covered_by=coalesced.covered_by,
     )
 
 

@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 
 from devstack.peers import Peers, running_peers
+from devstack.pipeline import Pipeline
 from devstack.postgres import query
 from escalator.channels.phone import TwilioCalls, load_settings
 from escalator.limits import RECIPIENT_GUARD_SECONDS
 from escalator.model import Delivery
-from tests.support.contract_cases import stop
+from tests.support.contract_cases import pubnub, start, stop
 from tests.support.steps import EXECUTION, Steps, claimed_ids
 
 NUMBER = "+385911234567"
@@ -233,3 +234,22 @@ def test_console_lines_are_never_coalesced(steps: Steps, guarded: str) -> None:
 
     # THEN both are written
     assert answers == [True, True]
+
+
+def test_the_ticks_summary_names_a_coalesced_notification_and_its_cover(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN two processes publishing to one PubNub channel a second from now
+    due = int(time.time()) + 1
+    pipeline.submit(
+        start("order-1", pubnub("kitchen", at=due)), start("order-2", pubnub("kitchen", at=due))
+    )
+
+    # WHEN a tick of the synthesized state machine delivers them
+    summary = json.loads(pipeline.machine.run()["output"])
+
+    # THEN one is published, and the summary says the other was coalesced, and by which
+    outcomes = {item["outcome"]: item for item in summary["window"]["notifications"]}
+    assert sorted(outcomes) == ["coalesced", "sent"]
+    assert outcomes["coalesced"]["covered_by"] == outcomes["sent"]["id"]
+    assert [p.channel for p in pipeline.peers.pubnub.publications] == ["kitchen"]
