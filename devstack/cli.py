@@ -28,18 +28,33 @@ from devstack.demo import DEMO_TICK
 from devstack.stack import LocalOptions
 from escalator.config import database_settings
 from escalator.contract import InvalidRequest
-from escalator.errors import ConfigError
+from escalator.errors import ConfigError, DatabaseError
 from escalator.migrations import MigrationError, default_sql_dir, migrate
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    import psycopg2
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
     except (ConfigError, MigrationError) as exc:
         print(f"escalator: error: {exc}", file=sys.stderr)
+        return 1
+    except (DatabaseError, psycopg2.OperationalError) as exc:
+        # (libpq's message names the host and port, never the password; its first line
+        # says what failed)
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        print(f"escalator: error: {reason}", file=sys.stderr)
+        return 1
+    except (NoRegionError, NoCredentialsError) as exc:
+        print(
+            f"escalator: error: {exc} (give --region, or set AWS_REGION and credentials)",
+            file=sys.stderr,
+        )
         return 1
     except InvalidRequest as exc:
         print(f"escalator: invalid request: {exc.reason}", file=sys.stderr)
