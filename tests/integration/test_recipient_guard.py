@@ -124,16 +124,54 @@ def test_a_thousand_processes_for_one_number_call_it_once(
     ]
 
 
-def test_two_numbers_are_called_once_each(steps: Steps, guarded: str, peers: Peers) -> None:
+def test_two_numbers_are_called_once_each(
+    steps: Steps, guarded: str, peers: Peers, capsys: pytest.CaptureFixture[str]
+) -> None:
     add_processes(
         guarded,
         [(f"order-{n}", NUMBER if n % 2 else OTHER_NUMBER, 1) for n in range(40)],
     )
 
-    deliver_claimed(steps, peers)
+    answers = deliver_claimed(steps, peers)
 
     assert calls_to(peers) == {NUMBER: 1, OTHER_NUMBER: 1}
     assert states(guarded) == {"sent": 2, "coalesced": 38}
+    # each coalesced one's answer names the delivery to its own number, and is counted
+    cover = dict(
+        query(
+            guarded,
+            "SELECT n.id, d.id FROM notification n JOIN notification d ON d.target = n.target"
+            " AND d.state = 'sent' WHERE n.state = 'coalesced'",
+        )
+    )
+    for notification_id, covered_by in cover.items():
+        assert answers[notification_id] == {
+            "deliver": False,
+            "reason": f"coalesced: covered by notification {covered_by}",
+            "covered_by": covered_by,
+        }
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert sum(sum(doc.get("NotificationsCoalesced", [])) for doc in written) == 38
+
+
+@pytest.mark.parametrize(("window", "calls"), [("0", 2), ("1", 1)])
+def test_a_window_of_zero_turns_the_guard_off(
+    steps: Steps,
+    guarded: str,
+    peers: Peers,
+    monkeypatch: pytest.MonkeyPatch,
+    window: str,
+    calls: int,
+) -> None:
+    # GIVEN two processes calling one number at the same second, and the window set
+    monkeypatch.setenv("RECIPIENT_GUARD_SECONDS", window)
+    add_processes(guarded, [("order-1", NUMBER, 1), ("order-2", NUMBER, 1)])
+
+    # WHEN they are delivered, one after the other
+    deliver_claimed(steps, peers, workers=1)
+
+    # THEN with no window, both calls go out; with a window of a second, one
+    assert calls_to(peers) == {NUMBER: calls}
 
 
 def test_one_process_calls_its_number_as_often_as_it_scheduled(

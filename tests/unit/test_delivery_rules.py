@@ -8,6 +8,7 @@ import pytest
 
 from escalator.caller_ids import CallerIdError, choose_caller_id
 from escalator.channels import CHANNELS
+from escalator.channels.base import ProviderStatuses
 from escalator.handlers.record import failure_of, outcome_of
 from escalator.model import Delivery, Failure, Receipt
 
@@ -93,3 +94,45 @@ def test_a_provider_status_supersedes_only_an_earlier_one_and_never_a_final_one(
             assert statuses.supersedes(status, current) == expected, (status, current)
     assert all(statuses.supersedes(status, None) for status in statuses.order)
     assert statuses.failed < statuses.final
+
+
+def test_a_providers_statuses_are_refused_unless_failed_are_final_and_final_known() -> None:
+    def statuses(order: tuple[str, ...], final: set[str], failed: set[str]) -> ProviderStatuses:
+        return ProviderStatuses(
+            order=order,
+            final=frozenset(final),
+            failed=frozenset(failed),
+            metric_prefix="Pings",
+            failed_share_metric="PingsLostPercent",
+        )
+
+    # every status final and failed at once is consistent (the subsets may be equal)
+    assert statuses(("lost",), {"lost"}, {"lost"}).metric("lost") == "PingsLost"
+    with pytest.raises(ValueError, match="failed statuses must be final"):
+        statuses(("sent", "lost"), {"sent"}, {"lost"})
+    with pytest.raises(ValueError, match="final ones known"):
+        statuses(("sent",), {"sent", "lost"}, set())
+
+
+def test_a_providers_final_statuses_are_counted_and_the_failed_share_averaged() -> None:
+    statuses = ProviderStatuses(
+        order=("sent", "answered", "lost"),
+        final=frozenset({"answered", "lost"}),
+        failed=frozenset({"lost"}),
+        metric_prefix="Pings",
+        failed_share_metric="PingsLostPercent",
+        noun="pings",
+        graph="Ping outcomes",
+    )
+
+    declared = statuses.declared_metrics()
+
+    assert [
+        (m.name, m.unit.value, m.graph, m.statistics, m.right_axis, m.per) for m in declared
+    ] == [
+        ("PingsAnswered", "Count", "Ping outcomes", ("Sum",), False, None),
+        ("PingsLost", "Count", "Ping outcomes", ("Sum",), False, None),
+        ("PingsLostPercent", "Percent", "Ping outcomes", ("Average",), True, None),
+    ]
+    assert "pings whose final status the provider reported answered" in declared[0].meaning
+    assert "(lost)" in declared[2].meaning

@@ -104,3 +104,11 @@ def test_a_pubnub_channel_name_with_an_invisible_character_is_rejected(character
         "notifications[0].pubnub-channel contains a character PubNub does not allow"
         " (space, control, or one of , : * / \\)"
     )
+
+
+def test_a_process_id_of_129_characters_is_refused_with_the_limit_named() -> None:
+    now = int(time.time())
+    assert parse_request(json.dumps(start("r" * 128, phone())), now=now).process_id == "r" * 128
+    with pytest.raises(InvalidRequest) as refused:
+        parse_request(json.dumps(start("r" * 129, phone())), now=now)
+    assert refused.value.reason == "process-id is longer than 128 characters"
