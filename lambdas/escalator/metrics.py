@@ -40,7 +40,6 @@ REQUESTS_GRAPH = "Requests"
 EXECUTIONS_GRAPH = "Executions"
 LATENESS_GRAPH = "Lateness: delivered after due (s)"
 NOT_DELIVERED_GRAPH = "Notifications not delivered"
-CALLS_GRAPH = "Call outcomes (Twilio status callbacks)"
 
 
 @dataclass(frozen=True)
@@ -75,22 +74,8 @@ REJECTED = "NotificationsRejected"
 # Not delivered: another process's delivery to the same target covered it.
 COALESCED = "NotificationsCoalesced"
 LATENESS = "DeliveryLateness"
-# Per final call status (Twilio's status callbacks): CallsCompleted, CallsNoAnswer, ...
-# (each channel with status callbacks declares its own: escalator.channels)
-CALLS_PREFIX = "Calls"
-# 100 for a call nobody took (busy, no-answer, failed, canceled), 0 for one answered:
-# its average over a period is the share of unanswered calls, in percent (one metric,
-# so its alarm costs one alarm metric).
-UNANSWERED_CALLS = "CallsUnansweredPercent"
-
-
-def _declare(*declared: Metric) -> Mapping[str, Metric]:
-    registry: dict[str, Metric] = {}
-    for metric in declared:
-        if metric.name in registry:
-            raise ValueError(f"metric {metric.name} is declared twice")
-        registry[metric.name] = metric
-    return MappingProxyType(registry)
+# (each channel with status callbacks declares the metrics of its provider's statuses:
+# escalator.channels.base.ProviderStatuses)
 
 
 _COUNT = MetricUnit.Count
@@ -165,16 +150,21 @@ _CORE: tuple[Metric, ...] = (
 )
 
 
-_DECLARED: dict[str, Metric] = dict(_declare(*_CORE))
+_DECLARED: dict[str, Metric] = {}
 
 
 def declare(*declared: Metric) -> None:
-    """Declare more metrics: each channel with status callbacks declares those of its
-    provider's final statuses, when the channel registry is built (``escalator.channels``)."""
+    """Declare metrics: the pipeline's below; each channel with status callbacks declares
+    those of its provider's final statuses when the channel registry is built
+    (``escalator.channels``). A name is declared once (the same declaration again is
+    harmless)."""
     for metric in declared:
         if _DECLARED.get(metric.name, metric) != metric:
             raise ValueError(f"metric {metric.name} is declared twice")
         _DECLARED[metric.name] = metric
+
+
+declare(*_CORE)
 
 
 def registry() -> Mapping[str, Metric]:

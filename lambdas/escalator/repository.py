@@ -418,6 +418,7 @@ class NotificationRepository:
                         || cover.process_id || '), delivered at '
                         || to_char(cover.sending_at AT TIME ZONE 'UTC',
                                    'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+            -- (``me`` is ``n`` again: a LATERAL subquery may not read the updated table)
             FROM notification AS me
             CROSS JOIN LATERAL (
                 SELECT d.id, d.sending_at, p.process_id FROM notification d

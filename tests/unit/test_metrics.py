@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from escalator import metrics
-from escalator.channels import CHANNELS
+from escalator.channels import CHANNELS, phone
 
 PACKAGE = Path(metrics.__file__).resolve().parent
 # What writes CloudWatch metrics, outside ``escalator.metrics``'s own functions.
@@ -124,4 +124,4 @@ def test_every_final_provider_status_has_its_declared_metric() -> None:
         declared = {name for name in metrics.registry() if name.startswith(statuses.metric_prefix)}
         counted = {statuses.metric(status) for status in statuses.final}
         assert declared == {*counted, statuses.failed_share_metric}
-    assert metrics.registry()["CallsNoAnswer"].graph == metrics.CALLS_GRAPH
+    assert metrics.registry()["CallsNoAnswer"].graph == phone.STATUSES.graph

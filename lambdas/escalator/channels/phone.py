@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-from escalator import metrics
 from escalator.channels import twilio
 from escalator.channels.base import Channel, Notifier, ProviderStatuses
 from escalator.channels.twilio import SECRET, TwilioAccount
@@ -28,11 +27,13 @@ STATUSES = ProviderStatuses(
     final=frozenset({"completed", "busy", "no-answer", "failed", "canceled"}),
     # a call nobody took
     failed=frozenset({"busy", "no-answer", "failed", "canceled"}),
-    metric_prefix=metrics.CALLS_PREFIX,
-    failed_share_metric=metrics.UNANSWERED_CALLS,
+    # CallsCompleted, CallsNoAnswer, ...; and 100 for a call nobody took, 0 for one
+    # answered: one metric, whose average is the unanswered share (one alarm metric)
+    metric_prefix="Calls",
+    failed_share_metric="CallsUnansweredPercent",
     failed_meaning="were not answered",
     noun="calls",
-    graph=metrics.CALLS_GRAPH,
+    graph="Call outcomes (Twilio status callbacks)",
 )
 # What Twilio posts to a call's status callback beside its request parameters (those of
 # a call, the status callback's own and those of answering machine detection): anything
