@@ -16,6 +16,8 @@ from escalator.channels.base import ProviderStatuses
 
 # A request older than this in the queue means the initiator is not keeping up.
 OLDEST_REQUEST_SECONDS = 300
+FIVE_MINUTES = Duration.minutes(5)
+AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
 
 class Alarms(Construct):
@@ -37,42 +39,12 @@ class Alarms(Construct):
         failed_percent: int = 50,
     ):
         super().__init__(scope, construct_id)
-        five_minutes = Duration.minutes(5)
-        at_least_one = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-        quiet_is_fine = cloudwatch.TreatMissingData.NOT_BREACHING
-
-        def alarm(
-            alarm_id: str,
-            metric: cloudwatch.Metric,
-            description: str,
-            comparison: cloudwatch.ComparisonOperator = at_least_one,
-            missing: cloudwatch.TreatMissingData = quiet_is_fine,
-            threshold: int = 1,
-        ) -> cloudwatch.Alarm:
-            return metric.create_alarm(
-                self,
-                alarm_id,
-                alarm_description=description,
-                threshold=threshold,
-                evaluation_periods=1,
-                comparison_operator=comparison,
-                treat_missing_data=missing,
-            )
-
-        def escalator_metric(name: str) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=metrics.NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": SERVICE},
-                statistic="Sum",
-                period=five_minutes,
-            )
-
+        alarm = self._alarm
         self.alarms = [
             alarm(
                 "DeadLetters",
                 dead_letter_queue.metric_approximate_number_of_messages_visible(
-                    period=five_minutes, statistic="Maximum"
+                    period=FIVE_MINUTES, statistic="Maximum"
                 ),
                 "Requests outlasted the queue's receive budget and wait in the dead-letter "
                 "queue: redrive them (escalator dlq redrive)",
@@ -80,32 +52,32 @@ class Alarms(Construct):
             alarm(
                 "RequestsWaiting",
                 request_queue.metric_approximate_age_of_oldest_message(
-                    period=five_minutes, statistic="Maximum"
+                    period=FIVE_MINUTES, statistic="Maximum"
                 ),
                 f"A request has waited more than {OLDEST_REQUEST_SECONDS} s in the queue",
                 threshold=OLDEST_REQUEST_SECONDS,
             ),
             alarm(
                 "ExecutionsFailed",
-                state_machine.metric_failed(period=five_minutes),
+                state_machine.metric_failed(period=FIVE_MINUTES),
                 "A delivery execution failed",
             ),
             alarm(
                 "ExecutionsTimedOut",
-                state_machine.metric_timed_out(period=five_minutes),
+                state_machine.metric_timed_out(period=FIVE_MINUTES),
                 "A delivery execution timed out",
             ),
             # A tick catches its window's failure (and summarizes it): the window's own
             # metrics say that one failed or ran out of its five minutes.
             alarm(
                 "WindowsFailed",
-                window.metric_failed(period=five_minutes),
+                window.metric_failed(period=FIVE_MINUTES),
                 "A delivery window failed: what it had not confirmed is claimed again "
                 "after the claim grace, what it was sending ends unknown",
             ),
             alarm(
                 "WindowsTimedOut",
-                window.metric_timed_out(period=five_minutes),
+                window.metric_timed_out(period=FIVE_MINUTES),
                 "A delivery window ran out of its five minutes (Express)",
             ),
             alarm(
@@ -149,24 +121,58 @@ class Alarms(Construct):
             for created in self.alarms:
                 created.add_alarm_action(actions.SnsAction(topic))
 
+    def _alarm(
+        self,
+        alarm_id: str,
+        metric: cloudwatch.Metric,
+        description: str,
+        comparison: cloudwatch.ComparisonOperator = AT_LEAST,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+        threshold: int = 1,
+    ) -> cloudwatch.Alarm:
+        """An alarm on one period of ``metric`` (quiet is fine unless ``missing`` says)."""
+        return metric.create_alarm(
+            self,
+            alarm_id,
+            alarm_description=description,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=comparison,
+            treat_missing_data=missing,
+        )
+
     def _failed_share_alarm(self, statuses: ProviderStatuses, percent: int) -> cloudwatch.Alarm:
         """More than ``percent`` % of the deliveries that ended within 15 minutes failed,
         as the provider reported them (``CallsUnanswered``, ``MessagesUndelivered``)."""
-        return cloudwatch.Metric(
-            namespace=metrics.NAMESPACE,
-            metric_name=statuses.failed_share_metric,
-            dimensions_map={"service": SERVICE},
-            statistic="Average",
-            period=Duration.minutes(15),
-        ).create_alarm(
-            self,
+        (statistic,) = metrics.registry()[statuses.failed_share_metric].statistics
+        return self._alarm(
             statuses.failed_share_metric.removesuffix("Percent"),
-            alarm_description=(
-                f"More than {percent} % of the {statuses.noun} that ended in 15 minutes "
-                f"{statuses.failed_meaning} ({', '.join(sorted(statuses.failed))})"
+            escalator_metric(
+                statuses.failed_share_metric, statistic=statistic, period=Duration.minutes(15)
             ),
+            f"More than {percent} % of the {statuses.noun} that ended in 15 minutes "
+            f"{statuses.failed_meaning} ({', '.join(sorted(statuses.failed))})",
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             threshold=percent,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+
+
+def escalator_metric(
+    name: str,
+    *,
+    statistic: str = "Sum",
+    period: Duration = FIVE_MINUTES,
+    label: str | None = None,
+    **dimensions: str,
+) -> cloudwatch.Metric:
+    """A metric of the ``Escalator`` namespace: its ``service`` series, or that of
+    ``dimensions`` too (what ``escalator.metrics`` writes; the alarms and the dashboard
+    read it alike)."""
+    return cloudwatch.Metric(
+        namespace=metrics.NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE, **dimensions},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )

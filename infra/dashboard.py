@@ -20,7 +20,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from escalator import SERVICE, metrics
+from escalator import metrics
+from infra.alarms import escalator_metric
 
 # CloudWatch's free tier: three custom dashboards referencing up to 50 metrics each.
 FREE_METRICS = 50
@@ -144,13 +145,8 @@ def registered(
     for it)."""
 
     def line(label: str, statistic: str, **dimensions: str) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=metrics.NAMESPACE,
-            metric_name=declared.name,
-            dimensions_map={"service": SERVICE, **dimensions},
-            statistic=statistic,
-            period=PERIOD,
-            label=label,
+        return escalator_metric(
+            declared.name, statistic=statistic, period=PERIOD, label=label, **dimensions
         )
 
     def label(statistic: str, name: str = declared.name) -> str:

@@ -13,7 +13,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from escalator import metrics
-from escalator.channels import CHANNELS
+from escalator.channels import RECIPIENT_CHANNELS
 from escalator.config import Env
 from escalator.limits import claim_lookahead
 from infra import nag
@@ -118,8 +118,7 @@ class EscalatorStack(Stack):
             window=self.window,
             functions=functions.all_functions,
             alarms=alarms.alarms,
-            # (a channel for trials is not broken out: see Channel.development)
-            breakdowns={metrics.CHANNEL: [n for n, c in CHANNELS.items() if not c.development]},
+            breakdowns={metrics.CHANNEL: RECIPIENT_CHANNELS},
         )
         self.functions = functions
         self.database = database

@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 
 from escalator import metrics
 from escalator.caller_ids import CALLER_ID_REGISTRY, CallerIdError, choose_caller_id
-from escalator.channels import CHANNELS, Notifier
+from escalator.channels import CHANNELS, RECIPIENT_CHANNELS, Notifier
 from escalator.channels.base import ProviderStatuses
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
@@ -187,10 +187,6 @@ def _check(
     )
 
 
-# The channels the per-recipient guard applies to: all but those for trials.
-GUARDED_CHANNELS = tuple(name for name, channel in CHANNELS.items() if not channel.development)
-
-
 def _coalesce_if_covered(
     uow: UnitOfWork, notification_id: int, execution: str, config: DeliveryConfig
 ) -> Confirmation | None:
@@ -202,7 +198,7 @@ def _coalesce_if_covered(
         notification_id,
         owner=execution,
         window=config.recipient_guard_seconds,
-        channels=GUARDED_CHANNELS,
+        channels=RECIPIENT_CHANNELS,
     )
     if coalesced is None:
         return None

@@ -22,8 +22,14 @@ CHANNELS: Mapping[str, Channel] = MappingProxyType(
     }
 )
 
+# The channels for real recipients (all but those for trials, ``Channel.development``):
+# the per-recipient guard applies to them, and the dashboard breaks them out.
+RECIPIENT_CHANNELS: tuple[str, ...] = tuple(
+    name for name, channel in CHANNELS.items() if not channel.development
+)
+
 for _channel in CHANNELS.values():
     if _channel.callbacks is not None:
         metrics.declare(*_channel.callbacks.statuses.declared_metrics())
 
-__all__ = ["CHANNELS", "Channel", "Notifier"]
+__all__ = ["CHANNELS", "RECIPIENT_CHANNELS", "Channel", "Notifier"]
