@@ -22,7 +22,6 @@ from devstack.dashboard import (
 from devstack.template import EXPRESS, STANDARD, resources, state_machine
 from escalator import SERVICE, metrics
 from escalator.channels import CHANNELS
-from infra.dashboard import FREE_METRICS
 
 # The channels whose deliveries the dashboard breaks out (all but those for trials).
 BROKEN_OUT = [name for name, channel in CHANNELS.items() if not channel.development]
@@ -61,8 +60,9 @@ def test_one_dashboard_within_the_free_allowance_of_metrics(
         for widget in body["widgets"]
         if widget["type"] == "metric"
     }
+    # (CloudWatch's free allowance, as the issue states it: not the code's own constant)
+    assert sum(per_graph.values()) <= 50, per_graph
     assert count_metrics(body) == sum(per_graph.values())
-    assert count_metrics(body) <= FREE_METRICS, per_graph
 
 
 def test_every_registered_metric_is_drawn_and_each_channel_has_its_series(
@@ -81,6 +81,12 @@ def test_every_registered_metric_is_drawn_and_each_channel_has_its_series(
     assert len(expected) > len(metrics.registry())
     # nothing left off, and nothing drawn that the code does not write
     assert series(drawn, metrics.NAMESPACE) == expected
+    # (what the issue asks for by name, whatever the registry declares)
+    service = (("service", SERVICE),)
+    assert {("DeliveryLateness", service, "p50"), ("DeliveryLateness", service, "p99")} <= expected
+    for channel in ("phone", "sms", "email", "pubnub"):
+        for outcome in ("NotificationsSent", "NotificationsFailed", "NotificationsUnknown"):
+            assert (outcome, (("Channel", channel), *service), "Sum") in expected
 
 
 def test_every_alarm_of_the_stack_is_in_the_alarm_widget(

@@ -17,6 +17,7 @@ from devstack.peers import Call
 from devstack.postgres import query
 from escalator.channels.twilio import status_callback_for
 from tests.support.contract_cases import EMAIL, email, phone, start
+from tests.support.emf import emf_lines
 from tests.support.pipeline import Pipeline
 
 pytestmark = pytest.mark.long
@@ -116,9 +117,7 @@ def test_a_final_status_is_never_replaced_by_an_earlier_one(
     # THEN the call stays unanswered, as the provider first said it ended
     assert call_row(pipeline) == ("sent", sid, "no-answer", 0)
     # AND the metrics count one unanswered call, once
-    metrics = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
-    ]
+    metrics = emf_lines(capsys)
     assert [m["CallsNoAnswer"] for m in metrics if "CallsNoAnswer" in m] == [[1.0]]
     assert [m["CallsUnansweredPercent"] for m in metrics if "CallsUnansweredPercent" in m] == [
         [100.0]

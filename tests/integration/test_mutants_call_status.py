@@ -58,14 +58,14 @@ def row(dsn: str, notification_id: int) -> tuple[Any, ...]:
     return tuple(found)
 
 
-def calling(steps: Steps, database_url: str) -> int:
-    """A call being placed: claimed and confirmed, no outcome yet."""
+def calling(steps: Steps, database_url: str, channel: str = "phone") -> int:
+    """A call (or a text message) being placed: claimed and confirmed, no outcome yet."""
     query(
         database_url,
         "INSERT INTO property (property_key, property_value) VALUES ('caller-id-registry', %s)",
         (json.dumps(REGISTRY),),
     )
-    steps.submit(start("restaurant-1", phone(PHONE, at=int(time.time()))))
+    steps.submit(start("restaurant-1", phone(PHONE, at=int(time.time()), channel=channel)))
     (notification_id,) = claimed_ids(steps.claim())
     assert steps.confirm(notification_id)["deliver"] is True
     return notification_id
@@ -77,7 +77,7 @@ def metrics(capsys: pytest.CaptureFixture[str]) -> dict[str, list[float]]:
         if '"_aws"' in line:
             document = json.loads(line)
             for name, value in document.items():
-                if name.startswith("Calls"):
+                if name.startswith(("Calls", "Messages")):
                     found.setdefault(name, []).extend(value if isinstance(value, list) else [value])
     return found
 
@@ -153,6 +153,20 @@ def test_an_unanswered_call_is_counted_as_unanswered(
 
     assert metrics(capsys) == {"CallsNoAnswer": [1.0], "CallsUnansweredPercent": [100.0]}
     assert row(database_url, notification_id)[2:5] == ("no-answer", REPORTED_AT, 0)
+
+
+def test_an_undelivered_text_message_is_recorded_and_counted_as_failed(
+    steps: Steps, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notification_id = calling(steps, database_url, channel="sms")
+    capsys.readouterr()
+
+    report(steps, "sent", notification_id=notification_id, channel="sms")
+    report(steps, "undelivered", notification_id=notification_id, channel="sms")
+    report(steps, "delivered", notification_id=notification_id, channel="sms")  # too late
+
+    assert metrics(capsys) == {"MessagesUndelivered": [1.0], "MessagesUndeliveredPercent": [100.0]}
+    assert row(database_url, notification_id)[1:3] == (SID, "undelivered")
 
 
 def test_a_status_without_a_duration_keeps_the_one_on_record(

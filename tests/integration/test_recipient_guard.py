@@ -18,9 +18,12 @@ from devstack.peers import Peers, running_peers
 from devstack.pipeline import Pipeline
 from devstack.postgres import query
 from escalator.channels.phone import TwilioCalls, load_settings
+from escalator.config import DatabaseSettings
+from escalator.database import Database, UnitOfWork
 from escalator.limits import RECIPIENT_GUARD_SECONDS
 from escalator.model import Delivery
 from tests.support.contract_cases import pubnub, start, stop
+from tests.support.emf import emf_lines
 from tests.support.steps import EXECUTION, Steps, claimed_ids
 
 NUMBER = "+385911234567"
@@ -77,21 +80,44 @@ def add_processes(dsn: str, calls: list[tuple[str, str, int]], channel: str = "p
 def deliver_claimed(
     steps: Steps, peers: Peers, *, execution: str = EXECUTION, workers: int = 4
 ) -> dict[int, dict[str, Any]]:
-    """Claim what is due, confirm each claimed notification concurrently (as the Map's
-    iterations do), place each confirmed call through the real Twilio client at the
-    local Twilio peer and record it; each notification's confirm answer."""
-    ids = claimed_ids(steps.claim(execution))
+    """Claim what is due for ``execution`` and deliver it (``deliver``)."""
+    claimed = claimed_ids(steps.claim(execution))
+    return deliver(steps, peers, dict.fromkeys(claimed, execution), workers=workers)
+
+
+def deliver(
+    steps: Steps, peers: Peers, owners: dict[int, str], *, workers: int = 4
+) -> dict[int, dict[str, Any]]:
+    """Confirm each claimed notification for its owner, ``workers`` at a time (as the
+    Map's iterations do), place each confirmed call through the real Twilio client at
+    the local Twilio peer and record it; each notification's confirm answer."""
     calls = TwilioCalls(load_settings(peers.environment()))
 
     def one(notification_id: int) -> dict[str, Any]:
+        execution = owners[notification_id]
         answer = steps.confirm(notification_id, execution=execution)
         if answer["deliver"]:
             receipt = calls.deliver(Delivery(**answer["delivery"]))
             steps.record(notification_id, execution=execution, receipt=receipt.to_event())
         return answer
 
+    ids = sorted(owners)
     with ThreadPoolExecutor(workers) as pool:
         return dict(zip(ids, pool.map(one, ids), strict=True))
+
+
+def claim_in_halves(dsn: str, count: int) -> dict[int, str]:
+    """Half of ``count`` due notifications claimed by the tick, half by another (a tick
+    overlapping the next, or a near-due window beside a tick): their owners."""
+    owners: dict[int, str] = {}
+    for owner in (EXECUTION, OTHER_TICK):
+        with UnitOfWork(Database(DatabaseSettings(dsn=dsn))) as uow:
+            claimed = uow.notifications.claim_due(
+                owner=owner, lookahead=60, limit=count // 2, grace=60
+            )
+            uow.commit()
+        owners.update({item.id: owner for item in claimed})
+    return owners
 
 
 def calls_to(peers: Peers) -> Counter[str]:
@@ -103,13 +129,16 @@ def states(dsn: str) -> dict[str, int]:
 
 
 def test_a_thousand_processes_for_one_number_call_it_once(
-    steps: Steps, guarded: str, peers: Peers
+    steps: Steps, guarded: str, initiator_env: str, peers: Peers
 ) -> None:
     # GIVEN a producer's bug: 1,000 processes, each calling one number, due together
     add_processes(guarded, [(f"order-{n}", NUMBER, 1) for n in range(1000)])
 
-    # WHEN a tick delivers them, 8 confirms at a time
-    answers = deliver_claimed(steps, peers)
+    # WHEN two executions, each holding half of them, deliver them at the same time,
+    # 4 confirms at a time
+    owners = claim_in_halves(initiator_env, 1000)
+    assert sorted(Counter(owners.values()).values()) == [500, 500]
+    answers = deliver(steps, peers, owners)
 
     # THEN the number is called once; the 999 others are coalesced, naming that call
     assert calls_to(peers) == {NUMBER: 1}
@@ -151,7 +180,7 @@ def test_two_numbers_are_called_once_each(
             "reason": f"coalesced: covered by notification {covered_by}",
             "covered_by": covered_by,
         }
-    written = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    written = emf_lines(capsys)
     assert sum(sum(doc.get("NotificationsCoalesced", [])) for doc in written) == 38
 
 
@@ -292,3 +321,43 @@ def test_the_ticks_summary_names_a_coalesced_notification_and_its_cover(
     assert sorted(outcomes) == ["coalesced", "sent"]
     assert outcomes["coalesced"]["covered_by"] == outcomes["sent"]["id"]
     assert [p.channel for p in pipeline.peers.pubnub.publications] == ["kitchen"]
+
+
+def test_a_delivery_covers_only_its_own_channel(steps: Steps, guarded: str) -> None:
+    # GIVEN a call to a number, and another process's text message to it a second later
+    add_processes(guarded, [("order-1", NUMBER, 2)])
+    add_processes(guarded, [("order-2", NUMBER, 1)], "sms")
+    ids = claimed_ids(steps.claim())
+
+    # WHEN both are confirmed, the call first
+    answers = [steps.confirm(notification_id)["deliver"] for notification_id in ids]
+
+    # THEN both go out: a call does not cover a text message
+    assert answers == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "covers"),
+    [
+        ({"unknown": {"Error": "Lambda.ServiceException", "Cause": "lost"}}, True),
+        ({"failure": {"Error": "PermanentDeliveryError", "Cause": "refused"}}, False),
+    ],
+    ids=["unknown", "failed"],
+)
+def test_a_delivery_that_may_have_reached_the_person_covers_a_refused_one_does_not(
+    steps: Steps, guarded: str, outcome: dict[str, Any], covers: bool
+) -> None:
+    # GIVEN order-1's call was handed to Twilio and ended unknown (or refused: failed)
+    add_processes(guarded, [("order-1", NUMBER, 2)])
+    (first,) = claimed_ids(steps.claim())
+    assert steps.confirm(first)["deliver"] is True
+    steps.record(first, **outcome)
+
+    # WHEN another process's call to the number falls due a second later
+    add_processes(guarded, [("order-2", NUMBER, 1)])
+    (second,) = claimed_ids(steps.claim(OTHER_TICK))
+    answer = steps.confirm(second, execution=OTHER_TICK)
+
+    # THEN an unknown call covers it; a refused one does not
+    assert answer["deliver"] is not covers
+    assert answer.get("covered_by") == (first if covers else None)

@@ -4,7 +4,6 @@ and one message through the whole pipeline, its signed status callbacks recorded
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ from escalator.errors import (
 from escalator.model import Delivery
 from tests.support.contract_cases import PHONE, start
 from tests.support.contract_cases import sms as sms_notification
+from tests.support.emf import emf_lines
 from tests.support.pipeline import Pipeline
 
 MESSAGE = Delivery(7, "restaurant-42", "sms", PHONE, 1_800_000_000, caller_id="+38512345678")
@@ -155,9 +155,7 @@ def test_a_message_goes_out_and_its_signed_status_callbacks_are_recorded(
     assert (replayed, forged, unsigned) == (200, 403, 403)
     assert message_row(pipeline) == ("sent", message.sid, "delivered")
     # AND the message is counted once, as delivered
-    metrics = [
-        json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line
-    ]
+    metrics = emf_lines(capsys)
     assert [m["MessagesDelivered"] for m in metrics if "MessagesDelivered" in m] == [[1.0]]
     share = [m["MessagesUndeliveredPercent"] for m in metrics if "MessagesUndeliveredPercent" in m]
     assert share == [[0.0]]

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from devstack.cli import main
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+from devstack.demo import free_port as closed_port  # (a port nobody listens on)
 
 
 def test_status_without_a_database_says_so(capsys: pytest.CaptureFixture[str]) -> None:

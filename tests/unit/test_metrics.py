@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from escalator import metrics
 from escalator.channels import CHANNELS, phone
+from tests.support.emf import emf_lines
 
 PACKAGE = Path(metrics.__file__).resolve().parent
 # What writes CloudWatch metrics, outside ``escalator.metrics``'s own functions.
@@ -27,10 +26,6 @@ def sources() -> list[tuple[Path, ast.Module]]:
         for path in sorted(PACKAGE.rglob("*.py"))
         if path != Path(metrics.__file__).resolve()
     ]
-
-
-def emf_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
 
 
 @pytest.mark.parametrize(
