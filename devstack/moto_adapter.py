@@ -639,13 +639,17 @@ def _definitions_parsed_once(original: Any, emulation: Emulation) -> Callable[[A
     return _get_evaluation_entrypoint
 
 
-def _definitions_validated_once(original: Any, emulation: Emulation) -> staticmethod[..., None]:
-    valid: set[str] = set()
+# Definitions that passed moto's validation, in this process: whether one is valid does
+# not depend on the emulation (so the set outlives each one, and every test's deploy
+# of the same template finds its definitions here).
+_VALID_DEFINITIONS: set[str] = set()
 
+
+def _definitions_validated_once(original: Any, emulation: Emulation) -> staticmethod[..., None]:
     def _validate_definition(definition: str) -> None:
-        if definition not in valid:
+        if definition not in _VALID_DEFINITIONS:
             original(definition=definition)  # raises InvalidDefinition
-            valid.add(definition)
+            _VALID_DEFINITIONS.add(definition)
 
     return staticmethod(_validate_definition)
 
