@@ -224,6 +224,10 @@ class Usage:
             "logs: Lambda START/END/REPORT": self.platform_log_bytes / GB * usd("log_gb"),
         }
 
+    def per_tick(self) -> dict[str, float]:
+        """USD by term, per tick (of an idle stretch: what one idle tick costs)."""
+        return {term: cost / self.ticks for term, cost in self.costs().items()}
+
     def baseline_costs(self) -> dict[str, float]:
         """USD by term had the windows' steps run in the Standard tick, logged at ALL."""
         costs = self.costs()
@@ -422,7 +426,7 @@ def idle_month(template: dict[str, Any], idle: Usage) -> list[tuple[str, float]]
     """The idle month by item: the template's fixed bill (``idle_cost.fixed_items``) and
     the measured idle tick times the schedule's ticks in a month."""
     ticks = scheduled_executions(template)
-    per_tick = {term: cost / idle.ticks for term, cost in idle.costs().items()}
+    per_tick = idle.per_tick()
     transitions = idle.tick_transitions / idle.ticks * ticks
     per_tick["Standard transitions (ticks)"] = 0.0
     items = [
@@ -447,7 +451,7 @@ def main() -> None:
     delivered = len(measured.channels)
     once = delivered == COUNT and len(set(measured.channels)) == COUNT
     counted = max(delivered, 1)
-    idle_tick = {term: cost / idle.ticks for term, cost in idle.costs().items()}
+    idle_tick = idle.per_tick()
     figure = per_million(over_idle(run.costs(), idle_tick, run.ticks), counted)
     baseline = per_million(over_idle(run.baseline_costs(), idle_tick, run.ticks), counted)
     usd_per_million, baseline_per_million = sum(figure.values()), sum(baseline.values())
