@@ -58,8 +58,7 @@ mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutati
 	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
 
 docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json
-	$(BIN)/python -c 'from devstack import dashboard, diagram; diagram.main(); dashboard.main()'
-	$(BIN)/python -m devstack.schema
+	$(BIN)/python -m devstack.docs
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund

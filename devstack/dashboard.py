@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+from devstack import docs
 from devstack.template import resources, synthesized_template
 
 PICTURE = Path(__file__).resolve().parent.parent / "docs" / "dashboard.svg"
@@ -264,10 +265,7 @@ def _graph(widget: dict[str, Any], width: int, height: int) -> list[str]:
 
 def main() -> int:
     """Write ``docs/dashboard.svg`` from the synthesized template."""
-    PICTURE.parent.mkdir(parents=True, exist_ok=True)
-    PICTURE.write_text(svg(synthesized_template()), encoding="utf-8")
-    print(f"wrote {PICTURE}", file=sys.stderr)
-    return 0
+    return docs.write(PICTURE, svg(synthesized_template()))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from devstack import docs
 from devstack.template import EXPRESS, STANDARD, state_machine_definition, synthesized_template
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
@@ -136,10 +137,7 @@ def _node(name: str) -> str:
 
 def main() -> int:
     """Write ``docs/state-machine.md`` from the synthesized template."""
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(document(synthesized_template()), encoding="utf-8")
-    print(f"wrote {DOCUMENT}", file=sys.stderr)
-    return 0
+    return docs.write(DOCUMENT, document(synthesized_template()))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from devstack import docs
 from escalator.channels import CHANNELS
 from escalator.contract import ACTIONS
 from escalator.limits import (
@@ -180,10 +181,7 @@ def document() -> str:
 
 def main() -> int:
     """Write ``docs/request.schema.json`` from the code."""
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(document(), encoding="utf-8")
-    print(f"wrote {DOCUMENT}", file=sys.stderr)
-    return 0
+    return docs.write(DOCUMENT, document())
 
 
 if __name__ == "__main__":
