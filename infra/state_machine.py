@@ -65,7 +65,10 @@ DATABASE_SERVICE_ATTEMPTS = 9
 RETRY_MAX_DELAY_SECONDS = 8
 # How it retries a DatabaseError: jittered delays from 2 s, doubling, at most this long.
 DATABASE_ERROR_ATTEMPTS = 3
+DATABASE_ERROR_FIRST_DELAY_SECONDS = 2
 DATABASE_ERROR_MAX_DELAY_SECONDS = 8
+# A notifier retries what provably never left: delays from 1 s, doubling.
+NOTIFIER_FIRST_DELAY_SECONDS = 1
 # The confirm step retries a DatabaseError fewer times: a notification not confirmed is
 # released after the claim grace and claimed again, nothing lost. The record step holds
 # a provider's receipt: it tries longest, within the window's five minutes.
@@ -86,13 +89,21 @@ def window_worst_case_seconds(
     it and records it (each attempt running out of time on the database, with the delays
     between them) and calls its notifier (each attempt running out of time)."""
 
-    def attempts(count: int, timeout: int, first_delay: int, max_delay: int) -> int:
-        delays = [min(first_delay << retry, max_delay) for retry in range(count - 1)]
-        return count * timeout + sum(delays)
+    def attempts(count: int, timeout: int, first_delay: int, max_delay: int | None) -> int:
+        delays = [first_delay << retry for retry in range(count - 1)]
+        return count * timeout + sum(min(delay, max_delay or delay) for delay in delays)
 
-    confirm = attempts(CONFIRM_DATABASE_ATTEMPTS + 1, database_step_timeout, 2, 8)
-    record = attempts(RECORD_DATABASE_ATTEMPTS + 1, database_step_timeout, 2, 8)
-    notifier = attempts(NOTIFIER_ATTEMPTS, notifier_timeout, 1, 8)
+    def database_step(retries: int) -> int:
+        return attempts(
+            retries + 1,
+            database_step_timeout,
+            DATABASE_ERROR_FIRST_DELAY_SECONDS,
+            DATABASE_ERROR_MAX_DELAY_SECONDS,
+        )
+
+    confirm = database_step(CONFIRM_DATABASE_ATTEMPTS)
+    record = database_step(RECORD_DATABASE_ATTEMPTS)
+    notifier = attempts(NOTIFIER_ATTEMPTS, notifier_timeout, NOTIFIER_FIRST_DELAY_SECONDS, None)
     return lookahead_seconds + confirm + notifier + record
 
 
@@ -141,7 +152,7 @@ def database_step(
     )
     task.add_retry(
         errors=[DATABASE_ERROR],
-        interval=Duration.seconds(2),
+        interval=Duration.seconds(DATABASE_ERROR_FIRST_DELAY_SECONDS),
         max_attempts=database_attempts,
         max_delay=Duration.seconds(database_max_delay),
         backoff_rate=2,
@@ -339,7 +350,7 @@ class _Definition:
             result_path="$.receipt",
         ).add_retry(
             errors=[TRANSIENT_DELIVERY_ERROR],
-            interval=Duration.seconds(1),
+            interval=Duration.seconds(NOTIFIER_FIRST_DELAY_SECONDS),
             max_attempts=NOTIFIER_ATTEMPTS - 1,
             backoff_rate=2,
             jitter_strategy=sfn.JitterType.FULL,
