@@ -155,7 +155,7 @@ class EscalatorStack(Stack):
             self,
             "TwilioStatusCallbackUrl",
             value=functions.call_status_url.url,
-            description="Where Twilio posts call status callbacks (set on every call)",
+            description="Where Twilio posts status callbacks (set on every call and text message)",
         )
 
     def _delivery(
