@@ -403,7 +403,8 @@ def measure() -> Measured:
                 time.sleep(TICK)
                 progress(f"{len(peers.pubnub.publications)}/{COUNT} delivered")
             ticks = machine.settle(timeout=300)
-        progress(f"counting {len(ticks)} ticks and {len(machine.windows())} windows")
+            windows = machine.settle_windows(timeout=300)
+        progress(f"counting {len(ticks)} ticks and {len(windows)} windows")
         run = meter.usage(ticks)
         channels = [publication.channel for publication in peers.pubnub.publications]
         throttles = dict(lambdas.throttles)

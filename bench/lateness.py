@@ -160,9 +160,7 @@ def wait_for_delivery(
 def settle(running: Pipeline) -> None:
     """Let the ticks and windows still running end (nothing is left to deliver)."""
     running.machine.settle(timeout=60)
-    deadline = time.time() + 60
-    while running.machine.windows("RUNNING") and time.time() < deadline:
-        time.sleep(0.25)
+    running.machine.settle_windows(timeout=60)
 
 
 def arrival_windows(running: Pipeline, before: set[str]) -> int:

@@ -163,6 +163,19 @@ class DeployedStateMachine:
         listed = self.sfn.list_executions(**kwargs)["executions"]
         return [item["executionArn"] for item in sorted(listed, key=lambda i: i["startDate"])]
 
+    def settle_windows(self, timeout: float = 120) -> list[str]:
+        """Wait until no delivery window runs (a tick waits for its own; those the
+        initiator starts for near-due arrivals run on their own); all of them, oldest
+        first."""
+        wait_until(
+            lambda: not self.windows("RUNNING"),
+            timeout=timeout,
+            interval=0.05,
+            max_interval=0.5,
+            what="every delivery window's end",
+        )
+        return self.windows()
+
     def crash(self, execution_arn: str, *, wait: bool = True) -> list[str]:
         """As if the tick and the windows still running had died: stop them all; the
         windows stopped. ``wait``: until they have ended (a window whose task is still

@@ -146,7 +146,7 @@ def test_every_window_run_twice_still_delivers_each_notification_once(
     pipeline.start_near_due()
     pipeline.submit(start("restaurant-near", pubnub("near", at=int(time.time()) + 2)))
     pipeline.wait_for(lambda: "pending" not in pipeline.states(), timeout=30)
-    pipeline.wait_for(lambda: not pipeline.machine.windows("RUNNING"), timeout=30)
+    pipeline.machine.settle_windows(timeout=30)
 
     # THEN every window ran twice, and each notification was delivered exactly once
     assert pipeline.lambdas.express.reruns == 2
