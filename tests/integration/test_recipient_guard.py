@@ -238,17 +238,19 @@ def test_the_window_holds_across_ticks_and_ends(steps: Steps, guarded: str, peer
     deliver_claimed(steps, peers)
     assert calls_to(peers) == {NUMBER: 1}
 
-    # WHEN a later tick delivers another process's call due within the window after it,
-    # and a third one due just past the window
+    # WHEN a later tick delivers other processes' calls due within the window after it,
+    # one at its very end, and one due just past it
     add_processes(guarded, [("order-2", NUMBER, 0)])
-    query(
-        guarded,
-        "INSERT INTO process (process_id) VALUES ('order-3');"
-        " INSERT INTO notification (process_ref, position, channel, target, due_at)"
-        " SELECT id, 0, 'phone', %s, (SELECT sending_at FROM notification WHERE state = 'sent')"
-        "   + make_interval(secs => %s) FROM process WHERE process_id = 'order-3'",
-        (NUMBER, RECIPIENT_GUARD_SECONDS + 1),
-    )
+    for process_id, after in (("order-2b", RECIPIENT_GUARD_SECONDS), ("order-3", 61)):
+        query(
+            guarded,
+            "INSERT INTO process (process_id) VALUES (%s);"
+            " INSERT INTO notification (process_ref, position, channel, target, due_at)"
+            " SELECT id, 0, 'phone', %s,"
+            "   (SELECT sending_at FROM notification WHERE state = 'sent')"
+            "   + make_interval(secs => %s) FROM process WHERE process_id = %s",
+            (process_id, NUMBER, after, process_id),
+        )
     query(
         guarded,
         "UPDATE notification SET due_at = due_at - make_interval(secs => 62)"
@@ -257,14 +259,20 @@ def test_the_window_holds_across_ticks_and_ends(steps: Steps, guarded: str, peer
     query(guarded, "UPDATE notification SET sending_at = sending_at - make_interval(secs => 62)")
     second = deliver_claimed(steps, peers, execution=OTHER_TICK, workers=1)
 
-    # THEN the one within the window is coalesced, the one past it is called
-    assert sorted(answer["deliver"] for answer in second.values()) == [False, True]
+    # THEN those within the window (its end included) are coalesced, the one past it is
+    # called
+    assert sorted(answer["deliver"] for answer in second.values()) == [False, False, True]
     assert calls_to(peers) == {NUMBER: 2}
     assert query(
         guarded,
         "SELECT p.process_id, n.state FROM notification n JOIN process p ON p.id = n.process_ref"
         " ORDER BY p.process_id",
-    ) == [("order-1", "sent"), ("order-2", "coalesced"), ("order-3", "sent")]
+    ) == [
+        ("order-1", "sent"),
+        ("order-2", "coalesced"),
+        ("order-2b", "coalesced"),
+        ("order-3", "sent"),
+    ]
 
 
 def test_a_stopped_process_covers_nothing(steps: Steps, guarded: str, peers: Peers) -> None:
