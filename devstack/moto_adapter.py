@@ -50,12 +50,29 @@ from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import InvalidParameterValue
+from moto.stepfunctions.exceptions import AWSError
+from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+    FailureEvent,
     FailureEventException,
 )
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import (
+    StatesErrorName,
+)
+from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+    StatesErrorNameType,
+)
 from moto.stepfunctions.parser.asl.component.common.path import result_path
+from moto.stepfunctions.parser.asl.component.state.choice.comparison import comparison_variable
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.comparison_operator_type import (  # noqa: E501
+    ComparisonOperatorType,
+)
+from moto.stepfunctions.parser.asl.component.state.choice.comparison.variable import (
+    NoSuchVariable,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk,
     state_task_service_callback,
     state_task_service_sfn,
 )
@@ -70,9 +87,11 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
 )
 from moto.stepfunctions.parser.asl.eval import environment
 from moto.stepfunctions.parser.asl.eval.event import event_manager
+from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+from moto.stepfunctions.responses import StepFunctionResponse
 
 from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 from escalator.sqs_ids import refusal
@@ -217,12 +236,15 @@ class ExpressRuns:
         self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
         self._lock = threading.Lock()
 
-    def count_start(self, *, rerun: bool = False) -> bool:
-        """Count a start (or its rerun); whether it is to run a second time."""
+    def count_start(self, *, rerun: bool = False, at_most_once: bool = False) -> bool:
+        """Count a start (or its rerun); whether it is to run a second time (never for a
+        synchronous start: AWS runs it at most once)."""
         with self._lock:
             self.started += 1
             if rerun:
                 self.reruns += 1
+                return False
+            if at_most_once:
                 return False
             return self._random.random() < self.rerun_probability
 
@@ -491,6 +513,8 @@ class Patch:
     kind: Kind
     # The original's parameters, as the replacement expects them (``check_moto``).
     parameters: tuple[str, ...]
+    # What moto does not have at all (an API it lacks): added, and checked to be absent.
+    adds: bool = False
 
     @property
     def name(self) -> str:
@@ -592,6 +616,7 @@ def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[...
         trace_header: Any = None,
         *,
         rerun: bool = False,
+        synchronous: bool = False,
     ) -> Any:
         is_express = self.describe_state_machine(state_machine_arn).type == "EXPRESS"
         if is_express:
@@ -606,7 +631,7 @@ def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[...
         timer = threading.Timer(express.cap_seconds, _time_out, args=(execution, express))
         timer.daemon = True
         timer.start()
-        if express.count_start(rerun=rerun):
+        if express.count_start(rerun=rerun, at_most_once=synchronous):
             start_execution(
                 self, state_machine_arn, None, execution_input, trace_header, rerun=True
             )
@@ -621,6 +646,253 @@ def _time_out(execution: Any, express: ExpressRuns) -> None:
     if environment is not None and environment.is_running():
         express.count_timeout()
         environment.set_timed_out()
+
+
+class StateMachineTypeNotSupported(AWSError):  # type: ignore[misc]
+    """What StartSyncExecution answers for a Standard state machine."""
+
+    TYPE = "StateMachineTypeNotSupported"
+    STATUS = 400
+
+
+# How often a synchronous start looks whether its execution has ended.
+SYNC_END_POLL_SECONDS = 0.01
+
+
+def _sync_express_started(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def start_sync_execution(
+        self: Any,
+        state_machine_arn: str,
+        name: Any = None,
+        execution_input: Any = None,
+        trace_header: Any = None,
+    ) -> Any:
+        """Start an Express execution (at most once) and wait until it has ended."""
+        if self.describe_state_machine(state_machine_arn).type != "EXPRESS":
+            raise StateMachineTypeNotSupported(
+                "This operation is not supported by this type of state machine"
+            )
+        execution = self.start_execution(
+            state_machine_arn, name, execution_input, trace_header, synchronous=True
+        )
+        while execution.status == "RUNNING":
+            time.sleep(SYNC_END_POLL_SECONDS)
+        return execution
+
+    return start_sync_execution
+
+
+def _sync_express_answered(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    from moto.core.responses import ActionResult
+
+    def start_sync_execution(self: Any) -> Any:
+        """StartSyncExecution's answer, as the API model gives it: the status (SUCCEEDED,
+        FAILED or TIMED_OUT), and the output only when it succeeded."""
+        execution = self.stepfunction_backend.start_sync_execution(
+            self._get_param("stateMachineArn"),
+            self._get_param("name"),
+            self._get_param("input", if_none="{}"),
+            self._get_param("traceHeader"),
+        )
+        status = execution.status if execution.status in ("SUCCEEDED", "TIMED_OUT") else "FAILED"
+        answer: dict[str, Any] = {
+            "executionArn": execution.execution_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "startDate": execution.start_date,
+            "stopDate": execution.stop_date,
+            "status": status,
+            "input": execution.execution_input,
+            "billingDetails": {
+                "billedMemoryUsedInMB": 64,
+                "billedDurationInMilliseconds": max(
+                    100,
+                    int((execution.stop_date - execution.start_date).total_seconds() * 1000),
+                ),
+            },
+        }
+        if status == "SUCCEEDED":
+            output = execution.output
+            answer["output"] = output if isinstance(output, str) else json.dumps(output)
+        if execution.error is not None:
+            answer["error"] = execution.error
+        if execution.cause is not None:
+            answer["cause"] = execution.cause
+        return ActionResult(answer)
+
+    return start_sync_execution
+
+
+def _express_child_not_followed(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    express = emulation.lambdas.express
+
+    def build_resolver(
+        self: Any,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: Any,
+        state_credentials: Any,
+    ) -> Any:
+        """A .sync task follows its child with DescribeExecution, which AWS refuses for an
+        Express execution (InvalidArn): the task fails once the child has started."""
+        machine = normalised_parameters.get("StateMachineArn") or normalised_parameters.get(
+            "stateMachineArn"
+        )
+        resolver = original(
+            self, env, resource_runtime_part, normalised_parameters, state_credentials
+        )
+        if machine not in express.machines:
+            return resolver
+
+        def refused() -> Any:
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "InvalidArn",
+                        "Message": "Invalid Arn: 'Resource type not valid in this context: "
+                        "express'",
+                    },
+                    "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": str(uuid.uuid4())},
+                },
+                "DescribeExecution",
+            )
+
+        return refused
+
+    return build_resolver
+
+
+def _aws_sdk_reaches_the_emulation(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        return AwsSdkClient(
+            emulation.client(_client_without_host_prefix, region, service, state_credentials)
+        )
+
+    return boto_client_for
+
+
+class AwsSdkClient:
+    """What an aws-sdk task calls, as Step Functions calls it: the parameters as the state
+    machine names them (``StateMachineArn``, passed on as botocore names them), the answer
+    as the task sees it (``Status``, ``Output``..., dates as ISO 8601 text)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, operation: str) -> Callable[..., Any]:
+        call = getattr(self._client, operation)
+
+        def renamed(**parameters: Any) -> Any:
+            answer = call(**{key[:1].lower() + key[1:]: value for key, value in parameters.items()})
+            answer.pop("ResponseMetadata", None)
+            return _pascal_cased(answer)
+
+        return renamed
+
+
+def _pascal_cased(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key[:1].upper() + key[1:]: _pascal_cased(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_pascal_cased(item) for item in value]
+    if isinstance(value, datetime.datetime):
+        return (
+            value.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+    return value
+
+
+def _client_without_host_prefix(region: str, service: str, state_credentials: Any = None) -> Any:
+    """moto's client for a task (``boto_client.boto_client_for``), without the host prefix
+    some operations put before the endpoint (StartSyncExecution's ``sync-``): the
+    emulation answers at one host."""
+    import boto3
+    from botocore.config import Config
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+
+    extra: dict[str, Any] = {}
+    if not botocore_stubber.enabled:
+        extra["endpoint_url"] = f"http://localhost:{moto_server_port()}"
+    return boto3.client(
+        service_name=service,
+        region_name=region,
+        aws_access_key_id="ak",
+        aws_secret_access_key="sk",  # noqa: S106 - the emulator's
+        config=Config(
+            parameter_validation=False,
+            retries={"max_attempts": 0, "total_max_attempts": 1},
+            connect_timeout=EXPRESS_CAP_SECONDS + 60,
+            read_timeout=EXPRESS_CAP_SECONDS + 60,
+            inject_host_prefix=False,
+        ),
+        **extra,
+    )
+
+
+def _sdk_call_abandoned_on_stop(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _eval_service_task(
+        self: Any,
+        env: Any,
+        resource_runtime_part: Any,
+        normalised_parameters: Any,
+        state_credentials: Any,
+    ) -> None:
+        """The call in a thread of its own, abandoned when the execution is stopped (a
+        StartSyncExecution waits for its child): AWS stops a Standard execution at once,
+        whatever its task waits for; moto waited for the call to return."""
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                original(self, env, resource_runtime_part, normalised_parameters, state_credentials)
+                outcome.append(None)
+            except BaseException as exc:  # (raised again in the execution's thread)
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call, name="aws-sdk-call", daemon=True)
+        caller.start()
+        while caller.is_alive() and env.is_running():
+            caller.join(SYNC_END_POLL_SECONDS * 10)
+        if not outcome:  # stopped: what the call answers later is dropped
+            env.stack.append({})
+            return
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+
+    return _eval_service_task
+
+
+def _missing_choice_variable_fails(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _eval_body(self: Any, env: Any) -> None:
+        """A Choice rule whose Variable is missing fails the execution (States.Runtime),
+        unless it asks whether it is present."""
+        self.variable.eval(env)
+        value = env.stack[-1]
+        if (
+            isinstance(value, NoSuchVariable)
+            and self.comparison_function.operator_type != ComparisonOperatorType.IsPresent
+        ):
+            path = self.variable.string_sampler.literal_value
+            raise FailureEventException(
+                FailureEvent(
+                    env=env,
+                    error_name=StatesErrorName(typ=StatesErrorNameType.StatesRuntime),
+                    event_type=HistoryEventType.ExecutionFailed,
+                    event_details=EventDetails(
+                        executionFailedEventDetails=ExecutionFailedEventDetails(
+                            error=StatesErrorNameType.StatesRuntime.to_name(),
+                            cause=f"Invalid path '{path}': The choice state's condition path "
+                            "references an invalid value.",
+                        )
+                    ),
+                )
+            )
+        self.comparison_function.eval(env)
+
+    return _eval_body
 
 
 def _definitions_parsed_once(original: Any, emulation: Emulation) -> Callable[[Any], Any]:
@@ -969,6 +1241,75 @@ STRICT: tuple[Patch, ...] = (
         ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
     ),
     Patch(
+        StepFunctionsParserBackend,
+        "start_sync_execution",
+        _sync_express_started,
+        "StartSyncExecution, which moto lacks: an Express execution started at most once "
+        "(AWS: a synchronous Express execution is never run again) and waited for; a "
+        "Standard state machine is refused (StateMachineTypeNotSupported)",
+        "strict",
+        (),
+        adds=True,
+    ),
+    Patch(
+        StepFunctionResponse,
+        "start_sync_execution",
+        _sync_express_answered,
+        "and its answer as the API model gives it: status SUCCEEDED, FAILED or TIMED_OUT "
+        "(a failed execution is a 200 answer, not an error), output only on success",
+        "strict",
+        (),
+        adds=True,
+    ),
+    Patch(
+        state_task_service_aws_sdk,
+        "boto_client_for",
+        _aws_sdk_reaches_the_emulation,
+        "an aws-sdk task's client reaches the emulation: botocore puts StartSyncExecution's "
+        "host prefix (sync-) before the endpoint, a host that neither mock_aws nor the moto "
+        "server answers; clients are built once",
+        "strict",
+        _CLIENT_FOR,
+    ),
+    Patch(
+        state_task_service_aws_sdk.StateTaskServiceAwsSdk,
+        "_eval_service_task",
+        _sdk_call_abandoned_on_stop,
+        "a Standard execution stopped while an aws-sdk task waits (the tick waiting for its "
+        "window: StartSyncExecution) stops at once, as on AWS; moto waited for the call",
+        "strict",
+        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
+    ),
+    Patch(
+        state_task_service_sfn.StateTaskServiceSfn,
+        "_build_sync2_resolver",
+        _express_child_not_followed,
+        "a states:startExecution.sync:2 task whose child is Express fails as on AWS "
+        "(StepFunctions.InvalidArnException, 'Resource type not valid in this context: "
+        "express': DescribeExecution serves no Express execution) once the child started; "
+        "moto followed it as if it were Standard",
+        "strict",
+        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
+    ),
+    Patch(
+        state_task_service_sfn.StateTaskServiceSfn,
+        "_build_sync_resolver",
+        _express_child_not_followed,
+        "the same for states:startExecution.sync",
+        "strict",
+        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
+    ),
+    Patch(
+        comparison_variable.ComparisonVariable,
+        "_eval_body",
+        _missing_choice_variable_fails,
+        "a Choice rule on a missing field fails the execution with States.Runtime on AWS "
+        "(only IsPresent may ask about a field that is not there); moto took the rule as "
+        "false and went on to the Default",
+        "strict",
+        ("self", "env"),
+    ),
+    Patch(
         sqs_models.SQSBackend,
         "_validate_message",
         _sqs_ids_checked,
@@ -1131,6 +1472,10 @@ def check_moto() -> list[str]:
         problems.append(f"moto is {moto.__version__}, this adapter was written for {MOTO_VERSION}")
     for row in _CHECKED:
         target = _ORIGINALS[(row.owner, row.attribute)]
+        if isinstance(row, Patch) and row.adds:
+            if target is not None:
+                problems.append(f"moto now has {row.name}: the row that adds it may go")
+            continue
         if isinstance(target, property):
             target = target.fget
         if target is None:
@@ -1172,9 +1517,11 @@ def lambdas_in_process(
             if row.name in omit:
                 continue
             # What is there now: moto's own, or an enclosing context's replacement.
-            original = getattr(row.owner, row.attribute)
+            original = getattr(row.owner, row.attribute, None)
             replacement = row.replacement_factory(original, emulation)
-            patches.enter_context(mock.patch.object(row.owner, row.attribute, replacement))
+            patches.enter_context(
+                mock.patch.object(row.owner, row.attribute, replacement, create=row.adds)
+            )
         yield emulation.lambdas
 
 

@@ -67,13 +67,21 @@ class Alarms(Construct):
                 state_machine.metric_timed_out(period=FIVE_MINUTES),
                 "A delivery execution timed out",
             ),
-            # A tick catches its window's failure (and summarizes it): the window's own
-            # metrics say that one failed or ran out of its five minutes.
+            # The window's own metrics: one failed or ran out of its five minutes (a
+            # tick's, which also fails the tick, or one the initiator started).
             alarm(
                 "WindowsFailed",
                 window.metric_failed(period=FIVE_MINUTES),
-                "A delivery window failed: what it had not confirmed is claimed again "
-                "after the claim grace, what it was sending ends unknown",
+                "A delivery window failed: what a tick's had not confirmed went back to the "
+                "next tick at once (an arrival's, after the claim grace); what it was "
+                "sending ends unknown",
+            ),
+            # What AWS counts nowhere: a window that never started (refused, throttled).
+            alarm(
+                "DeliveryWindowsFailed",
+                escalator_metric(metrics.WINDOWS_FAILED),
+                "A delivery window failed or never started: its claims went back to the "
+                "ticks at once (the tick's summary or the initiator's log says why)",
             ),
             alarm(
                 "WindowsTimedOut",

@@ -2,9 +2,11 @@
 
 The tick (Standard, started by the schedule; what an operator inspects): Claim due
 notifications -> Anything claimed? (Nothing due) -> Deliver notifications (starts a
-delivery window and waits for it: ``states:startExecution.sync:2``) -> Summary (its
-output: what each claimed notification became) -> More due? (hand over to a fresh
-execution) / Done.
+delivery window and waits for it: ``aws-sdk:sfn:startSyncExecution``, as AWS runs an
+Express child) -> Window delivered? -> Summary (its output: what each claimed
+notification became) -> More due? (hand over to a fresh execution) / Done. A window that
+failed or never started: Release the window's claims -> Failure summary -> Window failed
+(the tick fails, and its alarm goes off).
 
 The delivery window (Express: billed by duration, not by transition): a Map over the
 notifications it is given, each iteration Wait until due -> Confirm still wanted ->
@@ -76,9 +78,15 @@ CONFIRM_DATABASE_ATTEMPTS = 2
 RECORD_DATABASE_ATTEMPTS = 4
 # An Express execution runs at most five minutes.
 EXPRESS_CAP_SECONDS = 300
-# What the tick's "Deliver notifications" retries: a start that never happened, or a
-# window that failed (a re-run is harmless: the database decides what is still owed).
+# What the tick's "Deliver notifications" retries: a start refused or unanswered (a
+# re-run is harmless: the database decides what is still owed).
 WINDOW_RETRIES = 1
+# How long the tick waits for StartSyncExecution's answer beyond the window's cap.
+WINDOW_ANSWER_MARGIN_SECONDS = 30
+# How the tick fails when its window failed or never started (its alarm: ExecutionsFailed).
+WINDOW_FAILED = "DeliveryWindowFailed"
+# What starting an execution that exists already fails with (the hand-over's retry).
+EXECUTION_EXISTS = "StepFunctions.ExecutionAlreadyExistsException"
 
 
 def window_worst_case_seconds(
@@ -274,19 +282,34 @@ class _Definition:
             errors=["States.ALL"],
             result_path="$.confirmError",
         )
+        # Every rule asks by presence first: on AWS a rule on a missing field fails the
+        # whole window (States.Runtime), and an answer may lack what this release writes
+        # (a confirm function of the release before, still running during a deploy).
         still_wanted = (
             sfn.Choice(self._scope, "Still wanted?")
-            # (asked first, and by presence: a confirm function of the release before,
-            # still running during a deploy, never answers it)
             .when(
                 sfn.Condition.is_present("$.confirmed.covered_by"),
                 self._outcome("Coalesced", "coalesced", covered_by="$.confirmed.covered_by"),
             )
             .when(
-                sfn.Condition.boolean_equals("$.confirmed.deliver", False),
+                sfn.Condition.is_present("$.confirmed.delivery.channel"),
+                self._which_channel(notifiers),
+            )
+            .when(
+                sfn.Condition.is_present("$.confirmed.reason"),
                 self._outcome("Not delivered", "not delivered", reason="$.confirmed.reason"),
             )
-            .otherwise(self._which_channel(notifiers))
+            .otherwise(
+                sfn.Pass(
+                    self._scope,
+                    "No delivery confirmed",
+                    parameters={
+                        "id": sfn.JsonPath.number_at("$.notification.id"),
+                        "outcome": "not delivered",
+                        "reason": "the confirm step answered neither a delivery nor a reason",
+                    },
+                )
+            )
         )
         return (
             sfn.Wait(
@@ -371,8 +394,9 @@ class _Tick:
         window: sfn.IStateMachine,
         itself: sfn.IStateMachine,
     ) -> sfn.IChainable:
-        """Claim -> Anything claimed? -> Deliver notifications (the window) -> Summary ->
-        More due? -> hand over."""
+        """Claim -> Anything claimed? -> Deliver notifications (the window) -> Window
+        delivered? -> Summary -> More due? -> hand over; a window that failed or never
+        started -> Release the window's claims -> Failure summary -> Window failed."""
         more_due = (
             sfn.Choice(self._scope, "More due?")
             .when(sfn.Condition.boolean_equals("$.more", True), self._hand_over(itself))
@@ -390,45 +414,61 @@ class _Tick:
                 "window": sfn.JsonPath.string_at("$.window"),
             },
         )
-        window_failed = sfn.Pass(
+        delivered = sfn.Pass(
             self._scope,
-            "Window failed",
-            # What it had not confirmed is released after the claim grace and claimed
-            # again; what it was sending ends unknown. Nothing is sent twice.
+            "Window outcome",
+            # (StartSyncExecution gives the window's output as JSON text)
             parameters={
-                "failed": True,
-                "error": sfn.JsonPath.string_at("$.windowError.Error"),
-                "cause": sfn.JsonPath.string_at("$.windowError.Cause"),
+                "notifications": sfn.JsonPath.string_to_json(
+                    sfn.JsonPath.string_at("$.window.Output")
+                )
             },
             result_path="$.window",
         )
+        failed = self._window_failed(activator)
         deliver = (
-            tasks.StepFunctionsStartExecution(
+            tasks.CallAwsService(
                 self._scope,
                 "Deliver notifications",
-                state_machine=window,
-                integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-                # The console links the window to the tick that started it.
-                associate_with_parent=True,
-                input=sfn.TaskInput.from_object(
-                    {
-                        "owner": sfn.JsonPath.execution_id,
-                        "notifications": sfn.JsonPath.list_at("$.claim.notifications"),
-                    }
-                ),
-                result_selector={"notifications": sfn.JsonPath.list_at("$.Output")},
+                # A Standard execution runs an Express child and waits for it this way
+                # (states:startExecution.sync cannot follow an Express execution). A window
+                # that failed is an answer, not an error: its Status says so.
+                service="sfn",
+                action="startSyncExecution",
+                iam_action="states:StartSyncExecution",
+                iam_resources=[window.state_machine_arn],
+                parameters={
+                    "StateMachineArn": window.state_machine_arn,
+                    "Input": sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.claim")),
+                },
                 result_path="$.window",
+                task_timeout=sfn.Timeout.duration(
+                    Duration.seconds(EXPRESS_CAP_SECONDS + WINDOW_ANSWER_MARGIN_SECONDS)
+                ),
             )
             .add_retry(
-                errors=["States.ALL"],
+                # A start refused or never answered (a re-run is harmless: the database
+                # decides what is still owed); a task timeout is not retried.
+                errors=["Sfn.SfnException", "Sfn.StateMachineDeletingException"],
                 interval=Duration.seconds(1),
                 max_attempts=WINDOW_RETRIES,
                 backoff_rate=2,
                 jitter_strategy=sfn.JitterType.FULL,
             )
-            .add_catch(window_failed, errors=["States.ALL"], result_path="$.windowError")
+            .add_catch(failed, errors=["States.ALL"], result_path="$.window")
         )
-        window_failed.next(summary)
+        window_delivered = (
+            sfn.Choice(self._scope, "Window delivered?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.window.Status"),
+                    sfn.Condition.string_equals("$.window.Status", "SUCCEEDED"),
+                    sfn.Condition.is_present("$.window.Output"),
+                ),
+                delivered.next(summary).next(more_due),
+            )
+            .otherwise(failed)
+        )
         anything_claimed = (
             sfn.Choice(self._scope, "Anything claimed?")
             # An idle tick (most of them) ends right after the claim: one transition
@@ -437,7 +477,7 @@ class _Tick:
                 sfn.Condition.number_equals("$.claim.claimed", 0),
                 sfn.Succeed(self._scope, "Nothing due"),
             )
-            .otherwise(deliver.next(summary).next(more_due))
+            .otherwise(deliver.next(window_delivered))
         )
         claim = database_step(
             self._scope,
@@ -449,6 +489,53 @@ class _Tick:
             "$.claim",
         )
         return claim.next(anything_claimed)
+
+    def _window_failed(self, activator: lambda_.IFunction) -> sfn.IChainable:
+        """A window that failed, timed out or never started: what it still holds claimed
+        goes back to pending at once (what it confirmed stays its own: sent, or unknown
+        after the lease), the tick summarizes and fails, and its alarm goes off."""
+        release = database_step(
+            self._scope,
+            "Release the window's claims",
+            activator,
+            sfn.TaskInput.from_object(
+                {
+                    "execution": sfn.JsonPath.execution_id,
+                    "window": sfn.JsonPath.object_at("$.window"),
+                }
+            ),
+            "$.window",
+        )
+        not_released = sfn.Pass(
+            self._scope,
+            "Claims not released",
+            # (they lapse after the claim grace and are claimed again)
+            parameters={
+                "failed": True,
+                "released": False,
+                "window": sfn.JsonPath.object_at("$.window"),
+                "error": sfn.JsonPath.string_at("$.releaseError.Error"),
+            },
+            result_path="$.window",
+        )
+        summary = sfn.Pass(
+            self._scope,
+            "Failure summary",
+            parameters={
+                "claimed": sfn.JsonPath.number_at("$.claim.claimed"),
+                "more": sfn.JsonPath.string_at("$.claim.more"),
+                "window": sfn.JsonPath.string_at("$.window"),
+            },
+        )
+        fail = sfn.Fail(
+            self._scope,
+            "Window failed",
+            error=WINDOW_FAILED,
+            cause_path=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$")),
+        )
+        release.add_catch(not_released, errors=["States.ALL"], result_path="$.releaseError")
+        not_released.next(summary)
+        return release.next(summary).next(fail)
 
     def _hand_over(self, itself: sfn.IStateMachine) -> sfn.IChainable:
         """Start a fresh execution (named from this one: a retried hand-over starts
@@ -466,6 +553,10 @@ class _Tick:
                 integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
                 result_path=sfn.JsonPath.DISCARD,
             )
+            # A retry after a start that succeeded finds its execution there already: not
+            # retried (the first retrier that matches decides), and the summary stays the
+            # tick's output.
+            .add_retry(errors=[EXECUTION_EXISTS], max_attempts=0)
             .add_retry(
                 errors=["States.TaskFailed"],
                 interval=Duration.seconds(1),
@@ -473,7 +564,6 @@ class _Tick:
                 backoff_rate=2,
                 jitter_strategy=sfn.JitterType.FULL,
             )
-            # A retry after a start that succeeded finds its execution there already.
-            .add_catch(handed_over, errors=["StepFunctions.ExecutionAlreadyExistsException"])
+            .add_catch(handed_over, errors=[EXECUTION_EXISTS], result_path=sfn.JsonPath.DISCARD)
         )
         return hand_over.next(handed_over)

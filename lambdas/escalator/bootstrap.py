@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from escalator import delivery, service
 from escalator.channels import CHANNELS, Notifier
@@ -117,6 +117,11 @@ class DeliverySteps:
     def claim(self, *, execution: str, lookahead: int | None = None) -> delivery.Claim:
         return delivery.claim_due(
             UnitOfWork(self.database), execution=execution, config=self.config, lookahead=lookahead
+        )
+
+    def release_window(self, *, execution: str, window: dict[str, Any]) -> delivery.WindowFailure:
+        return delivery.release_window(
+            UnitOfWork(self.database), execution=execution, window=window
         )
 
     def confirm(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -89,6 +90,62 @@ def claim_due(
         },
     )
     return Claim(notifications=claimed, more=more)
+
+
+# How much of a failed window's cause the tick's summary keeps.
+CAUSE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class WindowFailure:
+    """A delivery window that failed, ran out of time or never started, as the tick saw
+    it, and how many of its claims went back to pending."""
+
+    status: str
+    error: str
+    cause: str
+    released: int
+
+    @classmethod
+    def of(cls, window: Mapping[str, Any], released: int) -> WindowFailure:
+        """From StartSyncExecution's answer (``Status``, ``Error``, ``Cause``: only the
+        status is always there) or the error the start failed with (``Error``, ``Cause``)."""
+        error = str(window.get("Error") or "")
+        status = window.get("Status")
+        if not status:
+            status = "NOT_STARTED" if error.startswith("Sfn.") else "UNANSWERED"
+        return cls(
+            status=str(status),
+            error=error or str(status),
+            cause=str(window.get("Cause") or "")[:CAUSE_LIMIT],
+            released=released,
+        )
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "failed": True,
+            "status": self.status,
+            "error": self.error,
+            "cause": self.cause,
+            "released": self.released,
+        }
+
+
+def release_window(uow: UnitOfWork, *, execution: str, window: Mapping[str, Any]) -> WindowFailure:
+    """The tick's delivery window failed or never started: what it still holds claimed
+    (not confirmed) goes back to pending at once, for the next tick; what it confirmed
+    stays its own (recorded, or unknown once its sending lease runs out). Counted, so its
+    alarm goes off."""
+    with uow:
+        released = uow.notifications.release(execution)
+        uow.commit()
+    failure = WindowFailure.of(window, released)
+    metrics.count(metrics.WINDOWS_FAILED)
+    logger.error(
+        "delivery window failed: its claims released to the next tick",
+        extra={"execution": execution, **failure.to_event()},
+    )
+    return failure
 
 
 ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed", "coalesced"]

@@ -66,6 +66,8 @@ class UndeclaredMetric(ValueError):
 REQUESTS_ACCEPTED = "RequestsAccepted"
 REQUESTS_REJECTED = "RequestsRejected"
 HANDED_OVER = "TicksHandedOver"
+# A delivery window that failed, timed out or never started: its claims released at once.
+WINDOWS_FAILED = "DeliveryWindowsFailed"
 SENT = "NotificationsSent"
 FAILED = "NotificationsFailed"
 EXPIRED = "NotificationsExpired"
@@ -99,6 +101,13 @@ _CORE: tuple[Metric, ...] = (
         HANDED_OVER,
         _COUNT,
         "ticks that claimed a full batch with more due: each hands over to a fresh tick",
+        EXECUTIONS_GRAPH,
+    ),
+    Metric(
+        WINDOWS_FAILED,
+        _COUNT,
+        "delivery windows that failed, ran out of time or never started (a tick's, or the "
+        "initiator's for near-due arrivals): what they held claimed went back to the ticks",
         EXECUTIONS_GRAPH,
     ),
     Metric(

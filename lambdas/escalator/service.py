@@ -174,6 +174,7 @@ def deliver_near_due(
         with uow:
             released = sum(uow.notifications.release(owner) for owner in owners)
             uow.commit()
+        metrics.count(metrics.WINDOWS_FAILED)
         logger.warning(
             "near-due delivery not started: left to the next tick",
             extra={**keys, "released": released, "reason": str(exc)},

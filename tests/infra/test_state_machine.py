@@ -48,12 +48,17 @@ def test_a_tick_claims_waits_for_its_window_and_hands_over_while_more_is_due(
         "Anything claimed?",
         "Nothing due",
         "Deliver notifications",
-        "Window failed",
+        "Window delivered?",
+        "Window outcome",
         "Summary",
         "More due?",
         "Hand over to a fresh execution",
         "Handed over",
         "Done",
+        "Release the window's claims",
+        "Claims not released",
+        "Failure summary",
+        "Window failed",
     }
     assert states["Claim due notifications"]["Next"] == "Anything claimed?"
     # an idle tick ends right after its claim: one transition a minute fewer
@@ -62,26 +67,39 @@ def test_a_tick_claims_waits_for_its_window_and_hands_over_while_more_is_due(
     ]
     assert states["Anything claimed?"]["Default"] == "Deliver notifications"
     assert states["Nothing due"]["Type"] == "Succeed"
-    # the claim goes to an Express window, which the tick waits for (.sync:2: its output
-    # as JSON), owned by the tick; the console links the window to it
+    # the claim goes to an Express window, which the tick starts and waits for as AWS
+    # supports an Express child (StartSyncExecution; .sync cannot follow one)
     deliver = states["Deliver notifications"]
-    assert deliver["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert deliver["Resource"] == "arn:aws:states:::aws-sdk:sfn:startSyncExecution"
     _, window_machine = state_machine(template, EXPRESS)
     name = window_machine["Properties"]["StateMachineName"]
     assert deliver["Parameters"]["StateMachineArn"].endswith(f":stateMachine:{name}")
-    assert deliver["Parameters"]["Input"] == {
-        "owner.$": "$$.Execution.Id",
-        "notifications.$": "$.claim.notifications",
-        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
-    }
-    assert deliver["ResultSelector"] == {"notifications.$": "$.Output"}
-    assert deliver["Next"] == "Summary"
-    # a window that failed is retried once (a re-run is harmless), then summarized
+    assert deliver["Parameters"]["Input.$"] == "States.JsonToString($.claim)"
+    assert deliver["ResultPath"] == "$.window"
+    # it waits no longer than a window may run, and a little for the answer
+    assert EXPRESS_CAP_SECONDS < deliver["TimeoutSeconds"] <= EXPRESS_CAP_SECONDS + 60
+    # a start refused or unanswered is tried once more (a re-run is harmless)
     (retrier,) = deliver["Retry"]
-    assert (retrier["ErrorEquals"], retrier["MaxAttempts"]) == (["States.ALL"], 1)
+    assert (retrier["ErrorEquals"], retrier["MaxAttempts"]) == (
+        ["Sfn.SfnException", "Sfn.StateMachineDeletingException"],
+        1,
+    )
     (catch,) = deliver["Catch"]
-    assert (catch["ErrorEquals"], catch["Next"]) == (["States.ALL"], "Window failed")
-    assert states["Window failed"]["Next"] == "Summary"
+    assert (catch["ErrorEquals"], catch["ResultPath"], catch["Next"]) == (
+        ["States.ALL"],
+        "$.window",
+        "Release the window's claims",
+    )
+    # a window's answer is read only once it says it succeeded with an output
+    delivered = states["Window delivered?"]
+    (rule,) = delivered["Choices"]
+    assert rule["Next"] == "Window outcome"
+    assert rule["And"][0] == {"Variable": "$.window.Status", "IsPresent": True}
+    assert {"Variable": "$.window.Output", "IsPresent": True} in rule["And"]
+    assert delivered["Default"] == "Release the window's claims"
+    assert states["Window outcome"]["Parameters"] == {
+        "notifications.$": "States.StringToJson($.window.Output)"
+    }
     # the tick's output says what it claimed and what became of each notification
     assert states["Summary"]["Parameters"] == {
         "claimed.$": "$.claim.claimed",
@@ -89,6 +107,18 @@ def test_a_tick_claims_waits_for_its_window_and_hands_over_while_more_is_due(
         "window.$": "$.window",
     }
     assert states["Summary"]["Next"] == "More due?"
+    # a window that failed or never started: its claims released, a summary, a failure
+    release = states["Release the window's claims"]
+    assert release["Parameters"] == {"execution.$": "$$.Execution.Id", "window.$": "$.window"}
+    assert release["Next"] == "Failure summary"
+    assert release["Catch"][0]["Next"] == "Claims not released"
+    assert states["Failure summary"]["Parameters"] == states["Summary"]["Parameters"]
+    assert states["Failure summary"]["Next"] == "Window failed"
+    assert states["Window failed"] == {
+        "Type": "Fail",
+        "Error": "DeliveryWindowFailed",
+        "CausePath": "States.JsonToString($)",
+    }
     assert states["More due?"]["Choices"] == [
         {"Variable": "$.more", "BooleanEquals": True, "Next": "Hand over to a fresh execution"}
     ]
@@ -102,7 +132,13 @@ def test_a_tick_claims_waits_for_its_window_and_hands_over_while_more_is_due(
         "States.Format('more-{}', States.Hash($$.Execution.Name, 'MD5'))"
     )
     assert hand_over["Parameters"]["Input.$"] == "$$.Execution.Input"
-    assert hand_over["Catch"][0]["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
+    # what exists already is not retried (the first matching retrier decides), and the
+    # summary stays the tick's output
+    exists = "StepFunctions.ExecutionAlreadyExistsException"
+    assert hand_over["Retry"][0] == {"ErrorEquals": [exists], "MaxAttempts": 0}
+    assert hand_over["Catch"] == [
+        {"ErrorEquals": [exists], "ResultPath": None, "Next": "Handed over"}
+    ]
 
 
 def test_every_iteration_ends_with_its_notification_and_outcome(window: dict[str, Any]) -> None:
@@ -112,7 +148,8 @@ def test_every_iteration_ends_with_its_notification_and_outcome(window: dict[str
         if state.get("End") or state["Type"] == "Succeed"
     }
     assert set(ends) == {
-        *("Recorded", "Not delivered", "Coalesced", "Not confirmed", "Outcome not recorded")
+        *("Recorded", "Not delivered", "Coalesced", "Not confirmed", "Outcome not recorded"),
+        "No delivery confirmed",
     }
     for name, state in ends.items():
         # a small object per notification: the window's output, a list of them, stays
@@ -339,7 +376,7 @@ def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(
 ) -> None:
     template: dict[str, Any] = request.getfixturevalue("template" if which == "default" else which)
     tasks = lambda_tasks(template)
-    assert len(tasks) == 5 + len(CHANNELS)  # claim, confirm, three records, the notifiers
+    assert len(tasks) == 6 + len(CHANNELS)  # claim, release, confirm, 3 records, the notifiers
     # The Map's iterations queue for the reserved sandboxes of confirm and record: the
     # last of a sandbox's queue waits for every one before it.
     deliver = state_machine_definition(template, EXPRESS)["States"]["Deliver notifications"]

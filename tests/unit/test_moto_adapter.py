@@ -66,7 +66,7 @@ def test_each_row_replaces_one_attribute_of_moto_once() -> None:
 
 def current() -> dict[str, Any]:
     """What each row's attribute of moto is now."""
-    return {row.name: getattr(row.owner, row.attribute) for row in moto_adapter.PATCHES}
+    return {row.name: getattr(row.owner, row.attribute, None) for row in moto_adapter.PATCHES}
 
 
 def test_patches_are_in_place_only_while_the_context_is_open() -> None:

@@ -323,18 +323,21 @@ def test_a_start_execution_task_starts_the_execution() -> None:
     assert (described["status"], executions) == ("FAILED", [])
 
 
-def express_machine(sfn: Any, definition: dict[str, Any]) -> str:
-    """An Express state machine of this definition; its ARN."""
+def express_machine(sfn: Any, definition: dict[str, Any], machine_type: str = "EXPRESS") -> str:
+    """An Express state machine of this definition (or of ``machine_type``); its ARN."""
     arn: str = sfn.create_state_machine(
-        name="window", definition=json.dumps(definition), roleArn=ROLE, type="EXPRESS"
+        name=f"window-{machine_type.lower()}",
+        definition=json.dumps(definition),
+        roleArn=ROLE,
+        type=machine_type,
     )["stateMachineArn"]
     return arn
 
 
 def parent_of(machine: DeployedStateMachine, child_arn: str, **task: Any) -> DeployedStateMachine:
     """A state machine of one task that starts the child and waits for its output
-    (``states:startExecution.sync:2``, as the tick starts its window); ``task`` adds to
-    or replaces the task's fields."""
+    (``states:startExecution.sync:2``, for a Standard child); ``task`` adds to or
+    replaces the task's fields."""
     start = {
         "Type": "Task",
         "Resource": "arn:aws:states:::states:startExecution.sync:2",
@@ -353,13 +356,15 @@ def parent_of(machine: DeployedStateMachine, child_arn: str, **task: Any) -> Dep
 @proves("StateTaskServiceSfn._normalise_response")
 def test_a_start_execution_sync_task_gets_the_childs_output() -> None:
     def run(omit: Collection[str] = ()) -> dict[str, Any]:
-        # GIVEN a machine whose task starts an Express one and waits for it
-        # (states:startExecution.sync:2, as the tick starts its delivery window)
+        # GIVEN a machine whose task starts a Standard one and waits for it
+        # (states:startExecution.sync:2)
         with emulated(omit) as lambdas:
             machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
             child = {"Type": "Pass", "Parameters": {"doubled.$": "States.MathAdd($.n, $.n)"}}
             child_arn = express_machine(
-                machine.sfn, {"StartAt": "Double", "States": {"Double": {**child, "End": True}}}
+                machine.sfn,
+                {"StartAt": "Double", "States": {"Double": {**child, "End": True}}},
+                "STANDARD",
             )
             parent = parent_of(
                 machine,
@@ -384,8 +389,8 @@ PASS = {"Type": "Pass", "End": True}
 @proves("StateTaskServiceCallback._eval_integration_pattern")
 def test_a_retried_start_execution_sync_task_runs_the_child_again() -> None:
     def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], int]:
-        # GIVEN an Express child whose function fails its first invocation only, and a
-        # parent that retries the child once (as the tick retries its window)
+        # GIVEN a Standard child whose function fails its first invocation only, and a
+        # parent that retries the child once
         calls: list[int] = []
 
         def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -397,7 +402,7 @@ def test_a_retried_start_execution_sync_task_runs_the_child_again() -> None:
         with emulated(omit) as lambdas:
             lambdas.overrides["Flaky"] = flaky
             machine = deployed(lambdas, one_task("Flaky"), Flaky={})
-            child_arn = express_machine(machine.sfn, one_task("Flaky"))
+            child_arn = express_machine(machine.sfn, one_task("Flaky"), "STANDARD")
             parent = parent_of(
                 machine,
                 child_arn,
@@ -415,6 +420,179 @@ def test_a_retried_start_execution_sync_task_runs_the_child_again() -> None:
     # child and times out at once, without waiting for its output)
     described, _ = run(omit={"StateTaskServiceCallback._eval_integration_pattern"})
     assert described["status"] == "FAILED"
+
+
+SYNC_ROWS = (
+    "StepFunctionsParserBackend.start_sync_execution",
+    "StepFunctionResponse.start_sync_execution",
+    "state_task_service_aws_sdk.boto_client_for",
+)
+FAILING = {"StartAt": "Fail", "States": {"Fail": {"Type": "Fail", "Error": "Boom", "Cause": "why"}}}
+
+
+@proves(*SYNC_ROWS)
+@pytest.mark.parametrize("row", SYNC_ROWS)
+def test_a_start_sync_execution_task_runs_an_express_child_once_and_answers_its_status(
+    row: str,
+) -> None:
+    def run(omit: Collection[str] = ()) -> list[dict[str, Any]]:
+        # GIVEN Express children, one that doubles its input and one that fails, run at
+        # least once when started asynchronously (here: always twice), and a Standard
+        # one; a parent that starts each as the tick starts its window
+        express = ExpressRuns(rerun_probability=1.0, seed=3)
+        with emulated(omit, express=express) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            double = {"Type": "Pass", "Parameters": {"doubled.$": "States.MathAdd($.n, $.n)"}}
+            children = [
+                express_machine(
+                    machine.sfn, {"StartAt": "D", "States": {"D": {**double, "End": True}}}
+                ),
+                machine.sfn.create_state_machine(
+                    name="failing", definition=json.dumps(FAILING), roleArn=ROLE, type="EXPRESS"
+                )["stateMachineArn"],
+                express_machine(machine.sfn, {"StartAt": "N", "States": {"N": PASS}}, "STANDARD"),
+            ]
+            described = []
+            for child in children:
+                parent = parent_of(
+                    machine,
+                    child,
+                    Resource="arn:aws:states:::aws-sdk:sfn:startSyncExecution",
+                    Parameters={"StateMachineArn": child, "Input.$": "States.JsonToString($)"},
+                )
+                described.append(parent.wait(parent.start({"n": 21}), timeout=30))
+                machine.sfn.delete_state_machine(stateMachineArn=parent.arn)
+            # (a synchronous Express execution is never run again)
+            assert express.reruns == 0
+            return described
+
+    # WHEN the parents run
+    succeeded, failed, standard = run()
+
+    # THEN the task has the child's status and output (as JSON text), as AWS names them
+    assert succeeded["status"] == "SUCCEEDED", succeeded
+    answer = json.loads(succeeded["output"])
+    assert (answer["Status"], json.loads(answer["Output"])) == ("SUCCEEDED", {"doubled": 42})
+    assert json.loads(answer["Input"]) == {"n": 21}
+    # a child that failed is an answer, not an error: its status, error and cause
+    assert failed["status"] == "SUCCEEDED", failed
+    answer = json.loads(failed["output"])
+    assert (answer["Status"], answer["Error"], answer["Cause"]) == ("FAILED", "Boom", "why")
+    assert "Output" not in answer
+    # a Standard child is refused
+    assert (standard["status"], standard["error"]) == (
+        "FAILED",
+        "Sfn.StateMachineTypeNotSupportedException",
+    )
+    # (moto has no StartSyncExecution; and botocore sends it to a host moto does not serve)
+    assert run(omit={row})[0]["status"] == "FAILED"
+
+
+@proves("StateTaskServiceAwsSdk._eval_service_task")
+def test_a_standard_execution_waiting_for_a_synchronous_child_stops_at_once() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[str, str]:
+        # GIVEN a parent waiting for an Express child (StartSyncExecution) whose function
+        # is still running
+        entered, release = threading.Event(), threading.Event()
+
+        def busy(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            entered.set()
+            release.wait(30)
+            return {}
+
+        with emulated(omit) as lambdas:
+            lambdas.overrides["Busy"] = busy
+            machine = deployed(lambdas, one_task("Busy"), Busy={"Timeout": 60})
+            child = express_machine(machine.sfn, one_task("Busy"))
+            parent = parent_of(
+                machine,
+                child,
+                Resource="arn:aws:states:::aws-sdk:sfn:startSyncExecution",
+                Parameters={"StateMachineArn": child, "Input": "{}"},
+            )
+            execution = parent.start({})
+            assert entered.wait(30)
+            # WHEN the parent is stopped
+            machine.sfn.stop_execution(executionArn=execution)
+            try:
+                parent_status = parent.wait(execution, timeout=5)["status"]
+            except NotInTime:
+                parent_status = "RUNNING"
+            (window,) = machine.sfn.list_executions(stateMachineArn=child)["executions"]
+            release.set()
+            return parent_status, window["status"]
+
+    # THEN it ends at once, and its child runs on (nothing stops an Express execution)
+    assert run() in (("ABORTED", "RUNNING"), ("FAILED", "RUNNING"))
+    # (moto waits for the call to return first)
+    assert run(omit={"StateTaskServiceAwsSdk._eval_service_task"}) == ("RUNNING", "RUNNING")
+
+
+SYNC_FOLLOWING_ROWS = (
+    "StateTaskServiceSfn._build_sync2_resolver",
+    "StateTaskServiceSfn._build_sync_resolver",
+)
+
+
+@proves(*SYNC_FOLLOWING_ROWS)
+@pytest.mark.parametrize(
+    ("row", "resource"),
+    [
+        (SYNC_FOLLOWING_ROWS[0], "arn:aws:states:::states:startExecution.sync:2"),
+        (SYNC_FOLLOWING_ROWS[1], "arn:aws:states:::states:startExecution.sync"),
+    ],
+)
+def test_a_start_execution_sync_task_cannot_follow_an_express_child(
+    row: str, resource: str
+) -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN a parent that starts an Express child with the .sync pattern
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            child = express_machine(machine.sfn, {"StartAt": "N", "States": {"N": PASS}})
+            parent = parent_of(machine, child, Resource=resource)
+            # WHEN it runs
+            return parent.wait(parent.start({}), timeout=30)
+
+    # THEN it fails as on AWS, which follows no Express execution (DescribeExecution)
+    described = run()
+    assert described["status"] == "FAILED"
+    assert described["error"] == "StepFunctions.InvalidArnException"
+    assert "Resource type not valid in this context: express" in described["cause"]
+    # (moto follows it as if it were Standard)
+    assert run(omit={row})["status"] == "SUCCEEDED"
+
+
+def choosing(rule: dict[str, Any]) -> dict[str, Any]:
+    """A machine of one Choice: ``rule`` leads to Yes, the default to No."""
+    choice = {"Type": "Choice", "Choices": [{**rule, "Next": "Yes"}], "Default": "No"}
+    yes = {"Type": "Pass", "Result": {"went": "yes"}, "End": True}
+    no = {"Type": "Pass", "Result": {"went": "no"}, "End": True}
+    return {"StartAt": "Choose", "States": {"Choose": choice, "Yes": yes, "No": no}}
+
+
+@proves("ComparisonVariable._eval_body")
+def test_a_choice_on_a_missing_field_fails_unless_it_asks_whether_it_is_present() -> None:
+    missing = {"Variable": "$.confirmed.deliver", "BooleanEquals": False}
+    guarded = {"And": [{"Variable": "$.confirmed.deliver", "IsPresent": True}, missing]}
+
+    def run(rule: dict[str, Any], omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN a Choice whose rule reads a field its input does not have
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, choosing(rule))
+            # WHEN it runs
+            return machine.wait(machine.start({"confirmed": {}}), timeout=30)
+
+    # THEN the execution fails with States.Runtime, as on AWS
+    described = run(missing)
+    assert (described["status"], described["error"]) == ("FAILED", "States.Runtime")
+    assert "Invalid path '$.confirmed.deliver'" in described["cause"]
+    # AND a rule that asks for its presence first goes on to the default
+    described = run(guarded)
+    assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"went": "no"})
+    # (moto takes the rule as false and goes to the default)
+    described = run(missing, omit={"ComparisonVariable._eval_body"})
+    assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"went": "no"})
 
 
 @proves("StepFunctionsParserBackend.start_execution")

@@ -3,6 +3,10 @@
 Input: ``{"execution": <execution id>, "input": <execution input>}``; the execution
 input may carry ``period_seconds`` (the schedule period): the claim looks two periods
 ahead (``limits.claim_lookahead``), as the schedule may fire anywhere within a period.
+
+The tick's last step when its delivery window failed or never started:
+``{"execution": <execution id>, "window": <StartSyncExecution's answer, or the error>}``
+releases what the window still held claimed (``delivery.release_window``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ from escalator.metrics import metrics
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    steps = bootstrap.delivery_steps()
+    if "window" in event:  # the tick's delivery window failed or never started
+        failure = steps.release_window(execution=str(event["execution"]), window=event["window"])
+        return failure.to_event()
     period = (event.get("input") or {}).get("period_seconds")
-    claim = bootstrap.delivery_steps().claim(
+    claim = steps.claim(
         execution=str(event["execution"]),
         lookahead=claim_lookahead(int(period)) if period else None,
     )
