@@ -136,9 +136,10 @@ class TwilioStub(_HttpPeer):
     ``twilio`` client calls them.
 
     Answers 201 with a call (message) SID unless ``script`` (``message_script``) holds
-    planned answers: ``201``, ``429``, ``500``, ``503``, ``21211`` (HTTP 400, invalid 'To'
-    number), or ``DROP`` (the call is placed, the message sent, and the connection
-    closes before the answer). A call or message with a ``StatusCallback`` can be
+    planned answers: ``201``, an HTTP error status (``429``, ``500``, ``503``, ...: the
+    request is answered with it and nothing is placed or sent), ``21211`` (HTTP 400,
+    invalid 'To' number), or ``DROP`` (the call is placed, the message sent, and the
+    connection closes before the answer). A call or message with a ``StatusCallback`` can be
     reported on (``report``, ``report_message``), signed with the account's auth token as
     Twilio signs; with ``auto_report`` set, each accepted call is reported through those
     statuses in the background, as Twilio would, and each accepted message is, through
@@ -345,11 +346,10 @@ def _refusal(plan: int | str, form: dict[str, str]) -> tuple[int, Any]:
         message = f"The 'To' number {form.get('To')} is not a valid phone number."
         return 400, {"code": 21211, "message": message, "status": 400}
     status = int(plan)
-    return status, {
-        "code": 20003 if status == 429 else 20500,
-        "message": "try later",
-        "status": status,
-    }
+    # Twilio's error codes for these statuses: 20429 Too Many Requests, 20503 Service
+    # unavailable, 20500 Internal Server Error.
+    code = {429: 20429, 503: 20503}.get(status, 20500)
+    return status, {"code": code, "message": "try later", "status": status}
 
 
 @dataclass

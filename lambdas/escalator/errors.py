@@ -27,8 +27,9 @@ class DeliveryError(EscalatorError):
 
 class TransientDeliveryError(DeliveryError):
     """The request provably never reached the provider (DNS, connection refused, TLS
-    handshake) or the provider said it did not take it (HTTP 429/503, SMTP 4xx); trying
-    again later may succeed. The state machine retries these by their class name."""
+    handshake) or the provider's documented answer says it did not act on it (Twilio's
+    HTTP 429, an SMTP 4yz reply); trying again later may succeed. The state machine
+    retries these by their class name."""
 
 
 class PermanentDeliveryError(DeliveryError):
@@ -38,8 +39,9 @@ class PermanentDeliveryError(DeliveryError):
 
 class AmbiguousDeliveryError(DeliveryError):
     """The request may have reached the provider, but no answer came (the connection
-    dropped or timed out after it was written, the reply to DATA never came, a gateway
-    error): trying again risks a second call. Never retried; recorded ``unknown``."""
+    dropped or timed out after it was written, the reply to DATA never came, an HTTP
+    5xx, which no provider documents as "not acted on"): trying again risks a second
+    call. Never retried; recorded ``unknown``."""
 
 
 class ConfigError(EscalatorError):

@@ -179,6 +179,14 @@ def test_schedule_starts_the_tick_with_its_period(template: dict[str, Any]) -> N
     assert schedule["Properties"]["Target"]["Arn"] == {"Ref": tick_id}
 
 
+def test_the_schedule_has_no_flexible_time_window(template: dict[str, Any]) -> None:
+    # With a flexible window, EventBridge Scheduler may start a tick up to its maximum
+    # window (minutes) after its time: the claim's lookahead covers the ticks' jitter
+    # within their minute, not that, and notifications would go out late.
+    ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
+    assert schedule["Properties"]["FlexibleTimeWindow"] == {"Mode": "OFF"}
+
+
 def test_the_tick_is_standard_logged_and_traced(template: dict[str, Any]) -> None:
     _, machine = state_machine(template, STANDARD)
     properties = machine["Properties"]

@@ -11,7 +11,7 @@ import pytest
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database
-from escalator.migrations import APPLICATION_ROLE
+from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 
 FORBIDDEN = [
     "CREATE TABLE intruder (id int)",
@@ -88,3 +88,119 @@ def test_every_new_connection_asks_for_a_fresh_password(application_url: str) ->
     # THEN the signer was asked once per new connection, never for a reused one
     assert len(asked) == 2
     database.discard()
+
+
+# What the application role may do, as documented: sql/0002_application_role.sql ("It
+# reads and writes the rows Escalator's functions touch and nothing else: no DDL, no
+# deletes, no schema history, no other database's objects"), the README's Schema section
+# ("it may read and write processes, notifications and the request log and read the
+# property table, and nothing else") and docs/design.md ("DML on these tables only").
+# Written out here, not read from the migrations: a grant added there must fail this.
+DOCUMENTED_TABLE_PRIVILEGES = {
+    *(
+        (table, privilege)
+        for table in ("notification", "process", "request_log")
+        for privilege in ("SELECT", "INSERT", "UPDATE")
+    ),
+    ("property", "SELECT"),
+}
+TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
+
+
+def test_the_application_roles_privileges_are_exactly_the_documented_ones(
+    empty_database_url: str,
+) -> None:
+    # GIVEN a database the migrations made (not a copy: a copy starts from PostgreSQL's
+    # database-level defaults), read as its owner from PostgreSQL's catalog: each
+    # privilege as the role holds it, directly, through PUBLIC or a role it is member of,
+    # on Escalator's own objects (outside pg_* and information_schema)
+    dsn = empty_database_url
+    migrate(dsn, default_sql_dir())
+    role = APPLICATION_ROLE
+
+    # THEN on every table, view and sequence it holds what is documented
+    holds = query(
+        dsn,
+        """
+        SELECT c.relname, p.privilege
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        CROSS JOIN unnest(%s::text[]) AS p(privilege)
+        WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+          AND has_table_privilege(%s, c.oid, p.privilege)
+        """,
+        (TABLE_PRIVILEGES, role),
+    )
+    assert set(holds) == DOCUMENTED_TABLE_PRIVILEGES
+    # AND nothing on a column of its own, a sequence or a function
+    columns = query(
+        dsn,
+        """
+        SELECT c.relname, a.attname
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+          AND a.attacl IS NOT NULL
+        """,
+    )
+    assert columns == []
+    sequences = query(
+        dsn,
+        """
+        SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND c.relkind = 'S'
+          AND (has_sequence_privilege(%s, c.oid, 'USAGE')
+               OR has_sequence_privilege(%s, c.oid, 'UPDATE'))
+        """,
+        (role, role),
+    )
+    assert sequences == []
+    functions = query(
+        dsn,
+        """
+        SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+          AND has_function_privilege(%s, p.oid, 'EXECUTE')
+        """,
+        (role,),
+    )
+    assert functions == []
+    # AND no default privileges hand it (or anyone) what later objects would get
+    assert query(dsn, "SELECT defaclrole::regrole::text FROM pg_default_acl") == []
+    # AND in no schema, nor in the database, may it create anything (no DDL, no
+    # temporary tables); it may connect, and use the schema its tables are in
+    schemas = query(
+        dsn,
+        """
+        SELECT n.nspname, has_schema_privilege(%s, n.oid, 'USAGE'),
+               has_schema_privilege(%s, n.oid, 'CREATE')
+        FROM pg_namespace n
+        WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+        """,
+        (role, role),
+    )
+    assert schemas == [("public", True, False)]
+    database = query(
+        dsn,
+        """
+        SELECT has_database_privilege(%s, current_database(), 'CONNECT'),
+               has_database_privilege(%s, current_database(), 'CREATE'),
+               has_database_privilege(%s, current_database(), 'TEMPORARY')
+        """,
+        (role, role, role),
+    )
+    assert database == [(True, False, False)]
+    # AND it is a member of no role but rds_iam (on RDS: IAM authentication), with no
+    # attribute beyond logging in
+    memberships = query(
+        dsn, "SELECT roleid::regrole::text FROM pg_auth_members WHERE member = %s::regrole", (role,)
+    )
+    rds = query(dsn, "SELECT rolname FROM pg_roles WHERE rolname = 'rds_iam'")
+    assert set(memberships) == set(rds)
+    attributes = query(
+        dsn,
+        "SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+        " FROM pg_roles WHERE rolname = %s",
+        (role,),
+    )
+    assert attributes == [(True, False, False, False, False, False)]

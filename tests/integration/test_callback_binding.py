@@ -3,7 +3,9 @@
 Twilio's signature is an HMAC over the URL followed by each form key and value, with no
 separator: whoever has seen one signed callback can move characters between the end of
 the URL and the first key and keep the signature valid. None of those re-splits, and no
-replay of a callback against another notification's URL, may change anything.
+replay of a callback against another notification's URL, may change anything. And once a
+notification is bound to its call's SID, a callback of any other call changes nothing,
+whether the notification is still being sent or its outcome is unknown.
 """
 
 from __future__ import annotations
@@ -148,3 +150,82 @@ def test_a_callback_with_a_parameter_twilio_does_not_send_is_refused(pipeline: P
     # while the callback as Twilio sends it is recorded
     assert pipeline.peers.twilio.report(call, "completed") == 200
     assert rows(pipeline)[-1][3] == "completed"
+
+
+def call_row(pipeline: Pipeline) -> tuple[Any, ...]:
+    """(state, provider_ref, provider_status) of the one notification."""
+    (row,) = query(
+        pipeline.database_url, "SELECT state, provider_ref, provider_status FROM notification"
+    )
+    return tuple(row)
+
+
+def placed_but_not_recorded(pipeline: Pipeline) -> Call:
+    """A call Twilio placed whose outcome was never recorded (the record step crashed):
+    its notification stays ``sending``. Twilio then reports it ringing, which binds the
+    notification to the call's SID."""
+    record = pipeline.machine.function_named("FunctionsRecord")
+
+    def record_unavailable(event: dict[str, Any], context: Any) -> Any:
+        raise RuntimeError("sandbox crashed")
+
+    pipeline.lambdas.overrides[record] = record_unavailable
+    pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
+    pipeline.machine.run()
+    del pipeline.lambdas.overrides[record]
+    (call,) = pipeline.peers.twilio.calls
+    assert pipeline.peers.twilio.report(call, "ringing") == 200
+    assert call_row(pipeline) == ("sending", call.sid, "ringing")
+    return call
+
+
+def another_call_to_the_same_url(call: Call) -> Call:
+    """A call of Twilio's other than ``call``, reporting to ``call``'s callback URL (so
+    its callbacks are signed and name the same notification)."""
+    return Call(
+        form=call.form,
+        account_sid=call.account_sid,
+        auth=call.auth,
+        received_at=time.time(),
+        sid="CA" + "f" * 32,
+    )
+
+
+def test_a_callback_of_another_call_leaves_a_sending_notification_alone(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN a notification being sent, bound to its call by that call's first callback
+    call = placed_but_not_recorded(pipeline)
+
+    # WHEN a signed callback of another call arrives at its URL
+    answer = pipeline.peers.twilio.report(another_call_to_the_same_url(call), "completed")
+
+    # THEN it is answered (Twilio must not retry) and changes nothing
+    assert answer == 200
+    assert call_row(pipeline) == ("sending", call.sid, "ringing")
+
+
+def test_a_callback_of_another_call_never_settles_an_unknown_notification(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN a notification bound to its call, whose sending lease ran out: unknown
+    call = placed_but_not_recorded(pipeline)
+    pipeline.wait_for(
+        lambda: (
+            query(pipeline.database_url, "SELECT lease_until < now() FROM notification")
+            == [(True,)]
+        ),
+        timeout=10,
+    )
+    pipeline.machine.run()
+    assert call_row(pipeline) == ("unknown", call.sid, "ringing")
+
+    # WHEN a signed callback of another call reports to its URL that it completed
+    answer = pipeline.peers.twilio.report(another_call_to_the_same_url(call), "completed")
+
+    # THEN it is answered and settles nothing
+    assert answer == 200
+    assert call_row(pipeline) == ("unknown", call.sid, "ringing")
+    # AND its own call's callback does
+    assert pipeline.peers.twilio.report(call, "completed") == 200
+    assert call_row(pipeline) == ("sent", call.sid, "completed")

@@ -128,8 +128,9 @@ def lambda_events(pipeline: Pipeline, event_type: str) -> int:
 
 
 def test_twilio_busy_twice_then_accepting_delivers_the_call_once(pipeline: Pipeline) -> None:
-    # GIVEN Twilio answers 503 twice before it accepts the call
-    pipeline.peers.twilio.script.extend([503, 503])
+    # GIVEN Twilio answers 429 (never processed, as Twilio documents) twice before it
+    # accepts the call
+    pipeline.peers.twilio.script.extend([429, 429])
     pipeline.submit(start("restaurant-42", phone(at=int(time.time()))))
 
     # WHEN the state machine runs

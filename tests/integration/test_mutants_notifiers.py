@@ -151,6 +151,8 @@ def test_a_refused_recipient_is_transient_for_a_4xx_reply_and_permanent_otherwis
     [
         ("400 4.0.0 Try again later", TransientDeliveryError),
         ("451 4.3.0 Try again later", TransientDeliveryError),
+        # RFC 5321 4.2.2: 421 "may be a reply to any command": a 4yz, not accepted
+        ("421 4.3.2 Service shutting down", TransientDeliveryError),
         ("500 5.0.0 Not like this", PermanentDeliveryError),
         ("554 5.7.1 Message refused", PermanentDeliveryError),
     ],
@@ -331,7 +333,7 @@ def test_a_publish_escapes_every_part_of_its_path_and_keeps_the_origins_path(
 @pytest.mark.parametrize(
     ("status", "error"),
     [
-        (429, TransientDeliveryError),
+        (429, AmbiguousDeliveryError),  # PubNub documents no 429 as "not published"
         (499, PermanentDeliveryError),
         (500, AmbiguousDeliveryError),
         (501, AmbiguousDeliveryError),

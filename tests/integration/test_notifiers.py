@@ -62,13 +62,6 @@ def test_twilio_call_is_placed_with_caller_id_and_twiml_url(peers: Peers) -> Non
     }
 
 
-@pytest.mark.parametrize("status", [429, 503])
-def test_twilio_busy_is_transient(peers: Peers, status: int) -> None:
-    peers.twilio.script.append(status)
-    with pytest.raises(TransientDeliveryError, match=f"HTTP {status}"):
-        twilio(peers).deliver(CALL)
-
-
 def test_twilio_invalid_number_is_permanent_and_its_message_masked(peers: Peers) -> None:
     peers.twilio.script.append(21211)
     with pytest.raises(PermanentDeliveryError, match="error 21211") as refused:
@@ -122,12 +115,6 @@ def test_twilio_dropping_the_connection_after_the_request_is_ambiguous(peers: Pe
     with pytest.raises(AmbiguousDeliveryError, match="RemoteDisconnected"):
         twilio(peers).deliver(CALL)
     assert len(peers.twilio.calls) == 1
-
-
-def test_twilio_server_error_is_ambiguous(peers: Peers) -> None:
-    peers.twilio.script.append(500)
-    with pytest.raises(AmbiguousDeliveryError, match="HTTP 500"):
-        twilio(peers).deliver(CALL)
 
 
 def test_twilio_unknown_host_is_transient(peers: Peers) -> None:
@@ -248,7 +235,7 @@ class RefusingPubNub(PubNubStub):
 
 
 @pytest.mark.parametrize(
-    ("status", "error"), [(503, TransientDeliveryError), (403, PermanentDeliveryError)]
+    ("status", "error"), [(503, AmbiguousDeliveryError), (403, PermanentDeliveryError)]
 )
 def test_pubnub_errors_are_translated(peers: Peers, status: int, error: type[Exception]) -> None:
     stub = RefusingPubNub(status)

@@ -89,9 +89,9 @@ def test_a_connection_dropped_after_the_request_is_ambiguous_and_never_sent_agai
 
 
 def test_twilio_not_taking_it_is_transient_and_the_retry_sends_it(twilio: TwilioStub) -> None:
-    twilio.message_script.append(503)
+    twilio.message_script.append(429)
     messages = notifier(twilio)
-    with pytest.raises(TransientDeliveryError, match="HTTP 503"):
+    with pytest.raises(TransientDeliveryError, match="HTTP 429"):
         messages.deliver(MESSAGE)
 
     receipt = messages.deliver(MESSAGE)

@@ -135,12 +135,26 @@ class SmtpMailer:
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
         except smtplib.SMTPResponseException as exc:
-            # An answer, even to the message itself: the server says it did not take it.
+            # An answer, even to the end of the message data: RFC 5321 4.2.1, "4yz
+            # Transient Negative Completion reply: The command was not accepted, and the
+            # requested action did not occur. However, the error condition is temporary,
+            # and the action may be requested again." (421 "Service not available,
+            # closing transmission channel" is one: "This may be a reply to any command
+            # if the service knows it must shut down", 4.2.2). 5yz: "The command was not
+            # accepted and the requested action did not occur." Only "250 OK" in response
+            # to DATA accepts the message (6.1). https://www.rfc-editor.org/rfc/rfc5321
             problem = f"SMTP answered {exc.smtp_code}: {_text(exc.smtp_error)}"
             if 400 <= exc.smtp_code < 500:
                 raise TransientDeliveryError(problem) from exc
             raise PermanentDeliveryError(problem) from exc
         except (OSError, smtplib.SMTPException) as exc:
+            # No reply once the content went out: the server may have taken the message.
+            # RFC 5321 4.5.3.2.6 waits 10 minutes for that reply, since "A spurious
+            # timeout at this point would be very wasteful and would typically result in
+            # delivery of multiple copies of the message, since it has been successfully
+            # sent and the server has accepted responsibility for delivery"; RFC 1047: "If
+            # the SMTP conversation is broken at this point, the sending mailer will be
+            # forced to re-deliver the message" (a duplicate).
             if session is not None and session.content_sent:
                 raise AmbiguousDeliveryError(
                     f"no answer from the SMTP server after the message was sent ({innermost(exc)})"

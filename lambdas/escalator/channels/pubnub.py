@@ -15,6 +15,7 @@ from escalator.config import integer, present, require, with_secret
 from escalator.errors import (
     AmbiguousDeliveryError,
     ConfigError,
+    DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -36,7 +37,6 @@ SECRET = ProviderSecret(
 MAX_CHANNEL_NAME = 92
 # PubNub reserves these for channel groups, wildcards and multiplexing.
 _RESERVED = set(",:*/\\")
-_TRANSIENT_STATUS = frozenset({429, 503})
 
 
 def target_problem(name: str) -> str | None:
@@ -137,12 +137,7 @@ class PubNubPublisher:
         finally:
             connection.close()
         if status != 200:
-            problem = f"PubNub answered HTTP {status}"
-            if status in _TRANSIENT_STATUS:
-                raise TransientDeliveryError(problem)
-            if status >= 500:
-                raise AmbiguousDeliveryError(f"{problem}; it may have been published")
-            raise PermanentDeliveryError(problem)
+            raise _error_status(status)
         try:
             answer = json.loads(body)
         except ValueError as exc:
@@ -158,6 +153,30 @@ class PubNubPublisher:
             context = ssl.create_default_context()
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def _error_status(status: int) -> DeliveryError:
+    """What a publish answered with ``status`` (not 200) became. PubNub documents no
+    status as "not published", so none is retried:
+
+    - 503: "Request processing exceeded the maximum allowed time. Retry the request."
+      (https://www.pubnub.com/docs/general/resources/troubleshooting): the publish was
+      being processed when the answer was given up, and may have gone out.
+    - 429: PubNub's status tables list none; its limits page says only that requests
+      "can be throttled" (https://www.pubnub.com/docs/platform/resources/limits), not that a
+      throttled publish was not published.
+    - Any other 5xx: a server or a gateway failed while the request was in its hands.
+
+    Those are ambiguous (recorded unknown). A 4xx otherwise is a refusal of the request
+    as it stands: "Errors specific to Publish will occur when the URL (for example,
+    message payload) is too large (>=32K) and invalid publish and/or subscribe keys are
+    used." (https://www.pubnub.com/docs/sdks/rest-api/publish-introduction), 403 "Not
+    authorized" (the troubleshooting page): recorded failed.
+    """
+    problem = f"PubNub answered HTTP {status}"
+    if 400 <= status < 500 and status != 429:
+        return PermanentDeliveryError(problem)
+    return AmbiguousDeliveryError(f"{problem}; it may have been published: not retried")
 
 
 def _notifier() -> Notifier:

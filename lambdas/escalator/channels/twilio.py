@@ -59,10 +59,29 @@ REQUEST_PARAMETERS = frozenset(
 NOTIFICATION_PARAMETER = "notification"
 TOKEN_PARAMETER = "token"  # noqa: S105 - a query parameter's name
 SIGNATURE_HEADER = "x-twilio-signature"
-# Twilio answers these when it did not take the request: worth another try.
-_TRANSIENT_STATUS = frozenset({429, 503})
-# A server or gateway error: Twilio (or whatever stands before it) may have acted on it.
-_AMBIGUOUS_STATUS = frozenset({500, 502, 504})
+# How an error status answering a request that asks Twilio to act (a POST to Calls or
+# Messages) is read. Only a status Twilio documents as "not processed" is retried:
+# - 429 is: "An API Request that receives an error 429 response is never processed and is
+#   always safe to retry." (https://www.twilio.com/docs/api/errors/20429; the same in
+#   https://support.twilio.com/hc/en-us/articles/360044308153).
+# - Any other 4xx is a refusal of the request as it stands (400 invalid parameters, 401,
+#   403, 404, ...): "No Retries for 4xx (except 429)" (https://support.twilio.com/hc/
+#   en-us/articles/48916449686299): recorded failed.
+# - A 5xx is not documented as "not processed", so Twilio may have acted on it:
+#   500: "Other POST requests - sending an SMS or triggering an outbound call - are not
+#   idempotent. If you get a 500 Server Error on these requests, and you retry the
+#   request, it is possible for a customer to receive multiple messages or calls from your
+#   application." (https://www.twilio.com/docs/api/errors/20500).
+#   503: Twilio says only "The requested Twilio Service is temporarily unavailable." and
+#   "Try again a few times with exponential back-off"
+#   (https://www.twilio.com/docs/api/errors/20503); its retry guide lists 503 with 500,
+#   502 and 504 as statuses "generally safe to retry" (the article above), 500 included,
+#   which 20500 says may have placed the call: advice to retry, not a statement that the
+#   request was not processed, as 20429 makes for 429.
+#   502, 504: a gateway's answer; the request may have reached Twilio behind it.
+#   So every 5xx (and any status Twilio does not document) is ambiguous: never retried,
+#   recorded unknown, settled by the status callback if the call or message exists.
+_NOT_ACTED_ON_STATUS = frozenset({429})
 
 T = TypeVar("T")
 
@@ -136,11 +155,11 @@ def create(request: Callable[[], T], *, consequence: str) -> T:
         return request()
     except TwilioRestException as exc:
         problem = f"Twilio answered HTTP {exc.status} (error {exc.code}): {exc.msg}"
-        if exc.status in _TRANSIENT_STATUS:
+        if exc.status in _NOT_ACTED_ON_STATUS:
             raise TransientDeliveryError(problem) from exc
-        if exc.status in _AMBIGUOUS_STATUS:
-            raise AmbiguousDeliveryError(f"{problem}; {consequence}") from exc
-        raise PermanentDeliveryError(problem) from exc
+        if 400 <= exc.status < 500:
+            raise PermanentDeliveryError(problem) from exc
+        raise AmbiguousDeliveryError(f"{problem}; {consequence}: not retried") from exc
     except requests.RequestException as exc:
         if never_sent(exc):
             raise TransientDeliveryError(f"cannot reach Twilio: {innermost(exc)}") from exc
