@@ -3,7 +3,7 @@
 escalator db migrate [--database-url URL] [--sql-dir DIR]
 escalator local [--port 4566] [--tick 60] [--database-url URL] [--data-dir DIR]
                 [--caller-id-registry FILE] [--outbox PATH] [--lambda-faults P] [--fault-seed N]
-                [--exact-schedule] [--schedule-seed N]
+                [--exact-schedule] [--schedule-seed N] [--template FILE]
 escalator send start PROCESS_ID --notification 'channel=phone,at=+90,phone-number=+385...'
 escalator send stop PROCESS_ID
 escalator send --file request.json
@@ -26,6 +26,7 @@ from typing import Any
 
 from devstack.demo import DEMO_TICK
 from devstack.stack import LocalOptions
+from devstack.template import TemplateError
 from escalator.config import database_settings
 from escalator.contract import InvalidRequest
 from escalator.errors import ConfigError, DatabaseError
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.run(args)
-    except (ConfigError, MigrationError) as exc:
+    except (ConfigError, MigrationError, TemplateError) as exc:
         print(f"escalator: error: {exc}", file=sys.stderr)
         return 1
     except (DatabaseError, psycopg2.OperationalError) as exc:
@@ -110,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         "as EventBridge Scheduler does)",
     )
     local.add_argument("--schedule-seed", type=int, help="replay the same tick moments")
+    local.add_argument(
+        "--template",
+        type=Path,
+        help="run this synthesized template (e.g. cdk.out/Escalator.template.json: what is"
+        " about to be deployed) instead of synthesizing the CDK app",
+    )
     local.set_defaults(run=_local)
 
     send = commands.add_parser("send", help="send a request to the queue")
@@ -191,6 +198,7 @@ def _local(args: argparse.Namespace) -> int:
             fault_seed=args.fault_seed,
             exact_schedule=args.exact_schedule,
             schedule_seed=args.schedule_seed,
+            template=args.template,
         )
     )
 

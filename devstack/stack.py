@@ -29,7 +29,7 @@ from psycopg2.extensions import make_dsn
 
 from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
 from devstack.schedule import Schedule
-from devstack.template import REGION, resources
+from devstack.template import REGION, load_template, resources
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
 from escalator.config import DatabaseSettings, Env
@@ -59,6 +59,9 @@ class LocalOptions:
     # (``schedule_seed`` replays them); ``exact_schedule``: at each period's start.
     exact_schedule: bool = False
     schedule_seed: int | None = None
+    # The synthesized template to run (``cdk synth``'s file): what is about to be
+    # deployed; without it, the CDK app is synthesized now.
+    template: Path | None = None
 
 
 def say(message: str) -> None:
@@ -158,10 +161,12 @@ def run(options: LocalOptions) -> int:
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
+    # (a template given as a file is checked first: a wrong path fails before anything starts)
+    template = None if options.template is None else load_template(options.template)
     _local_environment(options)
     with ExitStack() as stack:
         database = _database(stack, options, stop)
-        aws = _aws(stack, options)
+        aws = _aws(stack, options, template)
         dry = install_outbox(options.outbox)
         say(
             "dry run for "
@@ -239,7 +244,7 @@ class _LocalAws:
     callbacks_url: str
 
 
-def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
+def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | None) -> _LocalAws:
     """The moto server with the template's queues, functions (in-process, with the
     faults asked for) and state machine, and the status-callback function URL."""
     import boto3
@@ -262,8 +267,11 @@ def _aws(stack: ExitStack, options: LocalOptions) -> _LocalAws:
         )
     session = boto3.Session(region_name=REGION)
     sqs = session.client("sqs", endpoint_url=endpoint)
-    say("synthesizing the CDK app and registering its state machine")
-    template = synthesized_template()
+    if template is not None:
+        say(f"registering the state machines of {options.template}")
+    else:
+        say("synthesizing the CDK app and registering its state machine")
+        template = synthesized_template()
     queue_url, dead_letter_queue_url = create_queues(sqs, template)
     machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
     # The providers' status callbacks, at the receiver's function URL on loopback (a public

@@ -41,6 +41,34 @@ def synthesized_template() -> dict[str, Any]:
     return loaded
 
 
+class TemplateError(ValueError):
+    """A template file that is not a synthesized Escalator stack."""
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """A synthesized template from a file (``cdk synth``'s ``cdk.out/Escalator.template.json``,
+    or a copy an operator edited): what is about to be deployed. Raises ``TemplateError``
+    naming what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read the template {path}: {exc}") from exc
+    try:
+        template = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TemplateError(f"the template {path} is not JSON: {exc}") from exc
+    if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
+        raise TemplateError(f"the template {path} has no Resources")
+    machines = resources(template, "AWS::StepFunctions::StateMachine").values()
+    types = sorted(m.get("Properties", {}).get("StateMachineType", STANDARD) for m in machines)
+    if types != [EXPRESS, STANDARD]:
+        raise TemplateError(
+            f"the template {path} is not Escalator's: it needs one Standard and one Express "
+            f"state machine, it has {', '.join(types) or 'none'}"
+        )
+    return template
+
+
 def synthesize(**context: Any) -> dict[str, Any]:
     """Synthesize the stack now, with these context values, bundling skipped."""
     import aws_cdk as cdk
