@@ -5,6 +5,7 @@ synthesized state machines, executed by moto with AWS's rules for Choice states.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -126,3 +127,46 @@ def test_a_malformed_confirm_answer_fails_no_window(pipeline: Pipeline) -> None:
     assert outcome["outcome"] == "not delivered"
     assert "neither a delivery nor a reason" in outcome["reason"]
     assert pipeline.peers.pubnub.publications == []
+
+
+def test_a_hand_over_that_finds_its_execution_started_keeps_the_summary(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN two notifications due, a claim of one at a time (a full batch hands over), and
+    # the execution the tick's hand-over would start there already (a retried hand-over
+    # after a start whose answer was lost finds it so)
+    pipeline.configure(CLAIM_BATCH_SIZE="1")
+    now = int(time.time())
+    pipeline.submit(
+        start("restaurant-1", pubnub("one", at=now)), start("restaurant-2", pubnub("two", at=now))
+    )
+    name = "tick-hand-over"
+    handed_over = "more-" + hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - as the tick names it
+    sfn = pipeline.machine.sfn
+    sfn.start_execution(
+        stateMachineArn=pipeline.machine.arn,
+        name=handed_over,
+        input=json.dumps({"period_seconds": 60, "started": "before"}),
+    )
+
+    # WHEN the tick runs
+    execution = sfn.start_execution(
+        stateMachineArn=pipeline.machine.arn, name=name, input=json.dumps({"period_seconds": 60})
+    )["executionArn"]
+    description = pipeline.machine.wait(execution)
+
+    # THEN it succeeds with its summary as its output (not the hand-over's error), and the
+    # hand-over was tried once: what exists already is not retried
+    assert description["status"] == "SUCCEEDED"
+    summary = json.loads(description["output"])
+    assert (summary["claimed"], summary["more"]) == (1, True)
+    (outcome,) = summary["window"]["notifications"]
+    assert outcome["outcome"] == "sent"
+    attempts = [
+        event
+        for event in pipeline.machine.history(execution)
+        if event["type"] == "TaskScheduled"
+        and "startExecution" in event["taskScheduledEventDetails"]["resource"]
+    ]
+    assert len(attempts) == 1
+    pipeline.machine.settle()
