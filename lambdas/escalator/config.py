@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from psycopg2.extensions import make_dsn, parse_dsn
@@ -75,6 +76,9 @@ class Env:
 PLACEHOLDER = "set-me"
 # The database's port when neither the URL nor ``DB_PORT`` names one.
 POSTGRES_PORT = 5432
+# AWS's RDS CA bundle, shipped in the package (where it comes from: docs/database-tls.md).
+RDS_CA_BUNDLE_FILE = "certs/rds-global-bundle.pem"  # in the package
+RDS_CA_BUNDLE = Path(__file__).resolve().parent / RDS_CA_BUNDLE_FILE
 
 
 Password = Callable[[], str]
