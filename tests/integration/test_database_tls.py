@@ -4,6 +4,8 @@ server they cannot verify fails the connection with a reason naming TLS verifica
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import psycopg2
@@ -16,6 +18,8 @@ from escalator.config import DatabaseSettings, database_settings
 from escalator.database import Database, UnitOfWork
 from escalator.errors import DatabaseError
 from escalator.migrations import MigrationError, default_sql_dir, migrate
+from tests.support.contract_cases import pubnub, start
+from tests.support.pipeline import Pipeline
 
 NOT_VERIFIED = "TLS verification of the server failed"
 
@@ -113,3 +117,22 @@ def test_the_front_refuses_a_client_that_does_not_ask_for_tls(
     with pytest.raises(psycopg2.OperationalError):
         psycopg2.connect(make_dsn(tls_application_url, sslmode="disable"))
     assert postgres_tls.front.refused == refused + 1
+
+
+def test_the_pipelines_functions_connect_over_tls_verified(
+    pipeline: Pipeline, postgres_tls: LocalTls
+) -> None:
+    # GIVEN the pipeline's functions, configured as they are for every pipeline test
+    options = parse_dsn(os.environ["DATABASE_URL"])
+    assert (options["sslmode"], options["sslrootcert"]) == (
+        "verify-full",
+        str(postgres_tls.authority.certificate),
+    )
+    admitted = postgres_tls.front.admitted
+
+    # WHEN the initiator applies a request
+    pipeline.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()) + 3600)))
+
+    # THEN it connected through the TLS front, and the request is applied
+    assert postgres_tls.front.admitted > admitted
+    assert [row[1] for row in pipeline.notification_states()] == ["pending"]
