@@ -258,10 +258,8 @@ def _tls(env: Mapping[str, str]) -> dict[str, str]:
     if sslmode not in VERIFYING_SSLMODES:
         return {"sslmode": sslmode, **({"sslrootcert": named_root} if named_root else {})}
     root = named_root or str(RDS_CA_BUNDLE)
-    named = (
-        f"{Env.DB_SSLROOTCERT} names {root}, which" if named_root else f"the RDS CA bundle {root}"
-    )
     if not Path(root).is_file():
+        named = f"{Env.DB_SSLROOTCERT} names {root}, which" if named_root else f"the bundled {root}"
         raise ConfigError(
             f"sslmode={sslmode} verifies the database server's certificate against root "
             f"certificates, but {named} is not a file"
