@@ -7,7 +7,9 @@ and an embedded PostgreSQL, and nothing the template does not say.
 - The database and its master user are created from the instance's properties
   (``DBName``, ``MasterUsername``), with the generated password. The instance's endpoint is
   TLS on 127.0.0.1 (``TlsEndpoint``), as functions that sign IAM tokens for a host name
-  and require TLS need.
+  and verify the server need: its certificate is of the run's own CA, for that address,
+  and a function the template points at the RDS CA bundle (``DB_SSLROOTCERT``) gets the
+  run's CA in its place, so it connects ``verify-full`` as on AWS.
 - The instance has RDS for PostgreSQL's roles (``rds_roles``): the master user is no
   superuser but a member of ``rds_superuser``, owns the database and signs in with its
   password; ``rds_iam`` exists, and a role that is a member of it signs in only with an
@@ -38,13 +40,11 @@ function's role may connect is left to the template assertions
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import socket
 import ssl
 import string
 import struct
@@ -73,6 +73,9 @@ from devstack.sqs import queues_from_template
 from devstack.stack import moto_server
 from devstack.stepfunctions import DeployedStateMachine, deploy
 from devstack.template import REGION, resources
+from devstack.tls import LOOPBACK, ServerCertificate, ThrowawayCa, TlsFront, message, receive
+from escalator.config import RDS_CA_BUNDLE_FILE
+from infra.bundling import deployed_path
 
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 ATTACHMENT = "AWS::SecretsManager::SecretTargetAttachment"
@@ -80,14 +83,14 @@ INSTANCE = "AWS::RDS::DBInstance"
 FUNCTION = "AWS::Lambda::Function"
 
 
+# The instance's endpoint address, which the functions connect to (and sign tokens for).
+ENDPOINT_HOST = LOOPBACK
+
 # The credentials the rehearsal's Lambda runtime gives every function; the instance
 # checks an IAM token's signature with them, as RDS has IAM check it.
 RUNTIME_ACCESS_KEY = "rehearsal"
 RUNTIME_SECRET_KEY = "rehearsal"  # noqa: S105 - the emulator's
 
-# The first message of a PostgreSQL client that wants TLS, or GSS encryption.
-_SSL_REQUEST = struct.pack("!ii", 8, 80877103)
-_GSS_REQUEST = struct.pack("!ii", 8, 80877104)
 # Asks the client for its password in clear text (inside TLS here), as RDS's PAM sign-in
 # of an rds_iam member does.
 _CLEARTEXT_PASSWORD = b"R" + struct.pack("!ii", 8, 3)
@@ -185,74 +188,40 @@ def _sigv4_query_signature(
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
-class TlsEndpoint:
-    """The instance's endpoint: TLS on 127.0.0.1:<port>, terminated here with a
-    certificate of its own, the plain protocol passed on to the embedded server's Unix
-    socket (its build has no TLS). Like RDS with ``rds.force_ssl``, it refuses clients
-    that do not ask for TLS. A member of ``rds_iam`` signs in here with an IAM token
-    (``tokens``), or not at all; every other role is passed on to the server, which
-    asks for its password."""
+class TlsEndpoint(TlsFront):
+    """The instance's endpoint: TLS on 127.0.0.1:<port> with a certificate of the run's
+    own CA (``devstack.tls``), the plain protocol passed on to the embedded server. Like
+    RDS with ``rds.force_ssl``, it refuses clients that do not ask for TLS. A member of
+    ``rds_iam`` signs in here with an IAM token (``tokens``), or not at all; every other
+    role is passed on to the server, which asks for its password."""
 
-    def __init__(
-        self, socket_path: Path, directory: Path, *, admin_url: str, iam_enabled: bool
-    ) -> None:
-        self._socket_path = str(socket_path)
+    def __init__(self, admin_url: str, server: ServerCertificate, *, iam_enabled: bool) -> None:
+        super().__init__(admin_url, server)
         self._admin_url = admin_url
         self._iam_enabled = iam_enabled
-        self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._tls.load_cert_chain(*self_signed_certificate(directory))
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
         self.tokens = IamTokens(
-            host="127.0.0.1",
+            host=ENDPOINT_HOST,
             port=self.port,
             region=REGION,
             credentials={RUNTIME_ACCESS_KEY: RUNTIME_SECRET_KEY},
         )
-        self.refused = 0  # clients that did not ask for TLS
         self.iam_sign_ins: list[str] = []  # users admitted by IAM token
         self.iam_refusals: list[tuple[str, str]] = []  # (user, why), refused with 28P01
-        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        connection = client
+    def admit(self, client: ssl.SSLSocket, startup: bytes) -> bool:
         try:
-            request = _receive(client, 8)
-            if request == _GSS_REQUEST:  # no GSS encryption here: the client asks for TLS next
-                client.sendall(b"N")
-                request = _receive(client, 8)
-            if request != _SSL_REQUEST:
-                self.refused += 1
-                client.close()
-                return
-            client.sendall(b"S")
-            connection = secure = self._tls.wrap_socket(client, server_side=True)
-            startup = _message(secure)
             user = _startup_user(startup)
-            if user is not None and self._iam_member(user):
-                reason = self._iam_sign_in(secure, user)
-                if reason is not None:
-                    self.iam_refusals.append((user, reason))
-                    secure.sendall(_fatal("28P01", f'PAM authentication failed for user "{user}"'))
-                    secure.close()
-                    return
-                self.iam_sign_ins.append(user)
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(self._socket_path)
-            upstream.sendall(startup)
-        except (OSError, ValueError, psycopg2.Error):  # the client or the server went away
-            connection.close()
-            return
-        for source, target in ((secure, upstream), (upstream, secure)):
-            threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+            if user is None or not self._iam_member(user):
+                return True
+        except psycopg2.Error:  # the server went away
+            return False
+        reason = self._iam_sign_in(client, user)
+        if reason is not None:
+            self.iam_refusals.append((user, reason))
+            client.sendall(_fatal("28P01", f'PAM authentication failed for user "{user}"'))
+            return False
+        self.iam_sign_ins.append(user)
+        return True
 
     def _iam_member(self, user: str) -> bool:
         return bool(query(self._admin_url, _IAM_MEMBER, (user,))[0][0])
@@ -260,29 +229,12 @@ class TlsEndpoint:
     def _iam_sign_in(self, client: ssl.SSLSocket, user: str) -> str | None:
         """Ask for the password and check it as a token; why not, when it fails."""
         client.sendall(_CLEARTEXT_PASSWORD)
-        if _receive(client, 1) != b"p":
+        if receive(client, 1) != b"p":
             return "the client sent no password"
-        token = _message(client)[4:].rstrip(b"\0").decode("utf-8", errors="replace")
+        token = message(client)[4:].rstrip(b"\0").decode("utf-8", errors="replace")
         if not self._iam_enabled:
             return "IAM database authentication is not enabled on the instance"
         return self.tokens.refusal(token, user)
-
-    def close(self) -> None:
-        self._listener.close()
-
-
-def _message(connection: socket.socket) -> bytes:
-    """One length-prefixed message (its length included): a startup or password message."""
-    head = _receive(connection, 4)
-    if len(head) < 4:
-        raise ValueError("the connection closed")
-    (length,) = struct.unpack("!i", head)
-    if not 4 <= length <= 10_000:
-        raise ValueError(f"a message of {length} bytes")
-    body = _receive(connection, length - 4)
-    if len(body) < length - 4:
-        raise ValueError("the connection closed")
-    return head + body
 
 
 def _startup_user(startup: bytes) -> str | None:
@@ -304,58 +256,6 @@ def _fatal(code: str, message: str) -> bytes:
         for kind, value in ((b"S", "FATAL"), (b"V", "FATAL"), (b"C", code), (b"M", message))
     )
     return b"E" + struct.pack("!i", len(fields) + 5) + fields + b"\0"
-
-
-def _receive(connection: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size and (chunk := connection.recv(size - len(data))):
-        data += chunk
-    return data
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            target.sendall(data)
-    except OSError:
-        pass
-    finally:
-        for end in (source, target):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-
-def self_signed_certificate(directory: Path) -> tuple[str, str]:
-    """A certificate and its key for ``localhost``, valid for a day, as files."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_file, cert_file = directory / "endpoint.key", directory / "endpoint.crt"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return str(cert_file), str(key_file)
 
 
 class RehearsalError(AssertionError):
@@ -388,10 +288,14 @@ def generated_secret(properties: dict[str, Any]) -> dict[str, str]:
     return content
 
 
-def function_specs(template: dict[str, Any], arns: dict[str, str]) -> dict[str, FunctionSpec]:
+def function_specs(
+    template: dict[str, Any], arns: dict[str, str], files: Mapping[str, str] | None = None
+) -> dict[str, FunctionSpec]:
     """Escalator's functions, their environment resolved: ``arns`` gives what a ``Ref``
     or ``Fn::GetAtt`` stands for, by logical id (``"Instance.Endpoint.Address"`` for an
-    attribute)."""
+    attribute); ``files``, the file standing in here for one a variable names in the
+    deployed code (the run's CA for the RDS CA bundle)."""
+    stand_ins = files or {}
     specs = {}
     for logical_id, function in resources(template, FUNCTION).items():
         properties = function["Properties"]
@@ -402,7 +306,9 @@ def function_specs(template: dict[str, Any], arns: dict[str, str]) -> dict[str, 
             logical_id=logical_id,
             handler=properties["Handler"],
             environment={
-                name: _resolve(logical_id, name, value, arns) for name, value in variables.items()
+                name: stand_ins.get(resolved, resolved)
+                for name, value in variables.items()
+                for resolved in [_resolve(logical_id, name, value, arns)]
             },
             timeout=int(properties.get("Timeout", 3)),
             reserved=properties.get("ReservedConcurrentExecutions"),
@@ -498,6 +404,9 @@ class Rehearsal:
     function_urls: dict[str, str]  # the target function's logical id -> its URL
     log: Path
     endpoint: TlsEndpoint  # the instance's: who signed in by IAM token, who was refused
+    # The run's CA, whose certificate the endpoint presents: the functions' root
+    # certificates, where the template names the RDS CA bundle.
+    root_certificates: Path
     events: list[str] = field(default_factory=list)
 
     def function(self, prefix: str) -> Sandbox:
@@ -544,12 +453,13 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
     """Stand the template up under ``workdir``; close everything on exit."""
     with ExitStack() as stack:
         admin_url = stack.enter_context(embedded_postgres(workdir / "postgres"))
-        socket_dir = Path(str(psycopg2.extensions.parse_dsn(admin_url).get("host", "")))
         ((_, instance),) = resources(template, INSTANCE).items()
+        # The instance's certificate is of the run's own CA, which stands in for the RDS
+        # CA bundle wherever the template points a function at it.
+        authority = ThrowawayCa(workdir / "ca", "Escalator rehearsal CA")
         proxy = TlsEndpoint(
-            socket_dir / ".s.PGSQL.5432",
-            workdir,
-            admin_url=admin_url,
+            admin_url,
+            authority.issue(ENDPOINT_HOST),
             iam_enabled=instance["Properties"].get("EnableIAMDatabaseAuthentication") is True,
         )
         stack.callback(proxy.close)
@@ -579,7 +489,9 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         runtime = _sandbox_runtime(endpoint)
         sandboxes = {
             logical_id: Sandbox(spec, runtime, log)
-            for logical_id, spec in function_specs(template, arns).items()
+            for logical_id, spec in function_specs(
+                template, arns, {deployed_path(RDS_CA_BUNDLE_FILE): str(authority.certificate)}
+            ).items()
         }
         stack.callback(close_sandboxes, list(sandboxes.values()))
         for sandbox in sandboxes.values():
@@ -602,6 +514,7 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             function_urls={url.function: url.url for url in function_urls},
             log=log_path,
             endpoint=proxy,
+            root_certificates=authority.certificate,
         )
 
 
@@ -636,7 +549,7 @@ def _secrets(
     properties = instance["Properties"]
     values[secret_id] |= {
         "engine": properties["Engine"],
-        "host": "127.0.0.1",  # the instance's endpoint: the proxy to the embedded server
+        "host": ENDPOINT_HOST,  # the instance's endpoint: the proxy to the embedded server
         "port": str(port),
         "dbInstanceIdentifier": instance_id.lower(),
     }
@@ -649,7 +562,7 @@ def _secrets(
     }
     arns[attachment_id] = arns[secret_id]
     # The instance's endpoint: the proxy to the embedded server.
-    arns[f"{instance_id}.Endpoint.Address"] = "127.0.0.1"
+    arns[f"{instance_id}.Endpoint.Address"] = ENDPOINT_HOST
     arns[f"{instance_id}.Endpoint.Port"] = str(port)
     # A function's Ref is its name; the rehearsal registers each under its logical id.
     arns |= {name: name for name in resources(template, FUNCTION)}

@@ -3,7 +3,9 @@
 A moto server is the AWS endpoint (so the AWS CLI and boto3 work against it), with the
 FIFO request queue and the state machine synthesized from the CDK app, whose Lambda
 tasks run the real handlers in this process. PostgreSQL is the one given, or an
-embedded one kept under the data directory. An execution starts every tick; the queue is
+embedded one kept under the data directory and served over TLS with a certificate of a
+CA made for the run, which the functions verify (``verify-full``, as against RDS on AWS;
+the ready line's ``database_url`` says so). An execution starts every tick; the queue is
 fed to the initiator as Lambda's event source mapping would. Providers without
 credentials get dry-run transports; every delivery goes to the outbox. A provider whose
 settings are in the environment is reached for real (``TWILIO_API_BASE_URL`` may point
@@ -30,6 +32,7 @@ from psycopg2.extensions import make_dsn
 from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
 from devstack.schedule import Schedule
 from devstack.template import REGION, load_template, resources
+from devstack.tls import serving_tls
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
 from escalator.config import DatabaseSettings, Env
@@ -212,22 +215,30 @@ def _local_environment(options: LocalOptions) -> None:
 
 @dataclass(frozen=True)
 class _LocalDatabase:
-    url: str  # the application role's
+    url: str  # the application role's (over TLS, verified, for the embedded server)
     keeper: PostgresKeeper | None  # restarts the embedded server (none for --database-url)
 
 
 def _database(stack: ExitStack, options: LocalOptions, stop: threading.Event) -> _LocalDatabase:
     """PostgreSQL (the given one, or an embedded one kept alive), migrated; the
-    functions connect as the application role."""
+    functions connect as the application role. The embedded one is served over TLS with
+    a certificate of a CA made for this run (under the data directory), which the
+    functions verify as they verify RDS on AWS (``verify-full``)."""
     say("starting PostgreSQL")
-    keeper: PostgresKeeper | None = None
-    url = options.database_url
-    if url is None:
-        server = stack.enter_context(embedded_postgres_server(options.data_dir / "postgres"))
-        url = str(server.get_uri())
-        keeper = PostgresKeeper(server, stop, say)
-        keeper.start()
-    url = prepare_database(url, options.caller_id_registry)
+    if options.database_url is not None:
+        url = prepare_database(options.database_url, options.caller_id_registry)
+        return _functions_connect(url, None)
+    server = stack.enter_context(embedded_postgres_server(options.data_dir / "postgres"))
+    admin_url = str(server.get_uri())
+    keeper = PostgresKeeper(server, stop, say)
+    keeper.start()
+    tls = stack.enter_context(serving_tls(admin_url, options.data_dir / "tls"))
+    say(f"PostgreSQL over TLS on port {tls.front.port}, its CA {tls.authority.certificate}")
+    url = tls.url(prepare_database(admin_url, options.caller_id_registry))
+    return _functions_connect(url, keeper)
+
+
+def _functions_connect(url: str, keeper: PostgresKeeper | None) -> _LocalDatabase:
     os.environ[Env.DATABASE_URL] = url
     bootstrap.reset()
     return _LocalDatabase(url, keeper)

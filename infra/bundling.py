@@ -1,8 +1,10 @@
-"""The Lambda code asset: the ``escalator`` package, its runtime dependencies and
-``sql/``, bundled locally (no Docker). Nothing else of the repository goes in it."""
+"""The Lambda code asset: the ``escalator`` package (with the RDS CA bundle, checked
+against its recorded SHA-256), its runtime dependencies and ``sql/``, bundled locally
+(no Docker). Nothing else of the repository goes in it."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -13,9 +15,18 @@ import jsii
 from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from escalator.config import RDS_CA_BUNDLE_FILE
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 PACKAGE = ROOT / "lambdas" / "escalator"
+# Where Lambda unpacks the code asset (a .zip function's LAMBDA_TASK_ROOT).
+TASK_ROOT = "/var/task"
+# The SHA-256 of the RDS CA bundle shipped with the functions: AWS's global bundle
+# (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) as AWS published it
+# in May 2024, taken from a pinned npm package (docs/database-tls.md says which, and how
+# ``python -m devstack.rds_ca_bundle`` derives it again). Bundling refuses any other bytes.
+RDS_CA_BUNDLE_SHA256 = "2c151768edd48e9ef6719de74fdcbdebe290d1e87bc02ce9014ea6eea557d2a0"
 # Modules of the package for producers and operators (the producer client, the
 # executions reader): nothing a function runs imports them, so they are not deployed.
 NOT_DEPLOYED = ("client.py", "executions.py")
@@ -41,12 +52,36 @@ _NOT_CODE = [
 ]
 
 
+class BundlingError(RuntimeError):
+    """The code asset cannot be built as it must be; the message says why."""
+
+
+def verified_rds_ca_bundle(package: Path | None = None) -> bytes:
+    """The bytes of the RDS CA bundle in ``package`` (the ``escalator`` package that is
+    bundled), if their SHA-256 is the recorded one; ``BundlingError`` otherwise."""
+    path = (package or PACKAGE) / RDS_CA_BUNDLE_FILE
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != RDS_CA_BUNDLE_SHA256:
+        raise BundlingError(
+            f"{path} has SHA-256 {digest}, not the recorded {RDS_CA_BUNDLE_SHA256}: "
+            "it is not the RDS CA bundle the functions are to trust (docs/database-tls.md)"
+        )
+    return data
+
+
+def deployed_path(file_in_package: str) -> str:
+    """Where a file of the ``escalator`` package is in a deployed function."""
+    return f"{TASK_ROOT}/{PACKAGE.name}/{file_in_package}"
+
+
 @jsii.implements(ILocalBundling)
 class LocalBundling:
     """pip installs the runtime's wheels for Lambda's platform, then copies the package
-    and the migrations."""
+    (once its RDS CA bundle is the recorded one) and the migrations."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
+        verified_rds_ca_bundle()
         subprocess.run(  # noqa: S603 - fixed argument list
             [
                 sys.executable,

@@ -16,10 +16,10 @@ from constructs import Construct
 
 from escalator import SERVICE
 from escalator.channels import CHANNELS
-from escalator.config import Env
+from escalator.config import DB_SSLMODE_DEFAULT, RDS_CA_BUNDLE_FILE, Env
 from escalator.limits import claim_lookahead
 from escalator.migrations import APPLICATION_ROLE
-from infra.bundling import RUNTIME, lambda_code
+from infra.bundling import RUNTIME, deployed_path, lambda_code
 from infra.database import Database
 from infra.network import Network
 from infra.retention import retention
@@ -69,7 +69,10 @@ class EscalatorFunctions(Construct):
             Env.DB_HOST: instance.db_instance_endpoint_address,
             Env.DB_PORT: instance.db_instance_endpoint_port,
             Env.DB_NAME: database.database_name,
-            Env.DB_SSLMODE: "require",
+            # TLS, verified: the instance's certificate must chain to a root of the RDS CA
+            # bundle shipped in the code asset and name the endpoint connected to.
+            Env.DB_SSLMODE: DB_SSLMODE_DEFAULT,
+            Env.DB_SSLROOTCERT: deployed_path(RDS_CA_BUNDLE_FILE),
         }
         self._runtime(address, settings)
         self._call_status(settings, provider_secrets)

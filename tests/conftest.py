@@ -25,6 +25,7 @@ from devstack.events import lambda_context as make_lambda_context
 from devstack.events import sqs_event, sqs_record
 from devstack.postgres import PostgresServer, postgres_server
 from devstack.template import TEMPLATE_FILE_VARIABLE
+from devstack.tls import LocalTls, serving_tls
 from escalator import bootstrap
 from escalator.logs import logger
 from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
@@ -131,6 +132,22 @@ def database_url(postgres: PostgresServer) -> Iterator[str]:
 def application_url(postgres: PostgresServer, database_url: str) -> str:
     """This test's database as the application role connects to it (DML, no DDL)."""
     return postgres.application_dsn(str(parse_dsn(database_url)["dbname"]))
+
+
+@pytest.fixture(scope="session")
+def postgres_tls(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalTls]:
+    """The session's server over TLS, with a certificate of a CA of this session's."""
+    with serving_tls(postgres.admin_dsn, tmp_path_factory.mktemp("tls")) as tls:
+        yield tls
+
+
+@pytest.fixture
+def tls_application_url(postgres_tls: LocalTls, application_url: str) -> str:
+    """This test's database as the functions connect to it on AWS: the application role,
+    over TLS, the server verified (``verify-full``) against the session's CA."""
+    return postgres_tls.url(application_url)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from psycopg2.extensions import make_dsn, parse_dsn
@@ -41,6 +42,8 @@ class Env:
     DB_USER = "DB_USER"
     DB_PASSWORD = "DB_PASSWORD"  # noqa: S105
     DB_SSLMODE = "DB_SSLMODE"
+    # the root certificates the server's certificate must chain to (a PEM file)
+    DB_SSLROOTCERT = "DB_SSLROOTCERT"
     DB_CONNECT_TIMEOUT = "DB_CONNECT_TIMEOUT"
     DB_IDLE_CHECK_SECONDS = "DB_IDLE_CHECK_SECONDS"
     # true: the password is an IAM authentication token, signed at each connection
@@ -75,6 +78,16 @@ class Env:
 PLACEHOLDER = "set-me"
 # The database's port when neither the URL nor ``DB_PORT`` names one.
 POSTGRES_PORT = 5432
+# How the ``DB_*`` settings (the functions on AWS) connect unless ``DB_SSLMODE`` says
+# otherwise: TLS, with a server certificate that chains to a root certificate of
+# ``DB_SSLROOTCERT`` and names the host connected to (libpq's ``verify-full``).
+DB_SSLMODE_DEFAULT = "verify-full"
+# The sslmodes that check the server's certificate against root certificates.
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
+# AWS's RDS CA bundle, shipped in the package: the root certificates when
+# ``DB_SSLROOTCERT`` names none (where it comes from: docs/database-tls.md).
+RDS_CA_BUNDLE_FILE = "certs/rds-global-bundle.pem"  # in the package
+RDS_CA_BUNDLE = Path(__file__).resolve().parent / RDS_CA_BUNDLE_FILE
 
 
 Password = Callable[[], str]
@@ -231,10 +244,27 @@ def _dsn(env: Mapping[str, str], values: Mapping[str, str]) -> str:
         port=integer(values, Env.DB_PORT) or POSTGRES_PORT,
         dbname=values[Env.DB_NAME],
         user=values[Env.DB_USER],
-        sslmode=env.get(Env.DB_SSLMODE) or "prefer",
         connect_timeout=integer(env, Env.DB_CONNECT_TIMEOUT) or 5,
         application_name="escalator",
+        **_tls(env),
     )
+
+
+def _tls(env: Mapping[str, str]) -> dict[str, str]:
+    """``sslmode`` and, for a mode that verifies the server, ``sslrootcert``: a file
+    that exists (else ``ConfigError`` now, not a TLS failure at each connection)."""
+    sslmode = env.get(Env.DB_SSLMODE) or DB_SSLMODE_DEFAULT
+    named_root = env.get(Env.DB_SSLROOTCERT) or None
+    if sslmode not in VERIFYING_SSLMODES:
+        return {"sslmode": sslmode, **({"sslrootcert": named_root} if named_root else {})}
+    root = named_root or str(RDS_CA_BUNDLE)
+    if not Path(root).is_file():
+        named = f"{Env.DB_SSLROOTCERT} names {root}, which" if named_root else f"the bundled {root}"
+        raise ConfigError(
+            f"sslmode={sslmode} verifies the database server's certificate against root "
+            f"certificates, but {named} is not a file"
+        )
+    return {"sslmode": sslmode, "sslrootcert": root}
 
 
 def _iam_settings(env: Mapping[str, str], idle: dict[str, Any]) -> DatabaseSettings:

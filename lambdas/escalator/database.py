@@ -9,6 +9,7 @@ from types import TracebackType
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2.extensions import parse_dsn
 from psycopg2.extras import NamedTupleCursor
 
 from escalator.config import DatabaseSettings
@@ -31,6 +32,10 @@ class Database(threading.local):
         self._settings = settings
         self._connection: psycopg2.extensions.connection | None = None
         self._last_used = 0.0
+
+    @property
+    def settings(self) -> DatabaseSettings:
+        return self._settings
 
     def connection(self) -> psycopg2.extensions.connection:
         """An open connection, checking one that sat idle long enough to have been dropped."""
@@ -61,6 +66,32 @@ def connect(settings: DatabaseSettings) -> psycopg2.extensions.connection:
     if settings.password is None:
         return psycopg2.connect(settings.dsn)
     return psycopg2.connect(settings.dsn, password=settings.password())
+
+
+# What libpq says when TLS stops a connection, and what it means for an operator.
+_TLS_FAILURES = (
+    ("certificate verify failed", "its certificate does not chain to a root certificate given"),
+    ("does not match host name", "its certificate does not name the host connected to"),
+    ("root certificate file", "the root certificates file cannot be read"),
+    ("server does not support SSL", "the server does not offer TLS"),
+)
+
+
+def connection_failure(exc: psycopg2.Error, settings: DatabaseSettings) -> str:
+    """What a failed connection says: libpq's reason, led, when TLS refused the server,
+    by what that means and where the root certificates came from. (libpq's messages
+    name the host, port and user, never the password.)"""
+    detail = " ".join(str(exc).split())
+    for marker, meaning in _TLS_FAILURES:
+        if marker in detail:
+            options = parse_dsn(settings.dsn)
+            mode = options.get("sslmode", "prefer")
+            root = options.get("sslrootcert", "libpq's default")
+            return (
+                f"cannot connect to the database: TLS verification of the server failed: "
+                f"{meaning} (sslmode={mode}, sslrootcert={root}); libpq: {detail}"
+            )
+    return f"cannot connect to the database: {detail}".strip()
 
 
 def _alive(connection: psycopg2.extensions.connection) -> bool:
@@ -98,7 +129,7 @@ class UnitOfWork:
             cursor = self._connection.cursor(cursor_factory=NamedTupleCursor)
         except psycopg2.Error as exc:
             self._database.discard()
-            raise DatabaseError(f"cannot connect to the database: {exc}".strip()) from exc
+            raise DatabaseError(connection_failure(exc, self._database.settings)) from exc
         self._committed = False
         self.processes = ProcessRepository(cursor)
         self.notifications = NotificationRepository(cursor)

@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 
 from escalator.config import DatabaseSettings
-from escalator.database import connect
+from escalator.database import connect, connection_failure
 from escalator.errors import EscalatorError
 
 # The role the runtime functions connect as, created by sql/0002_application_role.sql.
@@ -84,7 +84,7 @@ def migrate(
     try:
         connection = connect(settings)
     except psycopg2.Error as exc:
-        raise MigrationError(f"cannot connect to the database: {exc}".strip()) from exc
+        raise MigrationError(connection_failure(exc, settings)) from exc
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:

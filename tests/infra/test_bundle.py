@@ -3,6 +3,7 @@ every handler imported from the bundle by the Lambda's Python version."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 import aws_cdk as cdk
 import pytest
 
-from infra.bundling import RUNTIME
+from infra.bundling import RDS_CA_BUNDLE_SHA256, RUNTIME
 from infra.stack import EscalatorStack
 
 # Long: started first, so that the parallel run ends with the short tests.
@@ -73,6 +74,17 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     # nor the producers' and operators' tools (nothing a function runs imports them)
     assert {path.name for path in code} & {"client.py", "executions.py"} == set()
     assert (bundle / "escalator" / "contract.py").is_file()
+    # AND the RDS CA bundle, the recorded bytes, where every database function's
+    # DB_SSLROOTCERT names it (Lambda unpacks the asset at /var/task)
+    roots = {
+        resource["Properties"]["Environment"]["Variables"].get("DB_SSLROOTCERT")
+        for resource in functions
+        if "VpcConfig" in resource["Properties"]
+    }
+    (root,) = roots
+    assert root.startswith("/var/task/")
+    shipped = (bundle / root.removeprefix("/var/task/")).read_bytes()
+    assert hashlib.sha256(shipped).hexdigest() == RDS_CA_BUNDLE_SHA256
     assert list(
         bundle.glob(
             f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"

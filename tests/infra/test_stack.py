@@ -124,7 +124,10 @@ def test_database_functions_are_in_the_vpc_and_notifiers_outside(template: dict[
         assert in_vpc == (function["Properties"]["Handler"] in DATABASE_HANDLERS)
         variables = function["Properties"]["Environment"]["Variables"]
         if in_vpc:
-            assert variables["DB_SSLMODE"] == "require"
+            # TLS, verifying the instance's certificate against the RDS CA bundle that the
+            # code asset ships (tests/infra/test_bundle.py finds it at this path)
+            assert variables["DB_SSLMODE"] == "verify-full"
+            assert variables["DB_SSLROOTCERT"] == "/var/task/escalator/certs/rds-global-bundle.pem"
             assert variables["DB_NAME"] == database_name(template)
             assert "Endpoint.Address" in json.dumps(variables["DB_HOST"])
             assert "DB_SECRET_ARN" not in variables  # no function in the VPC reads a secret

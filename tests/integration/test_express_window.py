@@ -123,12 +123,14 @@ def test_a_redelivered_start_whose_window_never_started_starts_it(pipeline: Pipe
 
 
 @pytest.fixture
-def rerunning(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+def rerunning(
+    database_url: str, tls_application_url: str, aws_credentials: None
+) -> Iterator[Pipeline]:
     """A pipeline whose every Express execution runs twice (AWS runs one at least once)."""
     with running_pipeline(
         database_url,
         SHORT_LEASES,
-        application_url=application_url,
+        application_url=tls_application_url,
         express=ExpressRuns(rerun_probability=1.0, seed=19),
     ) as running:
         yield running
@@ -161,12 +163,14 @@ def test_every_window_run_twice_still_delivers_each_notification_once(
 
 
 @pytest.fixture
-def capped(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+def capped(
+    database_url: str, tls_application_url: str, aws_credentials: None
+) -> Iterator[Pipeline]:
     """A pipeline whose Express executions end at 1 s (AWS: five minutes)."""
     with running_pipeline(
         database_url,
         {**SHORT_LEASES, "CLAIM_GRACE_SECONDS": "1"},
-        application_url=application_url,
+        application_url=tls_application_url,
         express=ExpressRuns(1.0),
     ) as running:
         yield running

@@ -10,18 +10,22 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import psycopg2
 import pytest
+from psycopg2.extensions import make_dsn, parse_dsn
 
 from devstack.demo import local_stack_command, read_line, run_demo, start_local_stack
 from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
+from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import status_callback_for
 from escalator.executions import recent_executions
 
@@ -175,6 +179,25 @@ def test_ready_line_names_everything_a_client_needs(local_stack: LocalStack) -> 
     )["Attributes"]
     assert attributes["FifoQueue"] == "true"
     assert attributes["ContentBasedDeduplication"] == "false"
+
+
+@pytest.mark.xdist_group("local_stack")
+def test_its_postgresql_is_served_over_tls_with_a_certificate_of_its_own_ca(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    # GIVEN the URL its functions connect with (the ready line's)
+    url = local_stack.ready["database_url"]
+    options = parse_dsn(url)
+    authority = local_stack.workdir / "data" / "tls" / "ca.crt"
+    assert (options["sslmode"], options["sslrootcert"]) == ("verify-full", str(authority))
+
+    # THEN it connects over TLS, the server verified against the run's CA
+    with closing(psycopg2.connect(url)) as connection:
+        assert connection.info.ssl_in_use
+    # and a client trusting another CA is refused
+    other = ThrowawayCa(tmp_path, "Some other CA")
+    with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
+        psycopg2.connect(make_dsn(url, sslrootcert=str(other.certificate)))
 
 
 @pytest.mark.xdist_group("local_stack")

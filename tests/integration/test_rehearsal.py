@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -31,10 +32,12 @@ from devstack.template import (
     synthesize,
     synthesized_template,
 )
+from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import status_callback_for
 from escalator.client import Producer
 from escalator.config import database_settings
-from escalator.database import connect
+from escalator.database import Database, UnitOfWork, connect
+from escalator.errors import DatabaseError
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, discover
 
 # Long, and one worker: every test shares the module's stage.
@@ -314,6 +317,39 @@ def test_the_application_role_signs_in_by_iam_token_only(
     later = datetime.now(UTC) + timedelta(minutes=15)
     assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE) is None
     assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE, now=later) == "expired"
+
+
+def test_the_functions_verify_the_instance_against_the_ca_in_place_of_the_rds_bundle(
+    stage: Rehearsal, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})  # (it connected verify-full too)
+    # GIVEN every database function connects verify-full, its root certificates where the
+    # template names the RDS CA bundle (tests/infra/test_stack.py) the run's CA
+    in_vpc = [box.spec.environment for box in stage.sandboxes.values()
+              if "DB_HOST" in box.spec.environment]  # fmt: skip
+    assert len(in_vpc) == 6
+    for environment in in_vpc:
+        assert environment["DB_SSLMODE"] == "verify-full"
+        assert environment["DB_SSLROOTCERT"] == str(stage.root_certificates)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", RUNTIME_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", RUNTIME_SECRET_KEY)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    environment = {**stage.function("FunctionsConfirm").spec.environment, "AWS_REGION": REGION}
+
+    # WHEN one trusts another CA than the instance's certificate is of
+    other = ThrowawayCa(tmp_path / "other", "Some other CA")
+    settings = database_settings({**environment, "DB_SSLROOTCERT": str(other.certificate)})
+
+    # THEN it cannot connect, and says that TLS verification failed (and no token)
+    with pytest.raises(DatabaseError) as raised, UnitOfWork(Database(settings)):
+        pass
+    message = str(raised.value)
+    assert "TLS verification of the server failed: its certificate does not chain" in message
+    assert f"sslrootcert={other.certificate}" in message
+    assert "X-Amz-Signature" not in message
+    # and with the CA the rehearsal gave it, it can
+    with UnitOfWork(Database(database_settings(environment))) as work:
+        assert work.properties is not None
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:

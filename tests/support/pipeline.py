@@ -13,11 +13,14 @@ __all__ = ["CALLER_IDS", "Pipeline", "pipeline"]
 
 
 @pytest.fixture
-def pipeline(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
-    """The functions connect as the application role; the test reads as administrator."""
+def pipeline(
+    database_url: str, tls_application_url: str, aws_credentials: None
+) -> Iterator[Pipeline]:
+    """The functions connect as the application role, over TLS verified as on AWS
+    (``verify-full``, against the session's CA); the test reads as administrator."""
     with running_pipeline(
         database_url,
         {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
-        application_url=application_url,
+        application_url=tls_application_url,
     ) as running:
         yield running

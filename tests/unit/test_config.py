@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from psycopg2.extensions import parse_dsn
 
+import escalator
 from escalator.config import database_settings, load_initiator_config
 from escalator.errors import ConfigError
+
+PACKAGE = Path(escalator.__file__).resolve().parent
 
 
 def test_database_url_wins_and_its_password_is_given_at_each_connection() -> None:
@@ -32,7 +37,36 @@ def test_db_variables_of_the_original_build_a_dsn() -> None:
     assert "password" not in parsed
     assert settings.password is not None
     assert settings.password() == "pw"
-    assert parsed["sslmode"] == "prefer"
+    # TLS verifying the server against the RDS CA bundle shipped in the package
+    assert parsed["sslmode"] == "verify-full"
+    assert parsed["sslrootcert"] == str(PACKAGE / "certs" / "rds-global-bundle.pem")
+
+
+DB = {"DB_HOST": "db", "DB_NAME": "esc", "DB_USER": "u", "DB_PASSWORD": "pw"}
+
+
+def test_the_root_certificates_may_be_named(tmp_path: Path) -> None:
+    authority = tmp_path / "ca.crt"
+    authority.write_text("a CA's certificate", encoding="utf-8")
+
+    parsed = parse_dsn(database_settings({**DB, "DB_SSLROOTCERT": str(authority)}).dsn)
+
+    assert (parsed["sslmode"], parsed["sslrootcert"]) == ("verify-full", str(authority))
+
+
+def test_root_certificates_that_are_not_a_file_stop_the_cold_start(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.pem"
+    with pytest.raises(ConfigError, match=f"DB_SSLROOTCERT names {missing}, which is not a"):
+        database_settings({**DB, "DB_SSLROOTCERT": str(missing)})
+    with pytest.raises(ConfigError, match="sslmode=verify-ca verifies"):
+        database_settings({**DB, "DB_SSLMODE": "verify-ca", "DB_SSLROOTCERT": str(tmp_path)})
+
+
+def test_a_mode_that_does_not_verify_names_no_root_certificates() -> None:
+    parsed = parse_dsn(database_settings({**DB, "DB_SSLMODE": "require"}).dsn)
+
+    assert parsed["sslmode"] == "require"
+    assert "sslrootcert" not in parsed
 
 
 def test_with_iam_authentication_each_connection_gets_a_freshly_signed_token(
