@@ -72,12 +72,14 @@ def test_a_window_that_never_starts_releases_its_claims_at_once_and_fails_the_ti
 
 
 @pytest.fixture
-def capped(database_url: str, application_url: str, aws_credentials: None) -> Iterator[Pipeline]:
+def capped(
+    database_url: str, tls_application_url: str, aws_credentials: None
+) -> Iterator[Pipeline]:
     """A pipeline whose Express executions end at 3 s (AWS: five minutes)."""
     with running_pipeline(
         database_url,
         {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
-        application_url=application_url,
+        application_url=tls_application_url,
         express=ExpressRuns(3.0),
     ) as running:
         yield running
@@ -136,17 +138,18 @@ def test_a_hand_over_that_finds_its_execution_started_keeps_the_summary(
     # the execution the tick's hand-over would start there already (a retried hand-over
     # after a start whose answer was lost finds it so)
     pipeline.configure(CLAIM_BATCH_SIZE="1")
-    now = int(time.time())
-    pipeline.submit(
-        start("restaurant-1", pubnub("one", at=now)), start("restaurant-2", pubnub("two", at=now))
-    )
     name = "tick-hand-over"
     handed_over = "more-" + hashlib.md5(name.encode()).hexdigest()  # noqa: S324 - as the tick names it
     sfn = pipeline.machine.sfn
-    sfn.start_execution(
+    before = sfn.start_execution(
         stateMachineArn=pipeline.machine.arn,
         name=handed_over,
         input=json.dumps({"period_seconds": 60, "started": "before"}),
+    )["executionArn"]
+    assert pipeline.machine.wait(before)["status"] == "SUCCEEDED"  # (nothing was due yet)
+    now = int(time.time())
+    pipeline.submit(
+        start("restaurant-1", pubnub("one", at=now)), start("restaurant-2", pubnub("two", at=now))
     )
 
     # WHEN the tick runs
