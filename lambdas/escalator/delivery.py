@@ -21,7 +21,6 @@ from escalator.channels.base import ProviderStatuses
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
-from escalator.limits import EXPIRY_SLACK_SECONDS
 from escalator.logs import logger
 from escalator.model import (
     Ambiguous,
@@ -60,7 +59,7 @@ def claim_due(
     processes, then claim the notifications due within the lookahead, oldest first."""
     window = lookahead or config.lookahead_seconds
     with uow:
-        tidied = uow.notifications.housekeep(max_lateness=config.max_lateness_seconds)
+        tidied = uow.notifications.housekeep(expire_after=config.expire_after)
         completed = uow.processes.complete_finished(tidied.unknown + tidied.expired)
         claimed = uow.notifications.claim_due(
             owner=execution,
@@ -162,11 +161,9 @@ def _check(
     retry_count: int,
     entered: str | None,
 ) -> Confirmation:
-    # (the slack: a notification accepted at the limit of lateness is still delivered)
+    # (the housekeeping's bound: what it left pending for a tick is delivered here)
     if uow.notifications.expire_if_late(
-        notification_id,
-        owner=execution,
-        max_lateness=config.max_lateness_seconds + EXPIRY_SLACK_SECONDS,
+        notification_id, owner=execution, expire_after=config.expire_after
     ):
         return Confirmation(None, "too late: expired", "expired")
     coalesced = _coalesce_if_covered(uow, notification_id, execution, config)

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from devstack.demo import free_port as closed_port  # (a port nobody listens on)
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import ExpressRuns
 from devstack.pipeline import Pipeline, running_pipeline
 from devstack.postgres import query
 from escalator import bootstrap
 from escalator.handlers import initiator
+from escalator.limits import claim_lookahead
 from tests.support import state
 from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
 
@@ -28,6 +30,8 @@ from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
 pytestmark = pytest.mark.long
 
 SHORT_LEASES = {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"}
+# The ticks' schedule in these tests (the functions' lookahead is claimed for it).
+TICK_PERIOD_SECONDS = 60
 
 
 def owners(pipeline: Pipeline) -> list[str | None]:
@@ -100,6 +104,34 @@ def test_a_window_that_cannot_start_leaves_its_notifications_to_the_next_tick(
     (line,) = [line for line in log_lines() if line["message"].startswith("near-due delivery not")]
     assert line["released"] == 1
     pipeline.machine.run()
+    assert pipeline.states() == ["sent"]
+    assert len(pipeline.peers.pubnub.publications) == 1
+
+
+def test_an_arrival_accepted_at_the_lateness_limit_whose_window_cannot_start_is_delivered(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an initiator that starts a delivery window for near-due arrivals, whose Step
+    # Functions endpoint cannot be reached
+    pipeline.start_near_due()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", f"http://127.0.0.1:{closed_port()}")
+
+    # WHEN a start arrives with a notification due 890 s ago (the limit is 900 s)
+    pipeline.submit(start("restaurant-42", pubnub(at=int(time.time()) - 890)))
+
+    # THEN it was accepted, and its claim went back to the ticks at once
+    assert (pipeline.states(), owners(pipeline)) == (["pending"], [None])
+
+    # WHEN the next tick comes as late as a tick may: two periods later
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SFN")
+    query(
+        pipeline.database_url,
+        "UPDATE notification SET due_at = due_at - make_interval(secs => %s)",
+        (claim_lookahead(TICK_PERIOD_SECONDS),),
+    )
+    pipeline.machine.run({"period_seconds": TICK_PERIOD_SECONDS})
+
+    # THEN the tick claims and delivers it, once: accepted, it is never expired unsent
     assert pipeline.states() == ["sent"]
     assert len(pipeline.peers.pubnub.publications) == 1
 
