@@ -443,20 +443,23 @@ class NotificationRepository:
             return None
         return Coalesced(process_ref=row.process_ref, covered_by=row.covered_by)
 
-    def resume_sending(self, notification_id: int, *, owner: str, token: str) -> Delivery | str:
-        """The delivery that the confirm step's entry ``token`` already moved to sending
-        (its answer was lost); when its process has ended since, the notification is
-        cancelled instead (the notifier never ran) and the reason is returned."""
+    def resume_sending(
+        self, notification_id: int, *, owner: str, tokens: Sequence[str]
+    ) -> Delivery | str:
+        """The delivery that the confirm step's entry (stored as one of ``tokens``) already
+        moved to sending (its answer was lost); when its process has ended since, the
+        notification is cancelled instead (the notifier never ran) and the reason is
+        returned."""
         self._cursor.execute(
             """
             SELECT n.id, p.process_id, n.channel, n.target,
                    extract(epoch FROM n.due_at)::bigint AS due_at, p.state AS process_state
             FROM notification n JOIN process p ON p.id = n.process_ref
             WHERE n.id = %s AND n.state = 'sending' AND n.claim_owner = %s
-              AND n.confirm_token = %s
+              AND n.confirm_token = ANY(%s)
             FOR UPDATE OF n
             """,
-            (notification_id, owner, token),
+            (notification_id, owner, list(tokens)),
         )
         row = _one(self._cursor)
         if row is None:

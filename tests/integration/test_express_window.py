@@ -7,6 +7,7 @@ Real PostgreSQL, real handlers (in-process), real protocol peers on loopback.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -187,6 +188,27 @@ def test_every_window_run_twice_still_delivers_each_notification_once(
     assert len(published) == 11
     assert set(published.values()) == {1}
     assert pipeline.states() == ["sent"] * 11
+
+
+def test_each_iteration_of_a_window_confirms_with_a_run_of_its_own(pipeline: Pipeline) -> None:
+    # GIVEN three notifications due at once
+    due = int(time.time()) + 2
+    pipeline.submit(*[start(f"restaurant-{n}", pubnub(f"ch-{n}", at=due)) for n in range(3)])
+
+    # WHEN a tick delivers them through one window
+    pipeline.machine.run()
+
+    # THEN each confirm step's move to sending is remembered with its entry and the run its
+    # Map iteration drew: a second run of the window draws others, and never resumes it
+    assert pipeline.states() == ["sent"] * 3
+    tokens = [
+        row[0] for row in query(pipeline.database_url, "SELECT confirm_token FROM notification")
+    ]
+    entries = [token.split(" ") for token in tokens]
+    assert all(len(parts) == 2 for parts in entries), tokens
+    runs = {run for _, run in entries}
+    assert len(runs) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", run) for run in runs)
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from escalator.handlers import activator, confirm, initiator, record
 
 EXECUTION = "arn:aws:states:eu-central-1:123456789012:execution:Escalator-delivery:tick-1"
 ENTERED = "2026-11-30T10:00:00.123Z"
+# What the window's Map drew for the iteration (``States.UUID()``), as its payload sends it.
+RUN = "3f0d7a52-6c1e-4c55-9a51-0d3b3f0f6a11"
 
 
 @pytest.fixture
@@ -44,13 +46,18 @@ class Steps:
         retry_count: int = 0,
         entered: str = ENTERED,
         execution: str = EXECUTION,
+        run: str | None = RUN,
     ) -> dict[str, Any]:
-        event = {
+        """The confirm step's payload; ``run=None``: as a window of the release before
+        sends it (no run)."""
+        event: dict[str, Any] = {
             "notification_id": notification_id,
             "execution": execution,
             "retry_count": retry_count,
             "entered": entered,
         }
+        if run is not None:
+            event["run"] = run
         answer: dict[str, Any] = confirm.handler(event, self.context)
         return answer
 
