@@ -7,7 +7,9 @@ each peer received and what each notification became.
 
 Prints a table and, as its last line, one JSON object. Exits 0 when every notification
 reached its provider exactly once, none is left claimed or sending, and each ended sent,
-or unknown only where its own notifier's answer was lost.
+or unknown only where its own notifier's answer was lost: none recorded ``unknown``
+never reached a provider (the outbox records each delivery handed to a provider's
+transport, and whether it answered).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.demo import start_local_stack, stop_local_stack
+from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
@@ -85,12 +88,12 @@ def run(faults: float, count: int, seed: int) -> dict[str, Any]:
             )
             rows = query(
                 ready["database_url"],
-                "SELECT target, state, coalesce(error, '') FROM notification",
+                "SELECT id, target, state, coalesce(error, '') FROM notification",
             )
         finally:
             stop_local_stack(process, timeout=30)
         log = (workdir / "local.log").read_text()
-        return figures(rows, peers, count, log)
+        return figures(rows, peers, count, log, read_outbox(Path(ready["outbox"])))
 
 
 UNSETTLED = ("pending", "claimed", "sending")
@@ -103,15 +106,32 @@ def states(database_url: str) -> Counter[str]:
 _STATES_SQL = "SELECT state, count(*) FROM notification GROUP BY state"
 
 
-def figures(rows: list[tuple[Any, ...]], peers: Any, count: int, log: str) -> dict[str, Any]:
-    """What the peers received and what the notifications (``rows``: target, state,
-    error) became; the faults the stack reported when it stopped (``log``)."""
+# What the outbox says of a delivery the provider's transport took, or may have taken
+# (``failed``: refused, or never left: a transient error).
+REACHED = ("sent", "unknown")
+
+
+def figures(
+    rows: list[tuple[Any, ...]],
+    peers: Any,
+    count: int,
+    log: str,
+    outbox: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What the peers received and what the notifications (``rows``: id, target, state,
+    error) became; the faults the stack reported when it stopped (``log``); which of the
+    ``unknown`` ones never reached a provider (no delivery of it in the ``outbox`` the
+    provider's transport took or may have taken)."""
     received = Counter(
         [call.form["To"] for call in peers.twilio.calls]
         + [mail.recipients[0] for mail in peers.smtp.mails]
         + [item.channel for item in peers.pubnub.publications]
     )
-    unknown = [(target, error) for target, state, error in rows if state == "unknown"]
+    reached = {record["notification_id"] for record in outbox if record["outcome"] in REACHED}
+    unknown = [(target, error) for _, target, state, error in rows if state == "unknown"]
+    unknown_unreached = sorted(
+        int(id_) for id_, _, state, _ in rows if state == "unknown" and id_ not in reached
+    )
     faults = re.findall(r"Lambda faults injected: (.*)", log)
     by_kind: Counter[str] = Counter()
     for _function, kind, number in re.findall(
@@ -120,14 +140,16 @@ def figures(rows: list[tuple[Any, ...]], peers: Any, count: int, log: str) -> di
         by_kind[kind] += int(number)
     return {
         "notifications": count,
-        "delivered": sum(1 for target, _, _ in rows if received[target] >= 1),
-        "doubled": sum(1 for target, _, _ in rows if received[target] > 1),
-        "lost": sum(1 for target, _, _ in rows if received[target] == 0),
-        "states": dict(Counter(state for _, state, _ in rows)),
+        "delivered": sum(1 for _, target, _, _ in rows if received[target] >= 1),
+        "doubled": sum(1 for _, target, _, _ in rows if received[target] > 1),
+        "lost": sum(1 for _, target, _, _ in rows if received[target] == 0),
+        "states": dict(Counter(state for _, _, state, _ in rows)),
         "unknown": len(unknown),
         "unknown_not_from_a_lost_notifier_answer": sum(
             1 for _, error in unknown if not error.startswith("Lambda.ServiceException")
         ),
+        "unknown_never_reached_a_provider": len(unknown_unreached),
+        "unknown_never_reached_ids": unknown_unreached,
         "faults": dict(by_kind),
         "faults_by_function": faults[-1] if faults else "none",
     }
@@ -147,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         and result["doubled"] == 0
         and result["lost"] == 0
         and result["unknown_not_from_a_lost_notifier_answer"] == 0
+        and result["unknown_never_reached_a_provider"] == 0
         and not set(result["states"]) & set(UNSETTLED)
     )
     print(json.dumps({"drill": "lambda-faults", **result, "ok": ok}))

@@ -108,11 +108,23 @@ def prepare_database(url: str, registry_file: Path | None) -> str:
 
 def local_defaults(tick: int) -> dict[str, str]:
     """The delivery settings the local stack uses unless the environment says otherwise:
-    claims and leases scaled to its schedule, so a restart picks up quickly."""
+    claims and leases scaled to its schedule, so a restart picks up quickly, but never
+    shorter than the stack on AWS's rule asks (``infra.timings``: the same function
+    timeouts, retry budgets and Express cap run here)."""
+    from infra.functions import DATABASE_STEP_TIMEOUT, NOTIFIER_TIMEOUT
+    from infra.timings import Leases, minimum_leases
+
+    lookahead = claim_lookahead(tick)
+    minimum = minimum_leases(
+        lookahead_seconds=lookahead,
+        database_step_timeout=int(DATABASE_STEP_TIMEOUT.to_seconds()),
+        notifier_timeout=int(NOTIFIER_TIMEOUT.to_seconds()),
+    )
+    leases = Leases(claim_grace_seconds=2 * tick, sending_lease_seconds=4 * tick).at_least(minimum)
     return {
-        Env.LOOKAHEAD_SECONDS: str(claim_lookahead(tick)),
-        Env.CLAIM_GRACE_SECONDS: str(max(5, 2 * tick)),
-        Env.SENDING_LEASE_SECONDS: str(max(30, 4 * tick)),
+        Env.LOOKAHEAD_SECONDS: str(lookahead),
+        Env.CLAIM_GRACE_SECONDS: str(leases.claim_grace_seconds),
+        Env.SENDING_LEASE_SECONDS: str(leases.sending_lease_seconds),
     }
 
 

@@ -24,6 +24,7 @@ from infra.database import Database
 from infra.network import Network
 from infra.retention import retention
 from infra.settings import StackSettings
+from infra.timings import Leases, default_leases, minimum_leases
 
 MEMORY_MB = 256
 TIMEOUT = Duration.seconds(30)
@@ -43,6 +44,17 @@ MIGRATION_TIMEOUT = Duration.minutes(5)
 LAUNCHER_TIMEOUT = MIGRATION_TIMEOUT.plus(Duration.minutes(1))
 TRIGGER_TIMEOUT = LAUNCHER_TIMEOUT.plus(Duration.minutes(1))
 CALLBACK_RECEIVER_CONCURRENCY = 5
+
+
+def stack_leases(lookahead_seconds: int) -> Leases:
+    """The claim grace and sending lease the stack's functions run with: the delivery
+    settings' defaults, raised where the rule of ``infra.timings`` asks for more."""
+    minimum = minimum_leases(
+        lookahead_seconds=lookahead_seconds,
+        database_step_timeout=int(DATABASE_STEP_TIMEOUT.to_seconds()),
+        notifier_timeout=int(NOTIFIER_TIMEOUT.to_seconds()),
+    )
+    return default_leases().at_least(minimum)
 
 
 class EscalatorFunctions(Construct):
@@ -105,12 +117,21 @@ class EscalatorFunctions(Construct):
         # A tick claims two periods ahead (the schedule fires anywhere within a period);
         # the initiator delivers at once what arrives due sooner than a tick can be
         # trusted to claim it.
-        lookahead = {Env.LOOKAHEAD_SECONDS: str(claim_lookahead(settings.schedule_seconds))}
-        delivery = {**self._connects, **lookahead}
+        lookahead = claim_lookahead(settings.schedule_seconds)
+        leases = stack_leases(lookahead)
+        claims = {
+            Env.LOOKAHEAD_SECONDS: str(lookahead),
+            Env.CLAIM_GRACE_SECONDS: str(leases.claim_grace_seconds),
+        }
+        delivery = {
+            **self._connects,
+            **claims,
+            Env.SENDING_LEASE_SECONDS: str(leases.sending_lease_seconds),
+        }
         self.initiator = self.function(
             "Initiator",
             "initiator",
-            environment={**self._connects, **lookahead},
+            environment={**self._connects, **claims},
             in_vpc=True,
             calls_aws=True,
         )

@@ -228,6 +228,9 @@ class _Definition:
             item_selector={
                 "notification": sfn.JsonPath.string_at("$$.Map.Item.Value"),
                 "execution": sfn.JsonPath.string_at("$$.Map.Item.Value.owner"),
+                # Drawn once per iteration: the same for every retry of its steps, another
+                # in a second run of the window (same input, same execution id).
+                "run": sfn.JsonPath.uuid(),
             },
             max_concurrency=max_concurrency,
         ).item_processor(self._deliver_one(confirm, notifiers))
@@ -270,9 +273,11 @@ class _Definition:
                 {
                     **_NOTIFICATION_KEYS,
                     "due": sfn.JsonPath.string_at("$.notification.due"),
-                    # A retry of this entry of the step, told apart from a second run.
+                    # A retry of this entry of the step, told apart from a second run
+                    # (which may enter it in the same millisecond: its run is another).
                     "retry_count": sfn.JsonPath.number_at("$$.State.RetryCount"),
                     "entered": sfn.JsonPath.string_at("$$.State.EnteredTime"),
+                    "run": sfn.JsonPath.string_at("$.run"),
                 }
             ),
             "$.confirmed",

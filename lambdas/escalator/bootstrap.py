@@ -132,6 +132,7 @@ class DeliverySteps:
         due: str | None = None,
         retry_count: int = 0,
         entered: str | None = None,
+        run: str | None = None,
     ) -> delivery.Confirmation:
         return delivery.confirm(
             UnitOfWork(self.database),
@@ -141,6 +142,7 @@ class DeliverySteps:
             due=due,
             retry_count=retry_count,
             entered=entered,
+            run=run,
         )
 
     def record_provider_status(self, report: StatusReport) -> StatusRecorded:

@@ -28,6 +28,7 @@ from escalator.limits import (
     MAX_SCHEDULE_AHEAD_SECONDS,
     RECIPIENT_GUARD_SECONDS,
     claim_lookahead,
+    expiry_seconds,
 )
 
 
@@ -156,7 +157,7 @@ class DeliveryConfig:
     lookahead_seconds: int = claim_lookahead(60)
     # At most this many notifications per claim, so the state stays far below 256 KB.
     claim_batch_size: int = 200
-    # A notification this late is expired instead of delivered.
+    # The limit of lateness at ingest: a notification is expired past ``expire_after``.
     max_lateness_seconds: int = MAX_LATENESS_SECONDS
     # A claim not confirmed this long after its due time is returned to pending.
     claim_grace_seconds: int = 300
@@ -168,6 +169,12 @@ class DeliveryConfig:
     # The per-recipient guard: a delivery covers other processes' notifications to the
     # same channel and target falling due within this many seconds after it (0: off).
     recipient_guard_seconds: int = RECIPIENT_GUARD_SECONDS
+
+    @property
+    def expire_after(self) -> int:
+        """How late a notification is when the housekeeping or the confirm step expires it
+        instead of delivering it (``limits.expiry_seconds``)."""
+        return expiry_seconds(self.max_lateness_seconds, self.lookahead_seconds)
 
 
 @dataclass(frozen=True)

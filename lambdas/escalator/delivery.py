@@ -22,7 +22,6 @@ from escalator.channels.base import ProviderStatuses
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
-from escalator.limits import EXPIRY_SLACK_SECONDS
 from escalator.logs import logger
 from escalator.model import (
     Ambiguous,
@@ -61,7 +60,7 @@ def claim_due(
     processes, then claim the notifications due within the lookahead, oldest first."""
     window = lookahead or config.lookahead_seconds
     with uow:
-        tidied = uow.notifications.housekeep(max_lateness=config.max_lateness_seconds)
+        tidied = uow.notifications.housekeep(expire_after=config.expire_after)
         completed = uow.processes.complete_finished(tidied.unknown + tidied.expired)
         claimed = uow.notifications.claim_due(
             owner=execution,
@@ -182,23 +181,44 @@ def confirm(
     due: str | None = None,
     retry_count: int = 0,
     entered: str | None = None,
+    run: str | None = None,
 ) -> Confirmation:
     """The last check before sending: claimed by this execution, process still active,
     not too late. Moves the notification to ``sending`` and adds the caller id of a
     delivery whose channel calls from one; all in one transaction.
 
-    ``entered`` (the step's ``$$.State.EnteredTime``) is remembered with the move: a
-    retry of the same entry (``retry_count`` > 0; the first attempt's answer was lost)
-    gets the same delivery back, unless the process ended meanwhile (then the
-    notification is cancelled: its notifier never ran). A second run of the execution
-    enters the step anew and never delivers again.
+    Which entry of the step made the move is remembered with it (``confirm_token``: the
+    step's ``$$.State.EnteredTime``, ``entered``, and the ``run`` of the window its Map
+    iteration drew): a retry of the same entry (``retry_count`` > 0; the first attempt's
+    answer was lost) gets the same delivery back, unless the process ended meanwhile
+    (then the notification is cancelled: its notifier never ran). A second run of the
+    execution, even one entering the step in the same millisecond, never delivers again.
     """
     _wait_for(due, config.confirm_max_wait_seconds)
+    tokens = confirm_tokens(entered, run)
     with uow:
-        confirmation = _check(uow, notification_id, execution, config, retry_count, entered)
+        confirmation = _check(uow, notification_id, execution, config, retry_count, tokens)
         uow.commit()
     _report(confirmation, notification_id=notification_id, execution=execution)
     return confirmation
+
+
+def confirm_tokens(entered: str | None, run: str | None) -> tuple[str, ...]:
+    """What tells one entry of the confirm step from any other: the first is stored with
+    the move to ``sending``, and a retry resumes a delivery stored with any of them.
+
+    ``entered`` alone cannot tell two runs of one window apart (an Express execution may
+    run twice, with the same input and id, and enter the step in the same millisecond):
+    with ``run`` (drawn once per Map iteration, the same for each retry of its steps), the
+    token is both. A move the confirm function of the release before made (``entered``
+    alone: a deploy lands while windows are in flight) is still resumed by the retry of
+    its entry; a definition of the release before sends no ``run``, and is answered as
+    that release answered it."""
+    if not entered:
+        return ()
+    if not run:
+        return (entered,)
+    return (f"{entered} {run}", entered)
 
 
 def _wait_for(due: str | None, at_most: float) -> None:
@@ -217,25 +237,26 @@ def _check(
     execution: str,
     config: DeliveryConfig,
     retry_count: int,
-    entered: str | None,
+    tokens: tuple[str, ...],
 ) -> Confirmation:
-    # (the slack: a notification accepted at the limit of lateness is still delivered)
+    # (the housekeeping's bound: what it left pending for a tick is delivered here)
     if uow.notifications.expire_if_late(
-        notification_id,
-        owner=execution,
-        max_lateness=config.max_lateness_seconds + EXPIRY_SLACK_SECONDS,
+        notification_id, owner=execution, expire_after=config.expire_after
     ):
         return Confirmation(None, "too late: expired", "expired")
     coalesced = _coalesce_if_covered(uow, notification_id, execution, config)
     if coalesced is not None:
         return coalesced
     delivery = uow.notifications.start_sending(
-        notification_id, owner=execution, lease=config.sending_lease_seconds, token=entered
+        notification_id,
+        owner=execution,
+        lease=config.sending_lease_seconds,
+        token=tokens[0] if tokens else None,
     )
     if delivery is not None:
         return _with_caller_id(uow, delivery, execution, "confirmed")
-    if retry_count > 0 and entered:
-        resumed = uow.notifications.resume_sending(notification_id, owner=execution, token=entered)
+    if retry_count > 0 and tokens:
+        resumed = uow.notifications.resume_sending(notification_id, owner=execution, tokens=tokens)
         if isinstance(resumed, Delivery):
             return _with_caller_id(uow, resumed, execution, "resumed")
         return Confirmation(None, resumed, "skipped")

@@ -7,11 +7,11 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PROCESS_ID_LENGTH = 128
 MAX_NOTIFICATIONS = 100
 MAX_SCHEDULE_AHEAD_SECONDS = 30 * 24 * 3600
-# A notification this late is not delivered: expired by the activator, rejected at ingest.
+# A notification due longer ago than this at arrival is rejected at ingest; one accepted
+# is delivered, expired only past ``expiry_seconds`` (later than any accepted one needs).
 MAX_LATENESS_SECONDS = 900
-# What a notification accepted at the limit may take from its acceptance to the confirm
-# step (a delivery window started, its Map entered, a retry): the confirm step expires
-# a notification only this much later than the limit, so none is accepted and expired.
+# What a notification may take from the moment a delivery window holds it to its confirm
+# step (the window started, its Map entered, a retry of the confirm).
 EXPIRY_SLACK_SECONDS = 60
 # The per-recipient guard's default window: one delivery per target and minute across
 # processes (a producer's bug starting many processes for one number calls it once).
@@ -26,6 +26,17 @@ CLAIM_MARGIN_SECONDS = 5
 def claim_lookahead(period_seconds: int) -> int:
     """How far ahead a tick of a schedule of this period claims."""
     return SCHEDULE_PERIODS_AHEAD * period_seconds
+
+
+def expiry_seconds(max_lateness: int, lookahead: int) -> int:
+    """How late a notification is when it expires: the one rule of the tick's housekeeping
+    (pending ones) and of the confirm step (claimed ones), so neither expires one the other
+    would still deliver, and none accepted within ``max_lateness`` is expired unsent.
+
+    An arrival accepted at the limit whose own delivery window did not start goes back to
+    the ticks: the next one comes within the ``lookahead`` (two schedule periods), claims
+    within the claim margin, and its window reaches the confirm step within the slack."""
+    return max_lateness + lookahead + CLAIM_MARGIN_SECONDS + EXPIRY_SLACK_SECONDS
 
 
 def near_due_horizon(lookahead_seconds: int) -> int:

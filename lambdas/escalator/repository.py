@@ -221,8 +221,9 @@ class NotificationRepository:
     def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
 
-    def housekeep(self, *, max_lateness: int) -> Housekeeping:
-        """Release lapsed claims, mark lapsed sends unknown, expire what is too late.
+    def housekeep(self, *, expire_after: int) -> Housekeeping:
+        """Release lapsed claims, mark lapsed sends unknown, expire what is pending and
+        more than ``expire_after`` seconds late.
 
         Returns the process refs touched by unknown and expired notifications.
         """
@@ -252,7 +253,7 @@ class NotificationRepository:
             WHERE state = 'pending' AND due_at < now() - make_interval(secs => %s)
             RETURNING process_ref
             """,
-            (max_lateness, max_lateness),
+            (expire_after, expire_after),
         )
         expired = [row.process_ref for row in _all(self._cursor)]
         return Housekeeping(released=released, unknown=unknown, expired=expired)
@@ -349,8 +350,8 @@ class NotificationRepository:
         row = _one(self._cursor)
         return bool(row and row.due)
 
-    def expire_if_late(self, notification_id: int, *, owner: str, max_lateness: int) -> bool:
-        """Expire this claimed notification if it is past the maximum lateness."""
+    def expire_if_late(self, notification_id: int, *, owner: str, expire_after: int) -> bool:
+        """Expire this claimed notification if it is more than ``expire_after`` seconds late."""
         self._cursor.execute(
             """
             UPDATE notification
@@ -360,7 +361,7 @@ class NotificationRepository:
             WHERE id = %s AND state = 'claimed' AND claim_owner = %s
               AND due_at < now() - make_interval(secs => %s)
             """,
-            (max_lateness, notification_id, owner, max_lateness),
+            (expire_after, notification_id, owner, expire_after),
         )
         return self._cursor.rowcount == 1
 
@@ -442,20 +443,23 @@ class NotificationRepository:
             return None
         return Coalesced(process_ref=row.process_ref, covered_by=row.covered_by)
 
-    def resume_sending(self, notification_id: int, *, owner: str, token: str) -> Delivery | str:
-        """The delivery that the confirm step's entry ``token`` already moved to sending
-        (its answer was lost); when its process has ended since, the notification is
-        cancelled instead (the notifier never ran) and the reason is returned."""
+    def resume_sending(
+        self, notification_id: int, *, owner: str, tokens: Sequence[str]
+    ) -> Delivery | str:
+        """The delivery that the confirm step's entry (stored as one of ``tokens``) already
+        moved to sending (its answer was lost); when its process has ended since, the
+        notification is cancelled instead (the notifier never ran) and the reason is
+        returned."""
         self._cursor.execute(
             """
             SELECT n.id, p.process_id, n.channel, n.target,
                    extract(epoch FROM n.due_at)::bigint AS due_at, p.state AS process_state
             FROM notification n JOIN process p ON p.id = n.process_ref
             WHERE n.id = %s AND n.state = 'sending' AND n.claim_owner = %s
-              AND n.confirm_token = %s
+              AND n.confirm_token = ANY(%s)
             FOR UPDATE OF n
             """,
-            (notification_id, owner, token),
+            (notification_id, owner, list(tokens)),
         )
         row = _one(self._cursor)
         if row is None:

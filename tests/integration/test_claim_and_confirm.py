@@ -1,6 +1,6 @@
 """The claim and confirm steps' rules, each on its own: overlapping claims take disjoint
 rows without waiting for each other, confirm checks the process itself, and each of the
-two expiry paths (at the claim, at the confirm) expires on its own."""
+two expiry paths (at the claim, at the confirm) expires on its own, by one rule."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from escalator.database import Database, UnitOfWork
 from tests.support.contract_cases import pubnub, start
 from tests.support.steps import (
     EXECUTION,
-    PAST_THE_CONFIRM_LIMIT,
+    EXPIRE_AFTER,
+    PAST_THE_EXPIRY_LIMIT,
     Steps,
     claimed_ids,
     make_late,
@@ -108,11 +109,12 @@ def test_confirm_never_delivers_for_a_process_that_is_not_active(
 
 
 def test_the_claim_expires_what_is_too_late_by_itself(steps: Steps, initiator_env: str) -> None:
-    # GIVEN a pending notification that became more than the maximum lateness late (900 s)
+    # GIVEN a pending notification that became later than the confirm step would deliver
     steps.submit(start("restaurant-1", pubnub("late", at=int(time.time())), pubnub("fine")))
     query(
         initiator_env,
-        "UPDATE notification SET due_at = now() - interval '901 seconds' WHERE id = 1",
+        "UPDATE notification SET due_at = now() - make_interval(secs => %s) WHERE id = 1",
+        (PAST_THE_EXPIRY_LIMIT,),
     )
     query(initiator_env, "UPDATE notification SET due_at = now() WHERE id = 2")
 
@@ -122,7 +124,26 @@ def test_the_claim_expires_what_is_too_late_by_itself(steps: Steps, initiator_en
     # THEN the late one expired there, unclaimed; the other was claimed
     assert claimed == [2]
     assert state_of(initiator_env, 1)[0] == "expired"
-    assert state_of(initiator_env, 1)[2] == "more than 900 seconds late"
+    assert state_of(initiator_env, 1)[2] == f"more than {EXPIRE_AFTER} seconds late"
+
+
+def test_the_claim_leaves_to_the_confirm_step_what_it_would_still_deliver(
+    steps: Steps, initiator_env: str
+) -> None:
+    # GIVEN a pending notification far past the lateness limit (900 s), yet a little
+    # earlier than the confirm step expires one: say, one accepted at that limit, whose own
+    # window did not start, that waited up to two periods for the next tick
+    steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
+    make_late(initiator_env, EXPIRE_AFTER - 10)
+
+    # WHEN the activator claims, and the confirm step runs
+    claimed = claimed_ids(steps.claim())
+    answer = steps.confirm(1)
+
+    # THEN one rule holds for both: claimed, not expired, and delivered
+    assert claimed == [1], state_of(initiator_env, 1)
+    assert answer["deliver"] is True
+    assert state_of(initiator_env, 1)[:1] == ("sending",)
 
 
 def test_the_confirm_still_delivers_what_was_accepted_at_the_limit_of_lateness(
@@ -147,7 +168,7 @@ def test_the_confirm_expires_what_became_too_late_after_its_claim(
     # GIVEN a notification claimed in time, which became too late before its confirm
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    make_late(initiator_env, PAST_THE_CONFIRM_LIMIT)
+    make_late(initiator_env, PAST_THE_EXPIRY_LIMIT)
 
     # WHEN the confirm step runs
     answer = steps.confirm(notification_id)

@@ -7,6 +7,7 @@ Real PostgreSQL, real handlers (in-process), real protocol peers on loopback.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,12 +16,14 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from devstack.demo import free_port as closed_port  # (a port nobody listens on)
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import ExpressRuns
 from devstack.pipeline import Pipeline, running_pipeline
 from devstack.postgres import query
 from escalator import bootstrap
 from escalator.handlers import initiator
+from escalator.limits import claim_lookahead
 from tests.support import state
 from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
 
@@ -28,6 +31,8 @@ from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
 pytestmark = pytest.mark.long
 
 SHORT_LEASES = {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"}
+# The ticks' schedule in these tests (the functions' lookahead is claimed for it).
+TICK_PERIOD_SECONDS = 60
 
 
 def owners(pipeline: Pipeline) -> list[str | None]:
@@ -104,6 +109,34 @@ def test_a_window_that_cannot_start_leaves_its_notifications_to_the_next_tick(
     assert len(pipeline.peers.pubnub.publications) == 1
 
 
+def test_an_arrival_accepted_at_the_lateness_limit_whose_window_cannot_start_is_delivered(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an initiator that starts a delivery window for near-due arrivals, whose Step
+    # Functions endpoint cannot be reached
+    pipeline.start_near_due()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", f"http://127.0.0.1:{closed_port()}")
+
+    # WHEN a start arrives with a notification due 890 s ago (the limit is 900 s)
+    pipeline.submit(start("restaurant-42", pubnub(at=int(time.time()) - 890)))
+
+    # THEN it was accepted, and its claim went back to the ticks at once
+    assert (pipeline.states(), owners(pipeline)) == (["pending"], [None])
+
+    # WHEN the next tick comes as late as a tick may: two periods later
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SFN")
+    query(
+        pipeline.database_url,
+        "UPDATE notification SET due_at = due_at - make_interval(secs => %s)",
+        (claim_lookahead(TICK_PERIOD_SECONDS),),
+    )
+    pipeline.machine.run({"period_seconds": TICK_PERIOD_SECONDS})
+
+    # THEN the tick claims and delivers it, once: accepted, it is never expired unsent
+    assert pipeline.states() == ["sent"]
+    assert len(pipeline.peers.pubnub.publications) == 1
+
+
 def test_a_redelivered_start_whose_window_never_started_starts_it(pipeline: Pipeline) -> None:
     # GIVEN an initiator that committed a start with a near-due notification and died
     # before it started its window (SQS will deliver the message again)
@@ -160,6 +193,27 @@ def test_every_window_run_twice_still_delivers_each_notification_once(
     assert len(published) == 11
     assert set(published.values()) == {1}
     assert pipeline.states() == ["sent"] * 11
+
+
+def test_each_iteration_of_a_window_confirms_with_a_run_of_its_own(pipeline: Pipeline) -> None:
+    # GIVEN three notifications due at once
+    due = int(time.time()) + 2
+    pipeline.submit(*[start(f"restaurant-{n}", pubnub(f"ch-{n}", at=due)) for n in range(3)])
+
+    # WHEN a tick delivers them through one window
+    pipeline.machine.run()
+
+    # THEN each confirm step's move to sending is remembered with its entry and the run its
+    # Map iteration drew: a second run of the window draws others, and never resumes it
+    assert pipeline.states() == ["sent"] * 3
+    tokens = [
+        row[0] for row in query(pipeline.database_url, "SELECT confirm_token FROM notification")
+    ]
+    entries = [token.split(" ") for token in tokens]
+    assert all(len(parts) == 2 for parts in entries), tokens
+    runs = {run for _, run in entries}
+    assert len(runs) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", run) for run in runs)
 
 
 @pytest.fixture

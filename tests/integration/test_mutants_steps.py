@@ -24,7 +24,7 @@ from tests.support.contract_cases import PHONE, phone, pubnub, start, stop
 from tests.support.steps import (
     ENTERED,
     EXECUTION,
-    PAST_THE_CONFIRM_LIMIT,
+    PAST_THE_EXPIRY_LIMIT,
     Steps,
     claimed_ids,
     make_late,
@@ -177,7 +177,7 @@ def test_the_claim_counts_what_it_expired_and_completes_a_process_left_with_noth
 ) -> None:
     # GIVEN a process whose only notification became too late while pending
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
-    query(initiator_env, "UPDATE notification SET due_at = now() - interval '901 seconds'")
+    make_late(initiator_env, PAST_THE_EXPIRY_LIMIT)
     capsys.readouterr()
 
     # WHEN the activator claims
@@ -343,7 +343,7 @@ def test_a_confirm_that_expires_counts_it_and_says_so(
 ) -> None:
     steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
     (notification_id,) = claimed_ids(steps.claim())
-    make_late(initiator_env, PAST_THE_CONFIRM_LIMIT)
+    make_late(initiator_env, PAST_THE_EXPIRY_LIMIT)
     capsys.readouterr()
 
     steps.confirm(notification_id)

@@ -15,13 +15,20 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from devstack.peers import Peers, running_peers
 from devstack.pglink import PostgresLink, postgres_link
 from devstack.postgres import query
 from escalator import bootstrap
 from escalator.errors import DatabaseError
+from escalator.handlers.notifier import handler as notifier_handler
 from tests.support.contract_cases import email, pubnub, start, stop
-from tests.support.steps import EXECUTION, Steps, claimed_ids, state_of
+from tests.support.steps import ENTERED, EXECUTION, RUN, Steps, claimed_ids, state_of
+
+# Two runs of one window: each Map iteration draws its own (``States.UUID()``).
+FIRST_RUN = RUN
+SECOND_RUN = "9b2e61c4-3d0a-4f7e-8c55-6a1f2e3d4c5b"
 
 
 def test_a_retried_claim_returns_the_batch_the_first_attempt_claimed(
@@ -85,6 +92,78 @@ def test_a_second_run_of_the_execution_does_not_deliver_again(steps: Steps) -> N
 
     assert again == {"deliver": False, "reason": "notification is sending"}
     assert again_retried["deliver"] is False
+
+
+@pytest.fixture
+def notifier(monkeypatch: pytest.MonkeyPatch) -> Iterator[Peers]:
+    """The notifier function's settings pointing at the protocol peers on loopback."""
+    with running_peers() as peers:
+        for name, value in peers.environment().items():
+            monkeypatch.setenv(name, value)
+        bootstrap.reset()
+        yield peers
+
+
+def test_a_second_run_entering_confirm_in_the_same_millisecond_never_delivers_again(
+    steps: Steps, notifier: Peers, lambda_context: LambdaContext
+) -> None:
+    # GIVEN a window's run whose confirm moved the notification to sending, and whose
+    # answer was lost: Step Functions retries the step; meanwhile its notifier publishes
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id, entered=ENTERED, run=FIRST_RUN)
+    deliveries = [first]
+
+    # WHEN a second run of the same window (same input, same execution id) enters the
+    # confirm step in the same millisecond, and is on a retry too
+    second = steps.confirm(notification_id, retry_count=1, entered=ENTERED, run=SECOND_RUN)
+    deliveries.append(second)
+    # (and the first run's retry comes)
+    retried = steps.confirm(notification_id, retry_count=1, entered=ENTERED, run=FIRST_RUN)
+
+    # THEN the second run does not get the delivery: it is published once
+    for answer in deliveries:
+        if answer["deliver"]:
+            notifier_handler(answer["delivery"], lambda_context)
+    assert [p.channel for p in notifier.pubnub.publications] == ["ch-1"]
+    assert second == {"deliver": False, "reason": "notification is sending"}
+    # AND the first run's own retry gets its delivery back
+    assert retried == first
+
+
+def test_a_move_by_the_confirm_function_of_the_release_before_is_resumed_by_its_retry(
+    steps: Steps,
+) -> None:
+    # GIVEN a window of this release whose confirm's first attempt ran the function of
+    # the release before (a deploy under way): it stored the entry without the run
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id, run=None)
+
+    # WHEN its answer was lost, and the retry runs this release's function with the run
+    retried = steps.confirm(notification_id, retry_count=1, run=FIRST_RUN)
+
+    # THEN it gets the delivery back (not left sending, to end unknown, never sent)
+    assert first["deliver"] is True
+    assert retried == first
+
+
+def test_a_window_of_the_release_before_is_answered_as_that_release_answered_it(
+    steps: Steps,
+) -> None:
+    # GIVEN a window started before a deploy: its payload has no run
+    steps.submit(start("restaurant-1", pubnub("ch-1", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id, run=None)
+
+    # WHEN its confirm is retried (this release's function), and a second run enters anew
+    retried = steps.confirm(notification_id, retry_count=1, run=None)
+    again = steps.confirm(notification_id, retry_count=1, entered="2026-11-30T10:00:07Z", run=None)
+
+    # THEN the retry resumes the delivery, the second run gets nothing
+    assert first["deliver"] is True
+    assert retried == first
+    assert again == {"deliver": False, "reason": "notification is sending"}
 
 
 def test_a_first_attempt_never_resumes_a_delivery(steps: Steps) -> None:

@@ -10,11 +10,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from devstack.events import sqs_event, sqs_record
 from devstack.postgres import query
+from escalator.config import DatabaseSettings, DeliveryConfig
 from escalator.handlers import activator, confirm, initiator, record
-from escalator.limits import EXPIRY_SLACK_SECONDS, MAX_LATENESS_SECONDS
 
 EXECUTION = "arn:aws:states:eu-central-1:123456789012:execution:Escalator-delivery:tick-1"
 ENTERED = "2026-11-30T10:00:00.123Z"
+# What the window's Map drew for the iteration (``States.UUID()``), as its payload sends it.
+RUN = "3f0d7a52-6c1e-4c55-9a51-0d3b3f0f6a11"
 
 
 @pytest.fixture
@@ -44,13 +46,18 @@ class Steps:
         retry_count: int = 0,
         entered: str = ENTERED,
         execution: str = EXECUTION,
+        run: str | None = RUN,
     ) -> dict[str, Any]:
-        event = {
+        """The confirm step's payload; ``run=None``: as a window of the release before
+        sends it (no run)."""
+        event: dict[str, Any] = {
             "notification_id": notification_id,
             "execution": execution,
             "retry_count": retry_count,
             "entered": entered,
         }
+        if run is not None:
+            event["run"] = run
         answer: dict[str, Any] = confirm.handler(event, self.context)
         return answer
 
@@ -72,9 +79,11 @@ def claimed_ids(answer: dict[str, Any]) -> list[int]:
     return [item["id"] for item in answer["notifications"]]
 
 
-# What the confirm step still delivers: the maximum lateness and the slack it allows a
-# notification accepted at that limit.
-PAST_THE_CONFIRM_LIMIT = MAX_LATENESS_SECONDS + EXPIRY_SLACK_SECONDS + 1
+# How late a notification is when the housekeeping or the confirm step expires it, with
+# the delivery settings by default (the maximum lateness and the slack one accepted at
+# that limit is given), and a second later.
+EXPIRE_AFTER = DeliveryConfig(DatabaseSettings(dsn="")).expire_after
+PAST_THE_EXPIRY_LIMIT = EXPIRE_AFTER + 1
 
 
 def make_late(dsn: str, seconds: int) -> None:

@@ -1,8 +1,9 @@
 """Confirm Lambda: the last check before sending one notification.
 
 Input: ``{"notification_id": ..., "execution": ..., "due": "...Z", "retry_count":
-$$.State.RetryCount, "entered": $$.State.EnteredTime}``; output ``{"deliver": true,
-"delivery": {...}}`` or ``{"deliver": false, "reason": ...}``.
+$$.State.RetryCount, "entered": $$.State.EnteredTime, "run": ...}`` (``run``: drawn once
+per Map iteration; a window of the release before sends none); output ``{"deliver":
+true, "delivery": {...}}`` or ``{"deliver": false, "reason": ...}``.
 """
 
 from __future__ import annotations
@@ -25,5 +26,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         due=event.get("due"),
         retry_count=int(event.get("retry_count") or 0),
         entered=event.get("entered"),
+        run=event.get("run"),
     )
     return confirmation.to_event()
