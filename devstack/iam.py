@@ -498,7 +498,9 @@ class Permissions:
             return
         with enable_iam_authentication(), invocation_roles():
             self.admit(INTERPRETER_CREDENTIALS)
-            self.admit_session(boto3.Session())
+            environment = EnvProvider().load()  # the harness's (under mock_aws: moto's)
+            if environment is not None:
+                self.admit(environment.get_frozen_credentials())
             yield self
 
     def admit_session(self, session: Any) -> None:
@@ -608,14 +610,16 @@ class Permissions:
         """What Lambda gives the function: a session of its execution role named after it."""
         return self.credentials(self.function_role_arn(function_logical_id), function_logical_id)
 
-    def session(self, credentials: ReadOnlyCredentials, region: str = REGION) -> Any:
-        """A boto3 session signing with ``credentials``."""
-        return boto3.Session(
-            aws_access_key_id=credentials.access_key,
-            aws_secret_access_key=credentials.secret_key,
-            aws_session_token=credentials.token,
-            region_name=region,
-        )
+    @staticmethod
+    def signing(credentials: ReadOnlyCredentials) -> dict[str, Any]:
+        """What makes a client sign with ``credentials``: ``session.client(service,
+        **signing(...))`` (a client of a session that has loaded the service's model
+        already: a new session loads it again, a tenth of a second)."""
+        return {
+            "aws_access_key_id": credentials.access_key,
+            "aws_secret_access_key": credentials.secret_key,
+            "aws_session_token": credentials.token,
+        }
 
     def principal_of(self, access_key: str) -> tuple[str, str] | None:
         """(assumed-role ARN, role ARN) of an access key issued here."""

@@ -284,8 +284,9 @@ def deploy(
             target = schedule["Properties"]["Target"]
             if target["Arn"] == {"Ref": _id_of(machine_arns, by_type.get(STANDARD))}:
                 credentials = permissions.credentials(role_arn(target.get("RoleArn")), schedule_id)
-                session = permissions.session(credentials, boto_session.region_name)
-                scheduler = session.client("stepfunctions", endpoint_url=endpoint_url)
+                scheduler = boto_session.client(
+                    "stepfunctions", endpoint_url=endpoint_url, **permissions.signing(credentials)
+                )
     return DeployedStateMachine(
         sfn=sfn,
         arn=by_type[STANDARD],
