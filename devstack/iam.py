@@ -220,7 +220,7 @@ INTEGRATIONS: tuple[Integration, ...] = (
         f"{_STEP_FUNCTIONS_IAM} (Synchronous: StartExecution on the state machine,"
         " DescribeExecution and StopExecution on its executions, events:PutTargets, PutRule"
         f" and DescribeRule on the managed rule {_MANAGED_RULE}); a Standard child only:"
-        " https://docs.aws.amazon.com/step-functions/latest/dg/concepts-access-cross-acct-resources.html"
+        " https://docs.aws.amazon.com/step-functions/latest/dg/concepts-cross-acct-sync-pattern.html"
         " (\"For nested Express Workflows, arn:aws:states:::states:startExecution.sync isn't"
         ' currently supported")',
     ),
