@@ -43,10 +43,13 @@ from typing import Any, Literal
 from unittest import mock
 
 import moto
+from botocore.credentials import ReadOnlyCredentials
 from moto import backends
 from moto.awslambda import models as lambda_models
 from moto.awslambda.exceptions import LambdaClientError
+from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.models import DEFAULT_ACCOUNT_ID
+from moto.iam.access_control import IAMRequestBase
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import InvalidParameterValue
@@ -79,6 +82,12 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import (
     ResourceCondition,
 )
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (  # noqa: E501
+    StateTaskService,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+    StateTaskLambda,
+)
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
     timestamp as wait_timestamp,
 )
@@ -93,6 +102,7 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
+from devstack import iam
 from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 from escalator.sqs_ids import refusal
 
@@ -276,6 +286,10 @@ class InProcessLambdas:
     def __init__(self) -> None:
         self.overrides: dict[str, Handler] = {}
         self.faults = LambdaFaults()
+        # The emulation's IAM, and what each function calls AWS with: its role's
+        # credentials (``deploy`` gives them; devstack.iam).
+        self.permissions = iam.Permissions(enforce=False)
+        self.credentials: dict[str, ReadOnlyCredentials] = {}
         # How Express executions run (this context's: ``lambdas_in_process`` sets it).
         self.express = ExpressRuns()
         self.invocations: list[str] = []
@@ -323,7 +337,7 @@ class InProcessLambdas:
         try:
             event = json.loads(body) if body else {}
             handler = self.handler_for(name, function.handler)
-            invocation = _Sandboxed(name, timeout)
+            invocation = _Sandboxed(name, timeout, self.credentials.get(name))
             running = self._pool(name).submit(_run, handler, event, invocation)
             failed, payload, seconds = _within(running, invocation)
         finally:
@@ -338,6 +352,13 @@ class InProcessLambdas:
         if failed:  # Lambda reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
         return payload
+
+    @contextmanager
+    def acting_as(self, function_name: str) -> Iterator[None]:
+        """Call AWS from this thread as the function does (its role's credentials): for
+        a handler run directly, outside a sandbox."""
+        with iam.acting_as(self.credentials.get(function_name)):
+            yield
 
     def _pool(self, function_name: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -359,6 +380,7 @@ class _Sandboxed:
 
     name: str
     timeout: float
+    credentials: ReadOnlyCredentials | None = None
     started: threading.Event = field(default_factory=threading.Event)
     deadline: float = 0.0
 
@@ -392,7 +414,8 @@ def _run(
     context = LocalContext(function_name=invocation.name, deadline=invocation.deadline)
     started = time.perf_counter()
     try:
-        payload = json.dumps(handler(event, context)).encode()
+        with iam.acting_as(invocation.credentials):
+            payload = json.dumps(handler(event, context)).encode()
     except Exception as exc:
         error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}
         return True, json.dumps(error).encode(), time.perf_counter() - started
@@ -468,9 +491,12 @@ class Emulation:
     """What one ``lambdas_in_process()`` context holds: its handlers, its history quota,
     and its caches (of boto3 clients and moto backends, looked up once per context)."""
 
-    def __init__(self, history_cap: int, express: ExpressRuns | None = None) -> None:
+    def __init__(
+        self, history_cap: int, express: ExpressRuns | None = None, *, enforce_iam: bool = True
+    ) -> None:
         self.lambdas = InProcessLambdas()
         self.lambdas.express = express or ExpressRuns()
+        self.permissions = self.lambdas.permissions = iam.Permissions(enforce=enforce_iam)
         self.history_cap = history_cap
         # Each Step Functions environment's event manager -> its execution's history.
         self.histories: weakref.WeakKeyDictionary[Any, _History] = weakref.WeakKeyDictionary()
@@ -1119,6 +1145,39 @@ def _sqs_ids_checked(original: Any, emulation: Emulation) -> Callable[..., None]
     return _validate_message
 
 
+def _requests_authorized_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _authenticate_and_authorize_normal_action(self: Any, resource: str = "*") -> None:
+        iam.authorize(self, resource)
+
+    return _authenticate_and_authorize_normal_action
+
+
+def _tasks_checked_against_their_role(original: Any, emulation: Emulation) -> Callable[..., None]:
+    permissions = emulation.permissions
+
+    def _before_eval_execution(
+        self: Any, env: Any, resource_runtime_part: Any, raw_parameters: Any, state_credentials: Any
+    ) -> None:
+        original(self, env, resource_runtime_part, raw_parameters, state_credentials)
+        iam.check_task(permissions, self, env, resource_runtime_part, raw_parameters)
+
+    return _before_eval_execution
+
+
+def _functions_invoked_as_their_role_allows(
+    original: Any, emulation: Emulation
+) -> Callable[..., None]:
+    permissions = emulation.permissions
+
+    def _eval_execution(self: Any, env: Any) -> None:
+        self.resource.eval(env=env)
+        runtime = env.stack.pop()
+        iam.check_task(permissions, self, env, runtime, {})
+        original(self, env)
+
+    return _eval_execution
+
+
 # ---- the table ----------------------------------------------------------------------
 
 _INVOKE = ("self", "body", "request_headers", "response_headers")
@@ -1328,6 +1387,40 @@ STRICT: tuple[Patch, ...] = (
             "validate_group_id",
         ),
     ),
+    Patch(
+        ActionAuthenticatorMixin,
+        "_authenticate_and_authorize_normal_action",
+        _requests_authorized_as_on_aws,
+        "moto authorizes a request as its operation (lambda:Invoke, sqs:DeleteMessageBatch) "
+        "on the resource * (SQS's queue excepted), so a policy that grants "
+        "lambda:InvokeFunction on a function allows nothing, and answers a denial in XML: "
+        "each request is authorized as AWS does (devstack.iam.authorize: its IAM action on "
+        "its function's, state machine's, execution's, secret's or queue's ARN) and refused "
+        "with the service's own AccessDeniedException",
+        "strict",
+        ("self", "resource"),
+    ),
+    Patch(
+        StateTaskService,
+        "_before_eval_execution",
+        _tasks_checked_against_their_role,
+        "moto runs a task whatever its state machine's role allows: each is checked first "
+        "against devstack.iam.INTEGRATIONS (what its integration needs of the role, from "
+        "AWS's pages), and a denied one fails with the error and cause AWS gives it "
+        "(Lambda.AWSLambdaException, StepFunctions.AWSStepFunctionsException, "
+        "Sfn.SfnException), so Retry and Catch run as on AWS",
+        "strict",
+        ("self", "env", "resource_runtime_part", "raw_parameters", "state_credentials"),
+    ),
+    Patch(
+        StateTaskLambda,
+        "_eval_execution",
+        _functions_invoked_as_their_role_allows,
+        "the same for a task whose Resource is a function's ARN (the delivery machines' "
+        "tasks): Lambda.AWSLambdaException when the role may not invoke it",
+        "strict",
+        ("self", "env"),
+    ),
 )
 
 FAST: tuple[Patch, ...] = (
@@ -1455,6 +1548,16 @@ CALLED: tuple[Called, ...] = (
     Called(wait_timestamp.Timestamp, "_from_timestamp_string", ("timestamp",)),
     Called(wait_timestamp.Timestamp, "_create_failure_event", ("self", "env", "timestamp_str")),
     Called(sqs_models.SQSBackend, "get_queue", ("self", "queue_name")),
+    Called(
+        ActionAuthenticatorMixin,
+        "_authenticate_and_authorize_action",
+        ("self", "iam_request_cls", "resource"),
+    ),
+    Called(
+        IAMRequestBase,
+        "__init__",
+        ("self", "account_id", "method", "path", "data", "body", "headers", "action"),
+    ),
     *(Called(sqs_models.Queue, counted, ("self",)) for counted in _COUNTS.values()),
 )
 
@@ -1497,12 +1600,15 @@ def lambdas_in_process(
     *,
     omit: Collection[str] = (),
     express: ExpressRuns | None = None,
+    enforce_iam: bool = True,
 ) -> Iterator[InProcessLambdas]:
     """Apply the rows of ``PATCHES`` while the context is open; yield its handlers.
 
     ``history_cap`` scales the history quota down for tests that prove it at small size;
     ``express`` says how Express executions run (their cap, reruns); ``omit`` names rows
-    (``Patch.name``) left out, to show what moto does without them.
+    (``Patch.name``) left out, to show what moto does without them; ``enforce_iam``
+    (devstack.iam): whether every call and task is checked against its role, as on AWS,
+    or nothing is, as in moto.
     """
     problems = check_moto()
     if problems:
@@ -1510,9 +1616,10 @@ def lambdas_in_process(
     unknown = set(omit) - {row.name for row in PATCHES}
     if unknown:
         raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")
-    emulation = Emulation(history_cap, express)
+    emulation = Emulation(history_cap, express, enforce_iam=enforce_iam)
     with ExitStack() as patches:
         patches.callback(emulation.lambdas.shutdown)
+        patches.enter_context(emulation.permissions.enforced())
         for row in PATCHES:
             if row.name in omit:
                 continue

@@ -4,6 +4,7 @@ tests' ``pipeline`` fixture and the benchmarks run on it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -47,10 +48,12 @@ class Pipeline:
     _saved: dict[str, str | None] = field(default_factory=dict, repr=False)
 
     def submit(self, *documents: Any) -> None:
-        """Apply requests through the initiator, ten to a batch, as the queue would."""
+        """Apply requests through the initiator, ten to a batch, as the queue would (the
+        initiator calling AWS as its role)."""
         for start in range(0, len(documents), 10):
             records = [sqs_record(document) for document in documents[start : start + 10]]
-            response = initiator.handler(sqs_event(*records), lambda_context())
+            with self.lambdas.acting_as(self.machine.function_named("FunctionsInitiator")):
+                response = initiator.handler(sqs_event(*records), lambda_context())
             assert response == {"batchItemFailures": []}, response
 
     def notification_states(self) -> list[tuple[Any, ...]]:
@@ -98,13 +101,17 @@ def running_pipeline(
     application_url: str | None = None,
     history_cap: int = HISTORY_EVENT_CAP,
     express: ExpressRuns | None = None,
+    template: dict[str, Any] | None = None,
+    enforce_iam: bool = True,
 ) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
     the peers and ``settings``, the caller-id registry stored. The functions connect
     with ``application_url`` when given (the application role). ``history_cap`` scales
     the quota of history events per execution down, for tests at a small size;
-    ``express`` says how Express executions run (their cap, reruns)."""
-    template = synthesized_template()
+    ``express`` says how Express executions run (their cap, reruns). ``template`` is the
+    synthesized one unless given; ``enforce_iam``: every call and task checked against
+    its role, as on AWS (devstack.iam), or nothing, as in moto."""
+    template = template or synthesized_template()
     query(
         database_url,
         "INSERT INTO property (property_key, property_value) VALUES (%s, %s)"
@@ -113,11 +120,15 @@ def running_pipeline(
     )
     with running_peers() as peers:
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
-        with mock_aws(config=config), lambdas_in_process(history_cap, express=express) as lambdas:
+        with (
+            mock_aws(config=config),
+            lambdas_in_process(history_cap, express=express, enforce_iam=enforce_iam) as lambdas,
+        ):
             session = boto3.Session(region_name=REGION)
             machine = deploy(session, template, lambdas=lambdas)
             receiver = machine.function_named("FunctionsCallStatusReceiver")
-            with FunctionUrl(session.client("lambda"), receiver) as callbacks:
+            refusal = functools.partial(lambdas.permissions.function_url_refusal, receiver)
+            with FunctionUrl(session.client("lambda"), receiver, refusal=refusal) as callbacks:
                 pipeline = Pipeline(database_url, peers, machine, lambdas, callbacks.url)
                 pipeline.configure(
                     **peers.environment(),

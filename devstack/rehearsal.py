@@ -16,7 +16,10 @@ and an embedded PostgreSQL, and nothing the template does not say.
   IAM authentication token, checked by the endpoint (``IamTokens``).
 - Every function runs in a process of its own (``devstack.sandbox``) whose environment
   is the function's template environment, resolved, plus what the Lambda runtime
-  provides (region, credentials, the function's name) and the emulation's AWS endpoint.
+  provides (region, the function's name, credentials of its own execution role as the
+  template defines it) and the emulation's AWS endpoint. Every call it makes is
+  authorized against its role (devstack.iam), as every task against its state
+  machine's role.
 - The queues come from the template's queue properties, the state machine from its
   definition, an execution's input from the schedule's target.
 
@@ -29,17 +32,18 @@ a token of ``generate_db_auth_token``'s form (``host:port/?Action=connect&DBUser
 with the SigV4 query parameters) for this endpoint's host and port, this user, action
 ``connect``, the instance's region and service ``rds-db``, signed at most 15 minutes ago
 (and no longer than its own ``X-Amz-Expires``), whose SigV4 signature verifies with the
-secret key of its access key id: the credentials the rehearsal's Lambda runtime gives
-every function. A plain password, a token for another user, host, port or region, an
-expired one or one signed with other credentials is refused with RDS's message. Not
-checked: the session token, and IAM's authorization (``rds-db:connect`` on the
-``dbuser`` resource): every function here shares one set of credentials, so which
-function's role may connect is left to the template assertions
-(``tests/infra/test_stack.py``).
+secret key of its access key id (credentials the rehearsal's Lambda runtime gave a
+function, with their session token), and whose signer's role may ``rds-db:connect`` on
+``arn:aws:rds-db:REGION:ACCOUNT:dbuser:<DbiResourceId>/<user>`` as the template grants
+it. A plain password, a token for another user, host, port or region, an expired one,
+one signed with other credentials or by a role without ``rds-db:connect`` is refused
+with RDS's message.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -52,7 +56,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,6 +71,7 @@ from psycopg2 import sql
 
 from devstack.demo import free_port
 from devstack.function_url import FunctionUrl
+from devstack.iam import Permissions
 from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
 from devstack.postgres import embedded_postgres, query
 from devstack.sqs import queues_from_template
@@ -86,10 +91,9 @@ FUNCTION = "AWS::Lambda::Function"
 # The instance's endpoint address, which the functions connect to (and sign tokens for).
 ENDPOINT_HOST = LOOPBACK
 
-# The credentials the rehearsal's Lambda runtime gives every function; the instance
-# checks an IAM token's signature with them, as RDS has IAM check it.
-RUNTIME_ACCESS_KEY = "rehearsal"
-RUNTIME_SECRET_KEY = "rehearsal"  # noqa: S105 - the emulator's
+# The credentials the rehearsal deploys with (admitted as the account's administrator).
+DEPLOYER_ACCESS_KEY = "rehearsal"
+DEPLOYER_SECRET_KEY = "rehearsal"  # noqa: S105 - the emulator's
 
 # Asks the client for its password in clear text (inside TLS here), as RDS's PAM sign-in
 # of an rds_iam member does.
@@ -117,6 +121,10 @@ class IamTokens:
     port: int
     region: str
     credentials: Mapping[str, str]  # access key id -> secret access key
+    # Access key id -> its session token, for keys that have one (a role's).
+    session_tokens: Mapping[str, str] = field(default_factory=dict)
+    # Why the signer (by access key id) may not connect as the user; None when it may.
+    authorize: Callable[[str, str], str | None] | None = None
     lifetime: timedelta = timedelta(minutes=15)
     clock_skew: timedelta = timedelta(minutes=5)
 
@@ -163,7 +171,10 @@ class IamTokens:
         signature = _sigv4_query_signature(secret, address, pairs, params["X-Amz-Date"], scope)
         if not hmac.compare_digest(params.get("X-Amz-Signature", ""), signature):
             return "the signature does not match"
-        return None
+        session_token = self.session_tokens.get(key_id)
+        if session_token is not None and params.get("X-Amz-Security-Token") != session_token:
+            return "the session token does not match"
+        return self.authorize(key_id, user) if self.authorize is not None else None
 
 
 def _sigv4_query_signature(
@@ -199,12 +210,8 @@ class TlsEndpoint(TlsFront):
         super().__init__(admin_url, server)
         self._admin_url = admin_url
         self._iam_enabled = iam_enabled
-        self.tokens = IamTokens(
-            host=ENDPOINT_HOST,
-            port=self.port,
-            region=REGION,
-            credentials={RUNTIME_ACCESS_KEY: RUNTIME_SECRET_KEY},
-        )
+        # (``rehearse`` gives it the functions' credentials and their roles)
+        self.tokens = IamTokens(host=ENDPOINT_HOST, port=self.port, region=REGION, credentials={})
         self.iam_sign_ins: list[str] = []  # users admitted by IAM token
         self.iam_refusals: list[tuple[str, str]] = []  # (user, why), refused with 28P01
 
@@ -335,7 +342,7 @@ class Sandbox:
         self.spec = spec
         environment = {**runtime, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id}
         self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "devstack.sandbox", spec.handler],
+            [sys.executable, "-m", "devstack.sandbox", spec.handler, str(spec.timeout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -407,7 +414,18 @@ class Rehearsal:
     # The run's CA, whose certificate the endpoint presents: the functions' root
     # certificates, where the template names the RDS CA bundle.
     root_certificates: Path
+    permissions: Permissions  # the template's roles, and each function's credentials
     events: list[str] = field(default_factory=list)
+
+    def credentials(self, prefix: str) -> Any:
+        """What the Lambda runtime gave the function whose logical id starts so (its
+        role's credentials: ``ReadOnlyCredentials``)."""
+        return self.permissions.function_credentials(self.function(prefix).spec.logical_id)
+
+    def client_as(self, prefix: str, service: str) -> Any:
+        """A client of ``service`` signing as that function's role does."""
+        signing = self.permissions.signing(self.credentials(prefix))
+        return self.session.client(service, endpoint_url=self.endpoint_url, **signing)
 
     def function(self, prefix: str) -> Sandbox:
         """The sandbox of the function whose logical id starts with ``prefix``."""
@@ -433,17 +451,18 @@ class Rehearsal:
         )
 
 
-def _sandbox_runtime(endpoint_url: str) -> dict[str, str]:
-    """What the Lambda runtime gives every function, and the emulation's endpoint."""
+def _sandbox_runtime(endpoint_url: str, credentials: Any) -> dict[str, str]:
+    """What the Lambda runtime gives a function (its execution role's ``credentials``),
+    and the emulation's endpoint."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "TZ": "UTC",
         "LANG": "C.UTF-8",
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ACCESS_KEY_ID": RUNTIME_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": RUNTIME_SECRET_KEY,
-        "AWS_SESSION_TOKEN": "rehearsal",
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_SESSION_TOKEN": credentials.token,
         "AWS_ENDPOINT_URL": endpoint_url,
     }
 
@@ -466,16 +485,22 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         endpoint = stack.enter_context(moto_server(free_port()))
         session = boto3.Session(
             region_name=REGION,
-            aws_access_key_id="rehearsal",
-            aws_secret_access_key="rehearsal",  # noqa: S106 - the emulator's
+            aws_access_key_id=DEPLOYER_ACCESS_KEY,
+            aws_secret_access_key=DEPLOYER_SECRET_KEY,
         )
         arns, database_name = _secrets(template, session, endpoint, admin_url, proxy.port)
         queue_urls = _queues(template, session, endpoint, arns)
         # Each function URL, served on loopback by its function (once that is deployed).
+        lambdas = stack.enter_context(lambdas_in_process())
+        permissions = lambdas.permissions
         function_urls = []
         for url_id, url in resources(template, "AWS::Lambda::Url").items():
             target = url["Properties"]["TargetFunctionArn"]["Fn::GetAtt"][0]
-            function_url = FunctionUrl(session.client("lambda", endpoint_url=endpoint), target)
+            function_url = FunctionUrl(
+                session.client("lambda", endpoint_url=endpoint),
+                target,
+                refusal=functools.partial(permissions.function_url_refusal, target),
+            )
             arns[f"{url_id}.FunctionUrl"] = function_url.url
             function_urls.append(function_url)
         # A state machine's ARN is known from its name before it exists (the initiator
@@ -483,12 +508,23 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         for machine_id, machine in resources(template, "AWS::StepFunctions::StateMachine").items():
             name = machine["Properties"].get("StateMachineName", machine_id)
             arns[machine_id] = f"arn:aws:states:{REGION}:{DEFAULT_ACCOUNT_ID}:stateMachine:{name}"
-        lambdas = stack.enter_context(lambdas_in_process())
+        # The roles, before the functions' processes start with their credentials.
+        permissions.admit_session(session)
+        permissions.install(template, _references(template, arns))
+        proxy.tokens = dataclasses.replace(
+            proxy.tokens,
+            credentials=permissions.secrets,
+            session_tokens=permissions.session_tokens,
+            authorize=permissions.connect_refusal,
+        )
         log_path = workdir / "functions.log"
         log = stack.enter_context(log_path.open("a", encoding="utf-8"))
-        runtime = _sandbox_runtime(endpoint)
         sandboxes = {
-            logical_id: Sandbox(spec, runtime, log)
+            logical_id: Sandbox(
+                spec,
+                _sandbox_runtime(endpoint, permissions.function_credentials(logical_id)),
+                log,
+            )
             for logical_id, spec in function_specs(
                 template, arns, {deployed_path(RDS_CA_BUNDLE_FILE): str(authority.certificate)}
             ).items()
@@ -515,7 +551,21 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             log=log_path,
             endpoint=proxy,
             root_certificates=authority.certificate,
+            permissions=permissions,
         )
+
+
+def _references(template: dict[str, Any], arns: Mapping[str, str]) -> dict[str, str]:
+    """What the template's references stand for in this rehearsal (its roles' policies
+    name them): what was created, each queue's ARN, the instance's resource id."""
+    references = dict(arns)
+    for queue_id in resources(template, "AWS::SQS::Queue"):
+        references[f"{queue_id}.Arn"] = arns[queue_id]
+    for instance_id in resources(template, INSTANCE):
+        references[f"{instance_id}.DbiResourceId"] = "db-" + "".join(
+            secrets.choice(string.ascii_uppercase + string.digits) for _ in range(26)
+        )
+    return references
 
 
 def _dynamic(value: Any, secrets_by_id: dict[str, dict[str, str]]) -> str:

@@ -1,11 +1,14 @@
-"""A Lambda sandbox as a process of its own: ``python -m devstack.sandbox HANDLER``.
+"""A Lambda sandbox as a process of its own: ``python -m devstack.sandbox HANDLER
+[TIMEOUT]``.
 
 It imports the handler (``escalator.handlers.confirm.handler``) once, as a cold start
-does, then answers one invocation per line: an event in (JSON on stdin), one line out
-(``{"ok": true, "payload": ...}`` or ``{"ok": false, "errorType": ..., "errorMessage":
-...}``). Its environment is the function's and nothing else, so a setting the template
-does not give the function is missing here too. What the function prints or logs goes
-to stderr; the answers keep stdout's file descriptor to themselves.
+does, then answers one invocation per line, each with a context whose remaining time
+counts down from the function's timeout (``TIMEOUT`` seconds, 30 if not given): an
+event in (JSON on stdin), one line out (``{"ok": true, "payload": ...}`` or ``{"ok":
+false, "errorType": ..., "errorMessage": ...}``). Its environment is the function's and
+nothing else, so a setting the template does not give the function is missing here too.
+What the function prints or logs goes to stderr; the answers keep stdout's file
+descriptor to themselves.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ import importlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
-from devstack.context import LocalContext
+from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 
 
-def main(handler_path: str) -> int:
+def main(handler_path: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     sys.stdout = sys.stderr
-    context = LocalContext(function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "sandbox"))
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "sandbox")
     handler: Any = None
     for line in sys.stdin:
+        # (each invocation has the function's timeout from its start, as on Lambda)
+        context = LocalContext(function_name=name, deadline=time.monotonic() + timeout)
         try:
             if handler is None:
                 module_name, _, attribute = handler_path.rpartition(".")
@@ -39,4 +45,4 @@ def main(handler_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], *(float(argument) for argument in sys.argv[2:3])))

@@ -120,6 +120,10 @@ class EventSource:
     The failed messages stay in flight on the queue meanwhile (so the queue keeps their
     group blocked) and are retried from here: moto's FIFO queue would hand a group's
     returning messages back out of order.
+
+    ``sqs`` is what Lambda polls with: on AWS, the function's execution role (receive,
+    delete, the queue's attributes). A message moved to the dead-letter queue is moved by
+    SQS itself: with ``redrive_sqs`` (``sqs`` unless given), the queue's own credentials.
     """
 
     def __init__(
@@ -134,8 +138,10 @@ class EventSource:
         wait_seconds: int = 1,
         max_receive_count: int | None = None,
         dead_letter_queue_url: str | None = None,
+        redrive_sqs: Any = None,
     ) -> None:
         self._sqs = sqs
+        self._redrive_sqs = redrive_sqs or sqs
         self._queue_url = queue_url
         attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
             "Attributes"
@@ -147,7 +153,7 @@ class EventSource:
         if max_receive_count is None:
             max_receive_count = int(redrive.get("maxReceiveCount", 5))
         if dead_letter_queue_url is None and redrive.get("deadLetterTargetArn"):
-            dead_letter_queue_url = sqs.get_queue_url(
+            dead_letter_queue_url = self._redrive_sqs.get_queue_url(
                 QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[1]
             )["QueueUrl"]
         self._handler = handler
@@ -217,18 +223,18 @@ class EventSource:
             attributes.setdefault(
                 ORIGINAL_MESSAGE_ID, {"DataType": "String", "StringValue": message["MessageId"]}
             )
-            self._sqs.send_message(
+            self._redrive_sqs.send_message(
                 QueueUrl=self._dead_letter_queue_url,
                 MessageBody=message["Body"],
                 MessageGroupId=message["Attributes"]["MessageGroupId"],
                 MessageDeduplicationId=message["MessageId"],
                 MessageAttributes=attributes,
             )
-        self._delete([message])
+        self._delete([message], self._redrive_sqs)
 
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
+    def _delete(self, messages: list[dict[str, Any]], sqs: Any = None) -> None:
         for start in range(0, len(messages), 10):
-            self._sqs.delete_message_batch(
+            (sqs or self._sqs).delete_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
                     {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}

@@ -14,6 +14,7 @@ at a stub), and Twilio's status callbacks are served at ``twilio_status_callback
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -154,9 +155,10 @@ def install_outbox(outbox: Path) -> dict[str, bool]:
     return dry
 
 
-def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str]:
+def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
     """The request queue and its dead-letter queue as the template defines them (FIFO,
-    no content-based deduplication, visibility timeout, redrive policy)."""
+    no content-based deduplication, visibility timeout, redrive policy): their URLs, and
+    what each queue's ``Ref`` and ``Fn::GetAtt`` stand for (``deploy``'s references)."""
     from devstack.sqs import queues_from_template
 
     def name(logical_id: str) -> str:
@@ -168,7 +170,9 @@ def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str]:
         {logical_id: name(logical_id) for logical_id in resources(template, "AWS::SQS::Queue")},
     )
     urls = {name(logical_id): queue.url for logical_id, queue in queues.items()}
-    return urls["escalator-requests"], urls["escalator-dead-letters"]
+    references = {logical_id: queue.url for logical_id, queue in queues.items()}
+    references |= {f"{logical_id}.Arn": queue.arn for logical_id, queue in queues.items()}
+    return urls["escalator-requests"], urls["escalator-dead-letters"], references
 
 
 def run(options: LocalOptions) -> int:
@@ -265,6 +269,7 @@ class _LocalAws:
     dead_letter_queue_url: str
     machine: Any  # devstack.stepfunctions.DeployedStateMachine
     callbacks_url: str
+    session: Any  # the boto3 session the stack was deployed with
 
 
 def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | None) -> _LocalAws:
@@ -295,14 +300,20 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | Non
     else:
         say("synthesizing the CDK app and registering its state machine")
         template = synthesized_template()
-    queue_url, dead_letter_queue_url = create_queues(sqs, template)
-    machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+    queue_url, dead_letter_queue_url, references = create_queues(sqs, template)
+    # Every function, state machine, the schedule and the event source act with their
+    # template roles, and moto authorizes each call against them (devstack.iam).
+    machine = deploy(
+        session, template, endpoint_url=endpoint, lambdas=lambdas, references=references
+    )
     # The providers' status callbacks, at the receiver's function URL on loopback (a public
     # URL of your own, e.g. a tunnel to it, may be given as TWILIO_STATUS_CALLBACK_URL).
+    receiver = machine.function_named("FunctionsCallStatusReceiver")
     callbacks = stack.enter_context(
         FunctionUrl(
             session.client("lambda", endpoint_url=endpoint),
-            machine.function_named("FunctionsCallStatusReceiver"),
+            receiver,
+            refusal=functools.partial(lambdas.permissions.function_url_refusal, receiver),
         )
     )
     for channel in CHANNELS.values():
@@ -313,7 +324,7 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | Non
     os.environ[Env.DELIVERY_WINDOW_ARN] = machine.window_arn
     bootstrap.reset()
     return _LocalAws(
-        endpoint, lambdas, sqs, queue_url, dead_letter_queue_url, machine, callbacks.url
+        endpoint, lambdas, sqs, queue_url, dead_letter_queue_url, machine, callbacks.url, session
     )
 
 
@@ -325,22 +336,52 @@ def _serve(aws: _LocalAws, schedule: Schedule, stop: threading.Event) -> int:
     from devstack.sqs import EventSource
     from escalator.handlers import initiator
 
+    # Lambda polls the queue with the initiator's execution role, and invokes it (its
+    # calls to AWS made as that role too); SQS moves what is dead-lettered itself.
+    function = aws.machine.function_named("FunctionsInitiator")
+    poller = aws.sqs
+    if aws.lambdas.permissions.enforce:
+        role = aws.lambdas.permissions.signing(aws.lambdas.credentials[function])
+        poller = aws.session.client("sqs", endpoint_url=aws.endpoint, **role)
     source = EventSource(
-        aws.sqs,
+        poller,
         aws.queue_url,
-        initiator.handler,
+        _acting_as(aws.lambdas, function, initiator.handler),
         context=LocalContext(function_name="initiator"),
         # (scaled to the tick; the receive count, the queue's, is the outage budget)
         visibility_timeout=max(5, tick),
         dead_letter_queue_url=aws.dead_letter_queue_url,
+        redrive_sqs=aws.sqs,
     )
-    poller = threading.Thread(target=source.run, args=(stop,), name="event-source")
-    poller.start()
-    executions = schedule.run(lambda: aws.machine.start({"period_seconds": tick}), stop)
+    polling = threading.Thread(target=source.run, args=(stop,), name="event-source")
+    polling.start()
+    executions = schedule.run(lambda: _fire(aws.machine, tick), stop)
     say("stopping")
-    poller.join(timeout=10)
+    polling.join(timeout=10)
     _stop_running(aws.machine)
     return executions
+
+
+def _acting_as(lambdas: Any, function: str, handler: Any) -> Any:
+    """``handler``, calling AWS as ``function`` does (its role's credentials)."""
+
+    def as_function(event: Any, context: Any) -> Any:
+        with lambdas.acting_as(function):
+            return handler(event, context)
+
+    return as_function
+
+
+def _fire(machine: Any, tick: int) -> None:
+    """Start the tick as the schedule does (with its role); a refused start is what
+    EventBridge Scheduler counts as a failed invocation and drops (no retries, no
+    dead-letter queue): said, and the next tick fires as usual."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        machine.start({"period_seconds": tick})
+    except (BotoCoreError, ClientError) as exc:
+        say(f"the schedule could not start the tick: {exc}")
 
 
 def quiet_stdout() -> None:

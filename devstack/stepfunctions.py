@@ -12,11 +12,13 @@ import json
 import time
 import uuid
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from devstack.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
 from devstack.polling import wait_until
 from devstack.template import EXPRESS, REGION, STANDARD, resolve, resources
 
@@ -51,6 +53,10 @@ class DeployedStateMachine:
     arn: str  # the tick's (Standard), which the schedule starts
     functions: dict[str, str]  # logical id -> function name
     window_arn: str = ""  # the delivery window's (Express), which the tick starts
+    # A Step Functions client with the schedule's role's credentials (the template's
+    # AWS::Scheduler::Schedule target role), which ``start`` starts the tick with, as
+    # EventBridge Scheduler does; ``sfn`` (the harness's) when there is none.
+    scheduler: Any = None
 
     def function_named(self, prefix: str) -> str:
         """The moto function name of the template function whose logical id starts so."""
@@ -60,9 +66,11 @@ class DeployedStateMachine:
         return name
 
     def start(self, execution_input: dict[str, Any] | None = None) -> str:
+        """Start the tick as the schedule does: with the schedule's role (a ClientError,
+        AccessDeniedException, when it may not)."""
         # A name of our own, as EventBridge Scheduler gives one: moto leaves $$.Execution.Id
         # ending in ":None" without it, the same for every execution.
-        response = self.sfn.start_execution(
+        response = (self.scheduler or self.sfn).start_execution(
             stateMachineArn=self.arn,
             name=f"tick-{uuid.uuid4()}",
             input=json.dumps(execution_input or {"period_seconds": 60}),
@@ -203,15 +211,32 @@ def deploy(
     template: dict[str, Any],
     endpoint_url: str | None = None,
     lambdas: Any = None,
+    references: Mapping[str, str] | None = None,
 ) -> DeployedStateMachine:
     """Register the template's functions and state machine in moto (``mock_aws`` or the
     moto server at ``endpoint_url``); give ``lambdas`` (``InProcessLambdas``) each
-    function's reserved concurrency and timeout."""
-    iam = boto_session.client("iam", endpoint_url=endpoint_url)
-    role_arn = iam.create_role(
-        RoleName="escalator-test",
-        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
-    )["Role"]["Arn"]
+    function's reserved concurrency, timeout and role.
+
+    With ``lambdas``, its permissions (devstack.iam) get the template's roles: each
+    function and state machine acts with its own, the schedule's role starts the tick
+    (``DeployedStateMachine.start``), and an event source mapping whose function's role
+    may not poll its queue fails the deploy, as Lambda refuses to create it.
+    ``references`` says what a ``Ref`` or ``Fn::GetAtt`` of a resource created
+    elsewhere stands for (a queue's ARN, by ``"<id>.Arn"``)."""
+    permissions = getattr(lambdas, "permissions", None)
+    if permissions is not None:
+        permissions.admit_session(boto_session)
+        permissions.install(template, references)
+    else:
+        iam = boto_session.client("iam", endpoint_url=endpoint_url)
+        iam.create_role(
+            RoleName=STAND_IN_ROLE,
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )
+
+    def role_arn(role: Any) -> str:
+        return str(permissions.role_arn(role)) if permissions is not None else STAND_IN_ROLE_ARN
+
     lambda_client = boto_session.client("lambda", endpoint_url=endpoint_url)
     code = _empty_zip()
     arns: dict[str, str] = {}
@@ -220,7 +245,7 @@ def deploy(
         created = lambda_client.create_function(
             FunctionName=logical_id,
             Runtime=function["Properties"]["Runtime"],
-            Role=role_arn,
+            Role=role_arn(function["Properties"].get("Role")),
             Handler=function["Properties"]["Handler"],
             Code={"ZipFile": code},
         )
@@ -232,6 +257,10 @@ def deploy(
         if lambdas is not None:
             # Lambda's default timeout is 3 seconds.
             lambdas.timeouts[logical_id] = float(function["Properties"].get("Timeout", 3))
+        if permissions is not None and permissions.enforce:
+            lambdas.credentials[logical_id] = permissions.function_credentials(logical_id)
+    if permissions is not None and permissions.enforce:
+        _create_event_source_mappings(permissions, template)
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
     machine_arns: dict[str, str] = {}
     by_type: dict[str, str] = {}
@@ -246,9 +275,43 @@ def deploy(
         machine_arns[logical_id] = by_type[machine_type] = sfn.create_state_machine(
             name=machine["Properties"].get("StateMachineName", logical_id),
             definition=definition,
-            roleArn=role_arn,
+            roleArn=role_arn(machine["Properties"].get("RoleArn")),
             type=machine_type,
         )["stateMachineArn"]
+    scheduler = None
+    if permissions is not None and permissions.enforce:
+        for schedule_id, schedule in resources(template, "AWS::Scheduler::Schedule").items():
+            target = schedule["Properties"]["Target"]
+            if target["Arn"] == {"Ref": _id_of(machine_arns, by_type.get(STANDARD))}:
+                credentials = permissions.credentials(role_arn(target.get("RoleArn")), schedule_id)
+                scheduler = boto_session.client(
+                    "stepfunctions", endpoint_url=endpoint_url, **permissions.signing(credentials)
+                )
     return DeployedStateMachine(
-        sfn=sfn, arn=by_type[STANDARD], functions=functions, window_arn=by_type.get(EXPRESS, "")
+        sfn=sfn,
+        arn=by_type[STANDARD],
+        functions=functions,
+        window_arn=by_type.get(EXPRESS, ""),
+        scheduler=scheduler,
     )
+
+
+def _id_of(arns: Mapping[str, str], arn: str | None) -> str | None:
+    return next((logical_id for logical_id, item in arns.items() if item == arn), None)
+
+
+class EventSourceRefused(AssertionError):
+    """Lambda refuses to create an event source mapping (the deploy fails)."""
+
+
+def _create_event_source_mappings(permissions: Any, template: dict[str, Any]) -> None:
+    """What Lambda checks when CloudFormation creates each SQS event source mapping:
+    that the function's execution role may poll the queue."""
+    for logical_id, mapping in resources(template, "AWS::Lambda::EventSourceMapping").items():
+        properties = mapping["Properties"]
+        function = properties["FunctionName"]
+        function_id = function["Ref"] if isinstance(function, dict) else str(function)
+        queue_arn = str(resolve(properties["EventSourceArn"], permissions.references))
+        refusal = permissions.event_source_refusal(function_id, queue_arn)
+        if refusal is not None:
+            raise EventSourceRefused(f"{logical_id}: {refusal}")

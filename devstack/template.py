@@ -11,6 +11,8 @@ import fcntl
 import functools
 import json
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def synthesize(**context: Any) -> dict[str, Any]:
     return dict(Template.from_stack(EscalatorStack(app, STACK_NAME)).to_json())
 
 
-def resources(template: dict[str, Any], resource_type: str) -> dict[str, Any]:
+def resources(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
     """The template's resources of one type, by logical id."""
     return {
         logical_id: resource
@@ -121,20 +123,51 @@ def state_machine_definition(
     return parsed
 
 
-def resolve(value: Any, arns: dict[str, str]) -> Any:
-    """Resolve the CloudFormation intrinsics a state machine definition uses."""
-    if isinstance(value, str):
+PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+
+
+def resolve(value: Any, arns: Mapping[str, str]) -> Any:
+    """Resolve the CloudFormation intrinsics of a value (a state machine definition, a
+    policy document): ``Fn::Join``, ``Fn::Select``, ``Fn::Split``, ``Fn::Sub``,
+    ``Fn::GetAtt`` and ``Ref`` with the pseudo parameters. ``arns`` gives what a
+    resource stands for by its logical id (its ``Ref``, and its ``Arn`` unless
+    ``"<id>.Arn"`` says otherwise) and ``"<id>.<attribute>"`` any other attribute.
+    Lists and objects are resolved member by member."""
+    if isinstance(value, str | int | float | bool) or value is None:
         return value
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(resolve(part, arns) for part in parts)
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical_id, attribute = value["Fn::GetAtt"]
-        assert attribute == "Arn", value
-        return arns[logical_id]
-    if isinstance(value, dict) and value.get("Ref") in arns:  # a state machine's Ref: its ARN
-        return arns[value["Ref"]]
-    if isinstance(value, dict) and "Ref" in value:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-        return pseudo[value["Ref"]]
+    if isinstance(value, list):
+        return [resolve(item, arns) for item in value]
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, argument),) = value.items()
+        if name == "Fn::Join":
+            separator, parts = argument
+            return separator.join(str(resolve(part, arns)) for part in resolve(parts, arns))
+        if name == "Fn::Select":
+            index, items = argument
+            return resolve(items, arns)[int(resolve(index, arns))]
+        if name == "Fn::Split":
+            separator, text = argument
+            return str(resolve(text, arns)).split(separator)
+        if name == "Fn::Sub" and isinstance(argument, str):
+            return re.sub(r"\$\{([^}]+)\}", lambda m: _reference(m.group(1), arns), argument)
+        if name == "Fn::GetAtt":
+            logical_id, attribute = argument
+            return _reference(f"{logical_id}.{attribute}", arns)
+        if name == "Ref":
+            return _reference(str(argument), arns)
+    if isinstance(value, dict) and not any(key.startswith("Fn::") for key in value):
+        return {key: resolve(item, arns) for key, item in value.items()}
     raise AssertionError(f"cannot resolve {value!r}")
+
+
+def _reference(name: str, arns: Mapping[str, str]) -> str:
+    """What ``Ref`` (``name``: a logical id or pseudo parameter) or ``Fn::GetAtt``
+    (``name``: ``"<id>.<attribute>"``) stands for."""
+    if name in PSEUDO_PARAMETERS:
+        return PSEUDO_PARAMETERS[name]
+    if name in arns:
+        return arns[name]
+    logical_id, _, attribute = name.partition(".")
+    if attribute == "Arn" and logical_id in arns:
+        return arns[logical_id]
+    raise AssertionError(f"cannot resolve {name!r}: not among the references given")

@@ -4,6 +4,7 @@ environment; then the migration as the trigger runs it, and start, delivery and 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -16,12 +17,13 @@ import boto3
 import psycopg2
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from psycopg2.extensions import make_dsn
 
 from devstack.peers import Peers, running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
-from devstack.rehearsal import RUNTIME_ACCESS_KEY, RUNTIME_SECRET_KEY, Rehearsal, rehearse
+from devstack.rehearsal import Rehearsal, rehearse
 from devstack.sqs import EventSource
 from devstack.template import (
     EXPRESS,
@@ -101,7 +103,12 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     # over the Step Functions endpoint the template's environment names) and the
     # schedule starts the tick
     source = EventSource(
-        sqs, queue, stage.function("FunctionsInitiator").handler, context=None, wait_seconds=0
+        stage.client_as("FunctionsInitiator", "sqs"),
+        queue,
+        stage.function("FunctionsInitiator").handler,
+        context=None,
+        wait_seconds=0,
+        redrive_sqs=sqs,
     )
     while source.poll_once():
         pass
@@ -163,7 +170,12 @@ def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
         "restaurant-9", [{"channel": "phone", "at": later, "phone-number": "+385911234567"}]
     )
     source = EventSource(
-        sqs, queue, stage.function("FunctionsInitiator").handler, context=None, wait_seconds=0
+        stage.client_as("FunctionsInitiator", "sqs"),
+        queue,
+        stage.function("FunctionsInitiator").handler,
+        context=None,
+        wait_seconds=0,
+        redrive_sqs=sqs,
     )
     while source.poll_once():
         pass
@@ -263,14 +275,18 @@ def auth_token(
     user: str = APPLICATION_ROLE,
     port: int | None = None,
     region: str = REGION,
-    secret_key: str = RUNTIME_SECRET_KEY,
+    secret_key: str | None = None,
+    function: str = "FunctionsInitiator",
 ) -> str:
-    """An IAM authentication token for the instance's endpoint, as boto3 signs it."""
+    """An IAM authentication token for the instance's endpoint, as boto3 signs it with
+    the credentials the Lambda runtime gives ``function`` (or another secret key)."""
+    credentials = stage.credentials(function)
     rds = boto3.client(
         "rds",
         region_name=region,
-        aws_access_key_id=RUNTIME_ACCESS_KEY,
-        aws_secret_access_key=secret_key,
+        aws_access_key_id=credentials.access_key,
+        aws_secret_access_key=secret_key or credentials.secret_key,
+        aws_session_token=credentials.token,
     )
     port = port or stage.endpoint.port
     return str(
@@ -286,9 +302,10 @@ def test_the_application_role_signs_in_by_iam_token_only(
     stage.invoke("FunctionsMigrateLauncher", {})
     # GIVEN a database function's settings, read from its template environment, and the
     # credentials the Lambda runtime gives it
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", RUNTIME_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", RUNTIME_SECRET_KEY)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    credentials = stage.credentials("FunctionsInitiator")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     environment = stage.function("FunctionsInitiator").spec.environment
     settings = database_settings({**environment, "AWS_REGION": REGION})
@@ -314,6 +331,7 @@ def test_the_application_role_signs_in_by_iam_token_only(
         assert (user, reason.startswith(why)) == (APPLICATION_ROLE, True), reason
     # and a token is good for 15 minutes
     token = auth_token(stage)
+    assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE) is None
     later = datetime.now(UTC) + timedelta(minutes=15)
     assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE) is None
     assert stage.endpoint.tokens.refusal(token, APPLICATION_ROLE, now=later) == "expired"
@@ -331,9 +349,10 @@ def test_the_functions_verify_the_instance_against_the_ca_in_place_of_the_rds_bu
     for environment in in_vpc:
         assert environment["DB_SSLMODE"] == "verify-full"
         assert environment["DB_SSLROOTCERT"] == str(stage.root_certificates)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", RUNTIME_ACCESS_KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", RUNTIME_SECRET_KEY)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    credentials = stage.credentials("FunctionsConfirm")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
     environment = {**stage.function("FunctionsConfirm").spec.environment, "AWS_REGION": REGION}
 
     # WHEN one trusts another CA than the instance's certificate is of
@@ -350,6 +369,57 @@ def test_the_functions_verify_the_instance_against_the_ca_in_place_of_the_rds_bu
     # and with the CA the rehearsal gave it, it can
     with UnitOfWork(Database(database_settings(environment))) as work:
         assert work.properties is not None
+
+
+def test_a_token_signed_by_a_role_without_rds_db_connect_is_refused(stage: Rehearsal) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+    # GIVEN a function whose role may not connect to the database (the status-callback
+    # receiver, outside the VPC), and one whose role may (the initiator)
+    refused = auth_token(stage, function="FunctionsCallStatusReceiver")
+    admitted = auth_token(stage)
+    dsn = make_dsn(
+        host="127.0.0.1",
+        port=stage.endpoint.port,
+        dbname=stage.database_name,
+        user=APPLICATION_ROLE,
+        sslmode="require",
+    )
+
+    # WHEN each signs in with a token it signed, THEN the first is refused as RDS
+    # refuses it, for what IAM says of its role
+    with pytest.raises(psycopg2.OperationalError, match="PAM authentication failed"):
+        psycopg2.connect(dsn, password=refused)
+    user, reason = stage.endpoint.iam_refusals[-1]
+    assert user == APPLICATION_ROLE
+    assert reason.startswith(
+        "User: arn:aws:sts::123456789012:assumed-role/FunctionsCallStatusReceiver"
+    )
+    assert reason.endswith(
+        " is not authorized to perform: rds-db:connect on resource: arn:aws:rds-db:eu-central-1:"
+        f"123456789012:dbuser:{stage.permissions.references['DatabaseInstanceAA8A5FDE.DbiResourceId']}"
+        "/escalator_app because no identity-based policy allows the rds-db:connect action"
+    )
+    psycopg2.connect(dsn, password=admitted).close()
+    # (checking the signature alone, the endpoint took both)
+    signature_only = dataclasses.replace(stage.endpoint.tokens, authorize=None)
+    assert signature_only.refusal(refused, APPLICATION_ROLE) is None
+
+
+def test_each_function_process_calls_aws_as_its_own_role(stage: Rehearsal) -> None:
+    # GIVEN the credentials the Lambda runtime gave two notifiers' processes
+    (twilio,) = [arn for name, arn in stage.secret_arns.items() if name.startswith("Twilio")]
+
+    def read(function: str) -> str:
+        client = stage.client_as(function, "secretsmanager")
+        try:
+            client.get_secret_value(SecretId=twilio)
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return "read"
+
+    # WHEN each reads Twilio's secret, THEN only the phone notifier's role may
+    assert read("FunctionsNotifierPhone") == "read"
+    assert read("FunctionsNotifierConsole") == "AccessDeniedException"
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:

@@ -694,6 +694,271 @@ def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> No
     assert stock == ["sent"] * len(sent)
 
 
+def role(logical_id: str, *statements: dict[str, Any]) -> dict[str, Any]:
+    """An AWS::IAM::Role resource and its AWS::IAM::Policy, as CDK writes them."""
+    trust = {"Version": "2012-10-17", "Statement": []}
+    document = {"Version": "2012-10-17", "Statement": list(statements)}
+    return {
+        logical_id: {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": trust}},
+        f"{logical_id}Policy": {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {
+                "PolicyDocument": document,
+                "PolicyName": f"{logical_id}Policy",
+                "Roles": [{"Ref": logical_id}],
+            },
+        },
+    }
+
+
+def allow(action: str, *resources: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Action": action, "Resource": list(resources)}
+
+
+def function_arn(logical_id: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def deployed_template(lambdas: InProcessLambdas, resources: dict[str, Any]) -> DeployedStateMachine:
+    return deploy(boto3.Session(region_name=REGION), {"Resources": resources}, lambdas=lambdas)
+
+
+def function(handler: str = "echo", **properties: Any) -> dict[str, Any]:
+    """A function resource (30 s to run: a busy machine makes boto3 clients slowly)."""
+    return {
+        "Type": "AWS::Lambda::Function",
+        "Properties": {
+            "Runtime": "python3.12",
+            "Handler": f"{__name__}.{handler}",
+            "Timeout": 30,
+            **properties,
+        },
+    }
+
+
+def machine(definition: dict[str, Any], role_id: str) -> dict[str, Any]:
+    return {
+        "Type": "AWS::StepFunctions::StateMachine",
+        "Properties": {
+            "DefinitionString": json.dumps(definition),
+            "RoleArn": {"Fn::GetAtt": [role_id, "Arn"]},
+        },
+    }
+
+
+def invokes_both(event: dict[str, Any], context: Any) -> dict[str, str]:
+    """Invoke the functions Allowed and Other (as the receiver invokes the recorder): what
+    each invocation came to."""
+    client = boto3.client("lambda", region_name=REGION)
+    outcomes = {}
+    for name in ("Allowed", "Other"):
+        try:
+            client.invoke(FunctionName=name, Payload=json.dumps({"n": 1}))
+            outcomes[name] = "invoked"
+        except ClientError as exc:
+            outcomes[name] = f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+    return outcomes
+
+
+REQUESTS_ROW = "ActionAuthenticatorMixin._authenticate_and_authorize_normal_action"
+
+
+@proves(REQUESTS_ROW)
+def test_a_function_calls_aws_with_its_role_and_may_do_what_its_policy_grants() -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, str]:
+        # GIVEN a function whose role may invoke the function Allowed, by its ARN (as CDK
+        # grants it), and nothing else
+        with emulated(omit) as lambdas:
+            machine_definition = one_task("Caller")
+            resources = {
+                "Caller": function("invokes_both", Role=function_arn("CallerRole")),
+                "Allowed": function(),
+                "Other": function(),
+                "Machine": machine(machine_definition, "MachineRole"),
+                **role("CallerRole", allow("lambda:InvokeFunction", function_arn("Allowed"))),
+                **role("MachineRole", allow("lambda:InvokeFunction", function_arn("Caller"))),
+            }
+            deployed = deployed_template(lambdas, resources)
+            # WHEN it runs (in its sandbox thread, with boto3's default credentials)
+            described = deployed.wait(deployed.start({}), timeout=30)
+            assert described["status"] == "SUCCEEDED", described
+            outcomes: dict[str, str] = json.loads(described["output"])
+            return outcomes
+
+    # THEN it invoked Allowed, and Lambda refused it Other, as AWS words it
+    assert run() == {
+        "Allowed": "invoked",
+        "Other": "AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/CallerRole"
+        "/Caller is not authorized to perform: lambda:InvokeFunction on resource:"
+        " arn:aws:lambda:eu-central-1:123456789012:function:Other because no identity-based"
+        " policy allows the lambda:InvokeFunction action",
+    }
+    # (moto authorizes lambda:Invoke on *, which the grant on Allowed's ARN does not allow)
+    assert run(omit={REQUESTS_ROW})["Allowed"] != "invoked"
+
+
+TASK_ROWS = ("StateTaskService._before_eval_execution", "StateTaskLambda._eval_execution")
+
+
+def lambda_task(resource: str, **task: Any) -> dict[str, Any]:
+    """A Task invoking Echo: by its ARN as the Resource, or through lambda:invoke."""
+    echo = "arn:aws:lambda:eu-central-1:123456789012:function:Echo"
+    if resource == "function":
+        call: dict[str, Any] = {"Type": "Task", "Resource": echo}
+    else:
+        call = {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": echo, "Payload.$": "$"},
+            "OutputPath": "$.Payload",
+        }
+    return {**call, **task}
+
+
+@proves(*TASK_ROWS)
+@pytest.mark.parametrize(
+    ("row", "resource"), list(zip(TASK_ROWS, ("lambda:invoke", "function"), strict=True))
+)
+def test_a_task_its_state_machines_role_may_not_run_fails_as_on_aws(
+    row: str, resource: str
+) -> None:
+    def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], list[str], int]:
+        # GIVEN a machine whose role may invoke another function than its task's, and
+        # whose task retries that error once and catches it
+        calls: list[dict[str, Any]] = []
+        with emulated(omit) as lambdas:
+
+            def echo_counted(event: dict[str, Any], context: Any) -> dict[str, int]:
+                calls.append(event)
+                return {"n": 1}
+
+            lambdas.overrides["Echo"] = echo_counted
+            retry = [
+                {
+                    "ErrorEquals": ["Lambda.AWSLambdaException"],
+                    "MaxAttempts": 1,
+                    "IntervalSeconds": 1,
+                }
+            ]
+            catch = [{"ErrorEquals": ["States.ALL"], "Next": "Denied"}]
+            call = lambda_task(resource, Retry=retry, Catch=catch, End=True)
+            definition = {
+                "StartAt": "Call",
+                "States": {"Call": call, "Denied": {"Type": "Pass", "End": True}},
+            }
+            resources = {
+                "Echo": function(),
+                "Other": function(),
+                "Machine": machine(definition, "MachineRole"),
+                **role("MachineRole", allow("lambda:InvokeFunction", function_arn("Other"))),
+            }
+            deployed = deployed_template(lambdas, resources)
+            # WHEN it runs
+            arn = deployed.start({"n": 0})
+            described = deployed.wait(arn, timeout=30)
+            failures = [
+                event["type"] for event in deployed.history(arn) if event["type"].endswith("Failed")
+            ]
+            return described, failures, len(calls)
+
+    # THEN the task failed, twice (its retry), as Step Functions fails it, before the
+    # function ran; and its catcher got AWS's error and cause
+    described, failures, calls = run()
+    assert described["status"] == "SUCCEEDED", described
+    assert calls == 0
+    assert len(failures) == 2
+    output = json.loads(described["output"])
+    assert output["Error"] == "Lambda.AWSLambdaException"
+    assert output["Cause"].startswith("User: arn:aws:sts::123456789012:assumed-role/MachineRole/")
+    assert (
+        " is not authorized to perform: lambda:InvokeFunction on resource:"
+        " arn:aws:lambda:eu-central-1:123456789012:function:Echo because no identity-based"
+        " policy allows the lambda:InvokeFunction action (Service: AWSLambda; Status Code: 403;"
+        " Error Code: AccessDeniedException; Request ID: "
+    ) in output["Cause"]
+    assert output["Cause"].endswith("; Proxy: null)")
+    # (moto runs the task whatever the role says)
+    described, failures, calls = run(omit={row})
+    assert (json.loads(described["output"]), failures, calls) == ({"n": 1}, [], 1)
+
+
+CHILD = "arn:aws:states:eu-central-1:123456789012:stateMachine:Child"
+
+
+@proves("StateTaskService._before_eval_execution")
+@pytest.mark.parametrize(
+    ("resource", "granted", "error", "denied", "tail"),
+    [
+        (
+            "arn:aws:states:::states:startExecution",
+            [],
+            "StepFunctions.AWSStepFunctionsException",
+            f"states:StartExecution on resource: {CHILD}",
+            "(Service: AWSStepFunctions; Status Code: 400; Error Code: AccessDeniedException;",
+        ),
+        (  # a Standard child waited for: it needs more than the start
+            "arn:aws:states:::states:startExecution.sync:2",
+            [allow("states:StartExecution", CHILD)],
+            "StepFunctions.AWSStepFunctionsException",
+            "states:DescribeExecution on resource:"
+            " arn:aws:states:eu-central-1:123456789012:execution:Child:child-1",
+            "(Service: AWSStepFunctions; Status Code: 400; Error Code: AccessDeniedException;",
+        ),
+        (
+            "arn:aws:states:::aws-sdk:sfn:startSyncExecution",
+            [allow("states:StartExecution", CHILD)],
+            "Sfn.SfnException",
+            f"states:StartSyncExecution on resource: {CHILD}",
+            "(Service: Sfn, Status Code: 400, Request ID: ",
+        ),
+    ],
+)
+def test_a_step_functions_task_needs_what_its_integration_needs_of_the_role(
+    resource: str, granted: list[dict[str, Any]], error: str, denied: str, tail: str
+) -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, Any]:
+        # GIVEN a machine whose task starts a child, its role granted ``granted``
+        with emulated(omit) as lambdas:
+            start = {
+                "Type": "Task",
+                "Resource": resource,
+                "Parameters": {"StateMachineArn": CHILD, "Name": "child-1", "Input": {}},
+                "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Denied"}],
+                "End": True,
+            }
+            definition = {
+                "StartAt": "Start",
+                "States": {"Start": start, "Denied": {"Type": "Pass", "End": True}},
+            }
+            child = {"StartAt": "Done", "States": {"Done": PASS}}
+            resources = {
+                "Machine": machine(definition, "MachineRole"),
+                **role("MachineRole", allow("logs:CreateLogDelivery", "*"), *granted),
+            }
+            deployed = deployed_template(lambdas, resources)
+            deployed.sfn.create_state_machine(
+                name="Child", definition=json.dumps(child), roleArn=ROLE, type="STANDARD"
+            )
+            # WHEN it runs
+            described = deployed.wait(deployed.start({}), timeout=30)
+            assert described["status"] == "SUCCEEDED", described
+            output: dict[str, Any] = json.loads(described["output"])
+            return output
+
+    # THEN the task failed as Step Functions fails it, naming what the role lacks
+    output = run()
+    assert output["Error"] == error
+    assert (
+        f" is not authorized to perform: {denied} because no identity-based policy"
+        in output["Cause"]
+    )
+    assert tail in output["Cause"]
+    # (moto starts the child, or fails otherwise: it has no StartSyncExecution)
+    assert "is not authorized" not in run(omit={"StateTaskService._before_eval_execution"}).get(
+        "Cause", ""
+    )
+
+
 def test_every_strict_row_has_its_behavioural_test() -> None:
     assert {row.name for row in moto_adapter.STRICT} == PROVEN
     assert {row.kind for row in moto_adapter.STRICT} <= {"strict", "moto-bug"}

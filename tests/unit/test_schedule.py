@@ -51,3 +51,47 @@ def test_run_ticks_until_stopped() -> None:
 def test_a_period_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Schedule(0)
+
+
+class RefusedStarts:
+    """A tick whose every start Step Functions refuses (its schedule's role may not)."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def start(self, execution_input: dict[str, object]) -> str:
+        from botocore.exceptions import ClientError
+
+        self.tries += 1
+        error = {"Code": "AccessDeniedException", "Message": "not authorized to perform"}
+        raise ClientError({"Error": error}, "StartExecution")
+
+
+def test_a_tick_the_schedule_may_not_start_is_said_and_the_next_one_fires(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from devstack.stack import _fire
+
+    # GIVEN the local stack's schedule, whose role may not start the tick
+    machine = RefusedStarts()
+    stop = threading.Event()
+    schedule = Schedule(0.01, exact=True)
+
+    def fire() -> None:
+        _fire(machine, 1)
+        if machine.tries == 2:
+            stop.set()
+
+    # WHEN it fires twice, THEN each refusal is said and the schedule goes on, as
+    # EventBridge Scheduler drops a failed invocation (no retries, no dead-letter queue)
+    assert schedule.run(fire, stop) == 2
+    said = capsys.readouterr().err.splitlines()
+    assert (
+        said
+        == [
+            "escalator local: the schedule could not start the tick: An error occurred"
+            " (AccessDeniedException) when calling the StartExecution operation: not authorized"
+            " to perform"
+        ]
+        * 2
+    )
