@@ -98,12 +98,15 @@ def running_pipeline(
     application_url: str | None = None,
     history_cap: int = HISTORY_EVENT_CAP,
     express: ExpressRuns | None = None,
+    window_log_level: str | None = None,
 ) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
     the peers and ``settings``, the caller-id registry stored. The functions connect
     with ``application_url`` when given (the application role). ``history_cap`` scales
     the quota of history events per execution down, for tests at a small size;
-    ``express`` says how Express executions run (their cap, reruns)."""
+    ``express`` says how Express executions run (their cap, reruns);
+    ``window_log_level`` logs the delivery window at another level than the template's
+    (``ALL``: every event, as ``cdk deploy -c delivery_log_level=ALL``)."""
     template = synthesized_template()
     query(
         database_url,
@@ -115,7 +118,7 @@ def running_pipeline(
         config: Any = {"stepfunctions": {"execute_state_machine": True}}
         with mock_aws(config=config), lambdas_in_process(history_cap, express=express) as lambdas:
             session = boto3.Session(region_name=REGION)
-            machine = deploy(session, template, lambdas=lambdas)
+            machine = deploy(session, template, lambdas=lambdas, window_log_level=window_log_level)
             receiver = machine.function_named("FunctionsCallStatusReceiver")
             with FunctionUrl(session.client("lambda"), receiver) as callbacks:
                 pipeline = Pipeline(database_url, peers, machine, lambdas, callbacks.url)
