@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -290,15 +291,17 @@ def _windows(ready: dict[str, Any]) -> None:
     failed = sum(1 for tick in ticks if tick["window"].get("failed"))
     print()
     print(
-        f"ticks: {len(ticks)}, their windows settled {delivered} notification(s), "
-        f"{failed} failed (escalator executions)"
+        f"the {len(ticks)} ticks' windows settled {delivered} notification(s) and "
+        f"{failed or 'none'} failed (their outputs: escalator executions); the initiator's "
+        "windows belong to no tick"
     )
     for group in window_logs(sfn):
         events = logs.filter_log_events(logGroupName=group["log_group"])["events"]
-        kinds = sorted({json.loads(event["message"])["type"] for event in events})
+        kinds = Counter(json.loads(event["message"])["type"] for event in events)
+        logged = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
         print(
-            f"window log {group['log_group']} (level {group['level']}): "
-            f"{len(events)} event(s){': ' + ', '.join(kinds) if kinds else ''}"
+            f"every window's log, {group['log_group']} (level {group['level']}): "
+            f"{logged or 'nothing logged'}"
         )
 
 
