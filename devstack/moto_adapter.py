@@ -241,6 +241,7 @@ class ExpressRuns:
         # so the history quota does not apply to them).
         self.machines: set[str] = set()
         self._runs: list[Any] = []
+        self._crashed: set[str] = set()
         self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
         self._lock = threading.Lock()
 
@@ -265,9 +266,14 @@ class ExpressRuns:
     # them. What they did is in their log group, or in the tick's output.
 
     def register(self, execution: Any) -> None:
-        """Keep an Express execution just started (moto's, with its status)."""
+        """Keep an Express execution just started (moto's, with its status); one started
+        by a crashed execution (``stop_running(started_by=...)``) dies as it starts."""
         with self._lock:
             self._runs.append(execution)
+            given = str(execution.execution_input)
+            dead = any(owner in given for owner in self._crashed)
+        if dead:
+            _stop_express(execution)
 
     def running(self) -> list[str]:
         """The ARNs of the Express executions still running, oldest first."""
@@ -275,18 +281,28 @@ class ExpressRuns:
             runs = list(self._runs)
         return [run.execution_arn for run in runs if run.status == "RUNNING"]
 
-    def stop_running(self) -> list[str]:
+    def stop_running(self, *, started_by: str | None = None) -> list[str]:
         """Stop every Express execution still running, as if its process had died (AWS
-        has no API for it: StopExecution refuses an Express execution); their ARNs."""
+        has no API for it: StopExecution refuses an Express execution); their ARNs.
+        ``started_by``: an execution that died with them, whose windows (those whose
+        input names it, as a tick's claims do) die as they start too, should its start
+        still be under way (a stopped tick's StartSyncExecution is abandoned, not undone)."""
         with self._lock:
+            if started_by is not None:
+                self._crashed.add(started_by)
             runs = [run for run in self._runs if run.status == "RUNNING"]
         for run in runs:
-            # (a worker that is only starting has no environment to stop yet)
-            deadline = time.monotonic() + 5
-            while getattr(run.exec_worker, "env", None) is None and time.monotonic() < deadline:
-                time.sleep(0.01)
-            run.stop(stop_date=datetime.datetime.now(datetime.UTC), error=None, cause=None)
+            _stop_express(run)
         return [run.execution_arn for run in runs]
+
+
+def _stop_express(execution: Any) -> None:
+    """Stop a running moto execution (as StopExecution did, through its worker)."""
+    # (a worker that is only starting has no environment to stop yet)
+    deadline = time.monotonic() + 5
+    while getattr(execution.exec_worker, "env", None) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    execution.stop(stop_date=datetime.datetime.now(datetime.UTC), error=None, cause=None)
 
 
 # What Lambda answers for an invocation that ran out of time (Step Functions names the

@@ -222,12 +222,12 @@ class DeployedStateMachine:
     def crash(self, execution_arn: str, *, wait: bool = True) -> int:
         """As if the tick and the windows still running had died: the tick is stopped
         (StopExecution), the windows through the emulation's internals, since AWS has no
-        API that stops an Express execution (``ExpressRuns.stop_running``); how many
-        windows were stopped. ``wait``: until they have ended (a window whose task is
-        still running ends when its function returns)."""
+        API that stops an Express execution (``ExpressRuns.stop_running``; a window the
+        tick's start still brings up dies as it starts); how many windows were stopped.
+        ``wait``: until they have ended (a window whose task is still running ends when
+        its function returns)."""
         self.stop(execution_arn)
-        # (once the tick has ended, it starts no window any more)
-        stopped = self._express_runs().stop_running()
+        stopped = self._express_runs().stop_running(started_by=execution_arn)
         if wait:
             self.settle_windows()
         return len(stopped)

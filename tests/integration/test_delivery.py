@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 from devstack.postgres import ConnectionSampler, query
 from escalator.channels.twilio import status_callback_for
@@ -204,20 +205,40 @@ def lease_over(pipeline: Pipeline) -> bool:
 
 
 def test_execution_stopped_after_the_claim_leaves_work_the_next_one_delivers(
-    pipeline: Pipeline,
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN an execution that claimed a notification and was stopped before its time
+    # GIVEN an execution that claimed a notification and died while its window's start
+    # was under way (held here until after the crash: a stopped tick's StartSyncExecution
+    # is abandoned, not undone, and brings its window up after the tick has ended)
     due = int(time.time()) + 3
     pipeline.submit(start("restaurant-42", phone(at=due)))
+    starting, proceed = threading.Event(), threading.Event()
+    start_sync = StepFunctionsParserBackend.start_sync_execution
+
+    def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+        starting.set()
+        proceed.wait(30)
+        return start_sync(self, *args, **kwargs)
+
+    monkeypatch.setattr(StepFunctionsParserBackend, "start_sync_execution", held)
     execution = pipeline.machine.start()
-    pipeline.wait_for(lambda: pipeline.states() == ["claimed"])
-    pipeline.machine.crash(execution)
+    assert starting.wait(30)
+    assert pipeline.states() == ["claimed"]
+    assert pipeline.machine.crash(execution) == 0  # (no window runs yet)
+    started = pipeline.lambdas.express.started
+    proceed.set()
+    pipeline.wait_for(lambda: pipeline.lambdas.express.started > started)
+    pipeline.machine.settle_windows()
 
-    # WHEN its claim has lapsed (due + 2 s of grace) and the next execution runs
-    pipeline.wait_for(lambda: lease_over(pipeline), timeout=10)
+    # WHEN its claim has lapsed (due + 2 s of grace), or something was sent
+    pipeline.wait_for(lambda: lease_over(pipeline) or pipeline.peers.twilio.calls, timeout=10)
+
+    # THEN its window died with it: nothing was sent, the claim is still its
+    assert pipeline.peers.twilio.calls == []
+    assert pipeline.states() == ["claimed"]
+
+    # AND the next execution delivers it, once
     pipeline.machine.run()
-
-    # THEN the notification is delivered, once
     assert len(pipeline.peers.twilio.calls) == 1
     assert pipeline.states() == ["sent"]
 
