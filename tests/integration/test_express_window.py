@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from devstack import cli
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import ExpressRuns
 from devstack.pipeline import Pipeline, running_pipeline
 from devstack.postgres import query
+from devstack.template import REGION
 from escalator import bootstrap
 from escalator.executions import recent_executions, window_logs
 from escalator.handlers import initiator
@@ -169,7 +171,7 @@ def capped(database_url: str, application_url: str, aws_credentials: None) -> It
 
 
 def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
-    capped: Pipeline,
+    capped: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a notification due in 7 s: later than a window (1 s here) can wait for it
     pipeline = capped
@@ -226,3 +228,10 @@ def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
             "level": "ERROR",
         }
     ]
+    # (as the command prints it)
+    capsys.readouterr()
+    assert cli.main(["executions", "--region", REGION]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("#1 sent")
+    assert lines[1].endswith("window TIMED_OUT: TIMED_OUT; 1 claims went back to the ticks")
+    assert "/aws/vendedlogs/states/Escalator-delivery-window (level ERROR)" in lines[3]
