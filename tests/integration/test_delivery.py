@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -205,7 +207,7 @@ def lease_over(pipeline: Pipeline) -> bool:
 
 
 def test_execution_stopped_after_the_claim_leaves_work_the_next_one_delivers(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline,
 ) -> None:
     # GIVEN an execution that claimed a notification and died while its window's start
     # was under way (held here until after the crash: a stopped tick's StartSyncExecution
@@ -213,21 +215,14 @@ def test_execution_stopped_after_the_claim_leaves_work_the_next_one_delivers(
     due = int(time.time()) + 3
     pipeline.submit(start("restaurant-42", phone(at=due)))
     starting, proceed = threading.Event(), threading.Event()
-    start_sync = StepFunctionsParserBackend.start_sync_execution
-
-    def held(self: Any, *args: Any, **kwargs: Any) -> Any:
-        starting.set()
-        proceed.wait(30)
-        return start_sync(self, *args, **kwargs)
-
-    monkeypatch.setattr(StepFunctionsParserBackend, "start_sync_execution", held)
-    execution = pipeline.machine.start()
-    assert starting.wait(30)
-    assert pipeline.states() == ["claimed"]
-    assert pipeline.machine.crash(execution) == 0  # (no window runs yet)
-    started = pipeline.lambdas.express.started
-    proceed.set()
-    pipeline.wait_for(lambda: pipeline.lambdas.express.started > started)
+    with held_window_starts(starting, proceed):
+        execution = pipeline.machine.start()
+        assert starting.wait(30)
+        assert pipeline.states() == ["claimed"]
+        assert pipeline.machine.crash(execution) == 0  # (no window runs yet)
+        started = pipeline.lambdas.express.started
+        proceed.set()
+        pipeline.wait_for(lambda: pipeline.lambdas.express.started > started)
     pipeline.machine.settle_windows()
 
     # WHEN its claim has lapsed (due + 2 s of grace), or something was sent
@@ -241,6 +236,26 @@ def test_execution_stopped_after_the_claim_leaves_work_the_next_one_delivers(
     pipeline.machine.run()
     assert len(pipeline.peers.twilio.calls) == 1
     assert pipeline.states() == ["sent"]
+
+
+@contextmanager
+def held_window_starts(starting: threading.Event, proceed: threading.Event) -> Iterator[None]:
+    """While open, the emulation's StartSyncExecution sets ``starting`` and waits for
+    ``proceed`` before it starts the window. (Restored before the pipeline closes: the
+    emulation's own replacement is gone after that.)"""
+    start_sync = StepFunctionsParserBackend.start_sync_execution
+
+    def held(self: Any, *args: Any, **kwargs: Any) -> Any:
+        starting.set()
+        proceed.wait(30)
+        return start_sync(self, *args, **kwargs)
+
+    setattr(StepFunctionsParserBackend, "start_sync_execution", held)  # noqa: B010
+    try:
+        yield
+    finally:
+        proceed.set()
+        setattr(StepFunctionsParserBackend, "start_sync_execution", start_sync)  # noqa: B010
 
 
 def test_notification_older_than_the_maximum_lateness_expires_unsent(pipeline: Pipeline) -> None:
