@@ -693,9 +693,29 @@ def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[...
     return start_execution
 
 
+# How long an execution may take to begin its evaluation (its definition parsed) before
+# its cap is given up on (a worker that died never makes its environment).
+_BEGINNING_SECONDS = 60.0
+
+
 def _time_out(execution: Any, express: ExpressRuns) -> None:
-    """End an Express execution still running at its cap, as AWS does."""
-    environment = getattr(execution.exec_worker, "env", None)
+    """End an Express execution still running at its cap, as AWS does; one that has not
+    begun yet (its definition still parsed, on a busy machine) as soon as it has entered
+    its first state (ended before, moto would fail it, or end it without its end event)."""
+    deadline = time.monotonic() + _BEGINNING_SECONDS
+
+    def begun() -> Any:
+        environment = getattr(execution.exec_worker, "env", None)
+        if environment is None or environment.event_history_context.last_published_event_id < 2:
+            return None  # (event 1: ExecutionStarted; 2: the first state entered)
+        return environment
+
+    environment = begun()
+    while environment is None and execution.status == "RUNNING":
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+        environment = begun()
     if environment is not None and environment.is_running():
         express.count_timeout()
         environment.set_timed_out()

@@ -804,6 +804,34 @@ def test_an_express_execution_ends_at_its_cap() -> None:
 
 
 @proves("StepFunctionsParserBackend.start_execution")
+def test_an_express_execution_whose_cap_passes_before_it_begins_ends_at_its_cap() -> None:
+    def run(omit: Collection[str] = ()) -> list[str]:
+        # GIVEN an Express machine whose definition takes a while to parse (a Wait of a
+        # second, then 60 Pass states), and a cap that passes at once (0 s): before the
+        # execution has begun
+        with emulated(omit, express=ExpressRuns(0.0)) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            states: dict[str, Any] = {"Wait": {"Type": "Wait", "Seconds": 1, "Next": "P0"}}
+            states.update({f"P{n}": {"Type": "Pass", "Next": f"P{n + 1}"} for n in range(59)})
+            states["P59"] = PASS
+            arn = express_machine(
+                machine.sfn,
+                {"StartAt": "Wait", "States": states},
+                logging=logging_to(machine.logs, "window", "ALL"),
+            )
+            # WHEN it runs
+            machine.sfn.start_execution(stateMachineArn=arn)
+            wait_until(lambda: ended(machine.logs, "window"), timeout=30)
+            ((_, events),) = logged(machine.logs, "window").items()
+            return [event["type"] for event in events]
+
+    # THEN it ends at its cap all the same
+    assert run()[-1] == "ExecutionTimedOut"
+    # (moto runs it as a Standard one, to its end)
+    assert run(omit={"StepFunctionsParserBackend.start_execution"})[-1] == "ExecutionSucceeded"
+
+
+@proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() -> None:
     def run(omit: Collection[str] = ()) -> list[tuple[str, str]]:
         # GIVEN Express executions that run at least once: here every one twice; its
