@@ -14,6 +14,8 @@ $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproje
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	# the Lambda platform's wheels into pip's cache, for bundling (infra/bundling.py)
+	$(BIN)/python -m infra.bundling $(VENV)/lambda-wheels
 	touch $@
 
 install: $(STAMP) ## create .venv and install everything (also the `escalator` command)

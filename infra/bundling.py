@@ -75,6 +75,35 @@ def deployed_path(file_in_package: str) -> str:
     return f"{TASK_ROOT}/{PACKAGE.name}/{file_in_package}"
 
 
+def _pip(command: str) -> list[str]:
+    """pip ``command`` for the runtime's requirements, as wheels for Lambda's platform."""
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        command,
+        "--quiet",
+        "--quiet",  # errors only: no notes about this machine's package indexes
+        "--disable-pip-version-check",
+        "--requirement",
+        str(ROOT / "lambdas" / "requirements.txt"),
+        "--platform",
+        "manylinux2014_x86_64",
+        "--implementation",
+        "cp",
+        "--python-version",
+        RUNTIME.name.removeprefix("python"),
+        "--only-binary=:all:",
+    ]
+
+
+def prefetch_wheels(directory: Path) -> None:
+    """Download the Lambda platform's wheels once (``make install``), so that pip's cache
+    holds them when bundling runs (a test, a ``cdk synth``): bundling then takes what it
+    takes to unpack them, not what the network takes."""
+    subprocess.run([*_pip("download"), "--dest", str(directory)], check=True)  # noqa: S603
+
+
 @jsii.implements(ILocalBundling)
 class LocalBundling:
     """pip installs the runtime's wheels for Lambda's platform, then copies the package
@@ -83,28 +112,7 @@ class LocalBundling:
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: Any) -> bool:
         verified_rds_ca_bundle()
         subprocess.run(  # noqa: S603 - fixed argument list
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--quiet",  # errors only: no notes about this machine's package indexes
-                "--disable-pip-version-check",
-                "--requirement",
-                str(ROOT / "lambdas" / "requirements.txt"),
-                "--target",
-                output_dir,
-                "--platform",
-                "manylinux2014_x86_64",
-                "--implementation",
-                "cp",
-                "--python-version",
-                RUNTIME.name.removeprefix("python"),
-                "--only-binary=:all:",
-                "--upgrade",
-            ],
-            check=True,
+            [*_pip("install"), "--target", output_dir, "--upgrade"], check=True
         )
         package = Path(output_dir) / "escalator"
         shutil.copytree(
@@ -128,3 +136,7 @@ def lambda_code() -> lambda_.Code:
             command=["bash", "-c", "echo 'bundled locally only: see infra/bundling.py' && exit 1"],
         ),
     )
+
+
+if __name__ == "__main__":
+    prefetch_wheels(Path(sys.argv[1]))
