@@ -31,8 +31,8 @@ from devstack.template import (
     STANDARD,
     resources,
     state_machine,
-    synthesize,
     synthesized_template,
+    synthesized_with,
 )
 from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import status_callback_for
@@ -54,8 +54,9 @@ def peers() -> Iterator[Peers]:
 
 @pytest.fixture(scope="module")
 def stage(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
-    """The stack as an operator deploys it, its PubNub origin given as context."""
-    template = synthesize(pubnub_origin=peers.pubnub.url)
+    """The stack as an operator deploys it, its PubNub origin given as context (or the
+    template given to the session, with that setting: devstack.template)."""
+    template = synthesized_with(pubnub_origin=peers.pubnub.url)
     with rehearse(template, tmp_path_factory.mktemp("rehearsal")) as rehearsal:
         yield rehearsal
 
