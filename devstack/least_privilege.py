@@ -91,7 +91,8 @@ SELECTION: tuple[str, ...] = (
     "test_start_delivery_and_stop_run_through_the_rehearsed_functions",
     _INTEGRATION + "test_rehearsal.py::"
     "test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder",
-    _INTEGRATION + "test_rehearsal.py::test_each_function_process_calls_aws_as_its_own_role",
+    _INTEGRATION + "test_rehearsal.py::"
+    "test_each_function_reads_the_secrets_its_environment_names_as_its_role",
     # the local stack: its schedule starting ticks as the schedule's role, its event
     # source polling as the initiator's
     _INTEGRATION + "test_local_stack.py::test_every_contract_rule_holds_end_to_end",

@@ -423,6 +423,33 @@ def test_each_function_process_calls_aws_as_its_own_role(stage: Rehearsal) -> No
     assert read("FunctionsNotifierConsole") == "AccessDeniedException"
 
 
+def test_each_function_reads_the_secrets_its_environment_names_as_its_role(
+    stage: Rehearsal,
+) -> None:
+    # GIVEN every function whose template environment names a secret (it reads it at its
+    # cold start: escalator.config.read_secret), with what the Lambda runtime gave it
+    readers = {
+        (name, variable): arn
+        for name, sandbox in stage.sandboxes.items()
+        for variable, arn in sandbox.spec.environment.items()
+        if variable.endswith("_SECRET_ARN")
+    }
+    # (the receiver and the phone and SMS notifiers Twilio's, the e-mail and PubNub
+    # notifiers their own, the launcher the database's master secret)
+    assert len(readers) == 6
+
+    # WHEN each reads its secret as it does (GetSecretValue, signed as its role)
+    def refused(name: str, arn: str) -> str | None:
+        try:
+            stage.client_as(name, "secretsmanager").get_secret_value(SecretId=arn)
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return None
+
+    # THEN its role lets it (a role without it would fail that function's cold start)
+    assert {key: refused(key[0], arn) for key, arn in readers.items()} == dict.fromkeys(readers)
+
+
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
     template = synthesized_template()
     policies = resources(template, "AWS::IAM::Policy")
