@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from devstack.iam import EVENT_SOURCE_ACTIONS
 from devstack.least_privilege import MANAGED, grants
 from infra.queue import POLLER_ACTIONS
+from infra.secrets import SECRET_READ_ACTIONS
 
 
 def role_actions(template: dict[str, Any], service: str) -> dict[str, list[list[str]]]:
@@ -30,3 +33,15 @@ def test_the_initiator_may_do_with_its_queue_what_lambdas_poller_does_and_no_mor
     assert role.startswith("FunctionsInitiatorServiceRole")
     # not CDK's grantConsumeMessages: no sqs:ChangeMessageVisibility, no sqs:GetQueueUrl
     assert statements == [poller]
+
+
+@pytest.mark.parametrize("which", ["default", "customized"])
+def test_a_function_that_reads_a_secret_may_get_its_value_and_nothing_else(
+    which: str, template: dict[str, Any], customized: dict[str, Any]
+) -> None:
+    readers = role_actions(template if which == "default" else customized, "secretsmanager")
+    # the receiver, the migration's launcher, the phone, SMS, e-mail and PubNub notifiers
+    assert len(readers) == 6
+    # not CDK's grant_read: no secretsmanager:DescribeSecret
+    more = {role: found for role, found in readers.items() if found != [list(SECRET_READ_ACTIONS)]}
+    assert more == {}
