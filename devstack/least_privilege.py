@@ -77,15 +77,13 @@ SELECTION: tuple[str, ...] = (
     # policy), the receiver invoking the recorder
     _INTEGRATION + "test_sms.py::"
     "test_a_message_goes_out_and_its_signed_status_callbacks_are_recorded",
-    # the initiator starting the window of what arrives near its due time
-    _INTEGRATION + "test_express_window.py::"
-    "test_notifications_arriving_near_their_due_time_are_delivered_without_a_tick",
     # the tick handing over to a fresh execution of itself
     _INTEGRATION + "test_window_failures.py::"
     "test_a_hand_over_that_finds_its_execution_started_keeps_the_summary",
     # the rehearsal: each function in a process of its own with its role's credentials,
     # rds-db:connect for every database function, the secrets, the launcher invoking the
-    # migration, the event source polling as the initiator, the console notifier
+    # migration, the event source polling as the initiator, the initiator starting the
+    # window of what arrives near its due time, the console notifier
     _INTEGRATION + "test_rehearsal.py::test_the_migration_runs_as_the_trigger_invokes_it",
     _INTEGRATION + "test_rehearsal.py::"
     "test_start_delivery_and_stop_run_through_the_rehearsed_functions",
