@@ -136,13 +136,14 @@ def report(
 
 
 @contextmanager
-def pipeline(dsn: str, **settings: str) -> Iterator[Any]:
+def pipeline(dsn: str, *, window_log_level: str | None = None, **settings: str) -> Iterator[Any]:
     """The synthesized state machine run by moto, handlers in-process, peers on loopback
-    (``devstack.pipeline``). Yields ``(machine, peers, lambdas)``."""
+    (``devstack.pipeline``; ``window_log_level``: the delivery window's, when not the
+    template's). Yields ``(machine, peers, lambdas)``."""
     from devstack.pipeline import running_pipeline
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
-    with running_pipeline(dsn, settings) as running:
+    with running_pipeline(dsn, settings, window_log_level=window_log_level) as running:
         yield running.machine, running.peers, running.lambdas
 
 

@@ -23,7 +23,12 @@ How it counts (the assumptions):
   60 s schedule has one, which overstates the busy ticks' share. A window waits for its
   last notification, at most two periods: a longer period gives fewer, longer windows,
   about the same Express duration a minute.
-- Express: a request per window execution; duration stop - start rounded up to 100 ms,
+- What a window did is read as an operator reads it (Step Functions keeps no history of
+  an Express execution): its events from its log group, the windows deployed at
+  delivery_log_level ALL for the count; its largest payload from the tick's history
+  (the window's input and output, as the tick gave and StartSyncExecution answered it).
+- Express: a request per window execution; duration stop - start (its first and last
+  logged events) rounded up to 100 ms,
   at the memory AWS's pricing page estimates (50 MB + definition + execution data x Map
   iterations, the window's largest payload taken for every iteration: an upper bound),
   billed in 64 MB chunks.
@@ -168,12 +173,6 @@ def platform_line_bytes(memory_mb: int) -> int:
     return len(lines.encode())
 
 
-def payload_bytes(event: dict[str, Any]) -> int:
-    """The largest piece of execution data the event holds."""
-    details = event_details(event)
-    return max((len(str(details.get(key, "")).encode()) for key in EXECUTION_DATA), default=0)
-
-
 @dataclass
 class Usage:
     """What a stretch of the run used."""
@@ -258,6 +257,7 @@ class Meter:
         self.window_definition_bytes = window_definition_bytes
         self.ticks_seen: set[str] = set()
         self.windows_seen: set[str] = set()
+        self.window_payloads: dict[str, int] = {}
         self._mark()
 
     def _mark(self) -> None:
@@ -281,10 +281,12 @@ class Meter:
             used.tick_transitions += transitions(events)
             used.tick_log_events += len(events)
             used.tick_log_bytes += sum(log_event_bytes(event, arn) for event in events)
-        for arn in self.machine.windows():
+            self.window_payloads.update(window_payloads(events))
+        # (a window's events: its log group, logged at ALL for the count)
+        for arn, events in self.machine.window_log().items():
             if arn not in self.windows_seen:
                 self.windows_seen.add(arn)
-                self._window(arn, used)
+                self._window(arn, events, used)
         invoked = Counter(self.lambdas.invocations[self._invocations :])
         used.requests = invoked
         for name, seconds in self.lambdas.handler_seconds.items():
@@ -300,14 +302,14 @@ class Meter:
         self._mark()
         return used
 
-    def _window(self, arn: str, used: Usage) -> None:
-        description = self.machine.sfn.describe_execution(executionArn=arn)
-        assert description["status"] == "SUCCEEDED", description
-        events = self.machine.history(arn)
-        seconds = (description["stopDate"] - description["startDate"]).total_seconds()
-        billed_seconds = math.ceil(round(seconds * 10, 6)) / 10
+    def _window(self, arn: str, events: list[dict[str, Any]], used: Usage) -> None:
+        """One window, from its log events (level ALL, without execution data)."""
+        assert events[0]["type"] == "ExecutionStarted", events[:1]
+        assert events[-1]["type"] == "ExecutionSucceeded", events[-1:]
+        millis = int(events[-1]["event_timestamp"]) - int(events[0]["event_timestamp"])
+        billed_seconds = max(0.1, math.ceil(millis / 100) / 10)
         iterations = sum(1 for event in events if event["type"] == "MapIterationStarted")
-        largest = max(payload_bytes(event) for event in events)
+        largest = self.window_payloads.get(arn, 0)
         memory = EXPRESS_BASE_MB + (self.window_definition_bytes + largest * iterations) / MB
         billed_mb = math.ceil(memory / EXPRESS_CHUNK_MB) * EXPRESS_CHUNK_MB
         used.windows += 1
@@ -315,13 +317,30 @@ class Meter:
         used.window_gb_seconds += billed_seconds * billed_mb / 1024
         used.window_peak_mb = max(used.window_peak_mb, memory)
         used.window_transitions += transitions(events)
-        sizes = [log_event_bytes(event, arn) for event in events]
+        sizes = [len(json.dumps(event).encode()) for event in events]
         used.window_log_events += len(events)
         used.window_log_bytes += sum(sizes)
         for event, size in zip(events, sizes, strict=True):
             if event["type"].endswith(ERROR_EVENT_ENDINGS):
                 used.window_errors[event["type"]] += 1
                 used.window_error_log_bytes += size
+
+
+def window_payloads(tick_events: list[dict[str, Any]]) -> dict[str, int]:
+    """The largest piece of execution data of each window the tick started (its input as
+    the tick gave it, its output as StartSyncExecution answered it), by window ARN: the
+    tick's history holds both (the window's own log holds no execution data)."""
+    given = 0
+    found: dict[str, int] = {}
+    for event in tick_events:
+        details = event_details(event)
+        if event["type"] == "TaskScheduled" and details.get("resource") == "startSyncExecution":
+            given = len(str(json.loads(details["parameters"]).get("Input", "")).encode())
+        elif event["type"] == "TaskSucceeded" and details.get("resource") == "startSyncExecution":
+            answer = json.loads(details["output"])
+            output = len(str(answer.get("Output", "")).encode())
+            found[answer["ExecutionArn"]] = max(given, output)
+    return found
 
 
 def per_million(costs: dict[str, float], delivered: int) -> dict[str, float]:
@@ -369,7 +388,9 @@ def measure() -> Measured:
     functions = resources(template, "AWS::Lambda::Function")
     memory_mb = {name: int(f["Properties"].get("MemorySize", 128)) for name, f in functions.items()}
     window_definition = json.dumps(state_machine_definition(template, EXPRESS)).encode()
-    with database() as dsn, pipeline(dsn) as (machine, peers, lambdas):
+    # (the windows log every event, delivery_log_level ALL, for the count; their cost is
+    # reckoned at the template's level, ERROR: their error events only)
+    with database() as dsn, pipeline(dsn, window_log_level="ALL") as (machine, peers, lambdas):
         first_due = int(time.time()) + LEAD
         dues = [first_due + (SPREAD * n) // COUNT for n in range(COUNT)]
         documents = [
@@ -404,7 +425,7 @@ def measure() -> Measured:
                 progress(f"{len(peers.pubnub.publications)}/{COUNT} delivered")
             ticks = machine.settle(timeout=300)
             windows = machine.settle_windows(timeout=300)
-        progress(f"counting {len(ticks)} ticks and {len(windows)} windows")
+        progress(f"counting {len(ticks)} ticks and {windows} windows")
         run = meter.usage(ticks)
         channels = [publication.channel for publication in peers.pubnub.publications]
         throttles = dict(lambdas.throttles)

@@ -332,26 +332,43 @@ def _utf8(text: str) -> str:
 
 
 def _executions(args: argparse.Namespace) -> int:
-    from escalator.executions import recent_executions
+    import boto3
 
-    found = recent_executions(
-        state_machine_arn=args.state_machine_arn,
-        endpoint_url=args.endpoint_url,
-        region=args.region,
-        limit=args.max,
-    )
+    from escalator.executions import recent_executions, where_windows_are
+
+    sfn = boto3.client("stepfunctions", endpoint_url=args.endpoint_url, region_name=args.region)
+    found = recent_executions(state_machine_arn=args.state_machine_arn, limit=args.max, sfn=sfn)
+    note = where_windows_are(sfn)
     if args.json:
         print(json.dumps(found, indent=2))
+        print(note, file=sys.stderr)
         return 0
     for execution in found:
-        outcomes = ", ".join(
-            f"#{item['notification_id']} {item['outcome']}" for item in execution["outcomes"]
-        )
         print(
             f"{execution['name']:45} {execution['status']:9} {execution['started']}"
-            f"  {outcomes or 'nothing delivered'}"
+            f"  {_window_line(execution)}"
         )
+    print(f"\n{note}")
     return 0
+
+
+def _window_line(execution: dict[str, Any]) -> str:
+    """What a tick's window did, on one line."""
+    outcomes = ", ".join(
+        f"#{item['notification_id']} {item['outcome']}" for item in execution["outcomes"]
+    )
+    window = execution["window"]
+    if not window.get("failed"):
+        return outcomes or "nothing delivered"
+    if "tick_error" in window:
+        return f"the tick failed: {window['tick_error']}: {window['tick_cause']}"
+    released = window.get("released")
+    claims = "" if released is None else f"; {released} claims went back to the ticks"
+    return (
+        f"window {window.get('status', 'did not start')}: {window.get('error')}"
+        f" {window.get('cause') or ''}".rstrip()
+        + claims
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -7,9 +7,10 @@ request is rejected without blocking anything; the first restaurant gets its pho
 text message, e-mail and PubNub message, and once its process has completed it starts
 again. Calls and text messages go through the real Twilio adapters to the loopback
 Twilio stub, which reports on each as Twilio does; the other channels are dry runs.
-Deliveries are shown as they happen; a summary table at the end, with each
-notification's final state and what Twilio reported, is checked against what the
-scenario must produce.
+Deliveries are shown as they happen; at the end, what the delivery windows did, read
+as on AWS (the ticks' outputs, the windows' log group), and a summary table, with each
+notification's final state and what Twilio reported, checked against what the scenario
+must produce.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -269,7 +271,38 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     )
     records = read_outbox(outbox)
     ok = started and first and completed and second and settled and reported
+    _windows(ready)
     return _summary(records, final_states(), ok=ok)
+
+
+def _windows(ready: dict[str, Any]) -> None:
+    """What the delivery windows did, as an operator sees it on AWS: the ticks' windows
+    in the ticks' outputs (``escalator executions``), every window's failures in its log
+    group (Step Functions lists and describes no Express execution)."""
+    import boto3
+
+    from escalator.executions import recent_executions, window_logs
+
+    session = boto3.Session(region_name=ready["region"])
+    sfn = session.client("stepfunctions", endpoint_url=ready["endpoint_url"])
+    logs = session.client("logs", endpoint_url=ready["endpoint_url"])
+    ticks = recent_executions(state_machine_arn=ready["state_machine_arn"], limit=1000, sfn=sfn)
+    delivered = sum(len(tick["outcomes"]) for tick in ticks)
+    failed = sum(1 for tick in ticks if tick["window"].get("failed"))
+    print()
+    print(
+        f"the {len(ticks)} ticks' windows settled {delivered} notification(s) and "
+        f"{failed or 'none'} failed (their outputs: escalator executions); the initiator's "
+        "windows belong to no tick"
+    )
+    for group in window_logs(sfn):
+        events = logs.filter_log_events(logGroupName=group["log_group"])["events"]
+        kinds = Counter(json.loads(event["message"])["type"] for event in events)
+        logged = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        print(
+            f"every window's log, {group['log_group']} (level {group['level']}): "
+            f"{logged or 'nothing logged'}"
+        )
 
 
 # What Twilio must have reported at the end: the call answered, the message delivered.

@@ -30,6 +30,7 @@ import inspect
 import io
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -50,10 +51,13 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.iam.access_control import IAMRequestBase
+from moto.logs.exceptions import ResourceNotFoundException as LogsResourceNotFound
+from moto.logs.models import LogsBackend, logs_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import InvalidParameterValue
-from moto.stepfunctions.exceptions import AWSError
+from moto.stepfunctions.exceptions import AWSError, InvalidArn
+from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
     FailureEvent,
@@ -96,8 +100,11 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function import (
 )
 from moto.stepfunctions.parser.asl.eval import environment
 from moto.stepfunctions.parser.asl.eval.event import event_manager
+from moto.stepfunctions.parser.asl.eval.event import logging as event_logging
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.logging import is_logging_enabled_for
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
@@ -243,6 +250,8 @@ class ExpressRuns:
         # The Express state machines' ARNs (AWS keeps no history of their executions,
         # so the history quota does not apply to them).
         self.machines: set[str] = set()
+        self._runs: list[Any] = []
+        self._crashed: set[str] = set()
         self._random = random.Random(seed)  # noqa: S311 - faults, not secrets
         self._lock = threading.Lock()
 
@@ -261,6 +270,49 @@ class ExpressRuns:
     def count_timeout(self) -> None:
         with self._lock:
             self.timed_out += 1
+
+    # What follows is the harness's bookkeeping of the Express executions it started
+    # (AWS lists and describes none of them): when they end, and, for a crash, stopping
+    # them. What they did is in their log group, or in the tick's output.
+
+    def register(self, execution: Any) -> None:
+        """Keep an Express execution just started (moto's, with its status); one started
+        by a crashed execution (``stop_running(started_by=...)``) dies as it starts."""
+        with self._lock:
+            self._runs.append(execution)
+            given = str(execution.execution_input)
+            dead = any(owner in given for owner in self._crashed)
+        if dead:
+            _stop_express(execution)
+
+    def running(self) -> list[str]:
+        """The ARNs of the Express executions still running, oldest first."""
+        with self._lock:
+            runs = list(self._runs)
+        return [run.execution_arn for run in runs if run.status == "RUNNING"]
+
+    def stop_running(self, *, started_by: str | None = None) -> list[str]:
+        """Stop every Express execution still running, as if its process had died (AWS
+        has no API for it: StopExecution refuses an Express execution); their ARNs.
+        ``started_by``: an execution that died with them, whose windows (those whose
+        input names it, as a tick's claims do) die as they start too, should its start
+        still be under way (a stopped tick's StartSyncExecution is abandoned, not undone)."""
+        with self._lock:
+            if started_by is not None:
+                self._crashed.add(started_by)
+            runs = [run for run in self._runs if run.status == "RUNNING"]
+        for run in runs:
+            _stop_express(run)
+        return [run.execution_arn for run in runs]
+
+
+def _stop_express(execution: Any) -> None:
+    """Stop a running moto execution (as StopExecution did, through its worker)."""
+    # (a worker that is only starting has no environment to stop yet)
+    deadline = time.monotonic() + 5
+    while getattr(execution.exec_worker, "env", None) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    execution.stop(stop_date=datetime.datetime.now(datetime.UTC), error=None, cause=None)
 
 
 # What Lambda answers for an invocation that ran out of time (Step Functions names the
@@ -654,6 +706,7 @@ def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[...
         )
         if not is_express:
             return execution
+        express.register(execution)
         timer = threading.Timer(express.cap_seconds, _time_out, args=(execution, express))
         timer.daemon = True
         timer.start()
@@ -666,9 +719,29 @@ def _express_runs_as_on_aws(original: Any, emulation: Emulation) -> Callable[...
     return start_execution
 
 
+# How long an execution may take to begin its evaluation (its definition parsed) before
+# its cap is given up on (a worker that died never makes its environment).
+_BEGINNING_SECONDS = 60.0
+
+
 def _time_out(execution: Any, express: ExpressRuns) -> None:
-    """End an Express execution still running at its cap, as AWS does."""
-    environment = getattr(execution.exec_worker, "env", None)
+    """End an Express execution still running at its cap, as AWS does; one that has not
+    begun yet (its definition still parsed, on a busy machine) as soon as it has entered
+    its first state (ended before, moto would fail it, or end it without its end event)."""
+    deadline = time.monotonic() + _BEGINNING_SECONDS
+
+    def begun() -> Any:
+        environment = getattr(execution.exec_worker, "env", None)
+        if environment is None or environment.event_history_context.last_published_event_id < 2:
+            return None  # (event 1: ExecutionStarted; 2: the first state entered)
+        return environment
+
+    environment = begun()
+    while environment is None and execution.status == "RUNNING":
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+        environment = begun()
     if environment is not None and environment.is_running():
         express.count_timeout()
         environment.set_timed_out()
@@ -749,45 +822,149 @@ def _sync_express_answered(original: Any, emulation: Emulation) -> Callable[...,
     return start_sync_execution
 
 
-def _express_child_not_followed(original: Any, emulation: Emulation) -> Callable[..., Any]:
-    express = emulation.lambdas.express
+# What AWS answers DescribeExecution, GetExecutionHistory and StopExecution for an
+# Express execution, and ListExecutions for an Express state machine (recorded against
+# AWS: LocalStack's tests/aws/services/stepfunctions/v2/test_sfn_api_express.snapshot.json;
+# the API reference: "not supported by EXPRESS state machines").
+NOT_FOR_EXPRESS = "Invalid Arn: 'Resource type not valid in this context: express'"
+TYPE_NOT_SUPPORTED = "This operation is not supported by this type of state machine"
+# An Express execution's ARN: arn:aws:states:REGION:ACCOUNT:express:MACHINE:NAME:RUN-ID.
+_EXPRESS_EXECUTION_ARN = re.compile(r"arn:[-a-z]+:states:[-0-9a-z]+:[0-9]{12}:express:")
 
-    def build_resolver(
-        self: Any,
-        env: Any,
-        resource_runtime_part: Any,
-        normalised_parameters: Any,
-        state_credentials: Any,
+
+def _express_arns_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        """An Express execution's ARN as AWS gives it: ``express`` where a Standard one
+        says ``execution``, and an id of the run after its name."""
+        original(self, *args, **kwargs)
+        if self.state_machine.type == "EXPRESS":
+            arn = self.exec_arn.replace(":execution:", ":express:", 1) + f":{uuid.uuid4()}"
+            self.exec_arn = self.execution_arn = arn
+
+    return __init__
+
+
+def _express_executions_not_served(original: Any, emulation: Emulation) -> Callable[..., None]:
+    def _validate_execution_arn(self: Any, execution_arn: str) -> None:
+        """DescribeExecution, GetExecutionHistory and StopExecution refuse an Express
+        execution (InvalidArn), as AWS does: it keeps no record of one to serve."""
+        if _EXPRESS_EXECUTION_ARN.match(execution_arn or ""):
+            raise InvalidArn(NOT_FOR_EXPRESS)
+        original(self, execution_arn)
+
+    return _validate_execution_arn
+
+
+def _express_machines_not_listed(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def list_executions(
+        self: Any, state_machine_arn: str, status_filter: str | None = None, **pages: Any
     ) -> Any:
-        """A .sync task follows its child with DescribeExecution, which AWS refuses for an
-        Express execution (InvalidArn): the task fails once the child has started."""
-        machine = normalised_parameters.get("StateMachineArn") or normalised_parameters.get(
-            "stateMachineArn"
+        """ListExecutions refuses an Express state machine (StateMachineTypeNotSupported),
+        as AWS does."""
+        if self.describe_state_machine(state_machine_arn).type == "EXPRESS":
+            raise StateMachineTypeNotSupported(TYPE_NOT_SUPPORTED)
+        return original(self, state_machine_arn, status_filter, **pages)
+
+    return list_executions
+
+
+class ExecutionLog:
+    """Where an execution's events go, as Step Functions writes them to the log group of
+    its state machine's logging configuration (moto has the pieces, never switched on,
+    and writes neither AWS's format nor at all): the events of its level (ALL, ERROR,
+    FATAL: ``is_logging_enabled_for``, AWS's table of log levels), one JSON message each
+    (id, type, details, previous_event_id, event_timestamp in epoch milliseconds,
+    execution_arn, redrive_count; without input and output unless includeExecutionData),
+    in a stream of the execution's own. Delivery is best effort, as on AWS: an event that
+    cannot be written (no such log group) is dropped."""
+
+    def __init__(
+        self,
+        execution_arn: str,
+        machine_name: str,
+        level: str,
+        include_execution_data: bool,
+        logs: Any,
+        log_group: str,
+    ) -> None:
+        self.execution_arn = execution_arn
+        self.level = level
+        # (what moto's event manager reads of a logging session's configuration)
+        self.configuration = _LogConfiguration(include_execution_data)
+        self._logs = logs
+        self._log_group = log_group
+        now = datetime.datetime.now(datetime.UTC)
+        self._stream = f"states/{machine_name}/{now:%Y-%m-%d-%H-%M}/{uuid.uuid4().hex[:8]}"
+        self._stream_created = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, execution: Any) -> ExecutionLog | None:
+        """The log of a moto execution, as its state machine's logging configuration says
+        (``None``: OFF, or no log group)."""
+        configuration = execution.state_machine.loggingConfiguration or {}
+        level = configuration.get("level", "OFF")
+        destinations = configuration.get("destinations") or []
+        if level == "OFF" or len(destinations) != 1:
+            return None
+        # arn:aws:logs:REGION:ACCOUNT:log-group:NAME[:*]
+        group_arn = destinations[0].get("cloudWatchLogsLogGroup", {}).get("logGroupArn", "")
+        parts = group_arn.split(":")
+        if len(parts) < 7 or parts[5] != "log-group":
+            return None
+        return cls(
+            execution.exec_arn,
+            execution.state_machine.name,
+            level,
+            bool(configuration.get("includeExecutionData", False)),
+            logs_backends[parts[4]][parts[3]],
+            parts[6],
         )
-        resolver = original(
-            self, env, resource_runtime_part, normalised_parameters, state_credentials
+
+    def log_level_filter(self, history_event_type: Any) -> bool:
+        return bool(
+            is_logging_enabled_for(log_level=self.level, history_event_type=history_event_type)
         )
-        if machine not in express.machines:
-            return resolver
 
-        def refused() -> Any:
-            from botocore.exceptions import ClientError
+    def publish_history_log(self, history_log: dict[str, Any]) -> None:
+        stamp = history_log["event_timestamp"]
+        if isinstance(stamp, str):
+            stamp = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        millis = int(stamp.timestamp() * 1000)
+        message = {
+            "id": str(history_log["id"]),
+            "type": str(getattr(history_log["type"], "value", history_log["type"])),
+            "details": history_log.get("details") or {},
+            "previous_event_id": str(history_log["previous_event_id"]),
+            "event_timestamp": str(millis),
+            "execution_arn": self.execution_arn,
+            "redrive_count": "0",
+        }
+        event = {"timestamp": millis, "message": json.dumps(message, default=str)}
+        with self._lock:
+            try:
+                if not self._stream_created:
+                    self._logs.create_log_stream(self._log_group, self._stream)
+                    self._stream_created = True
+                self._logs.put_log_events(self._log_group, self._stream, [event])
+            except LogsResourceNotFound:
+                pass  # (best effort, as on AWS)
 
-            raise ClientError(
-                {
-                    "Error": {
-                        "Code": "InvalidArn",
-                        "Message": "Invalid Arn: 'Resource type not valid in this context: "
-                        "express'",
-                    },
-                    "ResponseMetadata": {"HTTPStatusCode": 400, "RequestId": str(uuid.uuid4())},
-                },
-                "DescribeExecution",
-            )
 
-        return refused
+@dataclass(frozen=True)
+class _LogConfiguration:
+    include_execution_data: bool
 
-    return build_resolver
+
+def _executions_logged_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def _get_start_execution_worker(self: Any) -> Any:
+        """The execution's events go to its state machine's log group (moto starts every
+        execution without a logging session)."""
+        if self._cloud_watch_logging_session is None:
+            self._cloud_watch_logging_session = ExecutionLog.of(self)
+        return original(self)
+
+    return _get_start_execution_worker
 
 
 def _aws_sdk_reaches_the_emulation(original: Any, emulation: Emulation) -> Callable[..., Any]:
@@ -1340,23 +1517,58 @@ STRICT: tuple[Patch, ...] = (
         ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
     ),
     Patch(
-        state_task_service_sfn.StateTaskServiceSfn,
-        "_build_sync2_resolver",
-        _express_child_not_followed,
-        "a states:startExecution.sync:2 task whose child is Express fails as on AWS "
-        "(StepFunctions.InvalidArnException, 'Resource type not valid in this context: "
-        "express': DescribeExecution serves no Express execution) once the child started; "
-        "moto followed it as if it were Standard",
+        Execution,
+        "__init__",
+        _express_arns_as_on_aws,
+        "an Express execution's ARN is AWS's: arn:aws:states:REGION:ACCOUNT:express:MACHINE:"
+        "NAME:RUN-ID (moto gave it a Standard one's, ...:execution:MACHINE:NAME)",
         "strict",
-        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
+        (
+            "self",
+            "name",
+            "sm_type",
+            "role_arn",
+            "exec_arn",
+            "account_id",
+            "region_name",
+            "state_machine",
+            "start_date",
+            "cloud_watch_logging_session",
+            "activity_store",
+            "input_data",
+            "trace_header",
+        ),
     ),
     Patch(
-        state_task_service_sfn.StateTaskServiceSfn,
-        "_build_sync_resolver",
-        _express_child_not_followed,
-        "the same for states:startExecution.sync",
+        StepFunctionBackend,
+        "_validate_execution_arn",
+        _express_executions_not_served,
+        "DescribeExecution, GetExecutionHistory and StopExecution refuse an Express "
+        f"execution as AWS does (InvalidArn, {NOT_FOR_EXPRESS!r}): AWS keeps no record of "
+        "one (its log group has its events); so does a .sync task, which follows its "
+        "child with DescribeExecution (StepFunctions.InvalidArnException); moto served "
+        "them all",
         "strict",
-        ("self", "env", "resource_runtime_part", "normalised_parameters", "state_credentials"),
+        ("self", "execution_arn"),
+    ),
+    Patch(
+        StepFunctionBackend,
+        "list_executions",
+        _express_machines_not_listed,
+        "ListExecutions refuses an Express state machine as AWS does "
+        f"(StateMachineTypeNotSupported, {TYPE_NOT_SUPPORTED!r}); moto listed its executions",
+        "strict",
+        ("self", "state_machine_arn", "status_filter"),
+    ),
+    Patch(
+        Execution,
+        "_get_start_execution_worker",
+        _executions_logged_as_on_aws,
+        "an execution writes its events to its state machine's log group, at the "
+        "configuration's level, in AWS's format (ExecutionLog); moto started every "
+        "execution without logging, so an Express execution left no trace at all",
+        "strict",
+        ("self",),
     ),
     Patch(
         comparison_variable.ComparisonVariable,
@@ -1558,6 +1770,17 @@ CALLED: tuple[Called, ...] = (
         "__init__",
         ("self", "account_id", "method", "path", "data", "body", "headers", "action"),
     ),
+    Called(event_logging, "is_logging_enabled_for", ("log_level", "history_event_type")),
+    Called(
+        event_manager.EventManager,
+        "_publish_history_log",
+        ("self", "event_id", "source_event_id", "event_type", "timestamp", "event_details"),
+    ),
+    Called(LogsBackend, "create_log_stream", ("self", "log_group_name", "log_stream_name")),
+    Called(
+        LogsBackend, "put_log_events", ("self", "log_group_name", "log_stream_name", "log_events")
+    ),
+    Called(Execution, "stop", ("self", "stop_date", "error", "cause")),
     *(Called(sqs_models.Queue, counted, ("self",)) for counted in _COUNTS.values()),
 )
 

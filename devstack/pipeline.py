@@ -103,6 +103,7 @@ def running_pipeline(
     express: ExpressRuns | None = None,
     template: dict[str, Any] | None = None,
     enforce_iam: bool = True,
+    window_log_level: str | None = None,
 ) -> Iterator[Pipeline]:
     """The pipeline on ``database_url`` (migrated), the functions' environment set from
     the peers and ``settings``, the caller-id registry stored. The functions connect
@@ -110,7 +111,9 @@ def running_pipeline(
     the quota of history events per execution down, for tests at a small size;
     ``express`` says how Express executions run (their cap, reruns). ``template`` is the
     synthesized one unless given; ``enforce_iam``: every call and task checked against
-    its role, as on AWS (devstack.iam), or nothing, as in moto."""
+    its role, as on AWS (devstack.iam), or nothing, as in moto; ``window_log_level`` logs
+    the delivery window at another level than the template's (``ALL``: every event, as
+    ``cdk deploy -c delivery_log_level=ALL``)."""
     template = template or synthesized_template()
     query(
         database_url,
@@ -125,7 +128,7 @@ def running_pipeline(
             lambdas_in_process(history_cap, express=express, enforce_iam=enforce_iam) as lambdas,
         ):
             session = boto3.Session(region_name=REGION)
-            machine = deploy(session, template, lambdas=lambdas)
+            machine = deploy(session, template, lambdas=lambdas, window_log_level=window_log_level)
             receiver = machine.function_named("FunctionsCallStatusReceiver")
             refusal = functools.partial(lambdas.permissions.function_url_refusal, receiver)
             with FunctionUrl(session.client("lambda"), receiver, refusal=refusal) as callbacks:

@@ -1,8 +1,17 @@
 """The state machines exactly as the CDK app synthesizes them, executed by moto.
 
 ``deploy`` creates a moto Lambda function per function of the template, resolves the
-definitions' references to them, and registers the delivery window (Express) and the
-tick (Standard) that starts it.
+definitions' references to them, creates their log groups, and registers the delivery
+window (Express) and the tick (Standard) that starts it, each with the template's
+logging configuration.
+
+What the harness learns of a delivery window is what an operator learns on AWS, where
+Step Functions lists, describes and keeps the history of no Express execution: what a
+tick's window did is the tick's output (or its failure's cause), and what any window
+did is in its log group (``window_log``: at the template's level, ERROR, only failures;
+``deploy(window_log_level="ALL")`` as ``cdk deploy -c delivery_log_level=ALL``). When
+the windows end is harness plumbing (``settle_windows``), from the emulation's own
+bookkeeping (``ExpressRuns``), never from the Step Functions API.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from botocore.exceptions import ClientError
 
 from devstack.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
 from devstack.polling import wait_until
-from devstack.template import EXPRESS, REGION, STANDARD, resolve, resources
+from devstack.template import ACCOUNT, EXPRESS, REGION, STANDARD, resolve, resources
 
 __all__ = ["REGION", "DeployedStateMachine", "deploy"]
 
@@ -57,6 +66,11 @@ class DeployedStateMachine:
     # AWS::Scheduler::Schedule target role), which ``start`` starts the tick with, as
     # EventBridge Scheduler does; ``sfn`` (the harness's) when there is none.
     scheduler: Any = None
+    # The emulation's bookkeeping of Express executions (devstack.moto_adapter.ExpressRuns):
+    # when windows end, and a crash's way to stop them.
+    express: Any = None
+    logs: Any = None  # a CloudWatch Logs client of the same endpoint
+    window_log_group: str = ""  # the delivery window's log group (its logging configuration)
 
     def function_named(self, prefix: str) -> str:
         """The moto function name of the template function whose logical id starts so."""
@@ -160,42 +174,74 @@ class DeployedStateMachine:
         if wait:
             assert self.wait(execution_arn)["status"] in ("ABORTED", "FAILED")
 
-    def windows(self, status: str | None = None) -> list[str]:
-        """The delivery windows' executions, oldest first (``status``: only those).
+    def _express_runs(self) -> Any:
+        if self.express is None:
+            raise RuntimeError("deploy() was given no InProcessLambdas: no Express bookkeeping")
+        return self.express
 
-        Only the emulation lists them: AWS keeps no list or history of Express
-        executions (their log is in CloudWatch Logs)."""
-        kwargs: dict[str, Any] = {"stateMachineArn": self.window_arn, "maxResults": 1000}
-        if status is not None:
-            kwargs["statusFilter"] = status
-        listed = self.sfn.list_executions(**kwargs)["executions"]
-        return [item["executionArn"] for item in sorted(listed, key=lambda i: i["startDate"])]
+    def windows_running(self) -> list[str]:
+        """The delivery windows running now (the emulation's bookkeeping: AWS lists none)."""
+        running: list[str] = self._express_runs().running()
+        return running
 
-    def settle_windows(self, timeout: float = 120) -> list[str]:
+    def settle_windows(self, timeout: float = 120) -> int:
         """Wait until no delivery window runs (a tick waits for its own; those the
-        initiator starts for near-due arrivals run on their own); all of them, oldest
-        first."""
+        initiator starts for near-due arrivals run on their own); how many were started
+        so far (reruns included). What they did: ``window_log``, the ticks' outputs."""
         wait_until(
-            lambda: not self.windows("RUNNING"),
+            lambda: not self.windows_running(),
             timeout=timeout,
             interval=0.05,
             max_interval=0.5,
             what="every delivery window's end",
         )
-        return self.windows()
+        started: int = self._express_runs().started
+        return started
 
-    def crash(self, execution_arn: str, *, wait: bool = True) -> list[str]:
-        """As if the tick and the windows still running had died: stop them all; the
-        windows stopped. ``wait``: until they have ended (a window whose task is still
-        running ends when its function returns)."""
+    def window_log(self) -> dict[str, list[dict[str, Any]]]:
+        """The delivery windows' log events, read from their log group as an operator
+        reads them (CloudWatch Logs' FilterLogEvents), by execution ARN, each execution's
+        in event order: ``id``, ``type``, ``details``, ``previous_event_id``,
+        ``event_timestamp``, ``execution_arn``. At the template's level (ERROR) only
+        failures are logged; execution data never is (the template leaves it out)."""
+        by_execution: dict[str, list[dict[str, Any]]] = {}
+        kwargs: dict[str, Any] = {"logGroupName": self.window_log_group}
+        while True:
+            page = self.logs.filter_log_events(**kwargs)
+            for item in page["events"]:
+                event = json.loads(item["message"])
+                by_execution.setdefault(event["execution_arn"], []).append(event)
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        for events in by_execution.values():
+            events.sort(key=lambda event: int(event["id"]))
+        return by_execution
+
+    def window_events(self, *types: str) -> list[dict[str, Any]]:
+        """The windows' logged events of these types (all of them when none is given)."""
+        return [
+            event
+            for events in self.window_log().values()
+            for event in events
+            if not types or event["type"] in types
+        ]
+
+    def crash(self, execution_arn: str, *, wait: bool = True) -> int:
+        """As if the tick and the windows still running had died: the tick is stopped
+        (StopExecution), the windows through the emulation's internals, since AWS has no
+        API that stops an Express execution (``ExpressRuns.stop_running``; a window the
+        tick's start still brings up dies as it starts); how many windows were stopped.
+        ``wait``: until they have ended (a window whose task is still running ends when
+        its function returns)."""
         self.stop(execution_arn)
-        # (once the tick has ended, it starts no window any more)
-        windows = self.windows("RUNNING")
-        for window in windows:
-            self.stop(window, wait=wait)
-        return windows
+        stopped = self._express_runs().stop_running(started_by=execution_arn)
+        if wait:
+            self.settle_windows()
+        return len(stopped)
 
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """A Standard execution's history (AWS keeps none of an Express one)."""
         events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
         while True:
@@ -212,10 +258,14 @@ def deploy(
     endpoint_url: str | None = None,
     lambdas: Any = None,
     references: Mapping[str, str] | None = None,
+    *,
+    window_log_level: str | None = None,
 ) -> DeployedStateMachine:
-    """Register the template's functions and state machine in moto (``mock_aws`` or the
-    moto server at ``endpoint_url``); give ``lambdas`` (``InProcessLambdas``) each
-    function's reserved concurrency, timeout and role.
+    """Register the template's functions, log groups and state machines in moto
+    (``mock_aws`` or the moto server at ``endpoint_url``); give ``lambdas``
+    (``InProcessLambdas``) each function's reserved concurrency, timeout and role.
+    ``window_log_level`` logs the delivery window at another level than the template's,
+    as the context ``delivery_log_level`` would (``ALL``: every event, its end too).
 
     With ``lambdas``, its permissions (devstack.iam) get the template's roles: each
     function and state machine acts with its own, the schedule's role starts the tick
@@ -261,22 +311,41 @@ def deploy(
             lambdas.credentials[logical_id] = permissions.function_credentials(logical_id)
     if permissions is not None and permissions.enforce:
         _create_event_source_mappings(permissions, template)
+    logs = boto_session.client("logs", endpoint_url=endpoint_url)
+    log_groups: dict[str, str] = {}  # ARN -> name
+    for logical_id, group in resources(template, "AWS::Logs::LogGroup").items():
+        name = group["Properties"].get("LogGroupName")
+        if name is None:
+            continue  # (a function's: the functions here log to the test's output)
+        logs.create_log_group(logGroupName=name)
+        # (what Fn::GetAtt gives of a log group's Arn)
+        arns[logical_id] = f"arn:aws:logs:{boto_session.region_name}:{ACCOUNT}:log-group:{name}:*"
+        log_groups[arns[logical_id]] = name
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
     machine_arns: dict[str, str] = {}
     by_type: dict[str, str] = {}
+    window_log_group = ""
     machines = resources(template, "AWS::StepFunctions::StateMachine")
     # The delivery window first: the tick's definition starts it by its ARN.
     for logical_id, machine in sorted(
         machines.items(), key=lambda item: item[1]["Properties"].get("StateMachineType") != EXPRESS
     ):
-        machine_type = machine["Properties"].get("StateMachineType", STANDARD)
-        definition = resolve(machine["Properties"]["DefinitionString"], {**arns, **machine_arns})
+        properties = machine["Properties"]
+        machine_type = properties.get("StateMachineType", STANDARD)
+        definition = resolve(properties["DefinitionString"], {**arns, **machine_arns})
+        logging = _logging_configuration(properties.get("LoggingConfiguration"), arns)
+        if machine_type == EXPRESS and logging.get("destinations"):
+            if window_log_level is not None:
+                logging["level"] = window_log_level
+            group_arn = logging["destinations"][0]["cloudWatchLogsLogGroup"]["logGroupArn"]
+            window_log_group = log_groups[group_arn]
         # The template's own name: the tick hands over to its state machine by it.
         machine_arns[logical_id] = by_type[machine_type] = sfn.create_state_machine(
-            name=machine["Properties"].get("StateMachineName", logical_id),
+            name=properties.get("StateMachineName", logical_id),
             definition=definition,
             roleArn=role_arn(machine["Properties"].get("RoleArn")),
             type=machine_type,
+            loggingConfiguration=logging,
         )["stateMachineArn"]
     scheduler = None
     if permissions is not None and permissions.enforce:
@@ -293,6 +362,9 @@ def deploy(
         functions=functions,
         window_arn=by_type.get(EXPRESS, ""),
         scheduler=scheduler,
+        express=None if lambdas is None else lambdas.express,
+        logs=logs,
+        window_log_group=window_log_group,
     )
 
 
@@ -315,3 +387,23 @@ def _create_event_source_mappings(permissions: Any, template: dict[str, Any]) ->
         refusal = permissions.event_source_refusal(function_id, queue_arn)
         if refusal is not None:
             raise EventSourceRefused(f"{logical_id}: {refusal}")
+
+
+def _logging_configuration(properties: dict[str, Any] | None, arns: dict[str, str]) -> Any:
+    """A state machine's ``LoggingConfiguration`` as the API takes it (OFF when none)."""
+    if not properties:
+        return {"level": "OFF"}
+    return {
+        "level": properties.get("Level", "OFF"),
+        "includeExecutionData": bool(properties.get("IncludeExecutionData", False)),
+        "destinations": [
+            {
+                "cloudWatchLogsLogGroup": {
+                    "logGroupArn": resolve(
+                        destination["CloudWatchLogsLogGroup"]["LogGroupArn"], arns
+                    )
+                }
+            }
+            for destination in properties.get("Destinations", [])
+        ],
+    }

@@ -12,6 +12,7 @@ import pytest
 from devstack.template import EXPRESS, STANDARD, state_machine, state_machine_definition
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
+from escalator.delivery import Claim
 from tests.infra.conftest import CUSTOM_CONTEXT
 
 # AWS runs at most 40 iterations of an inline Map state at once.
@@ -397,3 +398,76 @@ def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(
         # and on average it waits out the longest queue for a sandbox (with full jitter
         # each delay is on average half its ceiling)
         assert retry_seconds(retrier) / 2 >= throttled_for, name
+
+
+def _states_of(definition: dict[str, Any]) -> dict[str, Any]:
+    """Every state of a definition, those inside its Maps too, by name."""
+    found: dict[str, Any] = {}
+    for name, state in definition["States"].items():
+        found[name] = state
+        if state["Type"] == "Map":
+            found.update(_states_of(state["ItemProcessor"]))
+    return found
+
+
+def _unguarded(rule: dict[str, Any], present: frozenset[str] = frozenset()) -> set[str]:
+    """The fields a Choice rule compares without having asked first whether they are
+    present (an ``And`` asks in order: an IsPresent before guards what follows)."""
+    if "And" in rule:
+        found: set[str] = set()
+        asked = set(present)
+        for inner in rule["And"]:
+            found |= _unguarded(inner, frozenset(asked))
+            if inner.get("IsPresent") is True:
+                asked.add(inner["Variable"])
+        return found
+    if "Or" in rule:
+        return set().union(*(_unguarded(inner, present) for inner in rule["Or"]))
+    if "Not" in rule:
+        return _unguarded(rule["Not"], present)
+    if "IsPresent" in rule or rule["Variable"] in present:
+        return set()
+    return {rule["Variable"]}
+
+
+def test_every_choice_reads_only_what_its_input_always_has(template: dict[str, Any]) -> None:
+    # On AWS a Choice rule on a missing field fails the execution (States.Runtime): a
+    # malformed answer of one step would fail a whole window. Each rule asks first, or
+    # reads what the state before it always writes.
+    states = {
+        **_states_of(state_machine_definition(template, STANDARD)),
+        **_states_of(state_machine_definition(template, EXPRESS)),
+    }
+    unguarded = {
+        (name, field)
+        for name, state in states.items()
+        if state["Type"] == "Choice"
+        for rule in state["Choices"]
+        for field in _unguarded(rule)
+    }
+    assert unguarded == {
+        ("Anything claimed?", "$.claim.claimed"),
+        ("More due?", "$.more"),
+        ("Which channel?", "$.confirmed.delivery.channel"),
+    }
+    # each of them is always there: the claim always says how many it claimed...
+    assert states["Claim due notifications"]["ResultPath"] == "$.claim"
+    assert "claimed" in Claim(notifications=[], more=False).to_event()
+    # ... "More due?" is entered only from the summary, which writes "more"...
+    entering = {name for name, state in states.items() if state.get("Next") == "More due?"}
+    assert entering == {"Summary"}
+    assert "more.$" in states["Summary"]["Parameters"]
+    # ... and "Which channel?" only from the rule that asked for the channel first
+    entering = {
+        name
+        for name, state in states.items()
+        if state.get("Next") == "Which channel?"
+        or any(rule.get("Next") == "Which channel?" for rule in state.get("Choices", []))
+    }
+    assert entering == {"Still wanted?"}
+    (asked,) = [r for r in states["Still wanted?"]["Choices"] if r["Next"] == "Which channel?"]
+    assert asked == {
+        "Variable": "$.confirmed.delivery.channel",
+        "IsPresent": True,
+        "Next": "Which channel?",
+    }

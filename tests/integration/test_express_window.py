@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from devstack import cli
 from devstack.demo import free_port as closed_port  # (a port nobody listens on)
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import ExpressRuns
 from devstack.pipeline import Pipeline, running_pipeline
 from devstack.postgres import query
+from devstack.template import REGION
 from escalator import bootstrap
+from escalator.executions import recent_executions, window_logs
 from escalator.handlers import initiator
 from escalator.limits import claim_lookahead
 from tests.support import state
@@ -43,14 +46,6 @@ def owners(pipeline: Pipeline) -> list[str | None]:
 def claim_lapsed(pipeline: Pipeline) -> bool:
     rows = query(pipeline.database_url, "SELECT bool_and(lease_until < now()) FROM notification")
     return rows == [(True,)]
-
-
-def window_inputs(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """What each delivery window was given, oldest first."""
-    return [
-        json.loads(pipeline.machine.sfn.describe_execution(executionArn=arn)["input"])
-        for arn in pipeline.machine.windows()
-    ]
 
 
 def test_notifications_arriving_near_their_due_time_are_delivered_without_a_tick(
@@ -81,14 +76,17 @@ def test_notifications_arriving_near_their_due_time_are_delivered_without_a_tick
     assert sorted(received) == ["overdue", "soon-1", "soon-2"]
     assert min(received["soon-1"], received["soon-2"]) >= now + 2
     assert pipeline.machine.settle(timeout=5) == []  # no tick was needed
-    # by one window the initiator started for the batch, each claim its message's own
-    (given,) = window_inputs(pipeline)
-    assert given["owner"] == "initiator"
-    assert sorted((item["id"], item["owner"]) for item in given["notifications"]) == [
-        (1, f"arrival-{records[0]['messageId']}"),
-        (3, f"arrival-{records[1]['messageId']}"),
-        (4, f"arrival-{records[2]['messageId']}"),
+    # by one window the initiator started for the batch (AWS lists no Express execution:
+    # the emulation counts them), each claim its message's own (as the database says)
+    assert pipeline.machine.settle_windows(timeout=30) == 1
+    assert owners(pipeline) == [
+        f"arrival-{records[0]['messageId']}",
+        None,
+        f"arrival-{records[1]['messageId']}",
+        f"arrival-{records[2]['messageId']}",
     ]
+    # and none of them failed (the template logs a window's failures)
+    assert pipeline.machine.window_log() == {}
 
 
 def test_a_window_that_cannot_start_leaves_its_notifications_to_the_next_tick(
@@ -183,12 +181,12 @@ def test_every_window_run_twice_still_delivers_each_notification_once(
     pipeline.start_near_due()
     pipeline.submit(start("restaurant-near", pubnub("near", at=int(time.time()) + 2)))
     pipeline.wait_for(lambda: "pending" not in pipeline.states(), timeout=30)
-    pipeline.machine.settle_windows(timeout=30)
+    started = pipeline.machine.settle_windows(timeout=30)
 
     # THEN the initiator's window ran twice, the tick's once, and each notification was
     # delivered exactly once
     assert pipeline.lambdas.express.reruns == 1
-    assert len(pipeline.machine.windows()) == 3
+    assert started == 3
     published = Counter(p.channel for p in pipeline.peers.pubnub.publications)
     assert len(published) == 11
     assert set(published.values()) == {1}
@@ -231,7 +229,7 @@ def capped(
 
 
 def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
-    capped: Pipeline,
+    capped: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN a notification due in 7 s: later than a window (1 s here) can wait for it
     pipeline = capped
@@ -256,6 +254,8 @@ def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
     assert pipeline.lambdas.express.timed_out == 1
     assert pipeline.peers.pubnub.publications == []
     assert pipeline.states() == ["pending"]
+    # (the window's log group has its end: the template logs failures and time-outs)
+    assert [event["type"] for event in pipeline.machine.window_events()] == ["ExecutionTimedOut"]
 
     # AND once it is due (no claim grace to wait out), a later tick delivers it once
     pipeline.wait_for(lambda: time.time() > due, timeout=30)
@@ -263,3 +263,33 @@ def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
     assert pipeline.states() == ["sent"]
     (publication,) = pipeline.peers.pubnub.publications
     assert publication.channel == PUBNUB
+
+    # AND `escalator executions` shows both ticks from the Step Functions API as AWS
+    # serves it (Express executions refused): what the window delivered from the tick's
+    # output, why the first failed from its cause, and where the other windows log
+    delivered, failed = recent_executions(sfn=pipeline.machine.sfn)
+    assert (delivered["status"], delivered["window"]) == ("SUCCEEDED", {})
+    assert delivered["outcomes"] == [{"notification_id": 1, "outcome": "sent"}]
+    assert (failed["status"], failed["outcomes"]) == ("FAILED", [])
+    assert failed["window"] == {
+        "failed": True,
+        "claimed": 1,
+        "status": "TIMED_OUT",
+        "error": "TIMED_OUT",
+        "cause": "",
+        "released": 1,
+    }
+    assert window_logs(pipeline.machine.sfn) == [
+        {
+            "state_machine": "Escalator-delivery-window",
+            "log_group": "/aws/vendedlogs/states/Escalator-delivery-window",
+            "level": "ERROR",
+        }
+    ]
+    # (as the command prints it)
+    capsys.readouterr()
+    assert cli.main(["executions", "--region", REGION]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("#1 sent")
+    assert lines[1].endswith("window TIMED_OUT: TIMED_OUT; 1 claims went back to the ticks")
+    assert "/aws/vendedlogs/states/Escalator-delivery-window (level ERROR)" in lines[3]

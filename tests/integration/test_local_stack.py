@@ -25,6 +25,7 @@ from devstack.outbox import read_outbox
 from devstack.peers import running_peers
 from devstack.polling import wait_until
 from devstack.postgres import query
+from devstack.template import synthesized_template
 from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import status_callback_for
 from escalator.executions import recent_executions
@@ -213,10 +214,10 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     stack.send({"process-id": "nobody", "action": "stop"}, group="nobody")  # ignored
     stack.send("{this is not json", group="r3")  # rejected, does not block r3
     stack.send(start("r3", console(now + 5, "after an invalid one")), group="r3")
-    # (r4's is due later than the initiator claims at ingest, two ticks and 5 s: a tick
-    # delivers it; the others are due too soon for a tick, and the initiator starts
-    # their delivery itself)
-    stack.send(start("r4", phone(now + 3 * TICK + 6, "+14155550123")), group="r4")
+    # (r4's is due later than the initiator claims at ingest, two ticks and 5 s, even
+    # when it is stored 7 s late on a busy machine: a tick delivers it; the others are
+    # due too soon for a tick, and the initiator starts their delivery itself)
+    stack.send(start("r4", phone(now + 3 * TICK + 10, "+14155550123")), group="r4")
     retried = start("r5", pubnub(now + 5, "r5-orders"))
     stack.send(retried, group="r5", deduplication_id="r5-order-1")
     stack.send(retried, group="r5", deduplication_id="r5-order-1")  # a producer's retry
@@ -259,8 +260,15 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     by_tick = sorted(o["notification_id"] for o in recorded if o["outcome"] == "sent")
     (r4,) = [r["notification_id"] for r in records if r["process_id"] == "r4"]
     assert r4 in by_tick
-    assert set(by_tick) <= {r["notification_id"] for r in records}
     assert len(by_tick) == len(set(by_tick))
+    # (exactly those the database says a tick's window sent: the others' windows were
+    # the initiator's, which no tick's output shows)
+    ticked = query(
+        stack.ready["database_url"],
+        "SELECT id FROM notification WHERE state = 'sent' AND claim_owner NOT LIKE %s",
+        ("arrival-%",),
+    )
+    assert by_tick == sorted(row[0] for row in ticked)
 
 
 @pytest.mark.xdist_group("local_stack")
@@ -448,3 +456,56 @@ def test_a_stdout_nobody_reads_never_stalls_hundreds_of_deliveries(
     assert exit_status == 0
     # AND nothing but the ready line ever went to stdout
     assert process.communicate(timeout=15)[0] == ""
+
+
+def test_a_template_whose_tick_may_not_start_its_window_delivers_nothing_and_says_why(
+    tmp_path: Path, aws_env: None
+) -> None:
+    # GIVEN the synthesized template with states:StartSyncExecution taken from the tick's
+    # role (what an operator is about to deploy: `cdk synth`'s file), run by the local
+    # stack, and a notification due later than the initiator delivers by itself
+    from tests.integration.test_permissions import without
+
+    template = synthesized_template()
+    good, broken = tmp_path / "good.template.json", tmp_path / "broken.template.json"
+    good.write_text(json.dumps(template))
+    broken.write_text(json.dumps(without(template, "DeliveryRole", "states:StartSyncExecution")))
+    process, ready = start_local_stack(tmp_path, tick=TICK, options=("--template", str(broken)))
+    stack = LocalStack(process, ready, tmp_path)
+    stack.send(start("r-denied", console(int(time.time()) + 15, "due after a denial")), group="r")
+
+    # WHEN its ticks claim it
+    def failed_ticks() -> list[dict[str, Any]]:
+        return [
+            stack.sfn.describe_execution(executionArn=arn)
+            for arn, status in stack.executions().items()
+            if status == "FAILED"
+        ]
+
+    wait_for(failed_ticks, timeout=90)
+
+    # THEN nothing goes out; the tick failed and says why, its claim released at once,
+    # and the alarm's metric is counted
+    (first, *_) = failed_ticks()
+    assert first["error"] == "DeliveryWindowFailed"
+    window = json.loads(first["cause"])["window"]
+    assert (window["status"], window["error"], window["released"]) == (
+        "NOT_STARTED",
+        "Sfn.SfnException",
+        1,
+    )
+    assert "is not authorized to perform: states:StartSyncExecution" in window["cause"]
+    assert stack.outbox() == []
+    assert '"DeliveryWindowsFailed"' in (tmp_path / "local.log").read_text()
+    assert stack.terminate() == 0
+
+    # WHEN the permission is back (the good template deployed over it, same database)
+    process, ready = start_local_stack(tmp_path, tick=TICK, options=("--template", str(good)))
+    stack = LocalStack(process, ready, tmp_path)
+    try:
+        # THEN a tick delivers it, once
+        wait_for(lambda: stack.outbox(), timeout=90)
+        (delivered,) = stack.outbox()
+        assert delivered["target"] == "due after a denial"
+    finally:
+        stack.terminate()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
@@ -323,15 +325,55 @@ def test_a_start_execution_task_starts_the_execution() -> None:
     assert (described["status"], executions) == ("FAILED", [])
 
 
-def express_machine(sfn: Any, definition: dict[str, Any], machine_type: str = "EXPRESS") -> str:
-    """An Express state machine of this definition (or of ``machine_type``); its ARN."""
+def express_machine(
+    sfn: Any,
+    definition: dict[str, Any],
+    machine_type: str = "EXPRESS",
+    *,
+    name: str | None = None,
+    logging: dict[str, Any] | None = None,
+) -> str:
+    """An Express state machine of this definition (or of ``machine_type``), logging as
+    ``logging`` says (``logging_to``); its ARN."""
     arn: str = sfn.create_state_machine(
-        name=f"window-{machine_type.lower()}",
+        name=name or f"window-{machine_type.lower()}",
         definition=json.dumps(definition),
         roleArn=ROLE,
         type=machine_type,
+        **({} if logging is None else {"loggingConfiguration": logging}),
     )["stateMachineArn"]
     return arn
+
+
+def logging_to(logs: Any, group: str, level: str, *, data: bool = False) -> dict[str, Any]:
+    """A new log group, and the logging configuration that sends a state machine's
+    events to it at ``level`` (``data``: with the execution's input and output)."""
+    logs.create_log_group(logGroupName=group)
+    arn = f"arn:aws:logs:{REGION}:123456789012:log-group:{group}:*"
+    return {
+        "level": level,
+        "includeExecutionData": data,
+        "destinations": [{"cloudWatchLogsLogGroup": {"logGroupArn": arn}}],
+    }
+
+
+def logged(logs: Any, group: str) -> dict[str, list[dict[str, Any]]]:
+    """The log group's events (each message parsed), by execution ARN, in event order."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in logs.filter_log_events(logGroupName=group)["events"]:
+        event = json.loads(item["message"])
+        found.setdefault(event["execution_arn"], []).append(event)
+    return {arn: sorted(events, key=lambda e: int(e["id"])) for arn, events in found.items()}
+
+
+END_EVENTS = {"ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionAborted"}
+
+
+def ended(logs: Any, group: str) -> bool:
+    """Whether the log group holds executions, each of which has logged its end (a
+    state machine that logs at level ALL)."""
+    runs = logged(logs, group)
+    return bool(runs) and all(events[-1]["type"] in END_EVENTS for events in runs.values())
 
 
 def parent_of(machine: DeployedStateMachine, child_arn: str, **task: Any) -> DeployedStateMachine:
@@ -518,9 +560,11 @@ def test_a_standard_execution_waiting_for_a_synchronous_child_stops_at_once() ->
                 parent_status = parent.wait(execution, timeout=5)["status"]
             except NotInTime:
                 parent_status = "RUNNING"
-            (window,) = machine.sfn.list_executions(stateMachineArn=child)["executions"]
+            # (AWS lists no Express execution: the emulation's bookkeeping says whether
+            # the window still runs)
+            window_status = "RUNNING" if lambdas.express.running() else "ENDED"
             release.set()
-            return parent_status, window["status"]
+            return parent_status, window_status
 
     # THEN it ends at once, and its child runs on (nothing stops an Express execution)
     assert run() in (("ABORTED", "RUNNING"), ("FAILED", "RUNNING"))
@@ -528,18 +572,19 @@ def test_a_standard_execution_waiting_for_a_synchronous_child_stops_at_once() ->
     assert run(omit={"StateTaskServiceAwsSdk._eval_service_task"}) == ("RUNNING", "RUNNING")
 
 
-SYNC_FOLLOWING_ROWS = (
-    "StateTaskServiceSfn._build_sync2_resolver",
-    "StateTaskServiceSfn._build_sync_resolver",
+EXPRESS_ROWS = (
+    "Execution.__init__",
+    "StepFunctionBackend._validate_execution_arn",
+    "StepFunctionBackend.list_executions",
 )
 
 
-@proves(*SYNC_FOLLOWING_ROWS)
+@proves(*EXPRESS_ROWS[:2])
 @pytest.mark.parametrize(
     ("row", "resource"),
     [
-        (SYNC_FOLLOWING_ROWS[0], "arn:aws:states:::states:startExecution.sync:2"),
-        (SYNC_FOLLOWING_ROWS[1], "arn:aws:states:::states:startExecution.sync"),
+        (EXPRESS_ROWS[0], "arn:aws:states:::states:startExecution.sync:2"),
+        (EXPRESS_ROWS[1], "arn:aws:states:::states:startExecution.sync"),
     ],
 )
 def test_a_start_execution_sync_task_cannot_follow_an_express_child(
@@ -554,13 +599,151 @@ def test_a_start_execution_sync_task_cannot_follow_an_express_child(
             # WHEN it runs
             return parent.wait(parent.start({}), timeout=30)
 
-    # THEN it fails as on AWS, which follows no Express execution (DescribeExecution)
+    # THEN it fails as on AWS, whose DescribeExecution (what .sync follows its child
+    # with) serves no Express execution
     described = run()
     assert described["status"] == "FAILED"
     assert described["error"] == "StepFunctions.InvalidArnException"
     assert "Resource type not valid in this context: express" in described["cause"]
-    # (moto follows it as if it were Standard)
-    assert run(omit={row})["status"] == "SUCCEEDED"
+    # (moto follows it as if it were Standard; or, given an Express ARN, says that it
+    # does not exist)
+    stock = run(omit={row})
+    assert "Resource type not valid in this context: express" not in stock.get("cause", "")
+
+
+def refusal(call: Callable[[], Any]) -> str:
+    """``Code: Message`` of the error a call answers ("served" when it succeeds)."""
+    try:
+        call()
+    except ClientError as exc:
+        return f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+    return "served"
+
+
+@proves(*EXPRESS_ROWS)
+def test_an_express_execution_is_not_listed_described_stopped_or_its_history_given() -> None:
+    def run(omit: Collection[str] = ()) -> tuple[list[str], list[str], list[str]]:
+        # GIVEN an Express state machine and a Standard one
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            window = express_machine(machine.sfn, {"StartAt": "N", "States": {"N": PASS}})
+            # WHEN an execution of each is started (the Express one asynchronously and
+            # synchronously), and asked about
+            # (a client that sends StartSyncExecution to the emulation's one host)
+            sync = boto3.client(
+                "stepfunctions", region_name=REGION, config=Config(inject_host_prefix=False)
+            )
+            arns = [
+                machine.sfn.start_execution(stateMachineArn=window)["executionArn"],
+                sync.start_sync_execution(stateMachineArn=window)["executionArn"],
+            ]
+            standard = machine.start({})
+            answers = [
+                refusal(lambda: machine.sfn.describe_execution(executionArn=arns[0])),
+                refusal(lambda: machine.sfn.get_execution_history(executionArn=arns[0])),
+                refusal(lambda: machine.sfn.stop_execution(executionArn=arns[0])),
+                refusal(lambda: machine.sfn.list_executions(stateMachineArn=window)),
+            ]
+            # (a Standard one is served)
+            served = [
+                refusal(lambda: machine.sfn.describe_execution(executionArn=standard)),
+                refusal(lambda: machine.sfn.list_executions(stateMachineArn=machine.arn)),
+            ]
+            machine.settle_windows(timeout=30)
+            return arns, answers, served
+
+    # THEN each Express execution has AWS's ARN (express, the machine, its name, a run
+    # id), and AWS's refusals come back
+    not_for_express = "InvalidArn: Invalid Arn: 'Resource type not valid in this context: express'"
+    expected = [
+        not_for_express,
+        not_for_express,
+        not_for_express,
+        "StateMachineTypeNotSupported: This operation is not supported by this type of state"
+        " machine",
+    ]
+    arns, answers, served = run()
+    assert [express_arn(arn) for arn in arns] == [True, True], arns
+    assert answers == expected
+    assert served == ["served", "served"]
+    # (moto gives a Standard execution's ARN and serves them all; without the refusals,
+    # it says an Express ARN names no execution, and lists the machine's executions)
+    for row in EXPRESS_ROWS:
+        arns, answers, _ = run(omit={row})
+        assert ([express_arn(arn) for arn in arns], answers) != ([True, True], expected), row
+
+
+def express_arn(arn: str) -> bool:
+    """Whether an execution ARN is an Express one's as AWS gives it: express, the
+    machine's name, the execution's name (a UUID when none was given), a run id."""
+    prefix = f"arn:aws:states:{REGION}:123456789012:express:window-express:"
+    if not arn.startswith(prefix):
+        return False
+    name, run_id = arn.removeprefix(prefix).split(":")
+    return bool(uuid.UUID(name)) and bool(uuid.UUID(run_id))
+
+
+@proves("Execution._get_start_execution_worker")
+def test_an_execution_logs_its_events_as_aws_does_at_its_level() -> None:
+    def run(omit: Collection[str] = ()) -> dict[str, dict[str, list[dict[str, Any]]]]:
+        # GIVEN Express machines logging at ERROR (one that fails, one that succeeds)
+        # and at ALL, without execution data, as the delivery window's template says
+        with emulated(omit) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            logs = machine.logs
+            groups = {"error-failing": "ERROR", "error-passing": "ERROR", "all": "ALL"}
+            definitions = {
+                "error-failing": FAILING,
+                "error-passing": {"StartAt": "N", "States": {"N": PASS}},
+                "all": {"StartAt": "N", "States": {"N": PASS}},
+            }
+            for group, level in groups.items():
+                arn = express_machine(
+                    machine.sfn,
+                    definitions[group],
+                    name=group,
+                    logging=logging_to(logs, group, level),
+                )
+                # WHEN each runs once
+                machine.sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 1}))
+            machine.settle_windows(timeout=30)
+            return {group: logged(logs, group) for group in groups}
+
+    # THEN each logged what its level says, in AWS's format, data left out
+    runs = run()
+    assert runs["error-passing"] == {}
+    ((failing_arn, failing),) = runs["error-failing"].items()
+    assert [(event["type"], event["details"]) for event in failing] == [
+        ("FailStateEntered", {"name": "Fail"}),
+        ("ExecutionFailed", {"error": "Boom", "cause": "why"}),
+    ]
+    ((arn, events),) = runs["all"].items()
+    assert [event["type"] for event in events] == [
+        "ExecutionStarted",
+        "PassStateEntered",
+        "PassStateExited",
+        "ExecutionSucceeded",
+    ]
+    for event in [*failing, *events]:
+        assert set(event) == {
+            "id",
+            "type",
+            "details",
+            "previous_event_id",
+            "event_timestamp",
+            "execution_arn",
+            "redrive_count",
+        }
+        assert event["event_timestamp"].isdigit()
+        assert event["execution_arn"] in (arn, failing_arn)
+        assert ":express:" in event["execution_arn"]
+        assert not {"input", "output"} & set(event["details"])
+    # (as AWS numbers them: its log of a Pass machine ends with event 4, after 3)
+    assert [event["id"] for event in events] == ["1", "2", "3", "4"]
+    assert events[-1]["previous_event_id"] == "3"
+    # (moto writes nothing)
+    stock = run(omit={"Execution._get_start_execution_worker"})
+    assert stock == {"error-failing": {}, "error-passing": {}, "all": {}}
 
 
 def choosing(rule: dict[str, Any]) -> dict[str, Any]:
@@ -597,43 +780,89 @@ def test_a_choice_on_a_missing_field_fails_unless_it_asks_whether_it_is_present(
 
 @proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_ends_at_its_cap() -> None:
-    def run(omit: Collection[str] = ()) -> dict[str, Any]:
-        # GIVEN an Express machine that waits longer than its cap (scaled to 0.5 s)
+    def run(omit: Collection[str] = ()) -> list[str]:
+        # GIVEN an Express machine that waits longer than its cap (scaled to 0.5 s),
+        # logging ALL (AWS describes no Express execution: its log tells how it ended)
         with emulated(omit, express=ExpressRuns(0.5)) as lambdas:
             machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
             wait = {"Type": "Wait", "Seconds": 3, "End": True}
-            arn = express_machine(machine.sfn, {"StartAt": "Wait", "States": {"Wait": wait}})
-            window = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
+            arn = express_machine(
+                machine.sfn,
+                {"StartAt": "Wait", "States": {"Wait": wait}},
+                logging=logging_to(machine.logs, "window", "ALL"),
+            )
             # WHEN it runs
-            return window.wait(window.start({}), timeout=30)
+            machine.sfn.start_execution(stateMachineArn=arn)
+            wait_until(lambda: ended(machine.logs, "window"), timeout=30)
+            ((_, events),) = logged(machine.logs, "window").items()
+            return [event["type"] for event in events]
 
     # THEN AWS ends it at the cap
-    assert run()["status"] == "TIMED_OUT"
+    assert run()[-1] == "ExecutionTimedOut"
     # (moto runs it as a Standard one, to its end)
-    assert run(omit={"StepFunctionsParserBackend.start_execution"})["status"] == "SUCCEEDED"
+    assert run(omit={"StepFunctionsParserBackend.start_execution"})[-1] == "ExecutionSucceeded"
+
+
+@proves("StepFunctionsParserBackend.start_execution")
+def test_an_express_execution_whose_cap_passes_before_it_begins_ends_at_its_cap() -> None:
+    def run(omit: Collection[str] = ()) -> list[str]:
+        # GIVEN an Express machine whose definition takes a while to parse (a Wait of a
+        # second, then 60 Pass states), and a cap that passes at once (0 s): before the
+        # execution has begun
+        with emulated(omit, express=ExpressRuns(0.0)) as lambdas:
+            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            states: dict[str, Any] = {"Wait": {"Type": "Wait", "Seconds": 1, "Next": "P0"}}
+            states.update({f"P{n}": {"Type": "Pass", "Next": f"P{n + 1}"} for n in range(59)})
+            states["P59"] = PASS
+            arn = express_machine(
+                machine.sfn,
+                {"StartAt": "Wait", "States": states},
+                logging=logging_to(machine.logs, "window", "ALL"),
+            )
+            # WHEN it runs
+            machine.sfn.start_execution(stateMachineArn=arn)
+            wait_until(lambda: ended(machine.logs, "window"), timeout=30)
+            ((_, events),) = logged(machine.logs, "window").items()
+            return [event["type"] for event in events]
+
+    # THEN it ends at its cap all the same
+    assert run()[-1] == "ExecutionTimedOut"
+    # (moto runs it as a Standard one, to its end)
+    assert run(omit={"StepFunctionsParserBackend.start_execution"})[-1] == "ExecutionSucceeded"
 
 
 @proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() -> None:
     def run(omit: Collection[str] = ()) -> list[tuple[str, str]]:
-        # GIVEN Express executions that run at least once: here every one twice
+        # GIVEN Express executions that run at least once: here every one twice; its
+        # log holds its input (includeExecutionData)
         with emulated(omit, express=ExpressRuns(rerun_probability=1.0, seed=1)) as lambdas:
             machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
-            arn = express_machine(machine.sfn, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+            arn = express_machine(
+                machine.sfn,
+                {"StartAt": "Nothing", "States": {"Nothing": PASS}},
+                logging=logging_to(machine.logs, "window", "ALL", data=True),
+            )
             # WHEN one is started, without a name (as the initiator starts a window)
             machine.sfn.start_execution(stateMachineArn=arn, input=json.dumps({"n": 1}))
-            window = DeployedStateMachine(sfn=machine.sfn, arn=arn, functions={})
-            return [(item["executionArn"], item["input"]) for item in window.settle(timeout=30)]
+            wait_until(
+                lambda: not lambdas.express.running() and ended(machine.logs, "window"),
+                timeout=30,
+            )
+            return sorted(
+                (execution, events[0]["details"]["input"])
+                for execution, events in logged(machine.logs, "window").items()
+            )
 
     # THEN it ran twice with the same input, each run an execution of its own (a UUID
     # name, as AWS gives one)
     runs = run()
-    assert [item_input for _, item_input in runs] == ['{"n": 1}', '{"n": 1}']
+    assert [json.loads(item_input) for _, item_input in runs] == [{"n": 1}, {"n": 1}]
     assert len({arn for arn, _ in runs}) == 2
-    assert not any(arn.endswith(":None") for arn, _ in runs)
+    assert all(uuid.UUID(arn.split(":")[7]) for arn, _ in runs)
     # (moto runs it once, named "None")
     ((arn, _),) = run(omit={"StepFunctionsParserBackend.start_execution"})
-    assert arn.endswith(":None")
+    assert arn.split(":")[7] == "None"
 
 
 @proves("SQSBackend._validate_message")
