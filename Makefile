@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench stress drill mutate lint typecheck install synth clean docs
+.PHONY: test demo bench stress drill mutate least-privilege lint typecheck install synth clean docs
 
 # Python caches compiled modules: without it every test worker, local stack and command
 # would parse aws-cdk-lib, moto and botocore from source again (seconds each).
@@ -57,9 +57,16 @@ stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make te
 drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst delivered once each
 	TZ=UTC $(BIN)/python -m devstack.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
 
-# Not in `make test`: tens of minutes. MUTANTS='escalator.contract.*' tests those again.
-mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md)
+# Not in `make test`: tens of minutes. MUTANTS='escalator.contract.*' tests those again
+# (and skips the least-privilege run).
+mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md), then least-privilege
 	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
+	$(if $(MUTANTS),,$(MAKE) least-privilege)
+
+# Not in `make test` either: half an hour. GRANTS='DeliveryRole*' measures those only
+# (and writes nothing).
+least-privilege: $(STAMP) ## each IAM grant of the template taken away: which test fails (docs/least-privilege.md)
+	TZ=UTC $(BIN)/python -m devstack.least_privilege $(or $(GRANTS),--write)
 
 docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json
 	$(BIN)/python -m devstack.docs

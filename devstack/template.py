@@ -3,10 +3,16 @@
 Synthesizing starts the CDK's Node.js process and takes seconds, so it happens once per
 process, and once per test session when ``ESCALATOR_TEMPLATE`` names a file: the first
 process to need the template synthesizes it there (under a lock), the others read it.
+
+``ESCALATOR_TEMPLATE_FILE`` gives a template instead (a synthesized one, perhaps edited:
+``devstack.least_privilege`` gives each test session a template with one grant taken
+away): every process that asks for the synthesized template reads that file, and
+nothing is synthesized.
 """
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import functools
 import json
@@ -18,6 +24,8 @@ from typing import Any
 
 # A file to share one synthesized template between processes (set by the test session).
 TEMPLATE_FILE_VARIABLE = "ESCALATOR_TEMPLATE"
+# A template to use instead of synthesizing one (read by every process that asks).
+GIVEN_TEMPLATE_VARIABLE = "ESCALATOR_TEMPLATE_FILE"
 STACK_NAME = "Escalator"
 REGION = "eu-central-1"
 ACCOUNT = "123456789012"
@@ -25,7 +33,11 @@ ACCOUNT = "123456789012"
 
 @functools.cache
 def synthesized_template() -> dict[str, Any]:
-    """The template (bundling skipped: the local stack and tests run the code in-process)."""
+    """The template (bundling skipped: the local stack and tests run the code in-process),
+    or the one ``ESCALATOR_TEMPLATE_FILE`` names."""
+    given = given_template_file()
+    if given is not None:
+        return load_template(given)
     shared = os.environ.get(TEMPLATE_FILE_VARIABLE)
     if not shared:
         return synthesize()
@@ -41,6 +53,42 @@ def synthesized_template() -> dict[str, Any]:
             return template
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
+
+
+def given_template_file() -> Path | None:
+    """The template file ``ESCALATOR_TEMPLATE_FILE`` names, if any."""
+    given = os.environ.get(GIVEN_TEMPLATE_VARIABLE)
+    return Path(given) if given else None
+
+
+def synthesized_with(**context: str) -> dict[str, Any]:
+    """The template synthesized with these providers' settings (context keys of the
+    channel registry: ``pubnub_origin=...``). With a template given
+    (``ESCALATOR_TEMPLATE_FILE``), that template, each setting put in the environment of
+    its channel's notifier as the stack puts it there, and nothing synthesized."""
+    if given_template_file() is None:
+        return synthesize(**context)
+    from escalator.channels import CHANNELS
+
+    template = copy.deepcopy(synthesized_template())
+    functions = resources(template, "AWS::Lambda::Function")
+    for key, value in context.items():
+        owners = [(name, channel) for name, channel in CHANNELS.items() if key in channel.settings]
+        if not owners:
+            raise TemplateError(f"{key!r} is not a setting of any channel")
+        for name, channel in owners:
+            (function,) = [
+                function
+                for logical_id, function in functions.items()
+                if logical_id.startswith(f"Functions{NOTIFIER_PREFIX}{name.title()}")
+            ]
+            variables = function["Properties"].setdefault("Environment", {})
+            variables.setdefault("Variables", {})[channel.settings[key]] = str(value)
+    return template
+
+
+# A channel's notifier is the function infra.functions names Notifier<Channel>.
+NOTIFIER_PREFIX = "Notifier"
 
 
 class TemplateError(ValueError):

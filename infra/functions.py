@@ -23,6 +23,7 @@ from infra.bundling import RUNTIME, deployed_path, lambda_code
 from infra.database import Database
 from infra.network import Network
 from infra.retention import retention
+from infra.secrets import grant_secret_value
 from infra.settings import StackSettings
 from infra.timings import Leases, default_leases, minimum_leases
 
@@ -190,7 +191,7 @@ class EscalatorFunctions(Construct):
             reserved=CALLBACK_RECEIVER_CONCURRENCY,
         )
         for secret in secrets.values():
-            secret.grant_read(self.call_status_receiver)
+            grant_secret_value(secret, self.call_status_receiver)
         self.call_status_recorder.grant_invoke(self.call_status_receiver)
         self.call_status_url = self.call_status_receiver.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE
@@ -226,7 +227,7 @@ class EscalatorFunctions(Construct):
             in_vpc=False,
             timeout=LAUNCHER_TIMEOUT,
         )
-        database.secret.grant_read(self.launcher)
+        grant_secret_value(database.secret, self.launcher)
         self.migration.grant_invoke(self.launcher)
         # Runs the launcher once the database exists and can be reached (its security
         # group rules included), and again at every deploy that changes the code; a
@@ -265,7 +266,7 @@ class EscalatorFunctions(Construct):
                 timeout=NOTIFIER_TIMEOUT,
             )
             if secret is not None:
-                secret.grant_read(notifier)
+                grant_secret_value(secret, notifier)
             self.notifiers[name] = notifier
 
     def function(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Names
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -12,6 +14,15 @@ from constructs import Construct
 # rest of its group in the batch): so this, times the visibility timeout, is how long an
 # outage may last before requests need a redrive. 100 x 3 minutes: 5 hours.
 MAX_RECEIVE_COUNT = 100
+
+# What Lambda's poller calls with the consuming function's execution role: "The Lambda
+# execution role must include ... sqs:DeleteMessage, sqs:GetQueueAttributes,
+# sqs:ReceiveMessage" (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/
+# SQSDeveloperGuide/sqs-configure-lambda-function-trigger.html; AWS's managed policy
+# AWSLambdaSQSQueueExecutionRole holds the same three). CDK's SqsEventSource grants every
+# consumer action (grantConsumeMessages: ChangeMessageVisibility and GetQueueUrl too),
+# which neither the poller nor the initiator calls: docs/least-privilege.md.
+POLLER_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
 
 class RequestQueue(Construct):
@@ -46,3 +57,21 @@ class RequestQueue(Construct):
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT
             ),
         )
+
+    def feed(
+        self, function: lambda_.Function, *, batch_size: int, max_concurrency: int
+    ) -> lambda_.EventSourceMapping:
+        """Lambda polls the requests for ``function`` (partial batch failures reported),
+        its role allowed what the poller calls and nothing more."""
+        mapping = function.add_event_source_mapping(
+            # (the id SqsEventSource gives it: the same resource as before)
+            f"SqsEventSource:{Names.node_unique_id(self.queue.node)}",
+            event_source_arn=self.queue.queue_arn,
+            batch_size=batch_size,
+            report_batch_item_failures=True,
+            max_concurrency=max_concurrency,
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=list(POLLER_ACTIONS), resources=[self.queue.queue_arn])
+        )
+        return mapping

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
@@ -52,4 +53,27 @@ def _secret(scope: Construct, spec: ProviderSecret, existing: str | None) -> sec
             exclude_punctuation=True,
         ),
         removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
+# What a function that reads a secret calls: GetSecretValue, and nothing else
+# (escalator.config.read_secret). CDK's grant_read adds DescribeSecret, which nothing here
+# calls; GetSecretValue needs no other permission for a secret under the AWS managed key
+# (https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html,
+# "Required permissions"). Measured: docs/least-privilege.md.
+SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
+
+
+def grant_secret_value(secret: secretsmanager.ISecret, grantee: iam.IGrantable) -> iam.Grant:
+    """Let ``grantee`` read the secret's value, and nothing else of it."""
+    if secret.encryption_key is not None:
+        raise ValueError(
+            f"{secret.node.path} has a key of its own: reading it needs kms:Decrypt on that"
+            " key too (grant it here, and measure it: make least-privilege)"
+        )
+    # (as grant_read names it: a secret referenced by name has no full ARN, and its ARN
+    # ends in six random characters)
+    arn = secret.secret_full_arn or f"{secret.secret_arn}-??????"
+    return iam.Grant.add_to_principal(
+        grantee=grantee, actions=list(SECRET_READ_ACTIONS), resource_arns=[arn]
     )

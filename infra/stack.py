@@ -6,7 +6,6 @@ from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_stepfunctions as sfn
@@ -77,14 +76,7 @@ class EscalatorStack(Stack):
             provider_secrets=secrets,
             settings=settings,
         )
-        functions.initiator.add_event_source(
-            event_sources.SqsEventSource(
-                requests.queue,
-                batch_size=10,
-                report_batch_item_failures=True,
-                max_concurrency=settings.budget.initiator,
-            )
-        )
+        requests.feed(functions.initiator, batch_size=10, max_concurrency=settings.budget.initiator)
 
         self.window, self.state_machine = self._delivery(construct_id, functions, settings)
         # Near-due arrivals: the initiator starts a delivery window of their own at once.

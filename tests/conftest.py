@@ -24,7 +24,7 @@ from psycopg2.extensions import parse_dsn
 from devstack.events import lambda_context as make_lambda_context
 from devstack.events import sqs_event, sqs_record
 from devstack.postgres import PostgresServer, postgres_server
-from devstack.template import TEMPLATE_FILE_VARIABLE
+from devstack.template import TEMPLATE_FILE_VARIABLE, given_template_file
 from devstack.tls import LocalTls, serving_tls
 from escalator import bootstrap
 from escalator.logs import logger
@@ -47,11 +47,15 @@ def pytest_configure(config: pytest.Config) -> None:
     """Keep a descriptor of the real stderr for the backstop (capturing replaces fd 2
     while a test runs). Then name the file the session's template is synthesized into,
     once, by whichever process needs it first. The controller names it; xdist workers
-    inherit it."""
+    inherit it. With ``ESCALATOR_TEMPLATE_FILE`` set, the session runs that template
+    instead (devstack.least_privilege gives each of its sessions one), and nothing is
+    synthesized."""
     assert sys.__stderr__ is not None
     config.stash[_BACKSTOP_STDERR] = os.dup(sys.__stderr__.fileno())
     if hasattr(config, "workerinput"):
         return
+    if given_template_file() is not None:
+        return  # every process reads the template given (devstack.template), as it is
     directory = tempfile.mkdtemp(prefix="escalator-template-")
     config.stash[_TEMPLATE_DIRECTORY] = directory
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")

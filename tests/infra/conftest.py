@@ -24,6 +24,9 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "producer_arns": [PRODUCER],
     "twilio_secret_name": "prod/twilio",
     "caller_id_registry": REGISTRY,
+    # providers' settings (the channel registry's context keys)
+    "pubnub_origin": "http://127.0.0.1:8080/pubnub",
+    "sms_body": "An order is waiting.",
 }
 
 

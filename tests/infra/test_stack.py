@@ -476,11 +476,7 @@ def test_status_callbacks_reach_a_public_url_whose_function_holds_the_token_not_
         )
         if not action.startswith("xray:")
     )
-    assert actions == [
-        "lambda:InvokeFunction",
-        "secretsmanager:DescribeSecret",
-        "secretsmanager:GetSecretValue",
-    ]
+    assert actions == ["lambda:InvokeFunction", "secretsmanager:GetSecretValue"]
     invoke = next(s for s in statements if s["Action"] == "lambda:InvokeFunction")
     assert recorder_id in json.dumps(invoke["Resource"])
     assert "Twilio" in json.dumps(variables["TWILIO_SECRET_ARN"])

@@ -31,8 +31,8 @@ from devstack.template import (
     STANDARD,
     resources,
     state_machine,
-    synthesize,
     synthesized_template,
+    synthesized_with,
 )
 from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import status_callback_for
@@ -54,8 +54,9 @@ def peers() -> Iterator[Peers]:
 
 @pytest.fixture(scope="module")
 def stage(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
-    """The stack as an operator deploys it, its PubNub origin given as context."""
-    template = synthesize(pubnub_origin=peers.pubnub.url)
+    """The stack as an operator deploys it, its PubNub origin given as context (or the
+    template given to the session, with that setting: devstack.template)."""
+    template = synthesized_with(pubnub_origin=peers.pubnub.url)
     with rehearse(template, tmp_path_factory.mktemp("rehearsal")) as rehearsal:
         yield rehearsal
 
@@ -419,6 +420,33 @@ def test_each_function_process_calls_aws_as_its_own_role(stage: Rehearsal) -> No
     # WHEN each reads Twilio's secret, THEN only the phone notifier's role may
     assert read("FunctionsNotifierPhone") == "read"
     assert read("FunctionsNotifierConsole") == "AccessDeniedException"
+
+
+def test_each_function_reads_the_secrets_its_environment_names_as_its_role(
+    stage: Rehearsal,
+) -> None:
+    # GIVEN every function whose template environment names a secret (it reads it at its
+    # cold start: escalator.config.read_secret), with what the Lambda runtime gave it
+    readers = {
+        (name, variable): arn
+        for name, sandbox in stage.sandboxes.items()
+        for variable, arn in sandbox.spec.environment.items()
+        if variable.endswith("_SECRET_ARN")
+    }
+    # (the receiver and the phone and SMS notifiers Twilio's, the e-mail and PubNub
+    # notifiers their own, the launcher the database's master secret)
+    assert len(readers) == 6
+
+    # WHEN each reads its secret as it does (GetSecretValue, signed as its role)
+    def refused(name: str, arn: str) -> str | None:
+        try:
+            stage.client_as(name, "secretsmanager").get_secret_value(SecretId=arn)
+        except ClientError as exc:
+            return str(exc.response["Error"]["Code"])
+        return None
+
+    # THEN its role lets it (a role without it would fail that function's cold start)
+    assert {key: refused(key[0], arn) for key, arn in readers.items()} == dict.fromkeys(readers)
 
 
 def test_every_secret_a_function_reads_is_one_its_role_may_read() -> None:
