@@ -2,7 +2,8 @@
 
 Synthesizing starts the CDK's Node.js process and takes seconds, so it happens once per
 process, and once per test session when ``ESCALATOR_TEMPLATE`` names a file: the first
-process to need the template synthesizes it there (under a lock), the others read it.
+process to need the template synthesizes it there (under a lock), the others read it;
+likewise for each other context (``shared_synthesis``).
 
 ``ESCALATOR_TEMPLATE_FILE`` gives a template instead (a synthesized one, perhaps edited:
 ``devstack.least_privilege`` gives each test session a template with one grant taken
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import re
@@ -38,15 +40,28 @@ def synthesized_template() -> dict[str, Any]:
     given = given_template_file()
     if given is not None:
         return load_template(given)
+    return shared_synthesis()
+
+
+def shared_synthesis(**context: Any) -> dict[str, Any]:
+    """The template synthesized with these context values: once per test session when
+    ``ESCALATOR_TEMPLATE`` names a file (the defaults' in that file, each other context's
+    beside it, named by its digest), by the first process to need it, under a lock; the
+    others read it. Without it, synthesized now. A process's first synthesis costs most
+    of the time (the CDK's modules load), so one process making them all saves the rest
+    that much each."""
     shared = os.environ.get(TEMPLATE_FILE_VARIABLE)
     if not shared:
-        return synthesize()
+        return synthesize(**context)
     path = Path(shared)
+    if context:
+        digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
+        path = path.with_name(f"{path.stem}-{digest[:16]}{path.suffix}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            template = synthesize()
+            template = synthesize(**context)
             partial = path.with_suffix(".partial")
             partial.write_text(json.dumps(template), encoding="utf-8")
             partial.replace(path)
@@ -62,12 +77,12 @@ def given_template_file() -> Path | None:
 
 
 def synthesized_with(**context: str) -> dict[str, Any]:
-    """The template synthesized with these providers' settings (context keys of the
-    channel registry: ``pubnub_origin=...``). With a template given
-    (``ESCALATOR_TEMPLATE_FILE``), that template, each setting put in the environment of
-    its channel's notifier as the stack puts it there, and nothing synthesized."""
-    if given_template_file() is None:
-        return synthesize(**context)
+    """The template as synthesized with these providers' settings (context keys of the
+    channel registry: ``pubnub_origin=...``): the template (the one given as
+    ``ESCALATOR_TEMPLATE_FILE``, if any), each setting put in the environment of its
+    channel's notifier as the stack puts it there (all a provider's setting changes:
+    tests/infra/test_given_template.py compares it with a synthesis), and nothing
+    synthesized."""
     from escalator.channels import CHANNELS
 
     template = copy.deepcopy(synthesized_template())

@@ -22,7 +22,7 @@ from devstack.template import (
     synthesized_template,
     synthesized_with,
 )
-from tests.infra.conftest import CUSTOM_CONTEXT
+from tests.support.contexts import CUSTOM_CONTEXT
 
 PROVIDER_SETTINGS = {key: CUSTOM_CONTEXT[key] for key in ("pubnub_origin", "sms_body")}
 PROVIDER_VARIABLES = ("PUBNUB_ORIGIN", "SMS_BODY")

@@ -21,7 +21,7 @@ from devstack.template import (
 from escalator.channels import CHANNELS
 from escalator.migrations import APPLICATION_ROLE
 from infra.settings import SettingsError, StackSettings, connection_budget
-from tests.infra.conftest import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
+from tests.support.contexts import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
 
 DATABASE_HANDLERS = {
     "escalator.handlers.initiator.handler",

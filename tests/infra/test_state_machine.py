@@ -13,7 +13,7 @@ from devstack.template import EXPRESS, STANDARD, state_machine, state_machine_de
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
 from escalator.delivery import Claim
-from tests.infra.conftest import CUSTOM_CONTEXT
+from tests.support.contexts import CUSTOM_CONTEXT
 
 # AWS runs at most 40 iterations of an inline Map state at once.
 INLINE_MAP_LIMIT = 40
