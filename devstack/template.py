@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,10 @@ def synthesize(**context: Any) -> dict[str, Any]:
 
     from infra.stack import EscalatorStack
 
-    app = cdk.App(context={"aws:cdk:bundling-stacks": [], **context})
-    return dict(Template.from_stack(EscalatorStack(app, STACK_NAME)).to_json())
+    # (an app without an outdir leaves an empty cdk.out* directory in /tmp behind)
+    with tempfile.TemporaryDirectory(prefix="escalator-cdk-") as outdir:
+        app = cdk.App(outdir=outdir, context={"aws:cdk:bundling-stacks": [], **context})
+        return dict(Template.from_stack(EscalatorStack(app, STACK_NAME)).to_json())
 
 
 def resources(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:

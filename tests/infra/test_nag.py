@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk.assertions import Annotations, Match
@@ -11,8 +12,8 @@ from cdk_nag import AwsSolutionsChecks
 from infra.stack import EscalatorStack
 
 
-def test_aws_solutions_checks_find_no_unsuppressed_error() -> None:
-    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+def test_aws_solutions_checks_find_no_unsuppressed_error(tmp_path: Path) -> None:
+    app = cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []})
     stack = EscalatorStack(app, "Escalator")
     cdk.Aspects.of(app).add(AwsSolutionsChecks())
 
