@@ -103,6 +103,7 @@ from moto.stepfunctions.parser.asl.eval.event import event_manager
 from moto.stepfunctions.parser.asl.eval.event import logging as event_logging
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 from moto.stepfunctions.parser.asl.eval.event.logging import is_logging_enabled_for
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramTimedOut
 from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 from moto.stepfunctions.parser.backend.execution import Execution
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -1183,6 +1184,10 @@ def _history_capped(original: Any, emulation: Emulation) -> Callable[..., int]:
 
 def _history_quota_stays_the_reason(original: Any, emulation: Emulation) -> Callable[..., None]:
     def set_error(self: Any, error: Any) -> None:
+        if isinstance(getattr(self, "_program_state", None), ProgramTimedOut):
+            # (a state in flight when the Express cap came: moto's "Could not set NextState
+            # value when in state ProgramTimedOut" would make it FAILED, States.Runtime)
+            return
         history = emulation.histories.get(self.event_manager)
         if (
             history is not None
@@ -1410,7 +1415,9 @@ STRICT: tuple[Patch, ...] = (
         "set_error",
         _history_quota_stays_the_reason,
         "the history quota stays the execution's failure reason: the error that a task or "
-        "branch in flight raises after it does not replace it",
+        "branch in flight raises after it does not replace it; nor does it replace an "
+        "Express execution's time-out at its cap (moto ended it FAILED, States.Runtime, "
+        "when the cap came between two states)",
         "strict",
         ("self", "error"),
     ),

@@ -1192,3 +1192,31 @@ def test_every_strict_row_has_its_behavioural_test() -> None:
     assert {row.name for row in moto_adapter.STRICT} == PROVEN
     assert {row.kind for row in moto_adapter.STRICT} <= {"strict", "moto-bug"}
     assert {row.kind for row in moto_adapter.FAST} == {"fast"}
+
+
+@proves("Environment.set_error")
+def test_an_express_execution_timed_out_between_two_states_stays_timed_out() -> None:
+    # GIVEN an execution whose cap came while a state was moving on to the next (moto then
+    # raises "Could not set NextState value when in state ProgramTimedOut" and sets that
+    # error)
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramTimedOut
+
+    def after_the_error(omit: Collection[str] = ()) -> object:
+        with emulated(omit=omit):
+            execution = object.__new__(Environment)
+            execution._program_state = ProgramTimedOut()
+            execution._state_mutex = threading.RLock()
+            execution._frames = []
+            execution.program_state_event = threading.Event()
+            execution.event_manager = None
+            # WHEN the state's error arrives after the time-out
+            execution.set_error(
+                ExecutionFailedEventDetails(error="States.Runtime", cause="Could not set NextState")
+            )
+            return execution.program_state()
+
+    # THEN the execution timed out, as AWS ends it at its cap (stock moto: it failed)
+    assert isinstance(after_the_error(), ProgramTimedOut)
+    assert not isinstance(after_the_error(omit={"Environment.set_error"}), ProgramTimedOut)
