@@ -282,10 +282,28 @@ class _Definition:
             ),
             "$.confirmed",
             database_attempts=CONFIRM_DATABASE_ATTEMPTS,
-        ).add_catch(
-            self._outcome("Not confirmed", "not confirmed", error="$.confirmError.Error"),
-            errors=["States.ALL"],
-            result_path="$.confirmError",
+        )
+        not_confirmed = self._outcome(
+            "Not confirmed", "not confirmed", error="$.confirmError.Error"
+        )
+        # Its notifier never ran, whatever the step committed before its answers were lost:
+        # back to pending for the next tick (not unknown when its sending lease runs out).
+        release = database_step(
+            self._scope,
+            "Release what was not confirmed",
+            self._record,
+            sfn.TaskInput.from_object(
+                {
+                    **_NOTIFICATION_KEYS,
+                    "run": sfn.JsonPath.string_at("$.run"),
+                    "not_confirmed": sfn.JsonPath.object_at("$.confirmError"),
+                }
+            ),
+            sfn.JsonPath.DISCARD,
+            database_attempts=CONFIRM_DATABASE_ATTEMPTS,
+        ).add_catch(not_confirmed, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+        confirm_step.add_catch(
+            release.next(not_confirmed), errors=["States.ALL"], result_path="$.confirmError"
         )
         # Every rule asks by presence first: on AWS a rule on a missing field fails the
         # whole window (States.Runtime), and an answer may lack what this release writes

@@ -145,6 +145,11 @@ class DeliverySteps:
             run=run,
         )
 
+    def release_unconfirmed(self, *, notification_id: int, execution: str, run: str) -> bool:
+        return delivery.release_unconfirmed(
+            UnitOfWork(self.database), notification_id=notification_id, execution=execution, run=run
+        )
+
     def record_provider_status(self, report: StatusReport) -> StatusRecorded:
         return delivery.record_provider_status(UnitOfWork(self.database), report)
 

@@ -147,6 +147,21 @@ def release_window(uow: UnitOfWork, *, execution: str, window: Mapping[str, Any]
     return failure
 
 
+def release_unconfirmed(uow: UnitOfWork, *, notification_id: int, execution: str, run: str) -> bool:
+    """The confirm step of one Map iteration (``run``) failed after its retries: the
+    notifier never ran, whatever the step committed (an answer lost each time), so the
+    notification goes back to pending for the next tick, not to ``unknown`` when its
+    sending lease runs out. Whether it was released."""
+    with uow:
+        released = uow.notifications.release_unconfirmed(notification_id, owner=execution, run=run)
+        uow.commit()
+    logger.warning(
+        "not confirmed: released to the next tick" if released else "not confirmed",
+        extra={"notification_id": notification_id, "execution": execution, "released": released},
+    )
+    return released
+
+
 ConfirmationKind = Literal["confirmed", "resumed", "skipped", "expired", "failed", "coalesced"]
 
 

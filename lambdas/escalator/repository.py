@@ -323,6 +323,23 @@ class NotificationRepository:
         )
         return self._cursor.rowcount
 
+    def release_unconfirmed(self, notification_id: int, *, owner: str, run: str) -> bool:
+        """Return to pending a notification whose confirm step failed in the Map iteration
+        ``run``: still claimed by ``owner``, or moved to sending by that iteration (its
+        token names ``run``; the answer was lost), so its notifier never ran. Whether it
+        was released."""
+        self._cursor.execute(
+            """
+            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
+                   confirm_token = NULL, updated_at = now()
+            WHERE id = %s AND claim_owner = %s
+              AND (state = 'claimed'
+                   OR (state = 'sending' AND split_part(confirm_token, ' ', 2) = %s))
+            """,
+            (notification_id, owner, run),
+        )
+        return self._cursor.rowcount > 0
+
     def claimed_by(self, owner: str) -> list[ClaimedNotification]:
         """The notifications ``owner`` holds claimed (not yet confirmed), oldest first."""
         self._cursor.execute(

@@ -377,7 +377,8 @@ def test_every_lambda_task_retries_a_throttle_with_a_bounded_delay(
 ) -> None:
     template: dict[str, Any] = request.getfixturevalue("template" if which == "default" else which)
     tasks = lambda_tasks(template)
-    assert len(tasks) == 6 + len(CHANNELS)  # claim, release, confirm, 3 records, the notifiers
+    # claim, release, confirm, release what was not confirmed, 3 records, the notifiers
+    assert len(tasks) == 7 + len(CHANNELS)
     # The Map's iterations queue for the reserved sandboxes of confirm and record: the
     # last of a sandbox's queue waits for every one before it.
     deliver = state_machine_definition(template, EXPRESS)["States"]["Deliver notifications"]
@@ -471,3 +472,22 @@ def test_every_choice_reads_only_what_its_input_always_has(template: dict[str, A
         "IsPresent": True,
         "Next": "Which channel?",
     }
+
+
+def test_a_confirm_that_fails_releases_what_its_iteration_holds(window: dict[str, Any]) -> None:
+    # GIVEN the confirm step, once its retries are spent (every answer lost)
+    inner = inner_states(window)
+    (caught,) = inner["Confirm still wanted"]["Catch"]
+    assert caught["ErrorEquals"] == ["States.ALL"]
+
+    # THEN its iteration releases what it holds, through the record function, named by
+    # its run (the one token part a later state knows), before it says "not confirmed"
+    release = inner[caught["Next"]]
+    assert caught["Next"] == "Release what was not confirmed"
+    assert release["Resource"] == inner["Record delivery"]["Resource"]
+    payload = release["Parameters"]
+    assert (payload["run.$"], payload["not_confirmed.$"]) == ("$.run", "$.confirmError")
+    assert release["Next"] == "Not confirmed"
+    # AND a release that fails still ends the iteration as not confirmed
+    (failed,) = release["Catch"]
+    assert (failed["ErrorEquals"], failed["Next"]) == (["States.ALL"], "Not confirmed")

@@ -4,7 +4,8 @@ Input: ``{"notification_id": ..., "execution": ..., "receipt": {...}}`` after a 
 ``{..., "failure": {"Error": ..., "Cause": ...}}`` as the state machine caught an error
 that proves nothing was delivered, or ``{..., "unknown": {"Error": ..., "Cause": ...}}``
 for one after which the provider may have it; the handler turns each into a domain
-value, so the use case never reads a catch.
+value, so the use case never reads a catch. ``{..., "run": ..., "not_confirmed": {...}}``
+after the confirm step failed: what that Map iteration holds goes back to pending.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ from escalator.model import Ambiguous, Failure, Outcome, Receipt
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "not_confirmed" in event:
+        released = bootstrap.delivery_steps().release_unconfirmed(
+            notification_id=int(event["notification_id"]),
+            execution=str(event["execution"]),
+            run=str(event["run"]),
+        )
+        return {"released": released}
     recorded = bootstrap.delivery_steps().record(
         notification_id=int(event["notification_id"]),
         execution=str(event["execution"]),
