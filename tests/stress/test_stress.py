@@ -282,6 +282,11 @@ def test_a_crash_at_each_step_boundary_duplicates_nothing_and_leaves_nothing_ope
     assert states["sent"] + states["unknown"] + states["failed"] == count
     if boundary == "after claim":
         assert states == {"sent": count}
+    elif boundary == "after confirm":
+        # (no notifier ran: what an iteration released after its confirm failed, a later
+        # tick delivered; what the stop ended before its release is unknown)
+        assert states["failed"] == 0
+        assert len(channels) == states["sent"]
     else:
         assert states["unknown"] + states["failed"] >= 1
         assert len(channels) >= states["sent"] + states["failed"]
