@@ -23,6 +23,7 @@ The rows, as ``PATCHES`` lists them:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import importlib
@@ -112,6 +113,7 @@ from moto.stepfunctions.responses import StepFunctionResponse
 
 from devstack import iam
 from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
+from devstack.polling import NotInTime, wait_until
 from escalator.sqs_ids import refusal
 
 # The version this module was written against (requirements-dev.txt pins it).
@@ -309,10 +311,15 @@ class ExpressRuns:
 
 def _stop_express(execution: Any) -> None:
     """Stop a running moto execution (as StopExecution did, through its worker)."""
-    # (a worker that is only starting has no environment to stop yet)
-    deadline = time.monotonic() + 5
-    while getattr(execution.exec_worker, "env", None) is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    # (a worker that is only starting has no environment to stop yet; one that never
+    # makes one is stopped all the same)
+    with contextlib.suppress(NotInTime):
+        wait_until(
+            lambda: getattr(execution.exec_worker, "env", None) is not None,
+            timeout=5,
+            interval=0.01,
+            what="the execution's environment",
+        )
     execution.stop(stop_date=datetime.datetime.now(datetime.UTC), error=None, cause=None)
 
 
@@ -729,7 +736,6 @@ def _time_out(execution: Any, express: ExpressRuns) -> None:
     """End an Express execution still running at its cap, as AWS does; one that has not
     begun yet (its definition still parsed, on a busy machine) as soon as it has entered
     its first state (ended before, moto would fail it, or end it without its end event)."""
-    deadline = time.monotonic() + _BEGINNING_SECONDS
 
     def begun() -> Any:
         environment = getattr(execution.exec_worker, "env", None)
@@ -737,12 +743,16 @@ def _time_out(execution: Any, express: ExpressRuns) -> None:
             return None  # (event 1: ExecutionStarted; 2: the first state entered)
         return environment
 
+    try:
+        wait_until(
+            lambda: begun() is not None or execution.status != "RUNNING",
+            timeout=_BEGINNING_SECONDS,
+            interval=0.01,
+            what="the execution's first state",
+        )
+    except NotInTime:
+        return
     environment = begun()
-    while environment is None and execution.status == "RUNNING":
-        if time.monotonic() > deadline:
-            return
-        time.sleep(0.01)
-        environment = begun()
     if environment is not None and environment.is_running():
         express.count_timeout()
         environment.set_timed_out()
@@ -775,8 +785,13 @@ def _sync_express_started(original: Any, emulation: Emulation) -> Callable[..., 
         execution = self.start_execution(
             state_machine_arn, name, execution_input, trace_header, synchronous=True
         )
-        while execution.status == "RUNNING":
-            time.sleep(SYNC_END_POLL_SECONDS)
+        # (it ends by its cap at the latest, once it has begun)
+        wait_until(
+            lambda: execution.status != "RUNNING",
+            timeout=emulation.lambdas.express.cap_seconds + _BEGINNING_SECONDS,
+            interval=SYNC_END_POLL_SECONDS,
+            what="the synchronous Express execution's end",
+        )
         return execution
 
     return start_sync_execution
