@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import fcntl
 import json
 import os
 import re
@@ -59,6 +58,9 @@ from typing import Any
 
 import pytest
 
+# (this module is also the sessions' plugin: one session at a time sets up its PostgreSQL,
+# with make mutate's hook)
+from devstack.mutate import pytest_fixture_setup  # noqa: F401
 from devstack.template import GIVEN_TEMPLATE_VARIABLE, resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -879,19 +881,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = os.environ.get(REPORT_VARIABLE)
     if path:
         Path(path).write_text(json.dumps(_FOUND), encoding="utf-8")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Any:
-    """One session at a time sets up its PostgreSQL (see devstack.mutate)."""
-    from devstack.mutate import POSTGRES_LOCK
-
-    lock = os.environ.get(POSTGRES_LOCK)
-    if fixturedef.argname != "postgres" or not lock:
-        return (yield)
-    with open(lock, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        return (yield)
 
 
 if __name__ == "__main__":

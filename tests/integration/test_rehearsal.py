@@ -66,6 +66,21 @@ def request_queue(stage: Rehearsal) -> str:
     return url
 
 
+def feed_initiator(stage: Rehearsal, queue: str, sqs: Any) -> None:
+    """What the queue holds, fed to the initiator as its event source mapping feeds it:
+    polled as the initiator's role, until nothing is left."""
+    source = EventSource(
+        stage.client_as("FunctionsInitiator", "sqs"),
+        queue,
+        stage.function("FunctionsInitiator").handler,
+        context=None,
+        wait_seconds=0,
+        redrive_sqs=sqs,
+    )
+    while source.poll_once():
+        pass
+
+
 def test_the_migration_runs_as_the_trigger_invokes_it(stage: Rehearsal) -> None:
     # The trigger invokes the launcher with no payload once the database exists; the
     # launcher reads the master secret and hands it to the migration in the VPC.
@@ -103,16 +118,7 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     # could be trusted to claim it: the initiator starts their delivery windows itself,
     # over the Step Functions endpoint the template's environment names) and the
     # schedule starts the tick
-    source = EventSource(
-        stage.client_as("FunctionsInitiator", "sqs"),
-        queue,
-        stage.function("FunctionsInitiator").handler,
-        context=None,
-        wait_seconds=0,
-        redrive_sqs=sqs,
-    )
-    while source.poll_once():
-        pass
+    feed_initiator(stage, queue, sqs)
     expected = [
         ("restaurant-1", "completed", "console", "sent"),
         ("restaurant-1", "completed", "pubnub", "sent"),
@@ -169,16 +175,7 @@ def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
     Producer(queue, sqs=sqs).start(
         "restaurant-9", [{"channel": "phone", "at": later, "phone-number": "+385911234567"}]
     )
-    source = EventSource(
-        stage.client_as("FunctionsInitiator", "sqs"),
-        queue,
-        stage.function("FunctionsInitiator").handler,
-        context=None,
-        wait_seconds=0,
-        redrive_sqs=sqs,
-    )
-    while source.poll_once():
-        pass
+    feed_initiator(stage, queue, sqs)
     ((notification_id,),) = query(
         stage.database_url, "SELECT id FROM notification WHERE channel = 'phone'"
     )
