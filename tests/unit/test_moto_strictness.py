@@ -778,57 +778,51 @@ def test_a_choice_on_a_missing_field_fails_unless_it_asks_whether_it_is_present(
     assert (described["status"], json.loads(described["output"])) == ("SUCCEEDED", {"went": "no"})
 
 
+def express_run_events(
+    states: dict[str, Any], cap_seconds: float, omit: Collection[str] = ()
+) -> list[str]:
+    """The logged event types of one run of an Express machine of ``states`` (starting at
+    "Wait"), its cap scaled to ``cap_seconds``, logging ALL (AWS describes no Express
+    execution: its log tells how it ended)."""
+    with emulated(omit, express=ExpressRuns(cap_seconds)) as lambdas:
+        machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
+        arn = express_machine(
+            machine.sfn,
+            {"StartAt": "Wait", "States": states},
+            logging=logging_to(machine.logs, "window", "ALL"),
+        )
+        machine.sfn.start_execution(stateMachineArn=arn)
+        wait_until(lambda: ended(machine.logs, "window"), timeout=30)
+        ((_, events),) = logged(machine.logs, "window").items()
+        return [event["type"] for event in events]
+
+
 @proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_ends_at_its_cap() -> None:
-    def run(omit: Collection[str] = ()) -> list[str]:
-        # GIVEN an Express machine that waits longer than its cap (scaled to 0.5 s),
-        # logging ALL (AWS describes no Express execution: its log tells how it ended)
-        with emulated(omit, express=ExpressRuns(0.5)) as lambdas:
-            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
-            wait = {"Type": "Wait", "Seconds": 3, "End": True}
-            arn = express_machine(
-                machine.sfn,
-                {"StartAt": "Wait", "States": {"Wait": wait}},
-                logging=logging_to(machine.logs, "window", "ALL"),
-            )
-            # WHEN it runs
-            machine.sfn.start_execution(stateMachineArn=arn)
-            wait_until(lambda: ended(machine.logs, "window"), timeout=30)
-            ((_, events),) = logged(machine.logs, "window").items()
-            return [event["type"] for event in events]
+    # GIVEN an Express machine that waits longer than its cap (scaled to 0.5 s)
+    states = {"Wait": {"Type": "Wait", "Seconds": 3, "End": True}}
 
-    # THEN AWS ends it at the cap
-    assert run()[-1] == "ExecutionTimedOut"
+    # WHEN it runs, THEN AWS ends it at the cap
+    assert express_run_events(states, 0.5)[-1] == "ExecutionTimedOut"
     # (moto runs it as a Standard one, to its end)
-    assert run(omit={"StepFunctionsParserBackend.start_execution"})[-1] == "ExecutionSucceeded"
+    omit = {"StepFunctionsParserBackend.start_execution"}
+    assert express_run_events(states, 0.5, omit)[-1] == "ExecutionSucceeded"
 
 
 @proves("StepFunctionsParserBackend.start_execution")
 def test_an_express_execution_whose_cap_passes_before_it_begins_ends_at_its_cap() -> None:
-    def run(omit: Collection[str] = ()) -> list[str]:
-        # GIVEN an Express machine whose definition takes a while to parse (a Wait of a
-        # second, then 60 Pass states), and a cap that passes at once (0 s): before the
-        # execution has begun
-        with emulated(omit, express=ExpressRuns(0.0)) as lambdas:
-            machine = deployed(lambdas, {"StartAt": "Nothing", "States": {"Nothing": PASS}})
-            states: dict[str, Any] = {"Wait": {"Type": "Wait", "Seconds": 1, "Next": "P0"}}
-            states.update({f"P{n}": {"Type": "Pass", "Next": f"P{n + 1}"} for n in range(59)})
-            states["P59"] = PASS
-            arn = express_machine(
-                machine.sfn,
-                {"StartAt": "Wait", "States": states},
-                logging=logging_to(machine.logs, "window", "ALL"),
-            )
-            # WHEN it runs
-            machine.sfn.start_execution(stateMachineArn=arn)
-            wait_until(lambda: ended(machine.logs, "window"), timeout=30)
-            ((_, events),) = logged(machine.logs, "window").items()
-            return [event["type"] for event in events]
+    # GIVEN an Express machine whose definition takes a while to parse (a Wait of a
+    # second, then 60 Pass states), and a cap that passes at once (0 s): before the
+    # execution has begun
+    states: dict[str, Any] = {"Wait": {"Type": "Wait", "Seconds": 1, "Next": "P0"}}
+    states.update({f"P{n}": {"Type": "Pass", "Next": f"P{n + 1}"} for n in range(59)})
+    states["P59"] = PASS
 
-    # THEN it ends at its cap all the same
-    assert run()[-1] == "ExecutionTimedOut"
+    # WHEN it runs, THEN it ends at its cap all the same
+    assert express_run_events(states, 0.0)[-1] == "ExecutionTimedOut"
     # (moto runs it as a Standard one, to its end)
-    assert run(omit={"StepFunctionsParserBackend.start_execution"})[-1] == "ExecutionSucceeded"
+    omit = {"StepFunctionsParserBackend.start_execution"}
+    assert express_run_events(states, 0.0, omit)[-1] == "ExecutionSucceeded"
 
 
 @proves("StepFunctionsParserBackend.start_execution")
