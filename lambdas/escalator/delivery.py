@@ -24,6 +24,7 @@ from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
 from escalator.logs import logger
 from escalator.model import (
+    CONFIRM_TOKEN_SEPARATOR,
     Ambiguous,
     ClaimedNotification,
     Delivery,
@@ -233,7 +234,7 @@ def confirm_tokens(entered: str | None, run: str | None) -> tuple[str, ...]:
         return ()
     if not run:
         return (entered,)
-    return (f"{entered} {run}", entered)
+    return (f"{entered}{CONFIRM_TOKEN_SEPARATOR}{run}", entered)
 
 
 def _wait_for(due: str | None, at_most: float) -> None:

@@ -14,6 +14,11 @@ MAX_REASON_LENGTH = 1000
 # the initiator records it by, so a request redriven twice is applied once.
 ORIGINAL_MESSAGE_ID = "escalator-original-message-id"
 
+# A confirm token joins the confirm step's entry time and its Map iteration's run
+# (escalator.delivery.confirm_tokens); a later step knows the run only, and finds the
+# token by it.
+CONFIRM_TOKEN_SEPARATOR = " "  # noqa: S105 - a separator, not a secret
+
 
 @dataclass(frozen=True)
 class RequestMessage:

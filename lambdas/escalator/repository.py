@@ -13,6 +13,7 @@ from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
 from escalator.model import (
+    CONFIRM_TOKEN_SEPARATOR,
     ClaimedNotification,
     Delivery,
     RequestMessage,
@@ -334,9 +335,9 @@ class NotificationRepository:
                    confirm_token = NULL, updated_at = now()
             WHERE id = %s AND claim_owner = %s
               AND (state = 'claimed'
-                   OR (state = 'sending' AND split_part(confirm_token, ' ', 2) = %s))
+                   OR (state = 'sending' AND split_part(confirm_token, %s, 2) = %s))
             """,
-            (notification_id, owner, run),
+            (notification_id, owner, CONFIRM_TOKEN_SEPARATOR, run),
         )
         return self._cursor.rowcount > 0
 
