@@ -90,6 +90,8 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
             f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"
         )
     )
+    # AND no bytecode of this machine's Python (Lambda's ignores it: dead weight)
+    assert list(bundle.glob("**/*.pyc")) == []
     # AND every handler imports there, with the Lambda's Python
     handlers = sorted({resource["Properties"]["Handler"] for resource in functions})
     script = "; ".join(
