@@ -32,7 +32,7 @@ from psycopg2.extensions import make_dsn
 
 from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
 from devstack.schedule import Schedule
-from devstack.template import REGION, load_template, resources
+from devstack.template import REGION, delivery_timeouts, load_template, resources
 from devstack.tls import serving_tls
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
@@ -43,6 +43,7 @@ from escalator.limits import claim_lookahead
 from escalator.logs import logger
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 from escalator.service import store_caller_id_registry
+from infra.timings import Leases, minimum_leases
 
 
 @dataclass(frozen=True)
@@ -107,20 +108,13 @@ def prepare_database(url: str, registry_file: Path | None) -> str:
     return application_url
 
 
-def local_defaults(tick: int) -> dict[str, str]:
+def local_defaults(tick: int, template: dict[str, Any]) -> dict[str, str]:
     """The delivery settings the local stack uses unless the environment says otherwise:
     claims and leases scaled to its schedule, so a restart picks up quickly, but never
-    shorter than the stack on AWS's rule asks (``infra.timings``: the same function
-    timeouts, retry budgets and Express cap run here)."""
-    from infra.functions import DATABASE_STEP_TIMEOUT, NOTIFIER_TIMEOUT
-    from infra.timings import Leases, minimum_leases
-
+    shorter than the stack on AWS's rule asks (``infra.timings``) for the function
+    timeouts, retry budgets and window timeout of the template it runs."""
     lookahead = claim_lookahead(tick)
-    minimum = minimum_leases(
-        lookahead_seconds=lookahead,
-        database_step_timeout=int(DATABASE_STEP_TIMEOUT.to_seconds()),
-        notifier_timeout=int(NOTIFIER_TIMEOUT.to_seconds()),
-    )
+    minimum = minimum_leases(lookahead_seconds=lookahead, **delivery_timeouts(template))
     leases = Leases(claim_grace_seconds=2 * tick, sending_lease_seconds=4 * tick).at_least(minimum)
     return {
         Env.LOOKAHEAD_SECONDS: str(lookahead),
@@ -180,9 +174,10 @@ def run(options: LocalOptions) -> int:
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signal_number, lambda *_: stop.set())
-    # (a template given as a file is checked first: a wrong path fails before anything starts)
-    template = None if options.template is None else load_template(options.template)
-    _local_environment(options)
+    # (the template first: a wrong path fails before anything starts, and the delivery
+    # settings are scaled to its timeouts)
+    template = _template(options)
+    _local_environment(options, template)
     with ExitStack() as stack:
         database = _database(stack, options, stop)
         aws = _aws(stack, options, template)
@@ -214,9 +209,19 @@ def run(options: LocalOptions) -> int:
     return 0
 
 
-def _local_environment(options: LocalOptions) -> None:
+def _template(options: LocalOptions) -> dict[str, Any]:
+    """The template given as a file, or the CDK app synthesized now."""
+    if options.template is not None:
+        return load_template(options.template)
+    from devstack.template import synthesized_template
+
+    say("synthesizing the CDK app")
+    return synthesized_template()
+
+
+def _local_environment(options: LocalOptions, template: dict[str, Any]) -> None:
     """Logs to stderr; local credentials, the region and the delivery settings scaled to
-    the tick, unless the environment says otherwise."""
+    the tick and the template's timeouts, unless the environment says otherwise."""
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
@@ -224,7 +229,7 @@ def _local_environment(options: LocalOptions) -> None:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": REGION,
-        **local_defaults(options.tick),
+        **local_defaults(options.tick, template),
     }.items():
         os.environ.setdefault(name, value)
 
@@ -272,7 +277,7 @@ class _LocalAws:
     session: Any  # the boto3 session the stack was deployed with
 
 
-def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | None) -> _LocalAws:
+def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any]) -> _LocalAws:
     """The moto server with the template's queues, functions (in-process, with the
     faults asked for) and state machine, and the status-callback function URL."""
     import boto3
@@ -280,7 +285,6 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | Non
     from devstack.function_url import FunctionUrl
     from devstack.moto_adapter import LambdaFaults, lambdas_in_process
     from devstack.stepfunctions import deploy
-    from devstack.template import synthesized_template
 
     say(f"starting the AWS endpoint on port {options.port}")
     endpoint = stack.enter_context(moto_server(options.port))
@@ -295,11 +299,7 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any] | Non
         )
     session = boto3.Session(region_name=REGION)
     sqs = session.client("sqs", endpoint_url=endpoint)
-    if template is not None:
-        say(f"registering the state machines of {options.template}")
-    else:
-        say("synthesizing the CDK app and registering its state machine")
-        template = synthesized_template()
+    say(f"registering the state machines of {options.template or 'the CDK app'}")
     queue_url, dead_letter_queue_url, references = create_queues(sqs, template)
     # Every function, state machine, the schedule and the event source act with their
     # template roles, and moto authorizes each call against them (devstack.iam).

@@ -189,6 +189,31 @@ def state_machine_definition(
     return parsed
 
 
+# What Lambda gives a function whose template names no Timeout.
+LAMBDA_DEFAULT_TIMEOUT_SECONDS = 3
+
+
+def delivery_timeouts(template: dict[str, Any]) -> dict[str, int]:
+    """What the rule of the leases (``infra.timings.minimum_leases``) reads from a
+    template: the longest timeout of its database steps (confirm, record) and of its
+    notifiers, and its delivery window's own."""
+    timeouts: dict[str, list[int]] = {}
+    for function in resources(template, "AWS::Lambda::Function").values():
+        properties = function["Properties"]
+        handler = str(properties.get("Handler", ""))
+        step = handler.removeprefix("escalator.handlers.").removesuffix(".handler")
+        timeout = properties.get("Timeout", LAMBDA_DEFAULT_TIMEOUT_SECONDS)
+        timeouts.setdefault(step, []).append(int(timeout))
+    missing = {"confirm", "record", "notifier"} - set(timeouts)
+    if missing:
+        raise TemplateError(f"the template has no {', '.join(sorted(missing))} function")
+    return {
+        "database_step_timeout": max(timeouts["confirm"] + timeouts["record"]),
+        "notifier_timeout": max(timeouts["notifier"]),
+        "window_timeout": int(state_machine_definition(template, EXPRESS)["TimeoutSeconds"]),
+    }
+
+
 PSEUDO_PARAMETERS = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
 
 

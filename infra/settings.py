@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-from constructs import Node
+from typing import TYPE_CHECKING, Any
 
 from escalator.channels import CHANNELS
 from escalator.limits import RECIPIENT_GUARD_SECONDS
+
+if TYPE_CHECKING:  # (the CDK's modules load for seconds: the local stack reads only numbers)
+    from constructs import Node
 
 REMOVAL_POLICIES = ("retain", "snapshot", "destroy")
 LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")

@@ -26,12 +26,8 @@ from infra.retention import retention
 from infra.schedule import DeliverySchedule
 from infra.secrets import provider_secrets
 from infra.settings import SettingsError, StackSettings, from_context
-from infra.state_machine import (
-    EXPRESS_CAP_SECONDS,
-    tick_definition,
-    window_definition,
-    window_worst_case_seconds,
-)
+from infra.state_machine import tick_definition, window_definition, window_worst_case_seconds
+from infra.timings import EXPRESS_CAP_SECONDS
 
 INITIATOR_TIMEOUT = Duration.seconds(30)
 

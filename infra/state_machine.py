@@ -34,6 +34,18 @@ from constructs import Construct
 
 from escalator.channels import CHANNELS
 from infra.settings import THROTTLE_RETRY, ThrottleRetry
+from infra.timings import (
+    CONFIRM_DATABASE_ATTEMPTS,
+    DATABASE_ERROR_ATTEMPTS,
+    DATABASE_ERROR_FIRST_DELAY_SECONDS,
+    DATABASE_ERROR_MAX_DELAY_SECONDS,
+    DATABASE_SERVICE_ATTEMPTS,
+    EXPRESS_CAP_SECONDS,
+    NOTIFIER_ATTEMPTS,
+    NOTIFIER_FIRST_DELAY_SECONDS,
+    RECORD_DATABASE_ATTEMPTS,
+    RETRY_MAX_DELAY_SECONDS,
+)
 
 DEFAULT_MAX_CONCURRENCY = 40
 # Raised by the notifiers (escalator.errors) and by the database functions.
@@ -42,7 +54,6 @@ DATABASE_ERROR = "DatabaseError"
 # Lambda did not run the function at all (throttled): safe to retry even for a notifier.
 # Lambda.ServiceException is not among them: the function may have placed the call.
 THROTTLED = "Lambda.TooManyRequestsException"
-NOTIFIER_ATTEMPTS = 3
 # Errors after which the function may well have run (its answer was lost, it timed
 # out): the database steps retry them (each is idempotent under its own retry); a
 # notifier never does, and its delivery is recorded unknown.
@@ -62,22 +73,6 @@ NOT_DELIVERED_ERRORS = (
     "ConfigError",
     THROTTLED,
 )
-# How a database step retries a lost answer, a timeout (each delay at most this long).
-DATABASE_SERVICE_ATTEMPTS = 9
-RETRY_MAX_DELAY_SECONDS = 8
-# How it retries a DatabaseError: jittered delays from 2 s, doubling, at most this long.
-DATABASE_ERROR_ATTEMPTS = 3
-DATABASE_ERROR_FIRST_DELAY_SECONDS = 2
-DATABASE_ERROR_MAX_DELAY_SECONDS = 8
-# A notifier retries what provably never left: delays from 1 s, doubling.
-NOTIFIER_FIRST_DELAY_SECONDS = 1
-# The confirm step retries a DatabaseError fewer times: a notification not confirmed is
-# released after the claim grace and claimed again, nothing lost. The record step holds
-# a provider's receipt: it tries longest, within the window's five minutes.
-CONFIRM_DATABASE_ATTEMPTS = 2
-RECORD_DATABASE_ATTEMPTS = 4
-# An Express execution runs at most five minutes.
-EXPRESS_CAP_SECONDS = 300
 # What the tick's "Deliver notifications" retries: a start refused or unanswered (a
 # re-run is harmless: the database decides what is still owed).
 WINDOW_RETRIES = 1

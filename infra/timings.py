@@ -26,17 +26,26 @@ from dataclasses import dataclass, fields
 
 from escalator.config import DeliveryConfig
 from infra.settings import THROTTLE_RETRY
-from infra.state_machine import (
-    CONFIRM_DATABASE_ATTEMPTS,
-    DATABASE_ERROR_FIRST_DELAY_SECONDS,
-    DATABASE_ERROR_MAX_DELAY_SECONDS,
-    DATABASE_SERVICE_ATTEMPTS,
-    EXPRESS_CAP_SECONDS,
-    NOTIFIER_ATTEMPTS,
-    NOTIFIER_FIRST_DELAY_SECONDS,
-    RECORD_DATABASE_ATTEMPTS,
-    RETRY_MAX_DELAY_SECONDS,
-)
+
+# (Plain numbers, no CDK: the local stack reads them at every start.)
+# A notifier task's attempts in all (its first and its retries of what never left).
+NOTIFIER_ATTEMPTS = 3
+# How a database step retries a lost answer, a timeout (each delay at most this long).
+DATABASE_SERVICE_ATTEMPTS = 9
+RETRY_MAX_DELAY_SECONDS = 8
+# How it retries a DatabaseError: jittered delays from 2 s, doubling, at most this long.
+DATABASE_ERROR_ATTEMPTS = 3
+DATABASE_ERROR_FIRST_DELAY_SECONDS = 2
+DATABASE_ERROR_MAX_DELAY_SECONDS = 8
+# A notifier retries what provably never left: delays from 1 s, doubling.
+NOTIFIER_FIRST_DELAY_SECONDS = 1
+# The confirm step retries a DatabaseError fewer times: a notification not confirmed is
+# released after the claim grace and claimed again, nothing lost. The record step holds
+# a provider's receipt: it tries longest, within the window's five minutes.
+CONFIRM_DATABASE_ATTEMPTS = 2
+RECORD_DATABASE_ATTEMPTS = 4
+# An Express execution runs at most five minutes.
+EXPRESS_CAP_SECONDS = 300
 
 
 @dataclass(frozen=True)

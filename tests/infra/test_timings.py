@@ -5,6 +5,7 @@ the window's tasks are synthesized with."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -121,10 +122,29 @@ def test_the_local_stack_keeps_the_rule_of_the_stack_on_aws(
 ) -> None:
     # GIVEN the delivery settings the local stack runs with for a schedule of this period
     # (the same template: the same timeouts, retries and Express cap are enforced there)
-    config = load_delivery_config({**local_defaults(tick), **DATABASE})
+    config = load_delivery_config({**local_defaults(tick, template), **DATABASE})
 
     # THEN they keep the rule too
     minimum = rule(template, config.lookahead_seconds)
     leases = Leases(config.claim_grace_seconds, config.sending_lease_seconds)
     assert leases.keeps(minimum), (leases, minimum)
     assert config.sending_lease_seconds > window(template)["TimeoutSeconds"]
+
+
+def test_the_local_stack_scales_its_leases_to_the_template_it_runs(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN a template (given with --template) whose confirm, record and notifier
+    # functions have longer timeouts than the app synthesizes
+    longer = copy.deepcopy(template)
+    for handler in ("confirm", "record", "notifier"):
+        for function in functions(longer, handler):
+            function["Timeout"] = 3 * function["Timeout"]
+
+    # WHEN the local stack takes its defaults for it
+    config = load_delivery_config({**local_defaults(5, longer), **DATABASE})
+
+    # THEN they keep the rule for those timeouts, not for the app's own
+    minimum = rule(longer, config.lookahead_seconds)
+    assert minimum != rule(template, config.lookahead_seconds)
+    assert Leases(config.claim_grace_seconds, config.sending_lease_seconds).keeps(minimum)
