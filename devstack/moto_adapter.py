@@ -311,14 +311,20 @@ class ExpressRuns:
 
 def _stop_express(execution: Any) -> None:
     """Stop a running moto execution (as StopExecution did, through its worker)."""
-    # (a worker that is only starting has no environment to stop yet; one that never
-    # makes one is stopped all the same)
+
+    # (a worker that is only starting has no program to stop yet: moto ignores a stop
+    # until its program runs, then runs it. One that never begins is stopped all the
+    # same: it has nothing to run.)
+    def begun() -> bool:
+        environment = getattr(execution.exec_worker, "env", None)
+        return environment is not None and environment.program_state() is not None
+
     with contextlib.suppress(NotInTime):
         wait_until(
-            lambda: getattr(execution.exec_worker, "env", None) is not None,
-            timeout=5,
+            lambda: begun() or execution.status != "RUNNING",
+            timeout=_BEGINNING_SECONDS,
             interval=0.01,
-            what="the execution's environment",
+            what="the execution's program",
         )
     execution.stop(stop_date=datetime.datetime.now(datetime.UTC), error=None, cause=None)
 

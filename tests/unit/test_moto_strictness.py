@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -823,6 +824,64 @@ def test_an_express_execution_whose_cap_passes_before_it_begins_ends_at_its_cap(
     # (moto runs it as a Standard one, to its end)
     omit = {"StepFunctionsParserBackend.start_execution"}
     assert express_run_events(states, 0.0, omit)[-1] == "ExecutionSucceeded"
+
+
+class StartingProgram:
+    """A moto execution's environment as its worker brings it up: made first, its program
+    running a moment later (``run``). As moto's, it ignores a stop that comes before its
+    program runs, and its program then runs all the same."""
+
+    def __init__(self) -> None:
+        self.state: str | None = None
+        self.asked = threading.Event()
+
+    def program_state(self) -> str | None:
+        self.asked.set()
+        return self.state
+
+    def set_stop(self, **_: Any) -> None:
+        if self.state == "running":
+            self.state = "stopped"
+
+    def run(self) -> None:
+        self.state = "running" if self.state is None else self.state
+
+
+class StartingExecution:
+    """A moto Express execution whose worker has made its environment, not yet run."""
+
+    def __init__(self, execution_input: str) -> None:
+        self.execution_input = execution_input
+        self.execution_arn = f"arn:aws:states:{REGION}:123456789012:express:window:{uuid.uuid4()}"
+        self.exec_worker = types.SimpleNamespace(env=StartingProgram())
+
+    @property
+    def status(self) -> str:
+        return "ABORTED" if self.exec_worker.env.state == "stopped" else "RUNNING"
+
+    def stop(self, **details: Any) -> None:
+        self.exec_worker.env.set_stop(**details)
+
+
+def test_a_window_of_a_crashed_tick_that_starts_after_the_crash_never_runs() -> None:
+    # GIVEN a tick that crashed while its window's start was under way
+    runs = ExpressRuns()
+    tick = f"arn:aws:states:{REGION}:123456789012:execution:tick:crashed"
+    assert runs.stop_running(started_by=tick) == []
+
+    # WHEN its window comes up: its environment made, its program not yet running
+    window = StartingExecution(json.dumps({"claim": {"execution": tick}}))
+    registering = threading.Thread(target=runs.register, args=(window,))
+    registering.start()
+    # (its program runs once the emulation looks at it, or is done with it)
+    environment = window.exec_worker.env
+    wait_until(lambda: environment.asked.is_set() or not registering.is_alive(), timeout=10)
+    environment.run()
+    registering.join(timeout=30)
+
+    # THEN it is stopped once its program runs (a stop before that would be lost)
+    assert not registering.is_alive()
+    assert window.status == "ABORTED"
 
 
 @proves("StepFunctionsParserBackend.start_execution")
