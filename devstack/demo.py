@@ -131,11 +131,12 @@ def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[],
     return True
 
 
-def run_demo(*, tick: int = DEMO_TICK) -> int:
-    """Run the scenario; 0 when everything happened as it must."""
+def run_demo(*, tick: int = DEMO_TICK, twilio: TwilioStub | None = None) -> int:
+    """Run the scenario, against ``twilio`` (a new stub by default; the demo starts and
+    stops it); 0 when everything happened as it must."""
     workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
     # Twilio on loopback: it takes calls and messages and reports on each, as Twilio does.
-    twilio = TwilioStub()
+    twilio = twilio or TwilioStub()
     twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
     twilio.start()
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)

@@ -14,6 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import boto3
 import psycopg2
@@ -22,12 +23,12 @@ from psycopg2.extensions import make_dsn, parse_dsn
 
 from devstack.demo import local_stack_command, read_line, run_demo, start_local_stack
 from devstack.outbox import read_outbox
-from devstack.peers import running_peers
+from devstack.peers import TwilioStub
 from devstack.polling import wait_until
 from devstack.postgres import query
 from devstack.template import synthesized_template
 from devstack.tls import ThrowawayCa
-from escalator.channels.twilio import status_callback_for
+from escalator.channels.twilio import NOTIFICATION_PARAMETER, status_callback_for
 from escalator.executions import recent_executions
 
 # Long: started first, so that the parallel run ends with the short tests.
@@ -391,54 +392,36 @@ def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restart
     wait_for(lambda: not running(server), timeout=15)
 
 
-def test_demo_scenario_runs_as_it_must(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_demo(tick=2) == 0
+def test_demo_scenario_runs_as_it_must_and_twilio_hears_from_it_as_from_the_stack_on_aws(
+    aws_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the Twilio stub the demo's local stack is configured for (its settings, not
+    # a dry run), which reports each call's and message's progress as Twilio does
+    twilio = TwilioStub()
+
+    # WHEN the demo's scenario runs
+    assert run_demo(tick=2, twilio=twilio) == 0
+
+    # THEN it ran as it must
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
     assert "restaurant-2   phone           0         0  cancelled  ok      -" in out
     assert "restaurant-4   phone           0         0  coalesced  ok      -" in out
-    # the call and the text message went to Twilio (the stub), which reported on each
+    # AND the call and the text message went to Twilio through the real adapter, which
+    # reported on each: every callback (to the signed URL the call or message asked for,
+    # by the method it named) landed, and settled it
     assert "restaurant-1   phone           1         1  sent       ok      completed" in out
     assert "restaurant-1   sms             1         1  sent       ok      delivered" in out
-
-
-def test_with_twilio_settings_calls_reach_twilio_and_its_signed_callbacks_land(
-    tmp_path: Path, aws_env: None
-) -> None:
-    # GIVEN a Twilio stub that reports each call's progress, as Twilio does, and the
-    # local stack started with the Twilio settings pointing at it
-    with running_peers() as peers:
-        peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
-        settings = {k: v for k, v in peers.environment().items() if k.startswith("TWILIO_")}
-        process, ready = start_local_stack(tmp_path, tick=TICK, environment=settings)
-        stack = LocalStack(process, ready, tmp_path)
-        try:
-            # WHEN a call falls due
-            stack.send(
-                start("r-call", phone(int(time.time()) + 1, "+385911234567")), group="r-call"
-            )
-
-            # THEN it went through the real Twilio adapter, asking for callbacks at the
-            # endpoint the ready line names, and Twilio's final status is on record
-            def call_status() -> list[tuple[Any, ...]]:
-                return query(
-                    ready["database_url"],
-                    "SELECT id, state, provider_ref, provider_status FROM notification",
-                )
-
-            wait_for(lambda: [row[3] for row in call_status()] == ["completed"], timeout=60)
-            ((notification_id, state, provider_ref, _),) = call_status()
-            (call,) = peers.twilio.calls
-            assert call.form["StatusCallback"] == status_callback_for(
-                ready["twilio_status_callback_url"], notification_id, peers.twilio.auth_token
-            )
-            assert call.form["Method"] == "GET"
-            assert (state, provider_ref) == ("sent", call.sid)
-            assert [callback.answer for callback in peers.twilio.callbacks] == [200] * 4
-            (record,) = stack.outbox()
-            assert record["dry_run"] is False
-        finally:
-            stack.terminate()
+    (call,) = twilio.calls
+    (message,) = twilio.messages
+    assert call.form["Method"] == "GET"
+    for delivery in (call, message):
+        base, _, query_string = delivery.form["StatusCallback"].partition("?")
+        notification_id = int(dict(parse_qsl(query_string))[NOTIFICATION_PARAMETER])
+        expected = status_callback_for(base, notification_id, twilio.auth_token)
+        assert delivery.form["StatusCallback"] == expected
+    callbacks = [*twilio.callbacks, *twilio.message_callbacks]
+    assert [callback.answer for callback in callbacks] == [200] * 6
 
 
 # (its own wait for the deliveries allows 240 s; they take about 15)
