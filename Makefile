@@ -31,12 +31,13 @@ typecheck: $(STAMP)
 WORKERS ?= 4
 
 # mypy (one core, most of it in aws-cdk-lib's types) runs beside the tests, which spend
-# much of their time waiting on real time; its verdict is printed after theirs.
+# much of their time waiting on real time, at a lower priority: it takes the cycles they
+# leave while they wait, never those they need; its verdict is printed after theirs.
 # Each run has a temporary root of its own (pytest's is shared by every run of the user,
 # and one run's clean-up removed another's embedded PostgreSQL while it started).
 test: lint ## ruff, mypy and the whole test suite, on a real PostgreSQL
 	@report=$$(mktemp); scratch=$$(mktemp -d /tmp/escalator-test-XXXXXX); \
-	$(BIN)/mypy > $$report 2>&1 & typing=$$!; \
+	nice -n 15 $(BIN)/mypy > $$report 2>&1 & typing=$$!; \
 	TZ=UTC PYTEST_DEBUG_TEMPROOT=$$scratch $(BIN)/pytest -n $(WORKERS) --dist loadgroup; tests=$$?; \
 	wait $$typing; typed=$$?; echo "mypy:"; cat $$report; rm -f $$report; rm -rf $$scratch; \
 	test $$tests -eq 0 -a $$typed -eq 0

@@ -62,6 +62,7 @@ from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
 from moto.iam.models import AccessKey, iam_backends
 from moto.sts.models import sts_backends
 
+from devstack.sessions import shared_models
 from devstack.template import ACCOUNT, REGION, resolve, resources
 
 # The name of the emulation's administrator (a user for keys without a session token, a
@@ -445,7 +446,7 @@ class _InvocationRoleProvider(CredentialProvider):  # type: ignore[misc]
 def _invocation_session() -> Any:
     """One boto3 session for the process whose credentials are the invocation's (made
     once: a session loads each service's model anew)."""
-    core = botocore.session.get_session()
+    core = shared_models(botocore.session.get_session())
     core.get_component("credential_provider").insert_before("env", _InvocationRoleProvider())
     return boto3.Session(botocore_session=core)
 

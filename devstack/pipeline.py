@@ -12,10 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from moto import mock_aws
 
-from devstack import CALLER_IDS
+from devstack import CALLER_IDS, sessions
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.function_url import FunctionUrl
 from devstack.moto_adapter import (
@@ -127,7 +126,7 @@ def running_pipeline(
             mock_aws(config=config),
             lambdas_in_process(history_cap, express=express, enforce_iam=enforce_iam) as lambdas,
         ):
-            session = boto3.Session(region_name=REGION)
+            session = sessions.session(region_name=REGION)
             machine = deploy(session, template, lambdas=lambdas, window_log_level=window_log_level)
             receiver = machine.function_named("FunctionsCallStatusReceiver")
             refusal = functools.partial(lambdas.permissions.function_url_refusal, receiver)

@@ -64,11 +64,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, quote
 
-import boto3
 import psycopg2
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from psycopg2 import sql
 
+from devstack import sessions
 from devstack.demo import free_port
 from devstack.function_url import FunctionUrl
 from devstack.iam import Permissions
@@ -483,7 +483,7 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         )
         stack.callback(proxy.close)
         endpoint = stack.enter_context(moto_server(free_port()))
-        session = boto3.Session(
+        session = sessions.session(
             region_name=REGION,
             aws_access_key_id=DEPLOYER_ACCESS_KEY,
             aws_secret_access_key=DEPLOYER_SECRET_KEY,
