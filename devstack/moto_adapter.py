@@ -558,8 +558,14 @@ class Emulation:
     and its caches (of boto3 clients and moto backends, looked up once per context)."""
 
     def __init__(
-        self, history_cap: int, express: ExpressRuns | None = None, *, enforce_iam: bool = True
+        self,
+        history_cap: int,
+        express: ExpressRuns | None = None,
+        *,
+        enforce_iam: bool = True,
+        omitted: frozenset[str] = frozenset(),
     ) -> None:
+        self.omitted = omitted  # the rows of PATCHES left out
         self.lambdas = InProcessLambdas()
         self.lambdas.express = express or ExpressRuns()
         self.permissions = self.lambdas.permissions = iam.Permissions(enforce=enforce_iam)
@@ -1120,18 +1126,21 @@ def _missing_choice_variable_fails(original: Any, emulation: Emulation) -> Calla
     return _eval_body
 
 
+# Programs parsed in this process, by definition and the rows left out of the emulation
+# that parsed them (a row may shape what the parser builds).
+_PARSED_PROGRAMS: dict[tuple[str, frozenset[str]], Any] = {}
+_PARSED_PROGRAMS_LOCK = threading.Lock()
+
+
 def _definitions_parsed_once(original: Any, emulation: Emulation) -> Callable[[Any], Any]:
     # The parsed program holds no state of an evaluation (that is all in the
-    # execution's environment), so executions of one definition share it.
-    parsed: dict[str, Any] = {}
-    lock = threading.Lock()
-
+    # execution's environment), so executions of one definition share it, in every test.
     def _get_evaluation_entrypoint(self: Any) -> Any:
-        definition = self._evaluation_details.state_machine_details.definition
-        with lock:
-            if definition not in parsed:
-                parsed[definition] = original(self)
-            return parsed[definition]
+        key = (self._evaluation_details.state_machine_details.definition, emulation.omitted)
+        with _PARSED_PROGRAMS_LOCK:
+            if key not in _PARSED_PROGRAMS:
+                _PARSED_PROGRAMS[key] = original(self)
+            return _PARSED_PROGRAMS[key]
 
     return _get_evaluation_entrypoint
 
@@ -1679,7 +1688,8 @@ FAST: tuple[Patch, ...] = (
         "_get_evaluation_entrypoint",
         _definitions_parsed_once,
         "moto parsed a state machine's definition (ANTLR, 0.16 s for the delivery "
-        "window) for every execution: parsed once per definition, the program shared",
+        "window) for every execution: parsed once per definition in a process, the "
+        "program shared",
         "fast",
         ("self",),
     ),
@@ -1867,7 +1877,7 @@ def lambdas_in_process(
     unknown = set(omit) - {row.name for row in PATCHES}
     if unknown:
         raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")
-    emulation = Emulation(history_cap, express, enforce_iam=enforce_iam)
+    emulation = Emulation(history_cap, express, enforce_iam=enforce_iam, omitted=frozenset(omit))
     with ExitStack() as patches:
         patches.callback(emulation.lambdas.shutdown)
         patches.enter_context(emulation.permissions.enforced())

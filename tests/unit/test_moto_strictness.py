@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from devstack import moto_adapter
+from devstack import moto_adapter, sessions
 from devstack.moto_adapter import (
     FAULT_LOST_ANSWER,
     FAULT_THROTTLED,
@@ -94,7 +94,7 @@ def deployed(
         "Properties": {"DefinitionString": json.dumps(definition)},
     }
     template = {"Resources": {**function_resources, "Machine": machine}}
-    return deploy(boto3.Session(region_name=REGION), template, lambdas=lambdas)
+    return deploy(sessions.session(region_name=REGION), template, lambdas=lambdas)
 
 
 def one_task(function_name: str) -> dict[str, Any]:
@@ -1002,7 +1002,7 @@ def function_arn(logical_id: str) -> dict[str, Any]:
 
 
 def deployed_template(lambdas: InProcessLambdas, resources: dict[str, Any]) -> DeployedStateMachine:
-    return deploy(boto3.Session(region_name=REGION), {"Resources": resources}, lambdas=lambdas)
+    return deploy(sessions.session(region_name=REGION), {"Resources": resources}, lambdas=lambdas)
 
 
 def function(handler: str = "echo", **properties: Any) -> dict[str, Any]:
