@@ -69,10 +69,12 @@ def start_local_stack(
     tick: int,
     environment: dict[str, str] | None = None,
     options: tuple[str, ...] = (),
+    drain: bool = True,
 ) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """Start ``escalator local`` with its files under ``workdir`` (log: ``local.log``),
     with ``environment`` added to this process's and ``options`` to its command line;
-    return the process and its ready line."""
+    return the process and its ready line. Its stdout is read on (``drain``), or left
+    unread after the ready line, as a careless launcher would."""
     log = (workdir / "local.log").open("a")
     process = subprocess.Popen(  # noqa: S603
         local_stack_command(workdir, tick=tick, options=options),
@@ -92,7 +94,8 @@ def start_local_stack(
         tail = (workdir / "local.log").read_text()[-3000:]
         raise RuntimeError(f"the local stack did not start; {workdir / 'local.log'} ends:\n{tail}")
     # Nothing more is expected there, but a pipe nobody reads must never fill: drain it.
-    threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
+    if drain:
+        threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
     return process, json.loads(line)
 
 

@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from devstack.demo import local_stack_command, read_line, run_demo, start_local_stack
+from devstack.demo import run_demo, start_local_stack
 from devstack.outbox import read_outbox
 from devstack.peers import TwilioStub
 from devstack.polling import wait_until
@@ -107,8 +107,8 @@ class LocalStack:
         return self.process.wait(timeout=15)
 
 
-def launch(workdir: Path, *options: str) -> LocalStack:
-    process, ready = start_local_stack(workdir, tick=TICK, options=options)
+def launch(workdir: Path, *options: str, drain: bool = True) -> LocalStack:
+    process, ready = start_local_stack(workdir, tick=TICK, options=options, drain=drain)
     return LocalStack(process, ready, workdir)
 
 
@@ -125,10 +125,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """One local stack for the tests that only use it as a client would."""
+    """One local stack for the tests that only use it as a client would; of its stdout,
+    only the ready line is ever read (as a careless launcher would)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
         use_local_credentials(monkeypatch)
-        stack = launch(tmp_path_factory.mktemp("local-stack"))
+        stack = launch(tmp_path_factory.mktemp("local-stack"), drain=False)
         yield stack
         if stack.process.poll() is None:
             stack.terminate()
@@ -233,7 +234,7 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     wait_for_executions_in_flight(stack)
 
     # THEN exactly these were delivered, once each
-    records = stack.outbox()
+    records = [r for r in stack.outbox() if r["process_id"] in {f"r{n}" for n in range(1, 6)}]
     delivered = sorted((r["process_id"], r["channel"], r["target"]) for r in records)
     assert delivered == [
         ("r1", "console", "second order"),
@@ -426,42 +427,40 @@ def test_demo_scenario_runs_as_it_must_and_twilio_hears_from_it_as_from_the_stac
 
 # (its own wait for the deliveries allows 240 s; they take about 15)
 @pytest.mark.timeout(300)
-def test_a_stdout_nobody_reads_never_stalls_hundreds_of_deliveries(
-    tmp_path: Path, aws_env: None
-) -> None:
-    # GIVEN the local stack started with a pipe for stdout, of which only the ready line
-    # is ever read (as a careless launcher would)
-    log = (tmp_path / "local.log").open("a")
-    # (a tick of 4 s: each claim hands over to the next at once, and on a loaded machine
-    # a 2-second schedule would pile executions up faster than they end)
-    process = subprocess.Popen(
-        local_stack_command(tmp_path, tick=4), stdout=subprocess.PIPE, stderr=log, text=True
-    )
-    assert process.stdout is not None
-    stack = LocalStack(process, {}, tmp_path)
-    try:
-        ready = read_line(process.stdout, timeout=180)
-        assert ready, f"the local stack did not start: see {tmp_path / 'local.log'}"
-        stack.ready = json.loads(ready)
-        # WHEN 400 notifications fall due (each delivery writes metrics: about 230 of
-        # them would fill a 64 KiB pipe)
-        # (spread over two seconds, as a lunch hour is: all at once, most would wait
-        # out throttled retries)
-        due = int(time.time()) + 2
-        for batch in range(4):
-            stack.send(
-                start(
-                    f"lunch-{batch}",
-                    *[console(due + batch // 2, f"order {batch}-{n}") for n in range(100)],
-                ),
-                group=f"lunch-{batch}",
-            )
+@pytest.mark.xdist_group("local_stack")
+def test_a_stdout_nobody_reads_never_stalls_hundreds_of_deliveries(local_stack: LocalStack) -> None:
+    # GIVEN the local stack, of whose stdout only the ready line was read
+    stack = local_stack
+    stdout = stack.process.stdout
+    assert stdout is not None
 
-        # THEN every one is delivered
-        wait_for(lambda: len(stack.outbox()) >= 400, timeout=240)
-        assert len({record["notification_id"] for record in stack.outbox()}) == 400
-    finally:
-        exit_status = stack.terminate()
-    assert exit_status == 0
-    # AND nothing but the ready line ever went to stdout
-    assert process.communicate(timeout=15)[0] == ""
+    # WHEN 400 notifications fall due (each delivery writes metrics: about 230 of them
+    # would fill a 64 KiB pipe)
+    # (spread over two seconds, as a lunch hour is: all at once, most would wait out
+    # throttled retries)
+    due = int(time.time()) + 2
+    for batch in range(4):
+        stack.send(
+            start(
+                f"lunch-{batch}",
+                *[console(due + batch // 2, f"order {batch}-{n}") for n in range(100)],
+            ),
+            group=f"lunch-{batch}",
+        )
+
+    # THEN every one is delivered
+    def lunch() -> set[int]:
+        return {
+            record["notification_id"]
+            for record in stack.outbox()
+            if record["process_id"].startswith("lunch-")
+        }
+
+    wait_for(lambda: len(lunch()) >= 400, timeout=240)
+    assert len(lunch()) == 400
+    # AND nothing but the ready line ever went to stdout (nothing waits to be read)
+    # AND nothing but the ready line ever went to stdout: the stack let go of it after
+    # that line (were it still open, this read would fail instead of waiting)
+    os.set_blocking(stdout.fileno(), False)
+    assert stdout.read() == ""
+    assert stack.process.poll() is None

@@ -128,6 +128,8 @@ def states(dsn: str) -> dict[str, int]:
     return dict(query(dsn, "SELECT state, count(*) FROM notification GROUP BY state"))
 
 
+# (long: started first, so that the parallel run ends with short tests)
+@pytest.mark.long
 def test_a_thousand_processes_for_one_number_call_it_once(
     steps: Steps, guarded: str, initiator_env: str, peers: Peers
 ) -> None:

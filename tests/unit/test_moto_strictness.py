@@ -430,6 +430,8 @@ PASS = {"Type": "Pass", "End": True}
 
 
 @proves("StateTaskServiceCallback._eval_integration_pattern")
+# (long: started first, so that the parallel run ends with short tests)
+@pytest.mark.long
 def test_a_retried_start_execution_sync_task_runs_the_child_again() -> None:
     def run(omit: Collection[str] = ()) -> tuple[dict[str, Any], int]:
         # GIVEN a Standard child whose function fails its first invocation only, and a
@@ -532,6 +534,8 @@ def test_a_start_sync_execution_task_runs_an_express_child_once_and_answers_its_
 
 
 @proves("StateTaskServiceAwsSdk._eval_service_task")
+# (long: started first, so that the parallel run ends with short tests)
+@pytest.mark.long
 def test_a_standard_execution_waiting_for_a_synchronous_child_stops_at_once() -> None:
     def run(omit: Collection[str] = ()) -> tuple[str, str]:
         # GIVEN a parent waiting for an Express child (StartSyncExecution) whose function
