@@ -20,9 +20,10 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from devstack.demo import DEMO_TICK
 from devstack.stack import LocalOptions
@@ -36,7 +37,7 @@ from escalator.migrations import MigrationError, default_sql_dir, migrate
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     import psycopg2
-    from botocore.exceptions import NoCredentialsError, NoRegionError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     parser = _parser()
     args = parser.parse_args(argv)
@@ -60,13 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidRequest as exc:
         print(f"escalator: invalid request: {exc.reason}", file=sys.stderr)
         return 2
+    except (BotoCoreError, ClientError) as exc:
+        # (an endpoint that does not answer, or AWS's refusal: its code and message)
+        print(f"escalator: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # (a port in use, a directory it may not write: what the system said)
+        print(f"escalator: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     return status
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line."""
+    return " ".join((str(exc).strip() or type(exc).__name__).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose complaint is one line (and where to read more)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="escalator", description="Escalator: escalation notifications on AWS."
-    )
+    parser = _Parser(prog="escalator", description="Escalator: escalation notifications on AWS.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = commands.add_parser("db", help="database administration")
@@ -86,14 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     local = commands.add_parser("local", help="run the whole system on this machine")
     defaults = LocalOptions()
     local.add_argument(
-        "--port", type=int, default=defaults.port, help="AWS endpoint port (%(default)s)"
+        "--port", type=_port, default=defaults.port, help="AWS endpoint port (%(default)s)"
     )
     local.add_argument(
-        "--tick", type=int, default=defaults.tick, help="schedule period in seconds (%(default)s)"
+        "--tick",
+        type=_positive,
+        default=defaults.tick,
+        help="schedule period in seconds (%(default)s)",
     )
     local.add_argument("--database-url", help="PostgreSQL (default: embedded, in --data-dir)")
     local.add_argument("--data-dir", type=Path, default=defaults.data_dir)
-    local.add_argument("--caller-id-registry", type=Path, help="JSON file: prefix -> caller id")
+    local.add_argument(
+        "--caller-id-registry", type=_readable_file, help="JSON file: prefix -> caller id"
+    )
     local.add_argument("--outbox", type=Path, default=defaults.outbox)
     local.add_argument(
         "--lambda-faults",
@@ -129,7 +153,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE,...",
         help="channel=phone,at=+90,phone-number=+385... (at: epoch seconds or +SECONDS)",
     )
-    send.add_argument("--file", type=Path, help="send this JSON request instead")
+    send.add_argument(
+        "--file", type=_text_file, metavar="FILE", help="send this JSON request instead"
+    )
     send.add_argument("--queue-url", default=os.environ.get("REQUEST_QUEUE"))
     _aws_options(send)
     send.set_defaults(run=_send)
@@ -144,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         "executions", help="recent ticks and the outcome of each notification they delivered"
     )
     executions.add_argument("--state-machine-arn", default=os.environ.get("STATE_MACHINE_ARN"))
-    executions.add_argument("--max", type=int, default=10, help="how many (10)")
+    executions.add_argument("--max", type=_positive, default=10, help="how many (10)")
     executions.add_argument("--json", action="store_true", help="print JSON")
     _aws_options(executions)
     executions.set_defaults(run=_executions)
@@ -160,7 +186,9 @@ def _parser() -> argparse.ArgumentParser:
     redrive.set_defaults(run=_redrive)
 
     demo = commands.add_parser("demo", help="a scripted scenario on the local stack")
-    demo.add_argument("--tick", type=int, default=DEMO_TICK, help="schedule period (%(default)s)")
+    demo.add_argument(
+        "--tick", type=_positive, default=DEMO_TICK, help="schedule period (%(default)s)"
+    )
     demo.set_defaults(run=_demo)
     return parser
 
@@ -172,7 +200,9 @@ def _database_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _aws_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--endpoint-url", help="AWS endpoint (e.g. the local stack's)")
+    parser.add_argument(
+        "--endpoint-url", type=_endpoint_url, help="AWS endpoint (e.g. the local stack's)"
+    )
     parser.add_argument("--region", help="AWS region")
 
 
@@ -201,6 +231,54 @@ def _local(args: argparse.Namespace) -> int:
             template=args.template,
         )
     )
+
+
+def _positive(text: str) -> int:
+    """A whole number from 1 up."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on: 1 to 65535."""
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port (1 to 65535)")
+    return value
+
+
+def _endpoint_url(text: str) -> str:
+    """An endpoint URL: http(s)://host[:port][/path]."""
+    parsed = urllib.parse.urlsplit(text)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
+def _readable_file(text: str) -> Path:
+    """A file this process can read."""
+    path = Path(text)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from None
+    return path
+
+
+def _text_file(text: str) -> str:
+    """What a UTF-8 text file holds."""
+    try:
+        return _readable_file(text).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not UTF-8 text (the byte 0x{exc.object[exc.start]:02X} at {exc.start})"
+        ) from None
 
 
 def _probability(text: str) -> float:
@@ -258,7 +336,7 @@ def _send(args: argparse.Namespace) -> int:
         raise ConfigError("--queue-url is required (or set REQUEST_QUEUE)")
     producer = Producer(args.queue_url, endpoint_url=args.endpoint_url, region=args.region)
     if args.file is not None:
-        message_id = producer.send(args.file.read_text(encoding="utf-8"))
+        message_id = producer.send(args.file)
     elif args.action == "start" and args.process_id:
         now = int(time.time())
         notifications = [parse_notification(text, now=now) for text in args.notification]

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -32,7 +33,13 @@ from psycopg2.extensions import make_dsn
 
 from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
 from devstack.schedule import Schedule
-from devstack.template import REGION, delivery_timeouts, load_template, resources
+from devstack.template import (
+    REGION,
+    TemplateError,
+    delivery_timeouts,
+    load_template,
+    resources,
+)
 from devstack.tls import serving_tls
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
@@ -209,14 +216,28 @@ def run(options: LocalOptions) -> int:
     return 0
 
 
+# Synthesizes the template (devstack.template.synthesized_template) and prints it.
+_SYNTHESIS = (
+    "import json, sys; from devstack.template import synthesized_template;"
+    " json.dump(synthesized_template(), sys.stdout)"
+)
+
+
 def _template(options: LocalOptions) -> dict[str, Any]:
-    """The template given as a file, or the CDK app synthesized now."""
+    """The template given as a file, or the CDK app synthesized now, in a process of its
+    own: the CDK's kernel (a Node.js process) would otherwise live as long as the stack,
+    and die with it on Ctrl-C before the stack's own exit, which then fails to stop it."""
     if options.template is not None:
         return load_template(options.template)
-    from devstack.template import synthesized_template
-
     say("synthesizing the CDK app")
-    return synthesized_template()
+    synthesis = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-c", _SYNTHESIS], capture_output=True, text=True, check=False
+    )
+    if synthesis.returncode != 0:
+        last = (synthesis.stderr.strip().splitlines() or ["no message"])[-1]
+        raise TemplateError(f"the CDK app did not synthesize: {last}")
+    template: dict[str, Any] = json.loads(synthesis.stdout)
+    return template
 
 
 def _local_environment(options: LocalOptions, template: dict[str, Any]) -> None:

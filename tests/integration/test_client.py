@@ -185,6 +185,7 @@ def test_status_shows_what_producers_wrote_escaped_and_refuses_an_id_not_in_utf8
     with pytest.raises(SystemExit) as exited:
         main(["status", os.fsdecode(b"caf\xe9-7"), "--database-url", database_url])
     assert exited.value.code == 2
-    assert capsys.readouterr().err.endswith(
-        "error: argument PROCESS_ID: is not valid UTF-8 (the byte 0xE9 at character 4)\n"
+    assert capsys.readouterr().err.startswith(
+        "escalator status: error: argument PROCESS_ID: is not valid UTF-8"
+        " (the byte 0xE9 at character 4)"
     )
