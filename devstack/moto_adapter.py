@@ -56,7 +56,7 @@ from moto.logs.exceptions import ResourceNotFoundException as LogsResourceNotFou
 from moto.logs.models import LogsBackend, logs_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.sqs import models as sqs_models
-from moto.sqs.exceptions import InvalidParameterValue
+from moto.sqs.exceptions import BatchRequestTooLong, InvalidParameterValue, SQSException
 from moto.stepfunctions.exceptions import AWSError, InvalidArn
 from moto.stepfunctions.models import StepFunctionBackend
 from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
@@ -1353,8 +1353,44 @@ def _sqs_ids_checked(original: Any, emulation: Emulation) -> Callable[..., None]
             message = None if value is None else refusal(parameter, value)
             if message is not None:
                 raise InvalidParameterValue(message)
+        # (moto counted characters: SQS counts the bytes of the body's UTF-8)
+        if len(message_body.encode("utf-8", "surrogatepass")) > queue.maximum_message_size:
+            raise InvalidParameterValue(
+                "One or more parameters are invalid. Reason: Message must be shorter than"
+                f" {queue.maximum_message_size} bytes."
+            )
+        if _OUTSIDE_SQS_CHARACTERS.search(message_body):
+            raise InvalidMessageContents()
 
     return _validate_message
+
+
+# What SQS takes in a message body: #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD |
+# #x10000 to #x10FFFF (the W3C's XML characters); anything else refuses the message.
+_OUTSIDE_SQS_CHARACTERS = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class InvalidMessageContents(SQSException):  # type: ignore[misc]
+    """What SQS answers for a message body with a character outside its set."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "InvalidMessageContents",
+            "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD |"
+            " #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        )
+
+
+def _sqs_batches_measured_in_bytes(original: Any, emulation: Emulation) -> Callable[..., Any]:
+    def send_message_batch(self: Any, queue_name: str, entries: dict[str, dict[str, Any]]) -> Any:
+        size = sum(
+            len(entry["MessageBody"].encode("utf-8", "surrogatepass")) for entry in entries.values()
+        )
+        if size > sqs_models.MAXIMUM_MESSAGE_LENGTH:
+            raise BatchRequestTooLong(size)
+        return original(self, queue_name, entries)
+
+    return send_message_batch
 
 
 def _requests_authorized_as_on_aws(original: Any, emulation: Emulation) -> Callable[..., None]:
@@ -1623,7 +1659,10 @@ STRICT: tuple[Patch, ...] = (
         _sqs_ids_checked,
         "SQS refuses a MessageGroupId or MessageDeduplicationId that is not 1 to 128 "
         "characters of printable ASCII without the space (InvalidParameterValue, with its "
-        "message); moto took any string, so an id that fails on AWS went out locally "
+        "message), a body longer than the queue's MaximumMessageSize in bytes of UTF-8 "
+        "(InvalidParameterValue) and a body with a character outside its set "
+        "(InvalidMessageContents); moto took any id and body characters, and counted "
+        "characters, not bytes, so a request that fails on AWS went out locally "
         "(SendMessage; a SendMessageBatch with such an entry is refused whole here)",
         "strict",
         (
@@ -1635,6 +1674,15 @@ STRICT: tuple[Patch, ...] = (
             "group_id",
             "validate_group_id",
         ),
+    ),
+    Patch(
+        sqs_models.SQSBackend,
+        "send_message_batch",
+        _sqs_batches_measured_in_bytes,
+        "and a SendMessageBatch whose bodies together are longer than SQS's limit in bytes "
+        "of UTF-8 (BatchRequestTooLong); moto counted their characters",
+        "strict",
+        ("self", "queue_name", "entries"),
     ),
     Patch(
         ActionAuthenticatorMixin,

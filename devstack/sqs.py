@@ -28,8 +28,8 @@ def queues_from_template(
     template: dict[str, Any], sqs: Any, names: Mapping[str, str] | None = None
 ) -> dict[str, Queue]:
     """Create the template's queues with its attributes (FIFO, deduplication, visibility
-    timeout, redrive policy), dead-letter queues first; by logical id. ``names`` maps a
-    logical id to the queue's name (its logical id otherwise)."""
+    timeout, largest message, redrive policy), dead-letter queues first; by logical id.
+    ``names`` maps a logical id to the queue's name (its logical id otherwise)."""
     queues = resources(template, "AWS::SQS::Queue")
     ordered = sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]["Properties"])
     created: dict[str, Queue] = {}
@@ -39,7 +39,12 @@ def queues_from_template(
             key: str(properties[key]).lower()
             if isinstance(properties[key], bool)
             else str(properties[key])
-            for key in ("FifoQueue", "ContentBasedDeduplication", "VisibilityTimeout")
+            for key in (
+                "FifoQueue",
+                "ContentBasedDeduplication",
+                "VisibilityTimeout",
+                "MaximumMessageSize",
+            )
             if key in properties
         }
         redrive = properties.get("RedrivePolicy")

@@ -27,6 +27,9 @@ def test_request_queue_is_fifo_without_content_based_deduplication(
     for queue in queues(queue_template).values():
         assert queue["Properties"]["FifoQueue"] is True
         assert queue["Properties"]["ContentBasedDeduplication"] is False
+        # (stated, not SQS's default, which AWS has changed: the local queue, made from
+        # the template, then refuses what AWS refuses)
+        assert queue["Properties"]["MaximumMessageSize"] == 262_144
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
 
 

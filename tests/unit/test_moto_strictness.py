@@ -980,6 +980,76 @@ def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> No
     assert stock == ["sent"] * len(sent)
 
 
+@proves("SQSBackend._validate_message", "SQSBackend.send_message_batch")
+def test_a_body_sqs_would_refuse_is_refused() -> None:
+    euro = "\u20ac"  # (three bytes of UTF-8)
+    bodies = [
+        euro * 87_000,  # 261,000 bytes: taken
+        euro * 100_000,  # 300,000 bytes in 100,000 characters
+        '{"process-id": "r\x01"}',
+        '{"process-id": "r\ufffe"}',
+    ]
+
+    def answers(sqs: Any, omit: Collection[str] = ()) -> list[str]:
+        # GIVEN a FIFO queue as the stack defines it (256 KiB at most)
+        with moto_adapter.lambdas_in_process(omit=omit):
+            url = sqs.create_queue(
+                QueueName=f"bodies-{len(omit)}.fifo",
+                Attributes={"FifoQueue": "true", "MaximumMessageSize": "262144"},
+            )["QueueUrl"]
+            found = []
+
+            def attempt(send: Callable[[], Any]) -> None:
+                try:
+                    send()
+                    found.append("sent")
+                except ClientError as exc:
+                    found.append(
+                        f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+                    )
+
+            # WHEN bodies of every kind are sent, and a batch of ten 120,000-byte ones
+            for n, body in enumerate(bodies):
+                attempt(
+                    lambda body=body, n=n: sqs.send_message(
+                        QueueUrl=url,
+                        MessageBody=body,
+                        MessageGroupId="g",
+                        MessageDeduplicationId=str(n),
+                    )
+                )
+            entries = [
+                {"Id": str(n), "MessageBody": euro * 40_000, "MessageGroupId": "g",
+                 "MessageDeduplicationId": f"b{n}"}
+                for n in range(10)
+            ]  # fmt: skip
+            attempt(lambda: sqs.send_message_batch(QueueUrl=url, Entries=entries))
+            return found
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name=REGION)
+        strict = answers(sqs)
+        stock = answers(sqs, omit={"SQSBackend._validate_message", "SQSBackend.send_message_batch"})
+
+    # THEN SQS's limits hold in bytes, and its character set, with AWS's codes
+    characters = (
+        "InvalidMessageContents: Invalid characters found. Valid unicode characters are #x9 |"
+        " #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
+    )
+    assert strict == [
+        "sent",
+        "InvalidParameterValue: One or more parameters are invalid. Reason: Message must be"
+        " shorter than 262144 bytes.",
+        characters,
+        characters,
+        "AWS.SimpleQueueService.BatchRequestTooLong: Batch requests cannot be longer than"
+        " 1048576 bytes. You have"
+        " sent 1200000 bytes.",
+    ]
+    # (moto counts characters, and takes any)
+    assert stock == ["sent"] * 5
+
+
 def role(logical_id: str, *statements: dict[str, Any]) -> dict[str, Any]:
     """An AWS::IAM::Role resource and its AWS::IAM::Policy, as CDK writes them."""
     trust = {"Version": "2012-10-17", "Statement": []}
