@@ -412,7 +412,9 @@ class NotificationRepository:
         """Coalesce ``owner``'s claimed notification when a delivery to the same channel
         and target covers it: one of another process, not stopped, handed to its notifier
         (``sending``, ``sent`` or ``unknown``: it may have reached the person) no earlier
-        than ``window`` seconds before this one falls due. Only for ``channels``.
+        than ``window`` seconds before this one falls due; unless its process already had
+        one to that recipient coalesced in the window (a process's later notifications
+        are its own escalation). Only for ``channels``.
 
         The recipient is locked first (until the transaction ends): confirms for one
         target decide one at a time, each seeing what the one before it committed, so
@@ -452,6 +454,16 @@ class NotificationRepository:
             ) AS cover
             WHERE n.id = %(id)s AND me.id = n.id AND n.state = 'claimed'
               AND n.claim_owner = %(owner)s
+              -- (a cover stands for one notification of a process, its first to the
+              -- recipient in the window: the ones after it are the process's own
+              -- escalation, and go out)
+              AND NOT EXISTS (
+                  SELECT 1 FROM notification absorbed
+                  WHERE absorbed.process_ref = me.process_ref AND absorbed.id <> me.id
+                    AND absorbed.channel = me.channel AND absorbed.target = me.target
+                    AND absorbed.state = 'coalesced'
+                    AND absorbed.due_at >= me.due_at - make_interval(secs => %(window)s)
+              )
             RETURNING n.process_ref, cover.id AS covered_by
             """,
             {"window": window, "id": notification_id, "owner": owner},

@@ -22,7 +22,7 @@ from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.limits import RECIPIENT_GUARD_SECONDS
 from escalator.model import Delivery
-from tests.support.contract_cases import pubnub, start, stop
+from tests.support.contract_cases import phone, pubnub, start, stop
 from tests.support.emf import emf_lines
 from tests.support.steps import EXECUTION, Steps, claimed_ids
 
@@ -331,6 +331,30 @@ def test_the_ticks_summary_names_a_coalesced_notification_and_its_cover(
     assert sorted(outcomes) == ["coalesced", "sent"]
     assert outcomes["coalesced"]["covered_by"] == outcomes["sent"]["id"]
     assert [p.channel for p in pipeline.peers.pubnub.publications] == ["kitchen"]
+
+
+def test_another_process_covers_a_process_first_call_never_its_repeats(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN process Q calls a number now, and process P calls it 3 s and 7 s later (its
+    # producer's escalation: call, then call again)
+    due = int(time.time()) + 1
+    pipeline.submit(
+        start("order-q", phone(NUMBER, at=due)),
+        start("order-p", phone(NUMBER, at=due + 3), phone(NUMBER, at=due + 7)),
+    )
+
+    # WHEN a tick of the synthesized state machine delivers them, through Twilio
+    pipeline.machine.run()
+
+    # THEN Q's call stands for P's first, and P's repeat goes out: two calls
+    assert Counter(call.form["To"] for call in pipeline.peers.twilio.calls) == {NUMBER: 2}
+    rows = query(
+        pipeline.database_url,
+        "SELECT p.process_id, n.state FROM notification n JOIN process p"
+        " ON p.id = n.process_ref ORDER BY n.due_at",
+    )
+    assert rows == [("order-q", "sent"), ("order-p", "coalesced"), ("order-p", "sent")]
 
 
 def test_a_delivery_covers_only_its_own_channel(steps: Steps, guarded: str) -> None:
