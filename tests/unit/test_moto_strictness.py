@@ -6,6 +6,7 @@ needs it, or whose replacement stopped working, fails here."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -1011,7 +1012,8 @@ def test_a_body_sqs_would_refuse_is_refused() -> None:
             # WHEN bodies of every kind are sent, and a batch of ten 120,000-byte ones
             for n, body in enumerate(bodies):
                 attempt(
-                    lambda body=body, n=n: sqs.send_message(
+                    functools.partial(
+                        sqs.send_message,
                         QueueUrl=url,
                         MessageBody=body,
                         MessageGroupId="g",
