@@ -46,6 +46,8 @@ class Notification:
     target: str
     at: int
     rejected: str | None = None
+    # Who the target reaches, normalised (the channel's ``recipient``); none if rejected.
+    recipient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,13 @@ def _notification(
         problem = None if unusable is None else f"{field} {unusable}"
     if problem is None and at < now - max_lateness:
         problem = f"{where}.at is already too late (due more than {max_lateness} seconds ago)"
-    return Notification(channel=channel.name, target=target or "", at=at, rejected=problem)
+    return Notification(
+        channel=channel.name,
+        target=target or "",
+        at=at,
+        rejected=problem,
+        recipient=None if problem is not None else channel.recipient(str(target)),
+    )
 
 
 def _at(item: dict[str, Any], where: str, now: int, max_ahead: int) -> int:

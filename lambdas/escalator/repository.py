@@ -62,7 +62,8 @@ class ProcessRepository:
             self._cursor,
             """
             INSERT INTO notification
-                (process_ref, position, channel, target, due_at, state, error, finished_at)
+                (process_ref, position, channel, target, recipient, due_at, state, error,
+                 finished_at)
             VALUES %s
             """,
             [
@@ -71,6 +72,7 @@ class ProcessRepository:
                     position,
                     item.channel,
                     _storable(item.target),
+                    item.recipient,
                     item.at,
                     "pending" if item.rejected is None else "rejected",
                     item.rejected,
@@ -79,7 +81,8 @@ class ProcessRepository:
                 for position, item in enumerate(notifications)
             ],
             template=(
-                "(%s, %s, %s, %s, to_timestamp(%s), %s, %s, CASE WHEN %s THEN now() ELSE NULL END)"
+                "(%s, %s, %s, %s, %s, to_timestamp(%s), %s, %s,"
+                " CASE WHEN %s THEN now() ELSE NULL END)"
             ),
         )
         return process_ref
@@ -410,7 +413,8 @@ class NotificationRepository:
         self, notification_id: int, *, owner: str, window: int, channels: Sequence[str]
     ) -> Coalesced | None:
         """Coalesce ``owner``'s claimed notification when a delivery to the same channel
-        and target covers it: one of another process, not stopped, handed to its notifier
+        and recipient (the target's normalised form; the target for a row written without
+        one) covers it: one of another process, not stopped, handed to its notifier
         (``sending``, ``sent`` or ``unknown``: it may have reached the person) no earlier
         than ``window`` seconds before this one falls due; unless its process already had
         one to that recipient coalesced in the window (a process's later notifications
@@ -422,7 +426,9 @@ class NotificationRepository:
         """
         self._cursor.execute(
             """
-            SELECT pg_advisory_xact_lock(hashtextextended(channel || ' ' || target, 5))
+            SELECT pg_advisory_xact_lock(
+                hashtextextended(channel || ' ' || coalesce(recipient, target), 5)
+            )
             FROM notification
             WHERE id = %s AND state = 'claimed' AND claim_owner = %s AND channel = ANY(%s)
             """,
@@ -444,7 +450,8 @@ class NotificationRepository:
             CROSS JOIN LATERAL (
                 SELECT d.id, d.sending_at, p.process_id FROM notification d
                 JOIN process p ON p.id = d.process_ref
-                WHERE d.channel = me.channel AND d.target = me.target
+                WHERE d.channel = me.channel
+                  AND coalesce(d.recipient, d.target) = coalesce(me.recipient, me.target)
                   AND d.sending_at >= me.due_at - make_interval(secs => %(window)s)
                   AND d.process_ref <> me.process_ref
                   AND d.state IN ('sending', 'sent', 'unknown')
@@ -460,7 +467,9 @@ class NotificationRepository:
               AND NOT EXISTS (
                   SELECT 1 FROM notification absorbed
                   WHERE absorbed.process_ref = me.process_ref AND absorbed.id <> me.id
-                    AND absorbed.channel = me.channel AND absorbed.target = me.target
+                    AND absorbed.channel = me.channel
+                    AND coalesce(absorbed.recipient, absorbed.target)
+                        = coalesce(me.recipient, me.target)
                     AND absorbed.state = 'coalesced'
                     AND absorbed.due_at >= me.due_at - make_interval(secs => %(window)s)
               )

@@ -22,7 +22,7 @@ from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.limits import RECIPIENT_GUARD_SECONDS
 from escalator.model import Delivery
-from tests.support.contract_cases import phone, pubnub, start, stop
+from tests.support.contract_cases import email, phone, pubnub, start, stop
 from tests.support.emf import emf_lines
 from tests.support.steps import EXECUTION, Steps, claimed_ids
 
@@ -355,6 +355,40 @@ def test_another_process_covers_a_process_first_call_never_its_repeats(
         " ON p.id = n.process_ref ORDER BY n.due_at",
     )
     assert rows == [("order-q", "sent"), ("order-p", "coalesced"), ("order-p", "sent")]
+
+
+def test_one_recipient_written_two_ways_is_called_and_mailed_once(pipeline: Pipeline) -> None:
+    # GIVEN two processes calling one phone, once with the trunk 0 kept, and e-mailing one
+    # address, once with its domain in capitals
+    due = int(time.time()) + 1
+    pipeline.submit(
+        start("order-1", phone("+3850911110003", at=due), email("owner@example.com", at=due)),
+        start("order-2", phone("+385911110003", at=due), email("owner@EXAMPLE.COM", at=due)),
+    )
+
+    # WHEN a tick of the synthesized state machine delivers them
+    pipeline.machine.run()
+
+    # THEN the phone rang once and one e-mail went out; the operator still sees each
+    # target as its producer wrote it
+    assert len(pipeline.peers.twilio.calls) == 1
+    assert len(pipeline.peers.smtp.mails) == 1
+    rows = query(
+        pipeline.database_url,
+        "SELECT channel, target, state FROM notification ORDER BY channel, target",
+    )
+    assert sorted((channel, state) for channel, _, state in rows) == [
+        ("email", "coalesced"),
+        ("email", "sent"),
+        ("phone", "coalesced"),
+        ("phone", "sent"),
+    ]
+    assert {target for _, target, _ in rows} == {
+        "+3850911110003",
+        "+385911110003",
+        "owner@example.com",
+        "owner@EXAMPLE.COM",
+    }
 
 
 def test_a_delivery_covers_only_its_own_channel(steps: Steps, guarded: str) -> None:

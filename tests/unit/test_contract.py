@@ -70,10 +70,10 @@ def test_start_is_parsed_into_typed_notifications() -> None:
     assert request == StartRequest(
         process_id="restaurant-42",
         notifications=(
-            Notification("phone", PHONE, document["notifications"][0]["at"]),
-            Notification("email", EMAIL, document["notifications"][1]["at"]),
-            Notification("pubnub", PUBNUB, document["notifications"][2]["at"]),
-            Notification("sms", PHONE, document["notifications"][3]["at"]),
+            Notification("phone", PHONE, document["notifications"][0]["at"], recipient=PHONE),
+            Notification("email", EMAIL, document["notifications"][1]["at"], recipient=EMAIL),
+            Notification("pubnub", PUBNUB, document["notifications"][2]["at"], recipient=PUBNUB),
+            Notification("sms", PHONE, document["notifications"][3]["at"], recipient=PHONE),
         ),
     )
 
@@ -176,7 +176,9 @@ def test_an_unusable_target_rejects_its_notification_only(case: UnusableCase) ->
 def test_the_original_components_example_numbers_are_accepted(number: str) -> None:
     request = parse_request(json.dumps(start("r", phone(number))), now=now())
     assert isinstance(request, StartRequest)
-    assert request.notifications[0] == Notification("phone", number, request.notifications[0].at)
+    assert request.notifications[0] == Notification(
+        "phone", number, request.notifications[0].at, recipient=number
+    )
 
 
 def test_a_target_that_is_not_a_string_is_kept_beside_its_reason() -> None:
@@ -219,3 +221,25 @@ def test_a_process_id_outside_the_alphabet_is_refused_naming_the_character(
     assert rejected.value.reason == f"{OUTSIDE}; character {character}"
     assert rejected.value.reason.isascii()
     assert rejected.value.reason.isprintable()
+
+
+def test_each_usable_target_names_its_recipient_normalised_and_keeps_its_spelling() -> None:
+    request = parse_request(
+        json.dumps(
+            start(
+                "r",
+                phone("+3850911110003"),
+                sms("+3850911110003"),
+                email("owner@EXAMPLE.COM"),
+                phone("+1"),
+            )
+        ),
+        now=now(),
+    )
+    assert isinstance(request, StartRequest)
+    assert [(item.target, item.recipient) for item in request.notifications] == [
+        ("+3850911110003", "+385911110003"),
+        ("+3850911110003", "+385911110003"),
+        ("owner@EXAMPLE.COM", "owner@example.com"),
+        ("+1", None),  # (rejected: no recipient)
+    ]

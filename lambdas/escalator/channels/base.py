@@ -187,7 +187,8 @@ class Channel:
     later, through the status-callback receiver. ``development``: a channel for trials
     (console): the per-recipient guard does not apply to it (everywhere else a delivery
     covers other processes' notifications to the same target due soon after it), and
-    the dashboard does not break its deliveries out by channel.
+    the dashboard does not break its deliveries out by channel. ``recipient``: who a
+    usable target reaches, normalised (one phone written two ways is one recipient).
     """
 
     name: str
@@ -200,3 +201,6 @@ class Channel:
     settings: Mapping[str, str] = field(default_factory=dict)
     development: bool = False
     callbacks: StatusCallbacks | None = None
+    # Who a usable target reaches, as the per-recipient guard tells recipients apart:
+    # its normalised form (the target itself unless the channel says otherwise).
+    recipient: Callable[[str], str] = str

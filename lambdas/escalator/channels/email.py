@@ -85,6 +85,12 @@ def target_problem(address: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def recipient(address: str) -> str:
+    """A usable address as ``email-validator`` normalises it (the domain in lower case)."""
+    return str(validate_email(address, check_deliverability=False).normalized)
+
+
 class _Session(smtplib.SMTP):
     """An SMTP session that knows when the message itself was handed over: once the
     server answered DATA with 354, the content goes out, and from then on a dropped
@@ -185,6 +191,7 @@ CHANNEL = Channel(
     name="email",
     target_field="email",
     target_problem=target_problem,
+    recipient=recipient,
     task_name="Send e-mail",
     notifier=_notifier,
     secret=SECRET,

@@ -112,6 +112,16 @@ def target_problem(number: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def recipient(number: str) -> str:
+    """A usable number in E.164 (trunk prefixes and spacing gone: one phone, one form)."""
+    return str(
+        phonenumbers.format_number(
+            phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164
+        )
+    )
+
+
 class TwilioCalls:
     """Places calls with the ``twilio`` client; the call plays the TwiML at ``TWILIO_URL``."""
 
@@ -160,6 +170,7 @@ CHANNEL = Channel(
     name="phone",
     target_field="phone-number",
     target_problem=target_problem,
+    recipient=recipient,
     task_name="Call phone",
     notifier=_notifier,
     calls_from_caller_id=True,

@@ -103,6 +103,7 @@ CHANNEL = Channel(
     name="sms",
     target_field="phone-number",
     target_problem=phone.target_problem,
+    recipient=phone.recipient,
     task_name="Send SMS",
     notifier=_notifier,
     calls_from_caller_id=True,
