@@ -923,6 +923,15 @@ def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() ->
     assert arn.split(":")[7] == "None"
 
 
+def sqs_answer(send: Callable[[], Any]) -> str:
+    """What SQS answered a send: "sent", or its error's code and message."""
+    try:
+        send()
+    except ClientError as exc:
+        return f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
+    return "sent"
+
+
 @proves("SQSBackend._validate_message")
 def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> None:
     sent = [
@@ -942,21 +951,18 @@ def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> No
                 Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "false"},
             )["QueueUrl"]
             # WHEN messages are sent with ids of every kind
-            found = []
-            for group, deduplication in sent:
-                try:
-                    sqs.send_message(
+            return [
+                sqs_answer(
+                    functools.partial(
+                        sqs.send_message,
                         QueueUrl=url,
                         MessageBody="{}",
                         MessageGroupId=group,
                         MessageDeduplicationId=deduplication,
                     )
-                    found.append("sent")
-                except ClientError as exc:
-                    found.append(
-                        f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
-                    )
-            return found
+                )
+                for group, deduplication in sent
+            ]
 
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
@@ -998,20 +1004,9 @@ def test_a_body_sqs_would_refuse_is_refused() -> None:
                 QueueName=f"bodies-{len(omit)}.fifo",
                 Attributes={"FifoQueue": "true", "MaximumMessageSize": "262144"},
             )["QueueUrl"]
-            found = []
-
-            def attempt(send: Callable[[], Any]) -> None:
-                try:
-                    send()
-                    found.append("sent")
-                except ClientError as exc:
-                    found.append(
-                        f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
-                    )
-
             # WHEN bodies of every kind are sent, and a batch of ten 120,000-byte ones
-            for n, body in enumerate(bodies):
-                attempt(
+            found = [
+                sqs_answer(
                     functools.partial(
                         sqs.send_message,
                         QueueUrl=url,
@@ -1020,13 +1015,15 @@ def test_a_body_sqs_would_refuse_is_refused() -> None:
                         MessageDeduplicationId=str(n),
                     )
                 )
+                for n, body in enumerate(bodies)
+            ]
             entries = [
                 {"Id": str(n), "MessageBody": euro * 40_000, "MessageGroupId": "g",
                  "MessageDeduplicationId": f"b{n}"}
                 for n in range(10)
             ]  # fmt: skip
-            attempt(lambda: sqs.send_message_batch(QueueUrl=url, Entries=entries))
-            return found
+            batch = functools.partial(sqs.send_message_batch, QueueUrl=url, Entries=entries)
+            return [*found, sqs_answer(batch)]
 
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
