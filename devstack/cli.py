@@ -262,23 +262,27 @@ def _endpoint_url(text: str) -> str:
 
 def _readable_file(text: str) -> Path:
     """A file this process can read."""
-    path = Path(text)
-    try:
-        with path.open("rb"):
-            pass
-    except OSError as exc:
-        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from None
-    return path
+    _read(text)
+    return Path(text)
 
 
 def _text_file(text: str) -> str:
     """What a UTF-8 text file holds."""
+    content = _read(text)
     try:
-        return _readable_file(text).read_text(encoding="utf-8")
+        return content.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise argparse.ArgumentTypeError(
             f"{text} is not UTF-8 text (the byte 0x{exc.object[exc.start]:02X} at {exc.start})"
         ) from None
+
+
+def _read(text: str) -> bytes:
+    """The bytes of the file an argument names, or why it cannot be read."""
+    try:
+        return Path(text).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text}: {exc.strerror}") from None
 
 
 def _probability(text: str) -> float:

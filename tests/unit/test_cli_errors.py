@@ -177,3 +177,25 @@ def test_a_refusal_of_aws_is_one_line_with_its_code(
     assert status == 1, error
     assert error.startswith("escalator: error: An error occurred (StateMachineDoesNotExist)")
     assert error.count("\n") == 1, error
+
+
+def test_local_whose_app_does_not_synthesize_says_why_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a synthesis that fails (here: the template it is told to read is not JSON)
+    broken = tmp_path / "broken.template.json"
+    broken.write_text("{ not json")
+    monkeypatch.setenv("ESCALATOR_TEMPLATE_FILE", str(broken))
+
+    # WHEN the local stack synthesizes the app
+    status = main(["local", "--data-dir", str(tmp_path / "data")])
+
+    # THEN, after its progress line, it says why in one line (the synthesis's last word),
+    # and started nothing
+    assert status == 1
+    error = capsys.readouterr().err
+    assert error.splitlines()[:-1] == ["escalator local: synthesizing the CDK app"], error
+    assert error.splitlines()[-1].startswith("escalator: error: the CDK app did not synthesize:")
+    assert "is not JSON" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "data").exists()
