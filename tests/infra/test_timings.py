@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import local_defaults
-from devstack.template import EXPRESS, resources, state_machine_definition
+from devstack.template import EXPRESS, TemplateError, resources, state_machine_definition
 from escalator.config import Env, load_delivery_config, load_initiator_config
 from infra.timings import (
     CONFIRM_RETRIERS,
@@ -148,3 +148,16 @@ def test_the_local_stack_scales_its_leases_to_the_template_it_runs(
     minimum = rule(longer, config.lookahead_seconds)
     assert minimum != rule(template, config.lookahead_seconds)
     assert Leases(config.claim_grace_seconds, config.sending_lease_seconds).keeps(minimum)
+
+
+def test_a_template_without_the_delivery_functions_cannot_be_run_locally(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN a template whose notifiers are gone (not Escalator's, or cut down)
+    cut = copy.deepcopy(template)
+    for function in functions(cut, "notifier"):
+        function["Handler"] = "something.else.handler"
+
+    # WHEN the local stack reads its timeouts, THEN it says which functions are missing
+    with pytest.raises(TemplateError, match="the template has no notifier function"):
+        local_defaults(5, cut)
