@@ -2,8 +2,10 @@
 
 Two restaurants start; one confirms its order before its call is due, so nothing is
 sent to it; a third process calls the first restaurant's number within a minute of its
-call, and is coalesced (the per-recipient guard: the phone rings once); an invalid
-request is rejected without blocking anything; the first restaurant gets its phone call,
+call, and is coalesced (the per-recipient guard: the phone rings once); fifty processes
+call one number in the same second while Twilio refuses the first call, and the number
+is called after all, once (a cover that fails covers nothing); an invalid request is
+rejected without blocking anything; the first restaurant gets its phone call,
 text message, e-mail and PubNub message, and once its process has completed it starts
 again. Calls and text messages go through the real Twilio adapters to the loopback
 Twilio stub, which reports on each as Twilio does; the other channels are dry runs.
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -35,9 +37,15 @@ from devstack.peers import TwilioStub
 from devstack.polling import NotInTime, wait_until
 from devstack.postgres import query
 from escalator.client import Producer
+from infra.timings import NOTIFIER_ATTEMPTS
 
 # The demo's schedule period: short, so the scenario takes seconds.
 DEMO_TICK = 3
+
+# The storm: this many processes call one number in the same second, and Twilio refuses
+# the first call to reach it at each of its attempts.
+STORM = 50
+STORM_NUMBER = "+385915550100"
 
 
 def free_port() -> int:
@@ -141,6 +149,7 @@ def run_demo(*, tick: int = DEMO_TICK, twilio: TwilioStub | None = None) -> int:
     # Twilio on loopback: it takes calls and messages and reports on each, as Twilio does.
     twilio = twilio or TwilioStub()
     twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
+    twilio.call_scripts[STORM_NUMBER] = deque([429] * NOTIFIER_ATTEMPTS)
     twilio.start()
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)
     try:
@@ -162,13 +171,18 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     )
     shown = 0
 
+    def scene_records() -> list[dict[str, Any]]:
+        """What the outbox holds for the scenes other than the storm."""
+        return [r for r in read_outbox(outbox) if not r["process_id"].startswith("storm-")]
+
     def show_deliveries() -> None:
         nonlocal shown
         records = read_outbox(outbox)
         for record in records[shown:]:
             late = record["sent_at"] - record["due_at"]
+            done = "delivered" if record["outcome"] == "sent" else "attempted"
             print(
-                f"  delivered  {record['channel']:7} to {record['target']:22} "
+                f"  {done}  {record['channel']:7} to {record['target']:22} "
                 f"for {record['process_id']:13} {late:+5.1f} s after due  ({record['outcome']})"
             )
         shown = len(records)
@@ -227,6 +241,15 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     producer.start(
         "restaurant-4", [{"channel": "phone", "at": now + 8, "phone-number": "+385911234567"}]
     )
+    print(
+        f"storm-1 ... storm-{STORM} start by a producer's mistake: each calls {STORM_NUMBER}"
+        " at +12 s, and Twilio refuses the first call (429 at each attempt): the others"
+        " wait for its outcome, and since it failed, the number is called after all, once"
+    )
+    for n in range(1, STORM + 1):
+        producer.start(
+            f"storm-{n}", [{"channel": "phone", "at": now + 12, "phone-number": STORM_NUMBER}]
+        )
     print("restaurant-2 starts: a call at +10 s")
     producer.start(
         "restaurant-2", [{"channel": "phone", "at": now + 10, "phone-number": "+14155550123"}]
@@ -249,7 +272,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
     producer.stop("restaurant-2")
 
     first = happens(
-        lambda: len(read_outbox(outbox)) >= 4, timeout=30 + 3 * tick, on_wait=show_deliveries
+        lambda: len(scene_records()) >= 4, timeout=30 + 3 * tick, on_wait=show_deliveries
     )
     # (its process completes once its last outcome is recorded: a start before is ignored)
     completed = happens(
@@ -263,7 +286,7 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         [{"channel": "console", "at": int(time.time()) + 3, "label": "second order"}],
     )
     second = happens(
-        lambda: len(read_outbox(outbox)) >= 5, timeout=20 + 3 * tick, on_wait=show_deliveries
+        lambda: len(scene_records()) >= 5, timeout=20 + 3 * tick, on_wait=show_deliveries
     )
     # (restaurant-2's call cancelled, every other process completed: nothing more goes out)
     settled = happens(all_ended, timeout=30, on_wait=show_deliveries)
@@ -273,10 +296,10 @@ def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:
         timeout=20,
         on_wait=show_deliveries,
     )
-    records = read_outbox(outbox)
     ok = started and first and completed and second and settled and reported
     _windows(ready)
-    return _summary(records, final_states(), ok=ok)
+    storm = _storm(ready["database_url"])
+    return _summary(scene_records(), final_states(), ok=ok and storm)
 
 
 def _windows(ready: dict[str, Any]) -> None:
@@ -307,6 +330,35 @@ def _windows(ready: dict[str, Any]) -> None:
             f"every window's log, {group['log_group']} (level {group['level']}): "
             f"{logged or 'nothing logged'}"
         )
+
+
+def _storm(database_url: str) -> bool:
+    """Print what became of the storm's calls; whether the number was called and every
+    one is accounted for: sent, failed with Twilio's refusal, or coalesced into a call
+    that was placed (never into the refused one)."""
+    rows = query(
+        database_url,
+        "SELECT n.state, c.state, n.error FROM notification n"
+        " JOIN process p ON p.id = n.process_ref"
+        " LEFT JOIN notification c ON c.id = n.covered_by"
+        " WHERE p.process_id LIKE 'storm-%%'",
+    )
+    kinds = Counter(
+        "sent" if state == "sent"
+        else "failed (Twilio refused it: 429)" if state == "failed" and "429" in str(error)
+        else "coalesced into a call that was placed"
+        if state == "coalesced" and cover == "sent"
+        else f"{state} (WRONG)"
+        for state, cover, error in rows
+    )  # fmt: skip
+    right = len(rows) == STORM and kinds["sent"] >= 1 and not any("WRONG" in k for k in kinds)
+    print()
+    print(
+        f"storm-*: {len(rows)} calls to {STORM_NUMBER}: "
+        + ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items()))
+        + ("  ok" if right else "  WRONG")
+    )
+    return right
 
 
 # What Twilio must have reported at the end: the call answered, the message delivered.

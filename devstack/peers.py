@@ -139,11 +139,12 @@ class TwilioStub(_HttpPeer):
     planned answers: ``201``, an HTTP error status (``429``, ``500``, ``503``, ...: the
     request is answered with it and nothing is placed or sent), ``21211`` (HTTP 400,
     invalid 'To' number), or ``DROP`` (the call is placed, the message sent, and the
-    connection closes before the answer). A call or message with a ``StatusCallback`` can be
-    reported on (``report``, ``report_message``), signed with the account's auth token as
-    Twilio signs; with ``auto_report`` set, each accepted call is reported through those
-    statuses in the background, as Twilio would, and each accepted message is, through
-    ``message_reports`` (``sent``, then ``delivered``).
+    connection closes before the answer). ``call_scripts`` holds planned answers for the
+    calls to one number (its key), taken before ``script``. A call or message with a
+    ``StatusCallback`` can be reported on (``report``, ``report_message``), signed with
+    the account's auth token as Twilio signs; with ``auto_report`` set, each accepted
+    call is reported through those statuses in the background, as Twilio would, and each
+    accepted message is, through ``message_reports`` (``sent``, then ``delivered``).
     """
 
     def __init__(self, auth_token: str = AUTH_TOKEN) -> None:
@@ -151,6 +152,7 @@ class TwilioStub(_HttpPeer):
         self.calls: list[Call] = []
         self.refused: list[Call] = []
         self.script: deque[int | str] = deque()
+        self.call_scripts: dict[str, deque[int | str]] = {}
         self.callbacks: list[StatusCallback] = []
         self.auto_report: tuple[str, ...] = ()
         self.messages: list[Message] = []
@@ -287,7 +289,8 @@ class TwilioStub(_HttpPeer):
             received_at=time.time(),
             status_callback_events=[value for key, value in pairs if key == "StatusCallbackEvent"],
         )
-        plan = self._plan(self.script, self.calls, self.refused, call)
+        script = self.call_scripts.get(form.get("To", "")) or self.script
+        plan = self._plan(script, self.calls, self.refused, call)
         if plan not in (201, DROP):
             return _refusal(plan, form)
         sid = call.sid = f"CA{uuid.uuid4().hex}"

@@ -36,7 +36,7 @@ from escalator.model import (
     StatusRecorded,
     StatusReport,
 )
-from escalator.repository import Finished, ProviderRecord
+from escalator.repository import CoverSettled, Finished, ProviderRecord
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,11 @@ def claim_due(
     window = lookahead or config.lookahead_seconds
     with uow:
         tidied = uow.notifications.housekeep(expire_after=config.expire_after)
-        completed = uow.processes.complete_finished(tidied.unknown + tidied.expired)
+        # (before the claim: what a failed cover leaves owed is claimed in this one)
+        settled = uow.notifications.settle_covered()
+        completed = len(
+            uow.processes.complete_finished(tidied.unknown + tidied.expired + settled.process_refs)
+        )
         claimed = uow.notifications.claim_due(
             owner=execution,
             lookahead=window,
@@ -75,6 +79,7 @@ def claim_due(
         uow.commit()
     metrics.count(metrics.EXPIRED, len(tidied.expired))
     metrics.count(metrics.UNKNOWN, len(tidied.unknown))
+    _report_settled(settled, execution=execution)
     if more:  # the tick hands over to a fresh one once it has delivered this batch
         metrics.count(metrics.HANDED_OVER)
     logger.info(
@@ -296,13 +301,12 @@ def _coalesce_if_covered(
     )
     if coalesced is None:
         return None
-    uow.processes.complete_finished([coalesced.process_ref])
-    return Confirmation(
-        None,
-        f"coalesced: covered by notification {coalesced.covered_by}",
-        "coalesced",
-        covered_by=coalesced.covered_by,
-    )
+    if coalesced.waiting:
+        reason = f"coalesced: covered by notification {coalesced.covered_by}, still being sent"
+    else:
+        uow.processes.complete_finished([coalesced.process_ref])
+        reason = f"coalesced: covered by notification {coalesced.covered_by}"
+    return Confirmation(None, reason, "coalesced", covered_by=coalesced.covered_by)
 
 
 def _with_caller_id(
@@ -419,10 +423,16 @@ def record_outcome(
     to deliver. A retry after a committed outcome changes nothing and answers what was
     recorded; ``stale`` when this execution no longer owns the notification."""
     with uow:
+        # (first: a confirm deciding whether this delivery covers it waits for the outcome)
+        uow.notifications.lock_recipient(notification_id, channels=RECIPIENT_CHANNELS)
         finished = _finish_notification(uow, notification_id, execution, outcome)
         if finished is not None:
-            completed = uow.processes.complete_finished([finished.process_ref]) > 0
+            settled = uow.notifications.settle_covered(notification_id)
+            completed = finished.process_ref in uow.processes.complete_finished(
+                [finished.process_ref, *settled.process_refs]
+            )
             uow.commit()
+            _report_settled(settled, execution=execution)
             result = Recorded(notification_id, cast(RecordedKind, finished.state), completed)
         else:
             before = uow.notifications.recorded(notification_id, owner=execution)
@@ -451,6 +461,25 @@ def record_outcome(
         },
     )
     return result
+
+
+def _report_settled(settled: CoverSettled, *, execution: str) -> None:
+    """One log line for each notification whose cover's outcome decided its own."""
+    for notification_id in settled.finished:
+        logger.info(
+            "coalesced notification finished: its cover may have reached the person",
+            extra={"notification_id": notification_id, "execution": execution},
+        )
+    for notification_id in settled.reopened:
+        logger.warning(
+            "coalesced notification due again: its cover did not go out",
+            extra={"notification_id": notification_id, "execution": execution},
+        )
+    for notification_id in settled.cancelled:
+        logger.info(
+            "coalesced notification cancelled: its cover did not go out, its process ended",
+            extra={"notification_id": notification_id, "execution": execution},
+        )
 
 
 # The state an outcome is recorded as.

@@ -22,8 +22,18 @@ from escalator.model import (
 )
 
 # The states in which a notification may still be delivered: a process holding one is
-# not finished.
+# not finished. (Nor is one holding a notification coalesced into a delivery still being
+# sent: it is delivered itself if that one fails; see ``_WAITING``.)
 UNDELIVERED = ("pending", "claimed", "sending")
+
+# A notification coalesced into a delivery whose outcome is not known yet: it waits for it.
+_WAITING = "n.state = 'coalesced' AND n.finished_at IS NULL"
+
+# Why a notification was coalesced, from its cover ``c`` and the cover's process ``cp``:
+# the same words whatever the cover's outcome turns out to be (sent, or unknown).
+_COVERED_BY = """'covered by notification ' || c.id || ' (process ' || cp.process_id
+    || '), handed to its provider at '
+    || to_char(c.sending_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
 @dataclass(frozen=True)
@@ -160,8 +170,9 @@ class ProcessRepository:
                 )
         return list(processes.values())
 
-    def complete_finished(self, process_refs: Sequence[int]) -> int:
-        """Complete the active processes among these with nothing left to deliver.
+    def complete_finished(self, process_refs: Sequence[int]) -> list[int]:
+        """Complete the active processes among these with nothing left to deliver; the
+        ones completed.
 
         The process rows are locked first: two transactions recording the last two
         outcomes of a process at the same time would otherwise each still see the
@@ -170,26 +181,29 @@ class ProcessRepository:
         transaction that held the lock committed.
         """
         if not process_refs:
-            return 0
+            return []
         refs = sorted(set(process_refs))
         self._cursor.execute(
             "SELECT id FROM process WHERE id = ANY(%s) AND state = 'active' ORDER BY id FOR UPDATE",
             (refs,),
         )
         if not _all(self._cursor):
-            return 0
+            return []
         self._cursor.execute(
-            """
-            UPDATE process AS p SET state = 'completed', ended_at = now()
-            WHERE p.id = ANY(%s) AND p.state = 'active'
-              AND NOT EXISTS (
-                  SELECT 1 FROM notification n
-                  WHERE n.process_ref = p.id AND n.state = ANY(%s)
-              )
-            """,
+            sql.SQL(
+                """
+                UPDATE process AS p SET state = 'completed', ended_at = now()
+                WHERE p.id = ANY(%s) AND p.state = 'active'
+                  AND NOT EXISTS (
+                      SELECT 1 FROM notification n
+                      WHERE n.process_ref = p.id AND (n.state = ANY(%s) OR ({waiting}))
+                  )
+                RETURNING p.id
+                """
+            ).format(waiting=sql.SQL(_WAITING)),
             (refs, list(UNDELIVERED)),
         )
-        return self._cursor.rowcount
+        return [row.id for row in _all(self._cursor)]
 
 
 @dataclass(frozen=True)
@@ -204,10 +218,25 @@ class Finished:
 
 @dataclass(frozen=True)
 class Coalesced:
-    """A notification the per-recipient guard coalesced, and the one that covered it."""
+    """A notification the per-recipient guard coalesced, and the one that covered it;
+    ``waiting`` while that one is still being sent (its outcome decides this one's)."""
 
     process_ref: int
     covered_by: int
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class CoverSettled:
+    """What became of the notifications that waited for covers now settled: finished
+    (the cover may have reached the person), back to pending (it did not: delivered after
+    all), or cancelled (it did not, and their process was stopped meanwhile)."""
+
+    finished: list[int]
+    reopened: list[int]
+    cancelled: list[int]
+    # the processes of the finished ones (they may have nothing left to deliver)
+    process_refs: list[int]
 
 
 @dataclass(frozen=True)
@@ -437,50 +466,116 @@ class NotificationRepository:
         if _one(self._cursor) is None:
             return None
         self._cursor.execute(
-            """
-            UPDATE notification AS n
-            SET state = 'coalesced', covered_by = cover.id, finished_at = now(),
-                updated_at = now(), claim_owner = NULL, lease_until = NULL,
-                error = 'covered by notification ' || cover.id || ' (process '
-                        || cover.process_id || '), delivered at '
-                        || to_char(cover.sending_at AT TIME ZONE 'UTC',
-                                   'YYYY-MM-DD"T"HH24:MI:SS"Z"')
-            -- (``me`` is ``n`` again: a LATERAL subquery may not read the updated table)
-            FROM notification AS me
-            CROSS JOIN LATERAL (
-                SELECT d.id, d.sending_at, p.process_id FROM notification d
-                JOIN process p ON p.id = d.process_ref
-                WHERE d.channel = me.channel
-                  AND coalesce(d.recipient, d.target) = coalesce(me.recipient, me.target)
-                  AND d.sending_at >= me.due_at - make_interval(secs => %(window)s)
-                  AND d.process_ref <> me.process_ref
-                  AND d.state IN ('sending', 'sent', 'unknown')
-                  AND p.state <> 'stopped'
-                ORDER BY d.sending_at, d.id
-                LIMIT 1
-            ) AS cover
-            WHERE n.id = %(id)s AND me.id = n.id AND n.state = 'claimed'
-              AND n.claim_owner = %(owner)s
-              -- (a cover stands for one notification of a process, its first to the
-              -- recipient in the window: the ones after it are the process's own
-              -- escalation, and go out)
-              AND NOT EXISTS (
-                  SELECT 1 FROM notification absorbed
-                  WHERE absorbed.process_ref = me.process_ref AND absorbed.id <> me.id
-                    AND absorbed.channel = me.channel
-                    AND coalesce(absorbed.recipient, absorbed.target)
-                        = coalesce(me.recipient, me.target)
-                    AND absorbed.state = 'coalesced'
-                    AND absorbed.due_at >= me.due_at - make_interval(secs => %(window)s)
-              )
-            RETURNING n.process_ref, cover.id AS covered_by
-            """,
+            sql.SQL(
+                """
+                UPDATE notification AS n
+                SET state = 'coalesced', covered_by = cover.id, updated_at = now(),
+                    claim_owner = NULL, lease_until = NULL,
+                    -- (still being sent: this one waits for its outcome, unfinished)
+                    finished_at = CASE WHEN cover.state = 'sending' THEN NULL ELSE now() END,
+                    error = cover.reason || CASE WHEN cover.state = 'sending'
+                                                 THEN ': waiting for its outcome' ELSE '' END
+                -- (``me`` is ``n`` again: a LATERAL subquery may not read the updated table)
+                FROM notification AS me
+                CROSS JOIN LATERAL (
+                    SELECT c.id, c.state, {covered_by} AS reason
+                    FROM notification c JOIN process cp ON cp.id = c.process_ref
+                    WHERE c.channel = me.channel
+                      AND coalesce(c.recipient, c.target) = coalesce(me.recipient, me.target)
+                      AND c.sending_at >= me.due_at - make_interval(secs => %(window)s)
+                      AND c.process_ref <> me.process_ref
+                      AND c.state IN ('sending', 'sent', 'unknown')
+                      AND cp.state <> 'stopped'
+                    ORDER BY c.sending_at, c.id
+                    LIMIT 1
+                ) AS cover
+                WHERE n.id = %(id)s AND me.id = n.id AND n.state = 'claimed'
+                  AND n.claim_owner = %(owner)s
+                  -- (a cover stands for one notification of a process, its first to the
+                  -- recipient in the window: the ones after it are the process's own
+                  -- escalation, and go out)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM notification absorbed
+                      WHERE absorbed.process_ref = me.process_ref AND absorbed.id <> me.id
+                        AND absorbed.channel = me.channel
+                        AND coalesce(absorbed.recipient, absorbed.target)
+                            = coalesce(me.recipient, me.target)
+                        AND absorbed.state = 'coalesced'
+                        AND absorbed.due_at >= me.due_at - make_interval(secs => %(window)s)
+                  )
+                RETURNING n.process_ref, cover.id AS covered_by, n.finished_at IS NULL AS waiting
+                """
+            ).format(covered_by=sql.SQL(_COVERED_BY)),
             {"window": window, "id": notification_id, "owner": owner},
         )
         row = _one(self._cursor)
         if row is None:
             return None
-        return Coalesced(process_ref=row.process_ref, covered_by=row.covered_by)
+        return Coalesced(
+            process_ref=row.process_ref, covered_by=row.covered_by, waiting=row.waiting
+        )
+
+    def lock_recipient(self, notification_id: int, *, channels: Sequence[str]) -> None:
+        """Lock this notification's recipient (as ``coalesce_if_covered`` does), if its
+        channel is one of ``channels``: a cover's outcome and the confirms deciding
+        whether it covers them take turns."""
+        self._cursor.execute(
+            """
+            SELECT pg_advisory_xact_lock(
+                hashtextextended(channel || ' ' || coalesce(recipient, target), 5)
+            )
+            FROM notification WHERE id = %s AND channel = ANY(%s)
+            """,
+            (notification_id, list(channels)),
+        )
+
+    def settle_covered(self, cover: int | None = None) -> CoverSettled:
+        """Settle what waits for a cover whose outcome is known (``cover`` only, or all):
+        a cover that may have reached the person (``sent``, ``unknown``) finishes them; one
+        that ended any other way (failed, cancelled, released to pending) covered nothing,
+        and they are due again (``pending``, as scheduled), or ``cancelled`` when their
+        process is no longer active."""
+        self._cursor.execute(
+            sql.SQL(
+                """
+                UPDATE notification AS n
+                SET finished_at = now(), updated_at = now(), error = {covered_by}
+                FROM notification c JOIN process cp ON cp.id = c.process_ref
+                WHERE {waiting} AND (%(cover)s::bigint IS NULL OR n.covered_by = %(cover)s)
+                  AND c.id = n.covered_by AND c.state IN ('sent', 'unknown')
+                RETURNING n.id, n.process_ref
+                """
+            ).format(covered_by=sql.SQL(_COVERED_BY), waiting=sql.SQL(_WAITING)),
+            {"cover": cover},
+        )
+        finished = _all(self._cursor)
+        self._cursor.execute(
+            sql.SQL(
+                """
+                UPDATE notification AS n
+                SET state = CASE WHEN p.state = 'active' THEN 'pending' ELSE 'cancelled' END,
+                    finished_at = CASE WHEN p.state = 'active' THEN NULL ELSE now() END,
+                    covered_by = NULL, updated_at = now(),
+                    error = 'its cover, notification ' || c.id || ' (process '
+                            || cp.process_id || '), ended ' || c.state
+                            || CASE WHEN p.state = 'active' THEN ': delivered after all'
+                                    ELSE ': not delivered, the process is ' || p.state END
+                FROM notification c, process cp, process p
+                WHERE {waiting} AND (%(cover)s::bigint IS NULL OR n.covered_by = %(cover)s)
+                  AND c.id = n.covered_by AND cp.id = c.process_ref AND p.id = n.process_ref
+                  AND c.state NOT IN ('sending', 'sent', 'unknown')
+                RETURNING n.id, n.state
+                """
+            ).format(waiting=sql.SQL(_WAITING)),
+            {"cover": cover},
+        )
+        ended = _all(self._cursor)
+        return CoverSettled(
+            finished=[row.id for row in finished],
+            reopened=[row.id for row in ended if row.state == "pending"],
+            cancelled=[row.id for row in ended if row.state == "cancelled"],
+            process_refs=sorted({row.process_ref for row in finished}),
+        )
 
     def resume_sending(
         self, notification_id: int, *, owner: str, tokens: Sequence[str]

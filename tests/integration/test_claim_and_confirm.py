@@ -12,6 +12,7 @@ from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from tests.support.contract_cases import pubnub, start
+from tests.support.state import waiting_for_a_lock
 from tests.support.steps import (
     EXECUTION,
     EXPIRE_AFTER,
@@ -23,15 +24,6 @@ from tests.support.steps import (
 )
 
 OTHER = EXECUTION + "-other"
-
-
-def waiting_for_a_lock(dsn: str) -> bool:
-    rows = query(
-        dsn,
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    return int(rows[0][0]) > 0
 
 
 def test_overlapping_claims_take_disjoint_rows_without_waiting_for_each_other(

@@ -9,6 +9,7 @@ from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
+from tests.support.state import waiting_for_a_lock
 
 OWNER = "execution-1"
 
@@ -32,15 +33,6 @@ def sending_process(dsn: str) -> tuple[int, int, int]:
     return process_ref, rows[0][0], rows[1][0]
 
 
-def waiting_for_a_lock(dsn: str) -> bool:
-    rows = query(
-        dsn,
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    return int(rows[0][0]) > 0
-
-
 def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_url: str) -> None:
     process_ref, first, second = sending_process(database_url)
     settings = DatabaseSettings(dsn=database_url)
@@ -54,7 +46,7 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
             )
             recorded.set()
             go.wait(10)
-            completed_by_second.append(uow.processes.complete_finished([process_ref]))
+            completed_by_second.append(len(uow.processes.complete_finished([process_ref])))
             uow.commit()
 
     # GIVEN both outcomes written, each in its own open transaction
@@ -65,7 +57,7 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
         assert recorded.wait(10)
 
         # WHEN both look for what is left, the second while the first has not committed
-        completed_by_first = uow.processes.complete_finished([process_ref])
+        completed_by_first = len(uow.processes.complete_finished([process_ref]))
         go.set()
         wait_until(
             lambda: not other.is_alive() or waiting_for_a_lock(database_url),

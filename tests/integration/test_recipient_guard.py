@@ -1,11 +1,14 @@
 """The per-recipient guard: a delivery to a target covers other processes' notifications
 to the same channel and target falling due within the window after it (they end
 ``coalesced``), decided in the database by the confirm step; a process's own
-notifications always go out as scheduled, and a stopped process covers nothing."""
+notifications always go out as scheduled, and a stopped process covers nothing. Only a
+delivery that may have reached the person covers: the others wait while it is being
+sent, and go out themselves when it does not."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,15 +19,18 @@ import pytest
 
 from devstack.peers import Peers, running_peers
 from devstack.pipeline import Pipeline
+from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.channels.phone import TwilioCalls, load_settings
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.limits import RECIPIENT_GUARD_SECONDS
 from escalator.model import Delivery
+from infra.timings import NOTIFIER_ATTEMPTS
 from tests.support.contract_cases import email, phone, pubnub, start, stop
 from tests.support.emf import emf_lines
-from tests.support.steps import EXECUTION, Steps, claimed_ids
+from tests.support.state import waiting_for_a_lock
+from tests.support.steps import EXECUTION, RUN, Steps, claimed_ids
 
 NUMBER = "+385911234567"
 OTHER_NUMBER = "+385917654321"
@@ -357,6 +363,39 @@ def test_another_process_covers_a_process_first_call_never_its_repeats(
     assert rows == [("order-q", "sent"), ("order-p", "coalesced"), ("order-p", "sent")]
 
 
+def test_a_call_twilio_refuses_covers_nothing_and_the_next_tick_calls_the_number(
+    pipeline: Pipeline,
+) -> None:
+    # GIVEN Twilio refuses the first call to reach it (429 at each of its attempts), and
+    # five processes call one number in the same second
+    pipeline.peers.twilio.script.extend([429] * NOTIFIER_ATTEMPTS)
+    due = int(time.time()) + 1
+    pipeline.submit(*(start(f"order-{n}", phone(NUMBER, at=due)) for n in range(5)))
+
+    # WHEN two ticks of the synthesized state machine run
+    pipeline.machine.run()
+    pipeline.machine.run()
+
+    # THEN the number was called: the refused call covered nothing; the others went out
+    # as one call, which covers them
+    assert len(pipeline.peers.twilio.refused) == NOTIFIER_ATTEMPTS
+    assert calls_to(pipeline.peers) == {NUMBER: 1}
+    rows = query(
+        pipeline.database_url,
+        "SELECT n.state, c.state, n.error FROM notification n"
+        " LEFT JOIN notification c ON c.id = n.covered_by ORDER BY n.id",
+    )
+    assert Counter((state, cover) for state, cover, _ in rows) == {
+        ("failed", None): 1,
+        ("sent", None): 1,
+        ("coalesced", "sent"): 3,
+    }
+    # ... the refused one with Twilio's reason, and every process is finished
+    (refused,) = [error for state, _, error in rows if state == "failed"]
+    assert "429" in refused
+    assert query(pipeline.database_url, "SELECT DISTINCT state FROM process") == [("completed",)]
+
+
 def test_one_recipient_written_two_ways_is_called_and_mailed_once(pipeline: Pipeline) -> None:
     # GIVEN two processes calling one phone, once with the trunk 0 kept, and e-mailing one
     # address, once with its domain in capitals
@@ -429,3 +468,163 @@ def test_a_delivery_that_may_have_reached_the_person_covers_a_refused_one_does_n
     # THEN an unknown call covers it; a refused one does not
     assert answer["deliver"] is not covers
     assert answer.get("covered_by") == (first if covers else None)
+
+
+REFUSED = {"failure": {"Error": "PermanentDeliveryError", "Cause": "HTTP 400: refused"}}
+
+
+def one_being_sent_and_two_coalesced(steps: Steps, guarded: str) -> tuple[int, int, int]:
+    """order-1's call confirmed (being sent, no outcome yet), then order-2's and
+    order-3's calls to the same number, due a second after it, confirmed: their ids."""
+    add_processes(guarded, [("order-1", NUMBER, 2), ("order-2", NUMBER, 1), ("order-3", NUMBER, 1)])
+    cover, second, third = claimed_ids(steps.claim())
+    assert steps.confirm(cover)["deliver"] is True
+    for covered in (second, third):
+        assert steps.confirm(covered) == {
+            "deliver": False,
+            "reason": f"coalesced: covered by notification {cover}, still being sent",
+            "covered_by": cover,
+        }
+    return cover, second, third
+
+
+def rows(dsn: str, *ids: int) -> list[tuple[Any, ...]]:
+    """Each notification's state, cover, whether finished, reason, and its process's state."""
+    return query(
+        dsn,
+        "SELECT n.state, n.covered_by, n.finished_at IS NOT NULL, n.error, p.state"
+        " FROM notification n JOIN process p ON p.id = n.process_ref"
+        " WHERE n.id = ANY(%s) ORDER BY n.id",
+        (list(ids),),
+    )
+
+
+def test_while_the_cover_is_being_sent_the_others_wait_and_its_failure_sends_them(
+    steps: Steps, guarded: str, peers: Peers
+) -> None:
+    # GIVEN order-1's call is being sent, and two other processes' calls were coalesced
+    # into it
+    cover, second, third = one_being_sent_and_two_coalesced(steps, guarded)
+
+    # THEN they wait for its outcome: not finished, and their processes stay active
+    waiting = f"covered by notification {cover} (process order-1), handed to its provider at"
+    for state, covered_by, finished, error, process in rows(guarded, second, third):
+        assert (state, covered_by, finished, process) == ("coalesced", cover, False, "active")
+        assert error.startswith(waiting)
+        assert error.endswith(": waiting for its outcome")
+
+    # WHEN Twilio refuses order-1's call
+    steps.record(cover, **REFUSED)
+
+    # THEN they are due again, as scheduled, saying why; their processes still active
+    reason = f"its cover, notification {cover} (process order-1), ended failed: delivered after all"
+    assert rows(guarded, second, third) == [("pending", None, False, reason, "active")] * 2
+
+    # ... and the next tick calls the number once for both
+    answers = deliver_claimed(steps, peers, execution=OTHER_TICK, workers=1)
+    assert sorted(answers) == [second, third]
+    assert calls_to(peers) == {NUMBER: 1}
+    assert states(guarded) == {"failed": 1, "sent": 1, "coalesced": 1}
+    assert query(guarded, "SELECT state, count(*) FROM process GROUP BY state") == [
+        ("completed", 3)
+    ]
+
+
+def test_a_cover_that_was_sent_finishes_those_waiting_and_completes_their_processes(
+    steps: Steps, guarded: str
+) -> None:
+    # GIVEN two calls coalesced into order-1's call while it was being sent
+    cover, second, third = one_being_sent_and_two_coalesced(steps, guarded)
+
+    # WHEN Twilio took it
+    steps.record(cover, receipt={"provider_ref": "CA0001"})
+
+    # THEN they are finished, naming their cover, and their processes completed
+    for state, covered_by, finished, error, process in rows(guarded, second, third):
+        assert (state, covered_by, finished, process) == ("coalesced", cover, True, "completed")
+        assert error.startswith(f"covered by notification {cover} (process order-1)")
+        assert "waiting" not in error
+
+
+@pytest.mark.parametrize("end", ["lease lapsed", "released"])
+def test_the_ticks_settle_what_waits_for_a_cover_that_ended_without_a_record(
+    steps: Steps, guarded: str, end: str
+) -> None:
+    # GIVEN two calls coalesced into order-1's call while it was being sent
+    cover, second, third = one_being_sent_and_two_coalesced(steps, guarded)
+
+    # WHEN that call ends without its record step: its sending lease lapses (it may have
+    # reached the person: unknown), or its confirm step failed and released it (its
+    # notifier never ran), and the next tick claims
+    if end == "lease lapsed":
+        query(
+            guarded,
+            "UPDATE notification SET lease_until = now() - interval '1 second' WHERE id = %s",
+            (cover,),
+        )
+    else:
+        with UnitOfWork(Database(DatabaseSettings(dsn=guarded))) as uow:
+            assert uow.notifications.release_unconfirmed(cover, owner=EXECUTION, run=RUN)
+            uow.commit()
+    claimed = claimed_ids(steps.claim(OTHER_TICK))
+
+    # THEN it settles them: finished (their processes completed) when the cover may have
+    # reached the person; due again, and claimed with the cover, when it never left
+    if end == "lease lapsed":
+        assert claimed == []
+        assert [(row[0], row[2], row[4]) for row in rows(guarded, second, third)] == [
+            ("coalesced", True, "completed")
+        ] * 2
+    else:
+        assert claimed == [cover, second, third]
+        assert [row[0] for row in rows(guarded, second, third)] == ["claimed"] * 2
+
+
+def test_a_stopped_process_waiting_for_a_cover_that_failed_is_cancelled(
+    steps: Steps, guarded: str
+) -> None:
+    # GIVEN two calls coalesced into order-1's call while it was being sent, and order-2
+    # stopped meanwhile (its order confirmed)
+    cover, second, third = one_being_sent_and_two_coalesced(steps, guarded)
+    steps.submit(stop("order-2"))
+
+    # WHEN order-1's call is refused
+    steps.record(cover, **REFUSED)
+
+    # THEN order-2's call is cancelled, saying why; order-3's is due again
+    assert [row[0] for row in rows(guarded, second, third)] == ["cancelled", "pending"]
+    assert rows(guarded, second)[0][3] == (
+        f"its cover, notification {cover} (process order-1), ended failed:"
+        " not delivered, the process is stopped"
+    )
+
+
+def test_a_cover_refused_while_a_confirm_coalesces_into_it_still_sends_that_one(
+    steps: Steps, guarded: str
+) -> None:
+    # GIVEN order-1's call is being sent, and order-2's confirm has just coalesced into
+    # it, its transaction still open
+    add_processes(guarded, [("order-1", NUMBER, 2), ("order-2", NUMBER, 1)])
+    cover, second = claimed_ids(steps.claim())
+    assert steps.confirm(cover)["deliver"] is True
+    with UnitOfWork(Database(DatabaseSettings(dsn=guarded))) as uow:
+        coalesced = uow.notifications.coalesce_if_covered(
+            second, owner=EXECUTION, window=RECIPIENT_GUARD_SECONDS, channels=["phone"]
+        )
+        assert coalesced is not None
+        assert coalesced.waiting
+
+        # WHEN Twilio's refusal of order-1's call is recorded meanwhile
+        recording = threading.Thread(target=steps.record, args=(cover,), kwargs=REFUSED)
+        recording.start()
+        wait_until(
+            lambda: not recording.is_alive() or waiting_for_a_lock(guarded),
+            timeout=10,
+            interval=0.01,
+            what="the record step ending or waiting for the confirm",
+        )
+        uow.commit()
+    recording.join(10)
+
+    # THEN the record waited for the confirm, and order-2's call is due again
+    assert rows(guarded, cover, second)[1][0] == "pending"

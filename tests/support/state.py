@@ -50,3 +50,13 @@ def snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
         "notifications": notifications(dsn),
         "requests": requests(dsn),
     }
+
+
+def waiting_for_a_lock(dsn: str) -> bool:
+    """Whether a session of this database waits for a lock (another's transaction)."""
+    rows = query(
+        dsn,
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    )
+    return int(rows[0][0]) > 0
