@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import threading
 
-from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
-from tests.support.state import waiting_for_a_lock
+from tests.support.state import wait_until_ended_or_blocked
 
 OWNER = "execution-1"
 
@@ -59,11 +58,8 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
         # WHEN both look for what is left, the second while the first has not committed
         completed_by_first = len(uow.processes.complete_finished([process_ref]))
         go.set()
-        wait_until(
-            lambda: not other.is_alive() or waiting_for_a_lock(database_url),
-            timeout=10,
-            interval=0.01,
-            what="the second transaction ending or waiting for the first",
+        wait_until_ended_or_blocked(
+            other, database_url, what="the second transaction ending or waiting for the first"
         )
         uow.commit()
     other.join(10)

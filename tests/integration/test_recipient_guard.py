@@ -19,7 +19,6 @@ import pytest
 
 from devstack.peers import Peers, running_peers
 from devstack.pipeline import Pipeline
-from devstack.polling import wait_until
 from devstack.postgres import query
 from escalator.channels.phone import TwilioCalls, load_settings
 from escalator.config import DatabaseSettings
@@ -29,7 +28,7 @@ from escalator.model import Delivery
 from infra.timings import NOTIFIER_ATTEMPTS
 from tests.support.contract_cases import email, phone, pubnub, start, stop
 from tests.support.emf import emf_lines
-from tests.support.state import waiting_for_a_lock
+from tests.support.state import wait_until_ended_or_blocked
 from tests.support.steps import EXECUTION, RUN, Steps, claimed_ids
 
 NUMBER = "+385911234567"
@@ -617,11 +616,8 @@ def test_a_cover_refused_while_a_confirm_coalesces_into_it_still_sends_that_one(
         # WHEN Twilio's refusal of order-1's call is recorded meanwhile
         recording = threading.Thread(target=steps.record, args=(cover,), kwargs=REFUSED)
         recording.start()
-        wait_until(
-            lambda: not recording.is_alive() or waiting_for_a_lock(guarded),
-            timeout=10,
-            interval=0.01,
-            what="the record step ending or waiting for the confirm",
+        wait_until_ended_or_blocked(
+            recording, guarded, what="the record step ending or waiting for the confirm"
         )
         uow.commit()
     recording.join(10)

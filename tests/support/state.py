@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+from devstack.polling import wait_until
 from devstack.postgres import query
 
 
@@ -60,3 +62,14 @@ def waiting_for_a_lock(dsn: str) -> bool:
         " WHERE datname = current_database() AND wait_event_type = 'Lock'",
     )
     return int(rows[0][0]) > 0
+
+
+def wait_until_ended_or_blocked(thread: threading.Thread, dsn: str, *, what: str) -> None:
+    """Wait until ``thread`` has ended or a session of this database waits for a lock
+    (the thread's transaction, blocked by the caller's)."""
+    wait_until(
+        lambda: not thread.is_alive() or waiting_for_a_lock(dsn),
+        timeout=10,
+        interval=0.01,
+        what=what,
+    )
