@@ -1,7 +1,8 @@
 """A real PostgreSQL: ``DATABASE_URL`` when set, else an embedded server (pgserver).
 
 Each test gets a database of its own, created from a template that was migrated once,
-so tests never see each other's rows and never pay for the migrations again. The local
+so tests never see each other's rows and never pay for the migrations again; given
+back, it is emptied for the next test (or dropped, when the test changed its schema). The local
 stack keeps its embedded server under its data directory.
 """
 
@@ -22,6 +23,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
+from devstack.polling import NotInTime, wait_until
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
 
 
@@ -35,6 +37,52 @@ class PostgresServer:
         self.template = self.create_database()
         migrate(self.dsn(self.template), default_sql_dir())
         self.application_password = allow_application_login(self.dsn(self.template))
+        # (of a copy: a database's own grants are not copied from its template)
+        self._emptied = [self.create_database(self.template)]
+        self._schema = _schema_of(self.dsn(self._emptied[0]))
+
+    @contextmanager
+    def scratch_database(self) -> Iterator[str]:
+        """A migrated, empty database of the caller's own (its name). Given back, it is
+        emptied for the next caller when its schema is still the template's (a new
+        database costs a copy of the template and a cold catalog cache in every first
+        connection), else dropped."""
+        name = self._emptied.pop() if self._emptied else self.create_database(self.template)
+        try:
+            yield name
+        finally:
+            self._give_back(name)
+
+    def _give_back(self, name: str) -> None:
+        try:
+            with _admin_cursor(self.dsn(name)) as cursor:
+                cursor.execute("SET lock_timeout = '5s'")
+                cursor.execute(_OTHERS.format("pg_terminate_backend(pid)"))
+                # (as a drop would: the next test counts connections, and sees none of these)
+                wait_until(
+                    lambda: _no_other_session(cursor),
+                    timeout=5,
+                    interval=0.01,
+                    what="the sessions of a database given back to end",
+                )
+                cursor.execute(_SCHEMA)
+                row = cursor.fetchone()
+                if row is None or row[0] != self._schema[0]:
+                    raise _Changed
+                cursor.execute(
+                    sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                        sql.SQL(", ").join(map(sql.Identifier, self._schema[1]))
+                    )
+                )
+        except (psycopg2.Error, _Changed, NotInTime):
+            self.drop_database(name)
+            return
+        self._emptied.append(name)
+
+    def close(self) -> None:
+        """Drop the databases kept for reuse."""
+        while self._emptied:
+            self.drop_database(self._emptied.pop())
 
     def dsn(self, database: str) -> str:
         """The administrator's connection to ``database``: for migrations and checks."""
@@ -79,10 +127,106 @@ def postgres_server(scratch: Path) -> Iterator[PostgresServer]:
         try:
             yield server
         finally:
+            server.close()
             server.drop_database(server.template)
         return
     with embedded_postgres(scratch) as embedded_url:
         yield PostgresServer(embedded_url)
+
+
+# The other sessions of the database a cursor is connected to.
+_OTHERS = (
+    "SELECT {} FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
+
+
+def _no_other_session(cursor: Any) -> bool:
+    cursor.execute(_OTHERS.format("count(*)"))
+    row = cursor.fetchone()
+    return row is not None and row[0] == 0
+
+
+class _Changed(Exception):
+    """A database given back no longer has the template's schema."""
+
+
+# Everything of a database's schema a test could change (its tables, columns, defaults,
+# constraints, indexes, grants, functions, triggers, schemas, settings, the applied
+# migrations) as one digest; and its tables but the migrations' record, to empty.
+_SCHEMA = """
+    SELECT md5(string_agg(item, E'\n' ORDER BY item)),
+           array_agg(relname ORDER BY relname) FILTER (WHERE emptied)
+    FROM (
+        SELECT format('rel %s %s %s %s %s', c.oid::regclass, c.relkind, c.relacl,
+                      c.reloptions, c.relrowsecurity) AS item,
+               c.relkind IN ('r', 'p') AND n.nspname = 'public'
+               AND c.relname <> 'schema_migration' AS emptied,
+               c.relname
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+        UNION ALL
+        SELECT format('col %s %s %s %s %s', a.attrelid::regclass, a.attname,
+                      format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                      pg_get_expr(d.adbin, d.adrelid)), false, NULL
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attnum > 0 AND NOT a.attisdropped
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+        UNION ALL
+        SELECT format('con %s %s %s', conrelid::regclass, conname, pg_get_constraintdef(oid)),
+               false, NULL
+        FROM pg_constraint WHERE connamespace NOT IN
+            (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema'))
+        UNION ALL
+        SELECT pg_get_indexdef(i.indexrelid), false, NULL FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+        UNION ALL
+        SELECT format('fn %s %s %s', p.oid::regprocedure, p.proacl, md5(p.prosrc)), false, NULL
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+        UNION ALL
+        SELECT format('trigger %s', pg_get_triggerdef(oid)), false, NULL
+        FROM pg_trigger WHERE NOT tgisinternal
+        UNION ALL
+        SELECT format('schema %s %s', nspname, nspacl), false, NULL FROM pg_namespace
+        UNION ALL
+        SELECT format('setting %s %s', setrole, setconfig), false, NULL
+        FROM pg_db_role_setting
+        WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+        UNION ALL
+        SELECT format('extension %s %s', extname, extversion), false, NULL FROM pg_extension
+        UNION ALL
+        SELECT format('default acl %s %s %s', defaclrole, defaclobjtype, defaclacl), false, NULL
+        FROM pg_default_acl
+        UNION ALL
+        SELECT format('database %s', datacl), false, NULL FROM pg_database
+        WHERE datname = current_database()
+        UNION ALL
+        SELECT format('migration %s %s', version, checksum), false, NULL FROM schema_migration
+    ) AS schema
+"""
+
+
+@contextmanager
+def _admin_cursor(dsn: str) -> Iterator[Any]:
+    connection = psycopg2.connect(dsn)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        connection.close()
+
+
+def _schema_of(dsn: str) -> tuple[str, list[str]]:
+    """The digest of a database's schema, and the tables a given-back one is emptied of."""
+    with _admin_cursor(dsn) as cursor:
+        cursor.execute(_SCHEMA)
+        digest, tables = cursor.fetchone()
+    return str(digest), list(tables)
 
 
 def allow_application_login(admin_dsn: str) -> str:

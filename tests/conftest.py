@@ -133,10 +133,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 
 @pytest.fixture
 def database_url(postgres: PostgresServer) -> Iterator[str]:
-    """A fresh, migrated database of this test's own."""
-    name = postgres.create_database(template=postgres.template)
-    yield postgres.dsn(name)
-    postgres.drop_database(name)
+    """A migrated, empty database of this test's own."""
+    with postgres.scratch_database() as name:
+        yield postgres.dsn(name)
 
 
 @pytest.fixture

@@ -356,9 +356,8 @@ CREATE TRIGGER test_kill_connection BEFORE INSERT ON process
 
 @pytest.fixture
 def undisturbed_database_url(postgres: PostgresServer) -> Iterator[str]:
-    name = postgres.create_database(template=postgres.template)
-    yield postgres.dsn(name)
-    postgres.drop_database(name)
+    with postgres.scratch_database() as name:
+        yield postgres.dsn(name)
 
 
 def test_database_failure_fails_only_its_message_and_the_rest_of_its_group(

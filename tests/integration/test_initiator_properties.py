@@ -125,9 +125,8 @@ bodies = (
 @pytest.fixture(scope="module")
 def property_database(postgres: PostgresServer) -> Iterator[str]:
     """One database for all examples: state accumulates, as it does in production."""
-    name = postgres.create_database(template=postgres.template)
-    yield postgres.dsn(name)
-    postgres.drop_database(name)
+    with postgres.scratch_database() as name:
+        yield postgres.dsn(name)
 
 
 def test_arbitrary_bodies_never_crash_and_leave_only_valid_processes(

@@ -59,26 +59,24 @@ def without(
 
 
 @pytest.fixture
-def pipeline_of(postgres: PostgresServer) -> Iterator[PipelineOf]:
-    """``pipeline_of(template, enforce_iam=...)``: a pipeline on a fresh database of its own."""
-    databases: list[str] = []
+def pipeline_of(postgres: PostgresServer) -> PipelineOf:
+    """``pipeline_of(template, enforce_iam=...)``: a pipeline on a database of its own."""
 
     @contextmanager
     def start_pipeline(template: dict[str, Any], *, enforce_iam: bool = True) -> Iterator[Pipeline]:
-        name = postgres.create_database(template=postgres.template)
-        databases.append(name)
-        with running_pipeline(
-            postgres.dsn(name),
-            {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
-            application_url=postgres.application_dsn(name),
-            template=template,
-            enforce_iam=enforce_iam,
-        ) as pipeline:
+        with (
+            postgres.scratch_database() as name,
+            running_pipeline(
+                postgres.dsn(name),
+                {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
+                application_url=postgres.application_dsn(name),
+                template=template,
+                enforce_iam=enforce_iam,
+            ) as pipeline,
+        ):
             yield pipeline
 
-    yield start_pipeline
-    for name in databases:
-        postgres.drop_database(name)
+    return start_pipeline
 
 
 def test_a_function_calls_aws_as_its_own_role(pipeline_of: PipelineOf) -> None:

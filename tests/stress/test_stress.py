@@ -77,9 +77,8 @@ def test_four_overlapping_executions_deliver_each_notification_exactly_once(
 
 @pytest.fixture(scope="module")
 def flood_database(postgres: PostgresServer) -> Iterator[str]:
-    name = postgres.create_database(template=postgres.template)
-    yield postgres.dsn(name)
-    postgres.drop_database(name)
+    with postgres.scratch_database() as name:
+        yield postgres.dsn(name)
 
 
 def test_a_flood_of_generated_bodies_never_crashes_and_leaves_only_valid_rows(

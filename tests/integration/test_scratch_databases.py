@@ -1,0 +1,82 @@
+"""The tests' databases: each test gets an empty, migrated database of its own; given
+back, a database is emptied for the next test, or dropped when its schema changed."""
+
+from __future__ import annotations
+
+import psycopg2
+import pytest
+
+from devstack.postgres import PostgresServer, query
+
+ROWS = """
+    INSERT INTO process (process_id) VALUES ('restaurant-42');
+    INSERT INTO notification (process_ref, position, channel, target, due_at)
+        SELECT id, 0, 'phone', '+385911234567', now() FROM process;
+    INSERT INTO request_log (message_id, process_id, action, outcome)
+        VALUES ('m-1', 'restaurant-42', 'start', 'started');
+    INSERT INTO property (property_key, property_value) VALUES ('caller-id-registry', '{}');
+"""
+
+
+def counts(dsn: str) -> list[int]:
+    ((process, notification, request_log, prop),) = query(
+        dsn,
+        "SELECT (SELECT count(*) FROM process), (SELECT count(*) FROM notification),"
+        " (SELECT count(*) FROM request_log), (SELECT count(*) FROM property)",
+    )
+    return [process, notification, request_log, prop]
+
+
+def test_a_database_given_back_comes_to_the_next_test_empty_and_unused(
+    postgres: PostgresServer,
+) -> None:
+    # GIVEN a test wrote to every table and left a session open, in a transaction
+    with postgres.scratch_database() as name:
+        dsn = postgres.dsn(name)
+        query(dsn, ROWS)
+        assert counts(dsn) == [1, 1, 1, 1]
+        left_open = psycopg2.connect(dsn)
+        left_open.cursor().execute("SELECT * FROM process FOR UPDATE")
+
+    # WHEN the next test takes a database
+    with postgres.scratch_database() as again:
+        dsn = postgres.dsn(again)
+
+        # THEN it is that one, empty, its ids starting again, with no session of the
+        # test before it
+        assert again == name
+        assert counts(dsn) == [0, 0, 0, 0]
+        assert query(dsn, "INSERT INTO process (process_id) VALUES ('x') RETURNING id") == [(1,)]
+        assert query(
+            dsn,
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        ) == [(0,)]
+    # ... and the session left open was ended
+    with pytest.raises(psycopg2.OperationalError):
+        left_open.cursor().execute("SELECT 1")
+    left_open.close()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "CREATE FUNCTION stray() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "ALTER TABLE process ALTER COLUMN state SET DEFAULT 'stopped'",
+        "CREATE INDEX stray ON notification (target)",
+        "REVOKE SELECT ON property FROM escalator_app",
+        "DELETE FROM schema_migration WHERE version = 9",
+        "CREATE TABLE stray (id int)",
+    ],
+)
+def test_a_database_whose_schema_a_test_changed_is_never_given_again(
+    postgres: PostgresServer, change: str
+) -> None:
+    # GIVEN a test changed its database's schema
+    with postgres.scratch_database() as name:
+        query(postgres.dsn(name), change)
+
+    # WHEN the next test takes a database
+    with postgres.scratch_database() as again:
+        # THEN it is another one
+        assert again != name
