@@ -16,6 +16,8 @@ $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproje
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	# the Lambda platform's wheels into pip's cache, for bundling (infra/bundling.py)
 	$(BIN)/python -m infra.bundling $(VENV)/lambda-wheels
+	# the types of what the project imports into mypy's cache (make test checks the rest)
+	$(BIN)/python -m devstack.typecheck_cache
 	touch $@
 
 install: $(STAMP) ## create .venv and install everything (also the `escalator` command)

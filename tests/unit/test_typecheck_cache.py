@@ -1,0 +1,20 @@
+"""What ``make install`` puts into mypy's cache: the types of every module the project
+imports from outside itself, none of its own (those are ``make test``'s to check)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from devstack.typecheck_cache import imported_modules
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_it_warms_what_the_project_imports_from_outside_and_nothing_of_its_own() -> None:
+    modules = imported_modules(PROJECT)
+
+    # the installed packages and the standard library the code imports, submodules too
+    assert {"aws_cdk", "boto3", "psycopg2.extras", "twilio.rest", "collections.abc"} <= set(modules)
+    # never the project's own packages and modules (lambdas/, bench/ and the root's)
+    own = {"escalator", "devstack", "infra", "tests", "app", "common", "__future__"}
+    assert not [name for name in modules if name.split(".")[0] in own]
