@@ -338,6 +338,8 @@ def test_the_ticks_summary_names_a_coalesced_notification_and_its_cover(
     assert [p.channel for p in pipeline.peers.pubnub.publications] == ["kitchen"]
 
 
+# (long: it waits for its calls' due times, 7 s; started first, it ends no run)
+@pytest.mark.long
 def test_another_process_covers_a_process_first_call_never_its_repeats(
     pipeline: Pipeline,
 ) -> None:
