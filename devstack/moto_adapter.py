@@ -111,7 +111,7 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from devstack import iam
+from devstack import iam, thread_metrics
 from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 from devstack.polling import NotInTime, wait_until
 from escalator.sqs_ids import refusal
@@ -350,6 +350,7 @@ class InProcessLambdas:
     """
 
     def __init__(self) -> None:
+        thread_metrics.per_thread()  # (each sandbox's metrics its own, as on Lambda)
         self.overrides: dict[str, Handler] = {}
         self.faults = LambdaFaults()
         # The emulation's IAM, and what each function calls AWS with: its role's

@@ -21,6 +21,7 @@ import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from psycopg2.extensions import parse_dsn
 
+from devstack import thread_metrics
 from devstack.events import lambda_context as make_lambda_context
 from devstack.events import sqs_event, sqs_record
 from devstack.postgres import PostgresServer, postgres_server
@@ -118,6 +119,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if directory is not None:
         shutil.rmtree(directory, ignore_errors=True)
 
+
+# The tests call handlers from threads of their own too (concurrent confirms), outside
+# the emulation's sandboxes: each thread's metrics its own, as each sandbox's on Lambda.
+thread_metrics.per_thread()
 
 # moto's Step Functions interpreter logs every caught task error with a dump of the
 # whole state machine; the execution history tells the same, readably.

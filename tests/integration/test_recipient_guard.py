@@ -168,8 +168,8 @@ def test_two_numbers_are_called_once_each(
         [(f"order-{n}", NUMBER if n % 2 else OTHER_NUMBER, 1) for n in range(40)],
     )
 
-    # (one confirm at a time: the metrics object the handlers share is not thread-safe)
-    answers = deliver_claimed(steps, peers, workers=1)
+    # (four confirms at a time, as four sandboxes: each counts its own metrics)
+    answers = deliver_claimed(steps, peers, workers=4)
 
     assert calls_to(peers) == {NUMBER: 1, OTHER_NUMBER: 1}
     assert states(guarded) == {"sent": 2, "coalesced": 38}
@@ -182,11 +182,13 @@ def test_two_numbers_are_called_once_each(
         )
     )
     for notification_id, covered_by in cover.items():
-        assert answers[notification_id] == {
-            "deliver": False,
-            "reason": f"coalesced: covered by notification {covered_by}",
-            "covered_by": covered_by,
-        }
+        answer = answers[notification_id]
+        assert (answer["deliver"], answer["covered_by"]) == (False, covered_by)
+        # (confirmed while its cover was being sent, or after)
+        assert answer["reason"] in (
+            f"coalesced: covered by notification {covered_by}",
+            f"coalesced: covered by notification {covered_by}, still being sent",
+        )
     written = emf_lines(capsys)
     assert sum(sum(doc.get("NotificationsCoalesced", [])) for doc in written) == 38
 
