@@ -11,6 +11,7 @@ import base64
 import email
 import email.policy
 import email.utils
+import errno
 import json
 import socket
 import threading
@@ -440,6 +441,10 @@ class _MailHandler:
         return "221 Bye"
 
 
+# How many free ports the SMTP peer tries before it gives up.
+PORT_ATTEMPTS = 5
+
+
 class SmtpPeer:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps every message it accepts.
 
@@ -448,10 +453,7 @@ class SmtpPeer:
 
     def __init__(self, login: tuple[str, str] | None = None) -> None:
         self._handler = _MailHandler()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        options: dict[str, Any] = {}
+        self._options: dict[str, Any] = {}
         if login is not None:
 
             def authenticate(
@@ -460,10 +462,16 @@ class SmtpPeer:
                 ok = (data.login.decode(), data.password.decode()) == login
                 return AuthResult(success=ok, handled=False)
 
-            options = {"authenticator": authenticate, "auth_require_tls": False}
-        self._controller = Controller(
-            self._handler, hostname="127.0.0.1", port=self.port, **options
-        )
+            self._options = {"authenticator": authenticate, "auth_require_tls": False}
+        self._controller = self._on_a_free_port()
+
+    def _on_a_free_port(self) -> Controller:
+        # (aiosmtpd needs the port before it listens: a free one, which another socket
+        # of this machine may take before it binds; ``start`` then tries another)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        return Controller(self._handler, hostname="127.0.0.1", port=self.port, **self._options)
 
     @property
     def handler(self) -> _MailHandler:
@@ -478,6 +486,14 @@ class SmtpPeer:
         return self._handler.in_flight
 
     def start(self) -> None:
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                self._controller.start()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                self._controller = self._on_a_free_port()
         self._controller.start()
 
     def stop(self) -> None:

@@ -273,3 +273,23 @@ def test_pubnub_origin_must_be_http(peers: Peers) -> None:
 def test_pubnub_unreachable_is_transient(peers: Peers) -> None:
     with pytest.raises(TransientDeliveryError, match="cannot reach PubNub"):
         publisher(peers, f"http://127.0.0.1:{closed_port()}").deliver(PUBLISH)
+
+
+def test_the_smtp_peer_whose_port_was_taken_meanwhile_listens_on_another(peers: Peers) -> None:
+    # GIVEN an SMTP peer, and another socket of this machine listening on the port it
+    # picked before it starts (ports are probed first: aiosmtpd must know its port)
+    server = SmtpPeer()
+    taken = server.port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+
+        # WHEN it starts
+        server.start()
+        try:
+            # THEN it listens on another port, and takes mail there
+            assert server.port != taken
+            receipt = mailer(peers, server).deliver(MAIL)
+            assert [mail.message["Message-ID"] for mail in server.mails] == [receipt.provider_ref]
+        finally:
+            server.stop()
