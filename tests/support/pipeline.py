@@ -1,15 +1,29 @@
 """The ``pipeline`` fixture: the delivery pipeline of ``devstack.pipeline`` on this test's
-own database, with claims and leases short enough to watch them lapse."""
+own database, with claims and leases short enough to watch them lapse.
+
+``devstack.pipeline`` (and with it moto) is imported when first needed, not when the
+root conftest registers the fixture: the run's controller, which never runs a test,
+starts its workers two seconds sooner."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from devstack.pipeline import CALLER_IDS, Pipeline, running_pipeline
+if TYPE_CHECKING:
+    from devstack.pipeline import CALLER_IDS, Pipeline
 
 __all__ = ["CALLER_IDS", "Pipeline", "pipeline"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CALLER_IDS", "Pipeline"):
+        from devstack import pipeline as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @pytest.fixture
@@ -18,6 +32,8 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     """The functions connect as the application role, over TLS verified as on AWS
     (``verify-full``, against the session's CA); the test reads as administrator."""
+    from devstack.pipeline import running_pipeline
+
     with running_pipeline(
         database_url,
         {"CLAIM_GRACE_SECONDS": "2", "SENDING_LEASE_SECONDS": "3"},
