@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from devstack import docs
+from devstack import generated
 from devstack.template import resources, synthesized_template
 
 PICTURE = Path(__file__).resolve().parent.parent / "docs" / "dashboard.svg"
@@ -265,7 +265,7 @@ def _graph(widget: dict[str, Any], width: int, height: int) -> list[str]:
 
 def main() -> int:
     """Write ``docs/dashboard.svg`` from the synthesized template."""
-    return docs.write(PICTURE, svg(synthesized_template()))
+    return generated.write(PICTURE, svg(synthesized_template()))
 
 
 if __name__ == "__main__":

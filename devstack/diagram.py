@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack import docs
+from devstack import generated
 from devstack.template import EXPRESS, STANDARD, state_machine_definition, synthesized_template
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
@@ -137,7 +137,7 @@ def _node(name: str) -> str:
 
 def main() -> int:
     """Write ``docs/state-machine.md`` from the synthesized template."""
-    return docs.write(DOCUMENT, document(synthesized_template()))
+    return generated.write(DOCUMENT, document(synthesized_template()))
 
 
 if __name__ == "__main__":

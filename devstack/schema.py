@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack import docs
+from devstack import generated
 from escalator.channels import CHANNELS
 from escalator.contract import ACTIONS
 from escalator.limits import (
@@ -181,7 +181,7 @@ def document() -> str:
 
 def main() -> int:
     """Write ``docs/request.schema.json`` from the code."""
-    return docs.write(DOCUMENT, document())
+    return generated.write(DOCUMENT, document())
 
 
 if __name__ == "__main__":

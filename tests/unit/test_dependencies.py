@@ -1,5 +1,6 @@
 """The runtime package's dependencies point one way: no import cycle among its modules,
-and no path from it to the development harness, the CDK app or the tests."""
+and no path from it to the development harness, the CDK app or the tests; and no import
+cycle anywhere in the project."""
 
 from __future__ import annotations
 
@@ -24,13 +25,18 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 
 
-def imported(path: Path, known: set[str]) -> set[str]:
-    """Every module named by an import anywhere in ``path``: at the top, inside functions
-    and under ``TYPE_CHECKING`` alike. ``from a import b`` names ``a.b`` when that is a
-    module, else ``a``."""
+def imported(
+    name: str,
+    path: Path,
+    known: set[str],
+    statements: list[tuple[str, str | None, int, list[str]]],
+) -> set[str]:
+    """Every module named by an import anywhere in module ``name`` (``path``): at the top,
+    inside functions and under ``TYPE_CHECKING`` alike. ``from a import b`` names ``a.b``
+    when that is a module, else ``a``."""
     names: set[str] = set()
-    package = module_name(path) if path.name == "__init__.py" else module_name(path.parent)
-    for statement, module, level, aliases in import_statements()[path]:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for statement, module, level, aliases in statements:
         if statement == "import":
             names.update(aliases)
             continue
@@ -63,9 +69,10 @@ print(json.dumps(found))
 
 
 @functools.cache
-def import_statements() -> dict[Path, list[tuple[str, str | None, int, list[str]]]]:
+def import_statements(
+    paths: tuple[Path, ...],
+) -> dict[Path, list[tuple[str, str | None, int, list[str]]]]:
     """Each module's import statements: (``import`` or ``from``, module, level, names)."""
-    paths = sorted(modules().values())
     child = subprocess.run(
         [sys.executable, "-c", _LIST_IMPORTS],
         input=json.dumps([str(path) for path in paths]),
@@ -77,10 +84,33 @@ def import_statements() -> dict[Path, list[tuple[str, str | None, int, list[str]
     return {path: [tuple(statement) for statement in found[str(path)]] for path in paths}
 
 
-def graph() -> dict[str, set[str]]:
-    found = modules()
+def graph(found: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    """Which modules each of ``found`` (the runtime package's by default) imports."""
+    found = modules() if found is None else found
     known = set(found)
-    return {name: imported(path, known) for name, path in found.items()}
+    statements = import_statements(tuple(sorted(found.values())))
+    return {name: imported(name, path, known, statements[path]) for name, path in found.items()}
+
+
+# The whole project: each root and the top-level packages and modules found there.
+PROJECT = PACKAGE.parents[1]
+PROJECT_ROOTS = {
+    PROJECT / "lambdas": ("escalator",),
+    PROJECT: ("devstack", "infra", "tests", "app.py"),
+    PROJECT / "bench": None,  # every module there (mypy_path: imported by bare name)
+}
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the project, by the name it is imported as."""
+    found: dict[str, Path] = {}
+    for root, tops in PROJECT_ROOTS.items():
+        entries = [root / top for top in tops] if tops else sorted(root.glob("*.py"))
+        for entry in entries:
+            for path in sorted(entry.rglob("*.py")) if entry.is_dir() else [entry]:
+                parts = path.relative_to(root).with_suffix("").parts
+                found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -112,6 +142,14 @@ def test_the_import_graph_reads_every_module_and_import() -> None:
 
 def test_there_is_no_import_cycle_among_the_runtime_modules() -> None:
     assert cycles(graph()) == []
+
+
+def test_there_is_no_import_cycle_anywhere_in_the_project() -> None:
+    edges = graph(project_modules())
+    # (what it reads: the harness, the CDK app, the tests and the benches too)
+    assert {"devstack.docs", "infra.stack", "tests.conftest", "common", "app"} <= set(edges)
+    assert "devstack.dashboard" in edges["devstack.docs"]
+    assert cycles(edges) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
