@@ -617,13 +617,13 @@ def test_a_start_execution_sync_task_cannot_follow_an_express_child(
     assert "Resource type not valid in this context: express" not in stock.get("cause", "")
 
 
-def refusal(call: Callable[[], Any]) -> str:
-    """``Code: Message`` of the error a call answers ("served" when it succeeds)."""
+def refusal(call: Callable[[], Any], *, served: str = "served") -> str:
+    """``Code: Message`` of the error a call answers (``served`` when it succeeds)."""
     try:
         call()
     except ClientError as exc:
         return f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
-    return "served"
+    return served
 
 
 @proves(*EXPRESS_ROWS)
@@ -923,15 +923,6 @@ def test_an_express_execution_may_run_twice_and_unnamed_ones_are_told_apart() ->
     assert arn.split(":")[7] == "None"
 
 
-def sqs_answer(send: Callable[[], Any]) -> str:
-    """What SQS answered a send: "sent", or its error's code and message."""
-    try:
-        send()
-    except ClientError as exc:
-        return f"{exc.response['Error']['Code']}: {exc.response['Error']['Message']}"
-    return "sent"
-
-
 @proves("SQSBackend._validate_message")
 def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> None:
     sent = [
@@ -952,14 +943,15 @@ def test_a_group_or_deduplication_id_outside_the_sqs_alphabet_is_refused() -> No
             )["QueueUrl"]
             # WHEN messages are sent with ids of every kind
             return [
-                sqs_answer(
+                refusal(
                     functools.partial(
                         sqs.send_message,
                         QueueUrl=url,
                         MessageBody="{}",
                         MessageGroupId=group,
                         MessageDeduplicationId=deduplication,
-                    )
+                    ),
+                    served="sent",
                 )
                 for group, deduplication in sent
             ]
@@ -1006,14 +998,15 @@ def test_a_body_sqs_would_refuse_is_refused() -> None:
             )["QueueUrl"]
             # WHEN bodies of every kind are sent, and a batch of ten 120,000-byte ones
             found = [
-                sqs_answer(
+                refusal(
                     functools.partial(
                         sqs.send_message,
                         QueueUrl=url,
                         MessageBody=body,
                         MessageGroupId="g",
                         MessageDeduplicationId=str(n),
-                    )
+                    ),
+                    served="sent",
                 )
                 for n, body in enumerate(bodies)
             ]
@@ -1023,7 +1016,7 @@ def test_a_body_sqs_would_refuse_is_refused() -> None:
                 for n in range(10)
             ]  # fmt: skip
             batch = functools.partial(sqs.send_message_batch, QueueUrl=url, Entries=entries)
-            return [*found, sqs_answer(batch)]
+            return [*found, refusal(batch, served="sent")]
 
     with mock_aws():
         sqs = boto3.client("sqs", region_name=REGION)
