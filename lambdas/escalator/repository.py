@@ -29,6 +29,13 @@ UNDELIVERED = ("pending", "claimed", "sending")
 # A notification coalesced into a delivery whose outcome is not known yet: it waits for it.
 _WAITING = "n.state = 'coalesced' AND n.finished_at IS NULL"
 
+# A notification's recipient locked until the transaction ends (channel and recipient,
+# the target for a row written without one): the guard's confirms and the record of the
+# outcome they wait for take it in turn, so it is spelled once.
+_LOCK_RECIPIENT = (
+    "pg_advisory_xact_lock(hashtextextended(channel || ' ' || coalesce(recipient, target), 5))"
+)
+
 # Why a notification was coalesced, from its cover ``c`` and the cover's process ``cp``:
 # the same words whatever the cover's outcome turns out to be (sent, or unknown).
 _COVERED_BY = """'covered by notification ' || c.id || ' (process ' || cp.process_id
@@ -454,13 +461,12 @@ class NotificationRepository:
         overlapping executions and near-due windows cannot both deliver.
         """
         self._cursor.execute(
-            """
-            SELECT pg_advisory_xact_lock(
-                hashtextextended(channel || ' ' || coalesce(recipient, target), 5)
-            )
-            FROM notification
-            WHERE id = %s AND state = 'claimed' AND claim_owner = %s AND channel = ANY(%s)
-            """,
+            sql.SQL(
+                """
+                SELECT {lock} FROM notification
+                WHERE id = %s AND state = 'claimed' AND claim_owner = %s AND channel = ANY(%s)
+                """
+            ).format(lock=sql.SQL(_LOCK_RECIPIENT)),
             (notification_id, owner, list(channels)),
         )
         if _one(self._cursor) is None:
@@ -520,12 +526,9 @@ class NotificationRepository:
         channel is one of ``channels``: a cover's outcome and the confirms deciding
         whether it covers them take turns."""
         self._cursor.execute(
-            """
-            SELECT pg_advisory_xact_lock(
-                hashtextextended(channel || ' ' || coalesce(recipient, target), 5)
-            )
-            FROM notification WHERE id = %s AND channel = ANY(%s)
-            """,
+            sql.SQL("SELECT {lock} FROM notification WHERE id = %s AND channel = ANY(%s)").format(
+                lock=sql.SQL(_LOCK_RECIPIENT)
+            ),
             (notification_id, list(channels)),
         )
 
