@@ -39,7 +39,8 @@ class PostgresServer:
         self.application_password = allow_application_login(self.dsn(self.template))
         # (of a copy: a database's own grants are not copied from its template)
         self._emptied = [self.create_database(self.template)]
-        self._schema = _schema_of(self.dsn(self._emptied[0]))
+        with _admin_cursor(self.dsn(self._emptied[0])) as cursor:
+            self._digest, self._tables = _schema_of(cursor)
 
     @contextmanager
     def scratch_database(self) -> Iterator[str]:
@@ -65,13 +66,11 @@ class PostgresServer:
                     interval=0.01,
                     what="the sessions of a database given back to end",
                 )
-                cursor.execute(_SCHEMA)
-                row = cursor.fetchone()
-                if row is None or row[0] != self._schema[0]:
+                if _schema_of(cursor)[0] != self._digest:
                     raise _Changed
                 cursor.execute(
                     sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
-                        sql.SQL(", ").join(map(sql.Identifier, self._schema[1]))
+                        sql.SQL(", ").join(map(sql.Identifier, self._tables))
                     )
                 )
         except (psycopg2.Error, _Changed, NotInTime):
@@ -109,13 +108,8 @@ class PostgresServer:
         self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def _admin(self, statement: sql.Composable) -> None:
-        connection = psycopg2.connect(self.admin_dsn)
-        try:
-            connection.autocommit = True
-            with connection.cursor() as cursor:
-                cursor.execute(statement)
-        finally:
-            connection.close()
+        with _admin_cursor(self.admin_dsn) as cursor:
+            cursor.execute(statement)
 
 
 @contextmanager
@@ -221,11 +215,11 @@ def _admin_cursor(dsn: str) -> Iterator[Any]:
         connection.close()
 
 
-def _schema_of(dsn: str) -> tuple[str, list[str]]:
-    """The digest of a database's schema, and the tables a given-back one is emptied of."""
-    with _admin_cursor(dsn) as cursor:
-        cursor.execute(_SCHEMA)
-        digest, tables = cursor.fetchone()
+def _schema_of(cursor: Any) -> tuple[str, list[str]]:
+    """The digest of the schema of the database ``cursor`` is connected to, and the
+    tables a given-back one is emptied of."""
+    cursor.execute(_SCHEMA)
+    digest, tables = cursor.fetchone()
     return str(digest), list(tables)
 
 
@@ -233,18 +227,13 @@ def allow_application_login(admin_dsn: str) -> str:
     """Give the application role (created by the migrations) a new random password, as
     the development harness authenticates it (AWS uses IAM instead); return it."""
     password = secrets.token_urlsafe(24)
-    connection = psycopg2.connect(admin_dsn)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(
-                    sql.Identifier(APPLICATION_ROLE)
-                ),
-                (password,),
-            )
-    finally:
-        connection.close()
+    with _admin_cursor(admin_dsn) as cursor:
+        cursor.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(
+                sql.Identifier(APPLICATION_ROLE)
+            ),
+            (password,),
+        )
     return password
 
 
