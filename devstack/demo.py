@@ -343,14 +343,7 @@ def _storm(database_url: str) -> bool:
         " LEFT JOIN notification c ON c.id = n.covered_by"
         " WHERE p.process_id LIKE 'storm-%%'",
     )
-    kinds = Counter(
-        "sent" if state == "sent"
-        else "failed (Twilio refused it: 429)" if state == "failed" and "429" in str(error)
-        else "coalesced into a call that was placed"
-        if state == "coalesced" and cover == "sent"
-        else f"{state} (WRONG)"
-        for state, cover, error in rows
-    )  # fmt: skip
+    kinds = Counter(_storm_kind(state, cover, error) for state, cover, error in rows)
     right = len(rows) == STORM and kinds["sent"] >= 1 and not any("WRONG" in k for k in kinds)
     print()
     print(
@@ -359,6 +352,17 @@ def _storm(database_url: str) -> bool:
         + ("  ok" if right else "  WRONG")
     )
     return right
+
+
+def _storm_kind(state: str, cover: str | None, error: str | None) -> str:
+    """What became of one of the storm's calls, as the summary names it."""
+    if state == "sent":
+        return "sent"
+    if state == "failed" and "429" in str(error):
+        return "failed (Twilio refused it: 429)"
+    if state == "coalesced" and cover == "sent":
+        return "coalesced into a call that was placed"
+    return f"{state} (WRONG)"
 
 
 # What Twilio must have reported at the end: the call answered, the message delivered.
