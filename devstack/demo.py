@@ -61,7 +61,7 @@ def local_stack_command(workdir: Path, *, tick: int, options: tuple[str, ...] = 
     registry = workdir / "caller-ids.json"
     registry.write_text(json.dumps(CALLER_IDS))
     return [
-        sys.executable, "-m", "devstack.cli", "local",
+        sys.executable, "-m", "escalator_cli", "local",
         "--port", str(free_port()),
         "--tick", str(tick),
         "--data-dir", str(workdir / "data"),

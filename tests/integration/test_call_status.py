@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.cli import main
 from devstack.peers import Call
 from devstack.postgres import query
 from escalator.channels.twilio import status_callback_for
+from escalator_cli.main import main
 from tests.support.contract_cases import EMAIL, email, phone, start
 from tests.support.emf import emf_lines
 from tests.support.pipeline import Pipeline

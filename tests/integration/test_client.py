@@ -13,9 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.cli import main, parse_notification
 from devstack.postgres import query
 from escalator.client import InvalidRequest, Producer
+from escalator_cli.commands import parse_notification
+from escalator_cli.main import main
 from tests.support.contract_cases import PHONE, console, phone, start
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from devstack import cli
 from devstack.demo import free_port as closed_port  # (a port nobody listens on)
 from devstack.events import lambda_context, sqs_event, sqs_record
 from devstack.moto_adapter import ExpressRuns
@@ -27,6 +26,7 @@ from escalator import bootstrap
 from escalator.executions import recent_executions, window_logs
 from escalator.handlers import initiator
 from escalator.limits import claim_lookahead
+from escalator_cli.main import main as escalator
 from tests.support import state
 from tests.support.contract_cases import PUBNUB, pubnub, pubnub_starts, start
 
@@ -288,7 +288,7 @@ def test_a_window_past_its_cap_ends_and_what_it_held_is_delivered_later_once(
     ]
     # (as the command prints it)
     capsys.readouterr()
-    assert cli.main(["executions", "--region", REGION]) == 0
+    assert escalator(["executions", "--region", REGION]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("#1 sent")
     assert lines[1].endswith("window TIMED_OUT: TIMED_OUT; 1 claims went back to the ticks")

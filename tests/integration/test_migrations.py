@@ -140,7 +140,7 @@ def test_badly_named_migrations_are_refused(
 
 
 def test_command_line_migrates_and_reports(empty_database_url: str) -> None:
-    command = [sys.executable, "-m", "devstack.cli", "db", "migrate"]
+    command = [sys.executable, "-m", "escalator_cli", "db", "migrate"]
 
     first = subprocess.run(
         [*command, "--database-url", empty_database_url],
@@ -165,7 +165,7 @@ def test_command_line_migrates_and_reports(empty_database_url: str) -> None:
 def test_command_line_fails_clearly_without_a_database(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [sys.executable, "-m", "devstack.cli", "db", "migrate"],
+        [sys.executable, "-m", "escalator_cli", "db", "migrate"],
         capture_output=True,
         text=True,
         check=False,

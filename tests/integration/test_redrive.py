@@ -13,7 +13,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.cli import main
 from devstack.context import LocalContext
 from devstack.postgres import query
 from devstack.sqs import EventSource, queues_from_template
@@ -21,6 +20,7 @@ from devstack.template import synthesized_template
 from escalator import bootstrap
 from escalator.client import ORIGINAL_MESSAGE_ID
 from escalator.handlers import initiator
+from escalator_cli.main import main
 from tests.support import state
 from tests.support.contract_cases import console, start, stop
 

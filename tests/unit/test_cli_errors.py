@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from devstack.cli import main
 from devstack.demo import free_port as closed_port  # (a port nobody listens on)
+from escalator_cli.main import main
 
 
 def test_status_without_a_database_says_so(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import escalator
 
 PACKAGE = Path(escalator.__file__).resolve().parent
-OUTSIDE_THE_RUNTIME = ("devstack", "infra", "tests", "bench")
+OUTSIDE_THE_RUNTIME = ("escalator_cli", "devstack", "infra", "tests", "bench")
 
 
 def module_name(path: Path) -> str:
@@ -95,7 +95,7 @@ def graph(found: dict[str, Path] | None = None) -> dict[str, set[str]]:
 # The whole project: each root and the top-level packages and modules found there.
 PROJECT = PACKAGE.parents[1]
 PROJECT_ROOTS = {
-    PROJECT / "lambdas": ("escalator",),
+    PROJECT / "lambdas": ("escalator", "escalator_cli"),
     PROJECT: ("devstack", "infra", "tests", "app.py"),
     PROJECT / "bench": None,  # every module there (mypy_path: imported by bare name)
 }
@@ -169,5 +169,18 @@ def test_nothing_in_the_runtime_imports_the_harness_the_cdk_app_or_the_tests() -
         for module, names in graph().items()
         for name in names
         if name.split(".")[0] in OUTSIDE_THE_RUNTIME
+    }
+    assert offending == set()
+
+
+def test_the_operators_command_imports_only_the_runtime() -> None:
+    edges = graph(project_modules())
+    own = {name: targets for name, targets in edges.items() if name.startswith("escalator_cli")}
+    assert "escalator_cli.commands" in own  # (it is read)
+    offending = {
+        (module, name)
+        for module, names in own.items()
+        for name in names
+        if name.split(".")[0] in ("moto", *OUTSIDE_THE_RUNTIME[1:])
     }
     assert offending == set()

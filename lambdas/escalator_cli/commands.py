@@ -1,0 +1,241 @@
+"""The operator's commands: ``db migrate``, ``send``, ``status``, ``executions`` and
+``dlq redrive``, each a parser and the function that runs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from escalator.config import database_settings
+from escalator.errors import ConfigError
+from escalator.migrations import default_sql_dir, migrate
+from escalator_cli.arguments import endpoint_url, positive, text_file, utf8
+
+NAMES = ("db", "send", "status", "executions", "dlq")
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add the operator's commands (``NAMES``) to the ``escalator`` command."""
+    db = commands.add_parser("db", help="database administration")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    migrate_parser = db_commands.add_parser(
+        "migrate", help="apply the pending schema migrations, in order"
+    )
+    _database_option(migrate_parser)
+    migrate_parser.add_argument(
+        "--sql-dir",
+        type=Path,
+        default=default_sql_dir(),
+        help="migration files (default: %(default)s)",
+    )
+    migrate_parser.set_defaults(run=_migrate)
+
+    send = commands.add_parser("send", help="send a request to the queue")
+    send.add_argument("action", nargs="?", choices=["start", "stop"])
+    send.add_argument("process_id", nargs="?", metavar="PROCESS_ID")
+    send.add_argument(
+        "--notification",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE,...",
+        help="channel=phone,at=+90,phone-number=+385... (at: epoch seconds or +SECONDS)",
+    )
+    send.add_argument(
+        "--file", type=text_file, metavar="FILE", help="send this JSON request instead"
+    )
+    send.add_argument("--queue-url", default=os.environ.get("REQUEST_QUEUE"))
+    _aws_options(send)
+    send.set_defaults(run=_send)
+
+    status = commands.add_parser("status", help="a process and its notifications")
+    status.add_argument("process_id", metavar="PROCESS_ID", type=utf8)
+    _database_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(run=_status)
+
+    executions = commands.add_parser(
+        "executions", help="recent ticks and the outcome of each notification they delivered"
+    )
+    executions.add_argument("--state-machine-arn", default=os.environ.get("STATE_MACHINE_ARN"))
+    executions.add_argument("--max", type=positive, default=10, help="how many (10)")
+    executions.add_argument("--json", action="store_true", help="print JSON")
+    _aws_options(executions)
+    executions.set_defaults(run=_executions)
+
+    dlq = commands.add_parser("dlq", help="the dead-letter queue of the requests")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    redrive = dlq_commands.add_parser(
+        "redrive", help="move the dead-lettered requests back to the queue, in order, once"
+    )
+    redrive.add_argument("--queue-url", default=os.environ.get("REQUEST_QUEUE"))
+    redrive.add_argument("--dead-letter-queue-url", default=os.environ.get("DEAD_LETTER_QUEUE"))
+    _aws_options(redrive)
+    redrive.set_defaults(run=_redrive)
+
+
+def _database_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DATABASE_URL, or the DB_* variables)"
+    )
+
+
+def _aws_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--endpoint-url", type=endpoint_url, help="AWS endpoint (e.g. the local stack's)"
+    )
+    parser.add_argument("--region", help="AWS region")
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = database_settings(url=args.database_url)
+    applied = migrate(settings, args.sql_dir, progress=lambda line: print(line, file=sys.stderr))
+    print(f"applied {len(applied)} migration(s)")
+    return 0
+
+
+def parse_notification(text: str, *, now: int) -> dict[str, Any]:
+    """``channel=phone,at=+90,phone-number=+385...`` -> a notification object."""
+    fields: dict[str, Any] = {}
+    for part in text.split(","):
+        key, separator, value = part.partition("=")
+        if not separator:
+            raise ConfigError(f"--notification: {part!r} is not KEY=VALUE")
+        fields[key.strip()] = value.strip()
+    at = str(fields.get("at", ""))
+    if at.startswith("+") and at[1:].isdigit():
+        fields["at"] = now + int(at[1:])
+    elif at.isdigit():
+        fields["at"] = int(at)
+    return fields
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    import boto3
+
+    from escalator.client import redrive
+
+    if not args.queue_url or not args.dead_letter_queue_url:
+        raise ConfigError(
+            "--queue-url and --dead-letter-queue-url are required (or set REQUEST_QUEUE and "
+            "DEAD_LETTER_QUEUE; the stack's outputs RequestQueueUrl and DeadLetterQueueUrl)"
+        )
+    sqs = boto3.client("sqs", endpoint_url=args.endpoint_url, region_name=args.region)
+
+    def show(moved: int) -> None:
+        if moved % 100 == 0:
+            print(f"moved {moved} ...", file=sys.stderr, flush=True)
+
+    moved = redrive(sqs, args.dead_letter_queue_url, args.queue_url, progress=show)
+    print(f"moved {moved} request(s) back to the queue")
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    from escalator.client import Producer
+
+    if not args.queue_url:
+        raise ConfigError("--queue-url is required (or set REQUEST_QUEUE)")
+    producer = Producer(args.queue_url, endpoint_url=args.endpoint_url, region=args.region)
+    if args.file is not None:
+        message_id = producer.send(args.file)
+    elif args.action == "start" and args.process_id:
+        now = int(time.time())
+        notifications = [parse_notification(text, now=now) for text in args.notification]
+        message_id = producer.start(args.process_id, notifications)
+    elif args.action == "stop" and args.process_id:
+        message_id = producer.stop(args.process_id)
+    else:
+        raise ConfigError("say 'start PROCESS_ID', 'stop PROCESS_ID' or --file FILE")
+    print(message_id)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from escalator.database import Database, UnitOfWork
+
+    with UnitOfWork(Database(database_settings(url=args.database_url))) as uow:
+        history = uow.processes.history(args.process_id)
+    if args.json:
+        print(json.dumps(history, indent=2))
+        return 0 if history else 1
+    if not history:
+        print(f"no process {args.process_id!r}")
+        return 1
+    # (JSON escapes control characters itself; text from the database, which producers
+    # wrote, is shown escaped: it could hold a terminal's escape sequences)
+    for process in history:
+        ended = f", ended {process['ended_at']}" if process["ended_at"] else ""
+        print(
+            shown(
+                f"{process['process_id']}: {process['state']}"
+                f" (started {process['started_at']}{ended})"
+            )
+        )
+        for item in process["notifications"]:
+            ref = f" ref={item['provider_ref']}" if item["provider_ref"] else ""
+            error = f" error={item['error']}" if item["error"] else ""
+            reported = item["provider_status"]
+            provider = f" provider_status={reported}" if reported else ""
+            print(
+                shown(
+                    f"  #{item['id']:<6} {item['channel']:7} {shown(item['target']):24}"
+                    f" due {item['due_at']}  {item['state']:9}{provider}{ref}{error}"
+                )
+            )
+    return 0
+
+
+def shown(text: str) -> str:
+    """``text`` as a terminal may print it: every character that is not printable (a
+    control character such as ESC, which starts the sequences that clear a screen or
+    retitle a window; format characters, separators, lone surrogates, the no-break
+    space) written as its Python escape (``\\x1b``, ``\\xa0``), the rest as it is."""
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
+def _executions(args: argparse.Namespace) -> int:
+    import boto3
+
+    from escalator.executions import recent_executions, where_windows_are
+
+    sfn = boto3.client("stepfunctions", endpoint_url=args.endpoint_url, region_name=args.region)
+    found = recent_executions(state_machine_arn=args.state_machine_arn, limit=args.max, sfn=sfn)
+    note = where_windows_are(sfn)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        print(note, file=sys.stderr)
+        return 0
+    for execution in found:
+        print(
+            f"{execution['name']:45} {execution['status']:9} {execution['started']}"
+            f"  {_window_line(execution)}"
+        )
+    print(f"\n{note}")
+    return 0
+
+
+def _window_line(execution: dict[str, Any]) -> str:
+    """What a tick's window did, on one line."""
+    outcomes = ", ".join(
+        f"#{item['notification_id']} {item['outcome']}" for item in execution["outcomes"]
+    )
+    window = execution["window"]
+    if not window.get("failed"):
+        return outcomes or "nothing delivered"
+    if "tick_error" in window:
+        return f"the tick failed: {window['tick_error']}: {window['tick_cause']}"
+    released = window.get("released")
+    claims = "" if released is None else f"; {released} claims went back to the ticks"
+    return (
+        f"window {window.get('status', 'did not start')}: {window.get('error')}"
+        f" {window.get('cause') or ''}".rstrip()
+        + claims
+    )
