@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproje
 	# the Lambda platform's wheels into pip's cache, for bundling (infra/bundling.py)
 	$(BIN)/python -m infra.bundling $(VENV)/lambda-wheels
 	# the types of what the project imports into mypy's cache (make test checks the rest)
-	$(BIN)/python -m devstack.typecheck_cache
+	$(BIN)/python -m devstack.build.typecheck_cache
 	touch $@
 
 install: $(STAMP) ## create .venv and install everything (also the `escalator` command)
@@ -58,18 +58,18 @@ stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make te
 	TZ=UTC ESCALATOR_STRESS=full $(BIN)/pytest -m stress tests/stress
 
 drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst delivered once each
-	TZ=UTC $(BIN)/python -m devstack.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
+	TZ=UTC $(BIN)/python -m devstack.local.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
 
 # Not in `make test`: tens of minutes. MUTANTS='escalator.contract.*' tests those again
 # (and skips the least-privilege run).
 mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md), then least-privilege
-	TZ=UTC $(BIN)/python -m devstack.mutate $(MUTANTS)
+	TZ=UTC $(BIN)/python -m devstack.mutation.mutate $(MUTANTS)
 	$(if $(MUTANTS),,$(MAKE) least-privilege)
 
 # Not in `make test` either: half an hour. GRANTS='DeliveryRole*' measures those only
 # (and writes nothing).
 least-privilege: $(STAMP) ## each IAM grant of the template taken away: which test fails (docs/least-privilege.md)
-	TZ=UTC $(BIN)/python -m devstack.least_privilege $(or $(GRANTS),--write)
+	TZ=UTC $(BIN)/python -m devstack.mutation.least_privilege $(or $(GRANTS),--write)
 
 docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json
 	$(BIN)/python -m devstack.docs

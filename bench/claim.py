@@ -17,7 +17,7 @@ BATCH = 200
 
 def fill(dsn: str, not_due: int) -> None:
     """``not_due`` pending notifications due tomorrow, plus 200 due now (one process)."""
-    from devstack.postgres import query
+    from devstack.peers.postgres import query
 
     query(dsn, "TRUNCATE notification, request_log, process RESTART IDENTITY CASCADE")
     query(
@@ -42,7 +42,7 @@ def fill(dsn: str, not_due: int) -> None:
 
 
 def time_claims(dsn: str) -> list[float]:
-    from devstack.postgres import query
+    from devstack.peers.postgres import query
     from escalator import bootstrap
 
     steps = bootstrap.delivery_steps()

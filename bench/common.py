@@ -77,7 +77,7 @@ def counted_logs() -> ByteCounter:
 @contextmanager
 def database() -> Iterator[str]:
     """A migrated database: ``DATABASE_URL``'s server if set, else an embedded one."""
-    from devstack.postgres import postgres_server
+    from devstack.peers.postgres import postgres_server
     from escalator.migrations import default_sql_dir, migrate
 
     with (
@@ -138,9 +138,9 @@ def report(
 @contextmanager
 def pipeline(dsn: str, *, window_log_level: str | None = None, **settings: str) -> Iterator[Any]:
     """The synthesized state machine run by moto, handlers in-process, peers on loopback
-    (``devstack.pipeline``; ``window_log_level``: the delivery window's, when not the
+    (``devstack.local.pipeline``; ``window_log_level``: the delivery window's, when not the
     template's). Yields ``(machine, peers, lambdas)``."""
-    from devstack.pipeline import running_pipeline
+    from devstack.local.pipeline import running_pipeline
 
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
     with running_pipeline(dsn, settings, window_log_level=window_log_level) as running:
@@ -149,7 +149,7 @@ def pipeline(dsn: str, *, window_log_level: str | None = None, **settings: str) 
 
 def submit(documents: Sequence[dict[str, Any]]) -> None:
     """Apply start requests through the initiator, ten to a batch."""
-    from devstack.events import lambda_context, sqs_event, sqs_record
+    from devstack.emulation.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
 
     for start in range(0, len(documents), 10):

@@ -371,7 +371,7 @@ class Measured:
 
 def measure() -> Measured:
     """Deliver ``COUNT`` notifications, then run ``IDLE_TICKS`` idle ticks."""
-    from devstack.template import (
+    from devstack.emulation.template import (
         EXPRESS,
         resources,
         state_machine_definition,

@@ -17,7 +17,7 @@ CAP = 30
 
 
 def main() -> None:
-    from devstack.postgres import ConnectionSampler
+    from devstack.peers.postgres import ConnectionSampler
 
     quiet_logs()
     ideal = COUNT * DELAY / CONCURRENCY

@@ -9,7 +9,7 @@ from typing import Any
 
 from common import progress, report
 
-from devstack.dashboard import count_metrics, dashboards, read
+from devstack.docs.dashboard import count_metrics, dashboards, read
 
 PRICES_DATE = "2026-11 (us-east-1 list prices)"
 HOURS = 730
@@ -120,7 +120,7 @@ def scheduled_executions(template: dict[str, Any]) -> int:
 
 
 def main() -> None:
-    from devstack.template import state_machine_definition, synthesized_template
+    from devstack.emulation.template import state_machine_definition, synthesized_template
 
     progress("synthesizing the stack")
     template = synthesized_template()

@@ -37,7 +37,7 @@ def bodies(prefix: str, count: int) -> list[str]:
 
 
 def handler_round(prefix: str) -> float:
-    from devstack.events import lambda_context, sqs_event, sqs_record
+    from devstack.emulation.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
 
     texts = bodies(prefix, BATCHES * 10)
@@ -95,7 +95,7 @@ def baseline_round(dsn: str, prefix: str) -> float:
 
 
 def main() -> None:
-    from devstack.postgres import ConnectionSampler
+    from devstack.peers.postgres import ConnectionSampler
     from escalator import bootstrap
 
     quiet_logs()

@@ -1,7 +1,7 @@
 """Lateness: how late (or early) notifications are published after their due time, on
 the synthesized state machines (moto interpreter, in-process handlers, a loopback PubNub
 peer), ticked by a 10 s schedule that fires at a random moment within each period, as
-EventBridge Scheduler does (``devstack.schedule``, seeded: ``BENCH_SCHEDULE_SEED``).
+EventBridge Scheduler does (``devstack.emulation.schedule``, seeded: ``BENCH_SCHEDULE_SEED``).
 
 Two modes, one after the other on one pipeline:
 
@@ -34,9 +34,9 @@ from typing import Any
 
 from common import database, percentile, progress, quiet_logs, report, submit
 
-from devstack.pipeline import Pipeline, running_pipeline
-from devstack.postgres import query
-from devstack.schedule import Schedule
+from devstack.emulation.schedule import Schedule
+from devstack.local.pipeline import Pipeline, running_pipeline
+from devstack.peers.postgres import query
 from escalator.limits import claim_lookahead, near_due_horizon
 
 COUNT = int(os.environ.get("BENCH_LATENESS_COUNT", "200"))

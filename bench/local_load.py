@@ -93,9 +93,9 @@ def baseline_rate() -> float:
     moto server (its own process, none of the local stack's changes)."""
     import boto3
 
-    from devstack.demo import free_port
+    from devstack.emulation.template import REGION
+    from devstack.local.demo import free_port
     from devstack.polling import wait_until
-    from devstack.template import REGION
 
     port = free_port()
     server = subprocess.Popen(  # noqa: S603
@@ -127,7 +127,7 @@ def baseline_rate() -> float:
 
 def stored_at(database_url: str, run: str) -> dict[str, float]:
     """When each of this run's requests was stored (its request log row)."""
-    from devstack.postgres import query
+    from devstack.peers.postgres import query
 
     rows = query(
         database_url,
@@ -140,13 +140,13 @@ def stored_at(database_url: str, run: str) -> dict[str, float]:
 
 def deliveries(outbox: Path, run: str) -> list[dict[str, Any]]:
     """This run's records in the outbox."""
-    from devstack.outbox import read_outbox
+    from devstack.local.outbox import read_outbox
 
     return [r for r in read_outbox(outbox) if str(r["process_id"]).startswith(f"{run}-")]
 
 
 def main() -> None:
-    from devstack.demo import start_local_stack, stop_local_stack
+    from devstack.local.demo import start_local_stack, stop_local_stack
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")

@@ -25,7 +25,7 @@ TASK_ROOT = "/var/task"
 # The SHA-256 of the RDS CA bundle shipped with the functions: AWS's global bundle
 # (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem) as AWS published it
 # in May 2024, taken from a pinned npm package (docs/database-tls.md says which, and how
-# ``python -m devstack.rds_ca_bundle`` derives it again). Bundling refuses any other bytes.
+# ``python -m devstack.build.rds_ca_bundle`` derives it again). Bundling refuses any other bytes.
 RDS_CA_BUNDLE_SHA256 = "2c151768edd48e9ef6719de74fdcbdebe290d1e87bc02ce9014ea6eea557d2a0"
 # Modules of the package for producers and operators (the producer client, the
 # executions reader): nothing a function runs imports them, so they are not deployed.

@@ -4,7 +4,7 @@ the throttles of every function of the stack and the state of every alarm. A met
 channel, function or alarm added to those appears here without a change to this module.
 
 One dashboard within CloudWatch's free allowance: at most ``FREE_METRICS`` metrics
-(counted as ``devstack/dashboard.py`` says; a template test holds the count).
+(counted as ``devstack/docs/dashboard.py`` says; a template test holds the count).
 """
 
 from __future__ import annotations

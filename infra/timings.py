@@ -1,7 +1,7 @@
 """What the claim grace and the sending lease must be at least: one rule, from the
 schedule's lookahead, the functions' timeouts and the retry budgets the delivery window's
 tasks are built with, for the stack on AWS (``infra.functions``) and for the local stack
-(``devstack.stack.local_defaults``).
+(``devstack.local.stack.local_defaults``).
 
 - The **sending lease** turns a notification still ``sending`` into ``unknown`` (never
   sent again). It must outlive the window that moved it to sending: while the window

@@ -21,12 +21,12 @@ import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from psycopg2.extensions import parse_dsn
 
-from devstack import thread_metrics
-from devstack.events import lambda_context as make_lambda_context
-from devstack.events import sqs_event, sqs_record
-from devstack.postgres import PostgresServer, postgres_server
-from devstack.template import TEMPLATE_FILE_VARIABLE, given_template_file
-from devstack.tls import LocalTls, serving_tls
+from devstack.emulation import thread_metrics
+from devstack.emulation.events import lambda_context as make_lambda_context
+from devstack.emulation.events import sqs_event, sqs_record
+from devstack.emulation.template import TEMPLATE_FILE_VARIABLE, given_template_file
+from devstack.peers.postgres import PostgresServer, postgres_server
+from devstack.peers.tls import LocalTls, serving_tls
 from escalator import bootstrap
 from escalator.logs import logger
 from tests.support.contexts import CUSTOM_CONTEXT
@@ -50,14 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
     while a test runs). Then name the file the session's template is synthesized into,
     once, by whichever process needs it first. The controller names it; xdist workers
     inherit it. With ``ESCALATOR_TEMPLATE_FILE`` set, the session runs that template
-    instead (devstack.least_privilege gives each of its sessions one), and nothing is
+    instead (devstack.mutation.least_privilege gives each of its sessions one), and nothing is
     synthesized."""
     assert sys.__stderr__ is not None
     config.stash[_BACKSTOP_STDERR] = os.dup(sys.__stderr__.fileno())
     if hasattr(config, "workerinput"):
         return
     if given_template_file() is not None:
-        return  # every process reads the template given (devstack.template), as it is
+        return  # every process reads the template given (devstack.emulation.template), as it is
     directory = tempfile.mkdtemp(prefix="escalator-template-")
     config.stash[_TEMPLATE_DIRECTORY] = directory
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
@@ -66,7 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Then it makes the infra tests' customized one (a second synthesis in one process
     # costs a tenth of the first).
     script = (
-        "import json, sys; from devstack.template import shared_synthesis as s;"
+        "import json, sys; from devstack.emulation.template import shared_synthesis as s;"
         " s(); s(**json.loads(sys.argv[1]))"
     )
     config.stash[_SYNTHESIS] = subprocess.Popen(

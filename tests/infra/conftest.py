@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import shared_synthesis, synthesized_template
+from devstack.emulation.template import shared_synthesis, synthesized_template
 from tests.support.contexts import CUSTOM_CONTEXT
 
 

@@ -64,7 +64,7 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     # development harness (no local-stack module, nothing that names it), the CDK app
     # or the tests
     assert (bundle / "escalator" / "sql" / "0001_initial.sql").is_file()
-    for outside in ("devstack", "infra", "tests", "bench"):
+    for outside in ("escalator_cli", "devstack", "infra", "tests", "bench"):
         assert not (bundle / outside).exists()
     code = {path: path.read_text(encoding="utf-8") for path in bundle.glob("escalator/**/*.py")}
     assert len(code) > 20

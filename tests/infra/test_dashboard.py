@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.dashboard import (
+from devstack.docs.dashboard import (
     PICTURE,
     Line,
     alarm_ids,
@@ -19,7 +19,7 @@ from devstack.dashboard import (
     lines,
     svg,
 )
-from devstack.template import EXPRESS, STANDARD, resources, state_machine
+from devstack.emulation.template import EXPRESS, STANDARD, resources, state_machine
 from escalator import SERVICE, metrics
 from escalator.channels import CHANNELS
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from devstack.diagram import DOCUMENT, document, mermaid
-from devstack.template import EXPRESS, STANDARD, state_machine_definition
+from devstack.docs.diagram import DOCUMENT, document, mermaid
+from devstack.emulation.template import EXPRESS, STANDARD, state_machine_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 

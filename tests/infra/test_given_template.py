@@ -1,5 +1,5 @@
 """A test session may be given a template instead of synthesizing one
-(``ESCALATOR_TEMPLATE_FILE``; devstack.least_privilege gives each of its sessions one with
+(``ESCALATOR_TEMPLATE_FILE``; devstack.mutation.least_privilege gives each of its sessions one with
 a grant taken away): every process that asks for the synthesized template reads it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import (
+from devstack.emulation.template import (
     GIVEN_TEMPLATE_VARIABLE,
     TemplateError,
     resources,
@@ -48,7 +48,7 @@ def test_every_process_that_asks_for_the_synthesized_template_reads_the_given_on
     assert synthesized_template() == given
     # and a process started in that environment (a local stack a test starts) too
     read = subprocess.run(
-        [sys.executable, "-c", "from devstack.template import synthesized_template as s;"
+        [sys.executable, "-c", "from devstack.emulation.template import synthesized_template as s;"
          " print(s()['Description'])"],
         env=os.environ, capture_output=True, text=True, check=True,
     )  # fmt: skip

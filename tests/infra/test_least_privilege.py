@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from devstack.iam import EVENT_SOURCE_ACTIONS, Decision, Permissions, template_references
-from devstack.least_privilege import (
+from devstack.emulation.iam import EVENT_SOURCE_ACTIONS, Decision, Permissions, template_references
+from devstack.emulation.template import EXPRESS, STANDARD, state_machine
+from devstack.mutation.least_privilege import (
     DOCUMENT,
     MANAGED,
     REASONS,
@@ -26,7 +27,6 @@ from devstack.least_privilege import (
     table_rows,
     without,
 )
-from devstack.template import EXPRESS, STANDARD, state_machine
 from infra.queue import POLLER_ACTIONS
 from infra.secrets import SECRET_READ_ACTIONS
 

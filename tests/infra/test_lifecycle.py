@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from devstack.emulation.template import resources
 from devstack.loopback import LoopbackServer
-from devstack.template import resources
 from escalator import bootstrap
 from escalator.lambda_invoker import InvocationError
 from tests.infra.test_stack import LAUNCHER_HANDLER, RUNTIME_HANDLERS, our_functions

@@ -19,7 +19,7 @@ import pytest
 from botocore import xform_name
 from botocore.config import Config
 
-from devstack.template import REGION
+from devstack.emulation.template import REGION
 from tests.infra.test_stack import of_type, our_functions, policy_statements
 
 LAMBDA_REQUIREMENTS = Path(__file__).resolve().parents[2] / "lambdas" / "requirements.txt"

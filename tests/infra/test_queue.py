@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from devstack.template import resources
+from devstack.emulation.template import resources
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from devstack.template import (
+from devstack.emulation.template import (
     EXPRESS,
     STANDARD,
     resources,

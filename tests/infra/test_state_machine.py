@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devstack.template import EXPRESS, STANDARD, state_machine, state_machine_definition
+from devstack.emulation.template import EXPRESS, STANDARD, state_machine, state_machine_definition
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
 from escalator.delivery import Claim

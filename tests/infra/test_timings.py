@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from devstack.stack import local_defaults
-from devstack.template import EXPRESS, TemplateError, resources, state_machine_definition
+from devstack.emulation.template import EXPRESS, TemplateError, resources, state_machine_definition
+from devstack.local.stack import local_defaults
 from escalator.config import Env, load_delivery_config, load_initiator_config
 from infra.timings import (
     CONFIRM_RETRIERS,

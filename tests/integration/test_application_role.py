@@ -8,7 +8,7 @@ from dataclasses import replace
 import psycopg2
 import pytest
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate

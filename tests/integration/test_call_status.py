@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.peers import Call
-from devstack.postgres import query
+from devstack.peers.postgres import query
+from devstack.peers.providers import Call
 from escalator.channels.twilio import status_callback_for
 from escalator_cli.main import main
 from tests.support.contract_cases import EMAIL, email, phone, start

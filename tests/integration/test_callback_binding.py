@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from twilio.request_validator import RequestValidator
 
-from devstack.peers import ACCOUNT_SID, Call
-from devstack.postgres import query
+from devstack.peers.postgres import query
+from devstack.peers.providers import ACCOUNT_SID, Call
 from escalator.channels.twilio import status_callback_for
 from tests.support.contract_cases import phone, pubnub, start
 from tests.support.pipeline import Pipeline

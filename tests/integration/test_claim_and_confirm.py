@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+from devstack.peers.postgres import query
 from devstack.polling import wait_until
-from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from tests.support.contract_cases import pubnub, start

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.client import InvalidRequest, Producer
 from escalator_cli.commands import parse_notification
 from escalator_cli.main import main
@@ -122,7 +122,7 @@ def test_send_command_starts_stops_and_sends_files(
 def test_status_command_shows_the_process_and_its_notifications(
     initiator_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from devstack.events import lambda_context, sqs_event, sqs_record
+    from devstack.emulation.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
 
     initiator.handler(sqs_event(sqs_record(start("restaurant-5", phone()))), lambda_context())
@@ -142,7 +142,7 @@ def test_status_command_shows_the_process_and_its_notifications(
 def test_status_shows_what_producers_wrote_escaped_and_refuses_an_id_not_in_utf8(
     initiator_env: str, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from devstack.events import lambda_context, sqs_event, sqs_record
+    from devstack.emulation.events import lambda_context, sqs_event, sqs_record
     from escalator.handlers import initiator
 
     # GIVEN a producer's start whose label holds terminal escape sequences (stored, with

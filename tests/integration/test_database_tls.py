@@ -12,8 +12,8 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from devstack.pglink import postgres_link
-from devstack.tls import LOCAL_HOST_NAME, LOOPBACK, LocalTls, ThrowawayCa
+from devstack.peers.pglink import postgres_link
+from devstack.peers.tls import LOCAL_HOST_NAME, LOOPBACK, LocalTls, ThrowawayCa
 from escalator.config import DatabaseSettings, database_settings
 from escalator.database import Database, UnitOfWork
 from escalator.errors import DatabaseError

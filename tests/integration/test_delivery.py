@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
-from devstack.postgres import ConnectionSampler, query
+from devstack.peers.postgres import ConnectionSampler, query
 from escalator.channels.twilio import status_callback_for
 from tests.support import state
 from tests.support.contract_cases import EMAIL, PHONE, PUBNUB, email, phone, pubnub, start, stop

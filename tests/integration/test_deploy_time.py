@@ -11,8 +11,8 @@ import pytest
 from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
-from devstack.events import lambda_context
-from devstack.postgres import query
+from devstack.emulation.events import lambda_context
+from devstack.peers.postgres import query
 from escalator.channels import phone
 from escalator.config import database_settings, load_migration_config
 from escalator.errors import ConfigError

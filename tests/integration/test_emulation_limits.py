@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from psycopg2.extensions import parse_dsn
 
-from devstack.postgres import query
-from devstack.template import resources, synthesized_template
+from devstack.emulation.template import resources, synthesized_template
+from devstack.peers.postgres import query
 from escalator.handlers import notifier as notifier_handler
 from tests.support.contract_cases import email, phone, pubnub, start
 from tests.support.pipeline import Pipeline

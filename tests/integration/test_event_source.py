@@ -11,9 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.context import LocalContext
+from devstack.emulation.context import LocalContext
+from devstack.emulation.sqs import EventSource
 from devstack.polling import wait_until
-from devstack.sqs import EventSource
 
 
 @pytest.fixture

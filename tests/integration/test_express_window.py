@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from devstack.demo import free_port as closed_port  # (a port nobody listens on)
-from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.moto_adapter import ExpressRuns
-from devstack.pipeline import Pipeline, running_pipeline
-from devstack.postgres import query
-from devstack.template import REGION
+from devstack.emulation.events import lambda_context, sqs_event, sqs_record
+from devstack.emulation.moto_adapter import ExpressRuns
+from devstack.emulation.template import REGION
+from devstack.local.demo import free_port as closed_port  # (a port nobody listens on)
+from devstack.local.pipeline import Pipeline, running_pipeline
+from devstack.peers.postgres import query
 from escalator import bootstrap
 from escalator.executions import recent_executions, window_logs
 from escalator.handlers import initiator

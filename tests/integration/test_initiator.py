@@ -10,8 +10,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.events import body, sqs_event, sqs_record
-from devstack.postgres import PostgresServer, query
+from devstack.emulation.events import body, sqs_event, sqs_record
+from devstack.peers.postgres import PostgresServer, query
 from escalator import bootstrap
 from escalator.handlers import initiator
 from tests.support import state

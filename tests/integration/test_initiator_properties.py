@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.postgres import PostgresServer, query
+from devstack.emulation.events import lambda_context, sqs_event, sqs_record
+from devstack.peers.postgres import PostgresServer, query
 from escalator.channels import CHANNELS
 from escalator.handlers import initiator
 from escalator.limits import MAX_PROCESS_ID_LENGTH

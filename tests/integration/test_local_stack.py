@@ -22,13 +22,13 @@ import psycopg2
 import pytest
 from psycopg2.extensions import make_dsn, parse_dsn
 
-from devstack.demo import STORM, STORM_NUMBER, run_demo, start_local_stack
-from devstack.outbox import read_outbox
-from devstack.peers import TwilioStub
+from devstack.emulation.template import synthesized_template
+from devstack.local.demo import STORM, STORM_NUMBER, run_demo, start_local_stack
+from devstack.local.outbox import read_outbox
+from devstack.peers.postgres import query
+from devstack.peers.providers import TwilioStub
+from devstack.peers.tls import ThrowawayCa
 from devstack.polling import wait_until
-from devstack.postgres import query
-from devstack.template import synthesized_template
-from devstack.tls import ThrowawayCa
 from escalator.channels.twilio import NOTIFICATION_PARAMETER, status_callback_for
 from escalator.executions import recent_executions
 

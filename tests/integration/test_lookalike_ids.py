@@ -17,10 +17,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from devstack.events import lambda_context
-from devstack.moto_adapter import lambdas_in_process
-from devstack.sqs import lambda_event
-from devstack.template import REGION
+from devstack.emulation.events import lambda_context
+from devstack.emulation.moto_adapter import lambdas_in_process
+from devstack.emulation.sqs import lambda_event
+from devstack.emulation.template import REGION
 from escalator.client import InvalidRequest, Producer
 from escalator.handlers import initiator
 from escalator.sqs_ids import first_outside_the_alphabet

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from devstack.moto_adapter import FAULT_LOST_ANSWER, FAULT_THROTTLED, LambdaFaults
-from devstack.peers import DROP
+from devstack.emulation.moto_adapter import FAULT_LOST_ANSWER, FAULT_THROTTLED, LambdaFaults
+from devstack.peers.providers import DROP
 from tests.support.contract_cases import email, phone, pubnub, start
 from tests.support.pipeline import Pipeline
 

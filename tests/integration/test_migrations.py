@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.migrations import MigrationError, default_sql_dir, discover, migrate
 
 SQL_DIR = default_sql_dir()

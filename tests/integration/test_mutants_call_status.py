@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.handlers import record_call_status
 from tests.support.contract_cases import PHONE, phone, pubnub, start
 from tests.support.steps import Steps, claimed_ids

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devstack.loopback import LoopbackServer
-from devstack.peers import DROP, Peers, running_peers
+from devstack.peers.providers import DROP, Peers, running_peers
 from escalator.channels import email as smtp
 from escalator.channels import phone, pubnub
 from escalator.channels.email import SmtpMailer

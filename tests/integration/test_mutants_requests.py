@@ -10,8 +10,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.events import body, sqs_event, sqs_record
-from devstack.postgres import query
+from devstack.emulation.events import body, sqs_event, sqs_record
+from devstack.peers.postgres import query
 from escalator.handlers import initiator
 from tests.support.contract_cases import PHONE, phone, pubnub, start, stop
 from tests.support.steps import Steps, claimed_ids

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from devstack.peers.postgres import query
 from devstack.polling import wait_until
-from devstack.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from escalator.handlers import activator, confirm

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.bootstrap import Initiator
 from escalator.config import load_initiator_config
 from escalator.database import Database

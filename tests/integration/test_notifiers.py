@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.peers import DROP, Peers, PubNubStub, SmtpPeer, running_peers
+from devstack.peers.providers import DROP, Peers, PubNubStub, SmtpPeer, running_peers
 from escalator.channels import email, phone, pubnub
 from escalator.channels.email import SmtpMailer
 from escalator.channels.phone import TwilioCalls

@@ -1,4 +1,4 @@
-"""Every role's permissions enforced in the emulation as AWS enforces them (devstack.iam):
+"""Every role's permissions enforced in the emulation as AWS enforces them (devstack.emulation.iam):
 for each enforcement point, the synthesized template with one grant taken away fails
 where AWS fails it, and the same run without enforcement (moto's own, ``enforce_iam=False``)
 passes: what every test would have let through before. (The database's ``rds-db:connect``
@@ -17,11 +17,11 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from devstack.iam import FUNCTION_URL_FORBIDDEN
-from devstack.pipeline import Pipeline, running_pipeline
-from devstack.postgres import PostgresServer, query
-from devstack.stepfunctions import EventSourceRefused
-from devstack.template import resources, synthesized_template
+from devstack.emulation.iam import FUNCTION_URL_FORBIDDEN
+from devstack.emulation.stepfunctions import EventSourceRefused
+from devstack.emulation.template import resources, synthesized_template
+from devstack.local.pipeline import Pipeline, running_pipeline
+from devstack.peers.postgres import PostgresServer, query
 from tests.support.contract_cases import phone, start
 
 pytestmark = [pytest.mark.long, pytest.mark.usefixtures("aws_credentials")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from devstack.postgres import query
+from devstack.peers.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
 from tests.support.state import wait_until_ended_or_blocked

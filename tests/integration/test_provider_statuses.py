@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devstack.peers import TwilioStub
+from devstack.peers.providers import TwilioStub
 from escalator.channels import phone, sms
 from escalator.channels.phone import TwilioCalls
 from escalator.channels.sms import TwilioMessages

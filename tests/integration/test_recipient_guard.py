@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from devstack.peers import Peers, running_peers
-from devstack.pipeline import Pipeline
-from devstack.postgres import query
+from devstack.local.pipeline import Pipeline
+from devstack.peers.postgres import query
+from devstack.peers.providers import Peers, running_peers
 from escalator.channels.phone import TwilioCalls, load_settings
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork

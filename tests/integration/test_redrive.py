@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.context import LocalContext
-from devstack.postgres import query
-from devstack.sqs import EventSource, queues_from_template
-from devstack.template import synthesized_template
+from devstack.emulation.context import LocalContext
+from devstack.emulation.sqs import EventSource, queues_from_template
+from devstack.emulation.template import synthesized_template
+from devstack.peers.postgres import query
 from escalator import bootstrap
 from escalator.client import ORIGINAL_MESSAGE_ID
 from escalator.handlers import initiator

@@ -20,12 +20,8 @@ import requests
 from botocore.exceptions import ClientError
 from psycopg2.extensions import make_dsn
 
-from devstack.peers import Peers, running_peers
-from devstack.polling import wait_until
-from devstack.postgres import query
-from devstack.rehearsal import Rehearsal, rehearse
-from devstack.sqs import EventSource
-from devstack.template import (
+from devstack.emulation.sqs import EventSource
+from devstack.emulation.template import (
     EXPRESS,
     REGION,
     STANDARD,
@@ -34,7 +30,11 @@ from devstack.template import (
     synthesized_template,
     synthesized_with,
 )
-from devstack.tls import ThrowawayCa
+from devstack.peers.postgres import query
+from devstack.peers.providers import Peers, running_peers
+from devstack.peers.tls import ThrowawayCa
+from devstack.polling import wait_until
+from devstack.rehearsal.deployment import Rehearsal, rehearse
 from escalator.channels.twilio import status_callback_for
 from escalator.client import Producer
 from escalator.config import database_settings
@@ -55,7 +55,7 @@ def peers() -> Iterator[Peers]:
 @pytest.fixture(scope="module")
 def stage(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     """The stack as an operator deploys it, its PubNub origin given as context (or the
-    template given to the session, with that setting: devstack.template)."""
+    template given to the session, with that setting: devstack.emulation.template)."""
     template = synthesized_with(pubnub_origin=peers.pubnub.url)
     with rehearse(template, tmp_path_factory.mktemp("rehearsal")) as rehearsal:
         yield rehearsal

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from devstack.postgres import query
-from devstack.schedule import Schedule
+from devstack.emulation.schedule import Schedule
+from devstack.peers.postgres import query
 from tests.support.contract_cases import pubnub, start
 from tests.support.pipeline import Pipeline
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from devstack.postgres import PostgresServer, query
+from devstack.peers.postgres import PostgresServer, query
 
 ROWS = """
     INSERT INTO process (process_id) VALUES ('restaurant-42');

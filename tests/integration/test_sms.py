@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from devstack.peers import DROP, TwilioStub
-from devstack.postgres import query
+from devstack.peers.postgres import query
+from devstack.peers.providers import DROP, TwilioStub
 from escalator.channels import sms
 from escalator.channels.sms import TwilioMessages
 from escalator.channels.twilio import status_callback_for

@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from devstack.events import sqs_event, sqs_record
-from devstack.sqs import lambda_event
+from devstack.emulation.events import sqs_event, sqs_record
+from devstack.emulation.sqs import lambda_event
 from escalator.handlers import initiator
 from tests.support import state
 from tests.support.contract_cases import email, phone, start, stop

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.peers import Peers, running_peers
-from devstack.pglink import PostgresLink, postgres_link
-from devstack.postgres import query
+from devstack.peers.pglink import PostgresLink, postgres_link
+from devstack.peers.postgres import query
+from devstack.peers.providers import Peers, running_peers
 from escalator import bootstrap
 from escalator.errors import DatabaseError
 from escalator.handlers.notifier import handler as notifier_handler

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from devstack.moto_adapter import ExpressRuns
-from devstack.pipeline import Pipeline, running_pipeline
+from devstack.emulation.moto_adapter import ExpressRuns
+from devstack.local.pipeline import Pipeline, running_pipeline
 from escalator import metrics
 from tests.support.contract_cases import pubnub, start
 from tests.support.emf import emf_lines

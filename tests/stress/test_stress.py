@@ -24,13 +24,13 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from psycopg2.extensions import parse_dsn
 
-from devstack.context import LocalContext
-from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.pipeline import running_pipeline
+from devstack.emulation.context import LocalContext
+from devstack.emulation.events import lambda_context, sqs_event, sqs_record
+from devstack.emulation.sqs import EventSource, queues_from_template
+from devstack.emulation.template import synthesized_template
+from devstack.local.pipeline import running_pipeline
+from devstack.peers.postgres import PostgresServer, query
 from devstack.polling import wait_until
-from devstack.postgres import PostgresServer, query
-from devstack.sqs import EventSource, queues_from_template
-from devstack.template import synthesized_template
 from escalator.handlers import initiator
 from escalator.migrations import default_sql_dir, migrate
 from tests.integration.test_initiator_properties import assert_only_valid_processes, bodies

@@ -1,7 +1,7 @@
-"""The ``pipeline`` fixture: the delivery pipeline of ``devstack.pipeline`` on this test's
+"""The ``pipeline`` fixture: the delivery pipeline of ``devstack.local.pipeline`` on this test's
 own database, with claims and leases short enough to watch them lapse.
 
-``devstack.pipeline`` (and with it moto) is imported when first needed, not when the
+``devstack.local.pipeline`` (and with it moto) is imported when first needed, not when the
 root conftest registers the fixture: the run's controller, which never runs a test,
 starts its workers two seconds sooner."""
 
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from devstack.pipeline import CALLER_IDS, Pipeline
+    from devstack.local.pipeline import CALLER_IDS, Pipeline
 
 __all__ = ["CALLER_IDS", "Pipeline", "pipeline"]
 
 
 def __getattr__(name: str) -> Any:
     if name in ("CALLER_IDS", "Pipeline"):
-        from devstack import pipeline as module
+        from devstack.local import pipeline as module
 
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -32,7 +32,7 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     """The functions connect as the application role, over TLS verified as on AWS
     (``verify-full``, against the session's CA); the test reads as administrator."""
-    from devstack.pipeline import running_pipeline
+    from devstack.local.pipeline import running_pipeline
 
     with running_pipeline(
         database_url,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from devstack.peers.postgres import query
 from devstack.polling import wait_until
-from devstack.postgres import query
 
 
 def processes(dsn: str) -> list[tuple[Any, ...]]:

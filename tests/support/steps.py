@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.events import sqs_event, sqs_record
-from devstack.postgres import query
+from devstack.emulation.events import sqs_event, sqs_record
+from devstack.peers.postgres import query
 from escalator.config import DatabaseSettings, DeliveryConfig
 from escalator.handlers import activator, confirm, initiator, record
 

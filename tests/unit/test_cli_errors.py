@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from devstack.demo import free_port as closed_port  # (a port nobody listens on)
+from devstack.local.demo import free_port as closed_port  # (a port nobody listens on)
 from escalator_cli.main import main
 
 

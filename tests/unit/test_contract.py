@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from devstack.events import body
+from devstack.emulation.events import body
 from escalator.contract import (
     InvalidRequest,
     Notification,

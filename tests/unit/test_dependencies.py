@@ -147,8 +147,10 @@ def test_there_is_no_import_cycle_among_the_runtime_modules() -> None:
 def test_there_is_no_import_cycle_anywhere_in_the_project() -> None:
     edges = graph(project_modules())
     # (what it reads: the harness, the CDK app, the tests and the benches too)
-    assert {"devstack.docs", "infra.stack", "tests.conftest", "common", "app"} <= set(edges)
-    assert "devstack.dashboard" in edges["devstack.docs"]
+    assert {"devstack.docs.__main__", "infra.stack", "tests.conftest", "common", "app"} <= set(
+        edges
+    )
+    assert "devstack.docs.dashboard" in edges["devstack.docs.__main__"]
     assert cycles(edges) == []
 
 
@@ -184,3 +186,68 @@ def test_the_operators_command_imports_only_the_runtime() -> None:
         if name.split(".")[0] in ("moto", *OUTSIDE_THE_RUNTIME[1:])
     }
     assert offending == set()
+
+
+# The development harness's floor plan (devstack/__init__.py): each subpackage, and the
+# modules at its root, on a floor; an import goes to a lower floor or stays in its own
+# subpackage, never sideways or up.
+HARNESS_FLOORS = {
+    "devstack": 0,
+    "devstack.polling": 0,
+    "devstack.loopback": 0,
+    "devstack.emulation": 1,
+    "devstack.peers": 1,
+    "devstack.build": 1,
+    "devstack.local": 2,
+    "devstack.docs": 2,
+    "devstack.mutation": 2,
+    "devstack.rehearsal": 3,
+}
+
+
+def room(module: str) -> str | None:
+    """The subpackage (or root module) of the harness that ``module`` is in, if any."""
+    candidates = [
+        name for name in HARNESS_FLOORS if module == name or module.startswith(name + ".")
+    ]
+    return max(candidates, key=len, default=None)
+
+
+def wrong_way(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """The imports from one room of the harness to another that do not go down a floor."""
+    found = []
+    for module, targets in sorted(edges.items()):
+        here = room(module)
+        for target in sorted(targets):
+            there = room(target)
+            if here is None or there is None or there == here:
+                continue
+            if HARNESS_FLOORS[there] >= HARNESS_FLOORS[here]:
+                found.append((module, target))
+    return found
+
+
+def test_every_module_of_the_harness_is_on_a_floor() -> None:
+    harness = [name for name in project_modules() if name.split(".")[0] == "devstack"]
+    assert len(harness) > 30
+    assert [name for name in harness if room(name) is None] == []
+    # (a new folder is placed on the plan: a module directly in devstack/ is floor 0)
+    assert sorted(name for name in harness if room(name) == "devstack") == ["devstack"]
+
+
+def test_the_harness_imports_only_down_its_floors() -> None:
+    edges = graph(project_modules())
+    assert "devstack.emulation.iam" in edges["devstack.emulation.moto_adapter"]  # (it is read)
+    assert wrong_way(edges) == []
+
+
+def test_the_floor_check_finds_an_import_up_or_sideways() -> None:
+    edges = {
+        "devstack.emulation.iam": {"devstack.local.stack", "devstack.polling"},
+        "devstack.peers.postgres": {"devstack.emulation.template"},
+        "devstack.local.stack": {"devstack.peers.postgres", "devstack.local.outbox"},
+    }
+    assert wrong_way(edges) == [
+        ("devstack.emulation.iam", "devstack.local.stack"),
+        ("devstack.peers.postgres", "devstack.emulation.template"),
+    ]

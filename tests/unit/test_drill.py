@@ -7,7 +7,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from devstack.drill import figures
+from devstack.local.drill import figures
 
 LOG = (
     "escalator local: Lambda faults injected:"

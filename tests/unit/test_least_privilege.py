@@ -1,4 +1,4 @@
-"""How the least-privilege run takes one grant away (devstack.least_privilege), on small
+"""How the least-privilege run takes one grant away (devstack.mutation.least_privilege), on small
 templates of the shapes CDK writes, and how its report is read back."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from devstack.least_privilege import (
+from devstack.mutation.least_privilege import (
     ACTION,
     MANAGED,
     RESOURCE_POLICY,

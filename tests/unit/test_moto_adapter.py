@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack import moto_adapter
+from devstack.emulation import moto_adapter
 
 REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements-dev.txt"
 

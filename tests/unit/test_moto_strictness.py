@@ -22,8 +22,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from devstack import moto_adapter, sessions
-from devstack.moto_adapter import (
+from devstack.emulation import moto_adapter, sessions
+from devstack.emulation.moto_adapter import (
     FAULT_LOST_ANSWER,
     FAULT_THROTTLED,
     HISTORY_EVENT_CAP,
@@ -35,9 +35,9 @@ from devstack.moto_adapter import (
     InProcessLambdas,
     LambdaFaults,
 )
+from devstack.emulation.stepfunctions import DeployedStateMachine, deploy
+from devstack.emulation.template import REGION
 from devstack.polling import NotInTime, wait_until
-from devstack.stepfunctions import DeployedStateMachine, deploy
-from devstack.template import REGION
 
 pytestmark = pytest.mark.usefixtures("aws_credentials", "no_docker")
 

@@ -47,7 +47,7 @@ def test_the_harness_adds_its_commands_when_they_are_asked_for() -> None:
     assert "local" in shown
     assert "demo" in shown
     # (importlib loads the extension itself, which the report leaves out; not what it imports)
-    assert "devstack.stack" in modules
+    assert "devstack.local.stack" in modules
 
     _, shown = imported_by("local", "--help")
     assert "--lambda-faults" in shown

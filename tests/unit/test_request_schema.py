@@ -13,8 +13,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from devstack.events import body
-from devstack.schema import BEYOND_THE_SCHEMA, DOCUMENT, DRAFT, document
+from devstack.docs.schema import BEYOND_THE_SCHEMA, DOCUMENT, DRAFT, document
+from devstack.emulation.events import body
 from escalator.channels import CHANNELS
 from escalator.contract import InvalidRequest, parse_request
 from escalator.limits import MAX_NOTIFICATIONS, MAX_PROCESS_ID_LENGTH

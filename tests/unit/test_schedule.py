@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from devstack.schedule import Schedule
+from devstack.emulation.schedule import Schedule
 
 
 def test_each_tick_fires_once_within_its_own_period() -> None:
@@ -70,7 +70,7 @@ class RefusedStarts:
 def test_a_tick_the_schedule_may_not_start_is_said_and_the_next_one_fires(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from devstack.stack import _fire
+    from devstack.local.stack import _fire
 
     # GIVEN the local stack's schedule, whose role may not start the tick
     machine = RefusedStarts()

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from devstack.iam import FUNCTION_URL_FORBIDDEN
+from devstack.emulation.iam import FUNCTION_URL_FORBIDDEN
 from devstack.loopback import LoopbackServer
 
 # A function URL refuses a request larger than Lambda's invocation payload (6 MB).

@@ -3,7 +3,7 @@ notifications across channels, delivered for real to the loopback peers (Twilio'
 Calls API with its status callbacks, an SMTP server, PubNub), and the drill counts what
 each peer received and what each notification became.
 
-    python -m devstack.drill [--faults 0.2] [--count 200] [--seed 17]
+    python -m devstack.local.drill [--faults 0.2] [--count 200] [--seed 17]
 
 Prints a table and, as its last line, one JSON object. Exits 0 when every notification
 reached its provider exactly once, none is left claimed or sending, and each ended sent,
@@ -25,11 +25,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from devstack.demo import start_local_stack, stop_local_stack
-from devstack.outbox import read_outbox
-from devstack.peers import running_peers
+from devstack.local.demo import start_local_stack, stop_local_stack
+from devstack.local.outbox import read_outbox
+from devstack.peers.postgres import query
+from devstack.peers.providers import running_peers
 from devstack.polling import wait_until
-from devstack.postgres import query
 from escalator.client import Producer
 
 TICK = 5

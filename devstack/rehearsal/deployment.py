@@ -14,11 +14,11 @@ and an embedded PostgreSQL, and nothing the template does not say.
   superuser but a member of ``rds_superuser``, owns the database and signs in with its
   password; ``rds_iam`` exists, and a role that is a member of it signs in only with an
   IAM authentication token, checked by the endpoint (``IamTokens``).
-- Every function runs in a process of its own (``devstack.sandbox``) whose environment
+- Every function runs in a process of its own (``devstack.emulation.sandbox``) whose environment
   is the function's template environment, resolved, plus what the Lambda runtime
   provides (region, the function's name, credentials of its own execution role as the
   template defines it) and the emulation's AWS endpoint. Every call it makes is
-  authorized against its role (devstack.iam), as every task against its state
+  authorized against its role (devstack.emulation.iam), as every task against its state
   machine's role.
 - The queues come from the template's queue properties, the state machine from its
   definition, an execution's input from the schedule's target.
@@ -68,17 +68,17 @@ import psycopg2
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from psycopg2 import sql
 
-from devstack import sessions
-from devstack.demo import free_port
-from devstack.function_url import FunctionUrl
-from devstack.iam import Permissions
-from devstack.moto_adapter import InProcessLambdas, lambdas_in_process
-from devstack.postgres import embedded_postgres, query
-from devstack.sqs import queues_from_template
-from devstack.stack import moto_server
-from devstack.stepfunctions import DeployedStateMachine, deploy
-from devstack.template import REGION, resources
-from devstack.tls import LOOPBACK, ServerCertificate, ThrowawayCa, TlsFront, message, receive
+from devstack.emulation import sessions
+from devstack.emulation.function_url import FunctionUrl
+from devstack.emulation.iam import Permissions
+from devstack.emulation.moto_adapter import InProcessLambdas, lambdas_in_process
+from devstack.emulation.sqs import queues_from_template
+from devstack.emulation.stepfunctions import DeployedStateMachine, deploy
+from devstack.emulation.template import REGION, resources
+from devstack.local.demo import free_port
+from devstack.local.stack import moto_server
+from devstack.peers.postgres import embedded_postgres, query
+from devstack.peers.tls import LOOPBACK, ServerCertificate, ThrowawayCa, TlsFront, message, receive
 from escalator.config import RDS_CA_BUNDLE_FILE
 from infra.bundling import deployed_path
 
@@ -201,7 +201,7 @@ def _sigv4_query_signature(
 
 class TlsEndpoint(TlsFront):
     """The instance's endpoint: TLS on 127.0.0.1:<port> with a certificate of the run's
-    own CA (``devstack.tls``), the plain protocol passed on to the embedded server. Like
+    own CA (``devstack.peers.tls``), the plain protocol passed on to the embedded server. Like
     RDS with ``rds.force_ssl``, it refuses clients that do not ask for TLS. A member of
     ``rds_iam`` signs in here with an IAM token (``tokens``), or not at all; every other
     role is passed on to the server, which asks for its password."""
@@ -342,7 +342,7 @@ class Sandbox:
         self.spec = spec
         environment = {**runtime, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id}
         self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
-            [sys.executable, "-m", "devstack.sandbox", spec.handler, str(spec.timeout)],
+            [sys.executable, "-m", "devstack.emulation.sandbox", spec.handler, str(spec.timeout)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

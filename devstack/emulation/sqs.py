@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from devstack.template import resources
+from devstack.emulation.template import resources
 from escalator.model import ORIGINAL_MESSAGE_ID
 
 

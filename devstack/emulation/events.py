@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from devstack.context import LocalContext
+from devstack.emulation.context import LocalContext
 
 QUEUE_ARN = "arn:aws:sqs:eu-central-1:123456789012:escalator-requests.fifo"
 _SEQUENCE = itertools.count(18_000_000_000_000_000_000)

@@ -1,4 +1,4 @@
-"""A Lambda sandbox as a process of its own: ``python -m devstack.sandbox HANDLER
+"""A Lambda sandbox as a process of its own: ``python -m devstack.emulation.sandbox HANDLER
 [TIMEOUT]``.
 
 It imports the handler (``escalator.handlers.confirm.handler``) once, as a cold start
@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
+from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 
 
 def main(handler_path: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:

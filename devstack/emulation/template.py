@@ -6,7 +6,7 @@ process to need the template synthesizes it there (under a lock), the others rea
 likewise for each other context (``shared_synthesis``).
 
 ``ESCALATOR_TEMPLATE_FILE`` gives a template instead (a synthesized one, perhaps edited:
-``devstack.least_privilege`` gives each test session a template with one grant taken
+``devstack.mutation.least_privilege`` gives each test session a template with one grant taken
 away): every process that asks for the synthesized template reads that file, and
 nothing is synthesized.
 """

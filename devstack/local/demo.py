@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from devstack import CALLER_IDS
-from devstack.outbox import read_outbox
-from devstack.peers import TwilioStub
+from devstack.local.outbox import read_outbox
+from devstack.peers.postgres import query
+from devstack.peers.providers import TwilioStub
 from devstack.polling import NotInTime, wait_until
-from devstack.postgres import query
 from escalator.client import Producer
 from infra.timings import NOTIFIER_ATTEMPTS
 

@@ -3,7 +3,7 @@ synthesized ``AWS::CloudWatch::Dashboard``, the metrics it references counted by
 rule below, and a picture of it drawn from that definition (the grid, each widget's
 title and lines, the alarms), so that the picture in ``docs/`` is the dashboard deployed.
 
-``python -m devstack.dashboard`` (``make docs``) writes ``docs/dashboard.svg``; a test
+``python -m devstack.docs.dashboard`` (``make docs``) writes ``docs/dashboard.svg``; a test
 fails when the committed file no longer matches the synthesized template.
 
 How the metrics are counted (CloudWatch's free tier: three custom dashboards
@@ -21,14 +21,14 @@ import json
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from devstack import generated
-from devstack.template import resources, synthesized_template
+from devstack import PROJECT
+from devstack.docs import generated
+from devstack.emulation.template import resources, synthesized_template
 
-PICTURE = Path(__file__).resolve().parent.parent / "docs" / "dashboard.svg"
+PICTURE = PROJECT / "docs" / "dashboard.svg"
 DASHBOARD = "AWS::CloudWatch::Dashboard"
 
 

@@ -31,16 +31,20 @@ from typing import Any
 
 from psycopg2.extensions import make_dsn
 
-from devstack.postgres import PostgresKeeper, allow_application_login, embedded_postgres_server
-from devstack.schedule import Schedule
-from devstack.template import (
+from devstack.emulation.schedule import Schedule
+from devstack.emulation.template import (
     REGION,
     TemplateError,
     delivery_timeouts,
     load_template,
     resources,
 )
-from devstack.tls import serving_tls
+from devstack.peers.postgres import (
+    PostgresKeeper,
+    allow_application_login,
+    embedded_postgres_server,
+)
+from devstack.peers.tls import serving_tls
 from escalator import bootstrap
 from escalator.channels import CHANNELS, email, phone
 from escalator.config import DatabaseSettings, Env
@@ -140,7 +144,7 @@ def dry_run_details() -> dict[str, dict[str, str]]:
 
 def install_outbox(outbox: Path) -> dict[str, bool]:
     """Wrap every channel's notifier with the outbox; dry run where it has no credentials."""
-    from devstack.outbox import DryRun, OutboxNotifier
+    from devstack.local.outbox import DryRun, OutboxNotifier
 
     details = dry_run_details()
     notifiers = bootstrap.notifiers()
@@ -160,7 +164,7 @@ def create_queues(sqs: Any, template: dict[str, Any]) -> tuple[str, str, dict[st
     """The request queue and its dead-letter queue as the template defines them (FIFO,
     no content-based deduplication, visibility timeout, redrive policy): their URLs, and
     what each queue's ``Ref`` and ``Fn::GetAtt`` stand for (``deploy``'s references)."""
-    from devstack.sqs import queues_from_template
+    from devstack.emulation.sqs import queues_from_template
 
     def name(logical_id: str) -> str:
         return "escalator-dead-letters" if "DeadLetters" in logical_id else "escalator-requests"
@@ -216,9 +220,9 @@ def run(options: LocalOptions) -> int:
     return 0
 
 
-# Synthesizes the template (devstack.template.synthesized_template) and prints it.
+# Synthesizes the template (devstack.emulation.template.synthesized_template) and prints it.
 _SYNTHESIS = (
-    "import json, sys; from devstack.template import synthesized_template;"
+    "import json, sys; from devstack.emulation.template import synthesized_template;"
     " json.dump(synthesized_template(), sys.stdout)"
 )
 
@@ -289,11 +293,11 @@ def _functions_connect(url: str, keeper: PostgresKeeper | None) -> _LocalDatabas
 @dataclass(frozen=True)
 class _LocalAws:
     endpoint: str
-    lambdas: Any  # devstack.moto_adapter.InProcessLambdas
+    lambdas: Any  # devstack.emulation.moto_adapter.InProcessLambdas
     sqs: Any
     queue_url: str
     dead_letter_queue_url: str
-    machine: Any  # devstack.stepfunctions.DeployedStateMachine
+    machine: Any  # devstack.emulation.stepfunctions.DeployedStateMachine
     callbacks_url: str
     session: Any  # the boto3 session the stack was deployed with
 
@@ -303,9 +307,9 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any]) -> _
     faults asked for) and state machine, and the status-callback function URL."""
     import boto3
 
-    from devstack.function_url import FunctionUrl
-    from devstack.moto_adapter import LambdaFaults, lambdas_in_process
-    from devstack.stepfunctions import deploy
+    from devstack.emulation.function_url import FunctionUrl
+    from devstack.emulation.moto_adapter import LambdaFaults, lambdas_in_process
+    from devstack.emulation.stepfunctions import deploy
 
     say(f"starting the AWS endpoint on port {options.port}")
     endpoint = stack.enter_context(moto_server(options.port))
@@ -323,7 +327,7 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any]) -> _
     say(f"registering the state machines of {options.template or 'the CDK app'}")
     queue_url, dead_letter_queue_url, references = create_queues(sqs, template)
     # Every function, state machine, the schedule and the event source act with their
-    # template roles, and moto authorizes each call against them (devstack.iam).
+    # template roles, and moto authorizes each call against them (devstack.emulation.iam).
     machine = deploy(
         session, template, endpoint_url=endpoint, lambdas=lambdas, references=references
     )
@@ -353,8 +357,8 @@ def _serve(aws: _LocalAws, schedule: Schedule, stop: threading.Event) -> int:
     """Feed the queue to the initiator and start a tick as ``schedule`` fires until
     ``stop``; then stop what still runs. How many ticks were started."""
     tick = int(schedule.period)
-    from devstack.context import LocalContext
-    from devstack.sqs import EventSource
+    from devstack.emulation.context import LocalContext
+    from devstack.emulation.sqs import EventSource
     from escalator.handlers import initiator
 
     # Lambda polls the queue with the initiator's execution role, and invokes it (its

@@ -1,6 +1,6 @@
 """Mutation testing of the safety-critical modules (``make mutate``; docs/mutation.md).
 
-    python -m devstack.mutate [--max-children N] [MUTANT ...]
+    python -m devstack.mutation.mutate [--max-children N] [MUTANT ...]
 
 Runs mutmut (pinned in requirements-dev.txt, configured in pyproject.toml's
 ``[tool.mutmut]``): each mutant of the modules named there is run against the selected
@@ -18,12 +18,12 @@ What this adds to mutmut:
   module's own name (``escalator.contract``): the names are taken without ``lambdas.``,
   and ``mutants/lambdas`` goes first on ``sys.path``, ahead of the editable install's
   finder (a meta path finder, asked after ``sys.path``). mutmut runs in a child process
-  (``python -m devstack.mutate mutmut run ...``) that never imports the original package.
+  (``python -m devstack.mutation.mutate mutmut run ...``) that never imports the original package.
 - One embedded PostgreSQL for the whole run (``DATABASE_URL``); every mutant's test
   session would start one of its own otherwise. Always a private one: concurrent
   sessions each give the application role a password of their own, which only a server
   that trusts local connections (as the embedded one does) ignores.
-- As a pytest plugin in every session (``-p devstack.mutate``): each session gets a
+- As a pytest plugin in every session (``-p devstack.mutation.mutate``): each session gets a
   temporary directory of its own, removed at its end (sessions run side by side, forked,
   and never reach pytest's own clean-up); the package's log handler writes to the
   session's output (its stream was closed by the first session of the process); the
@@ -50,7 +50,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from devstack import PROJECT
+
+ROOT = PROJECT
 # Where mutmut keeps the mutated copy of the sources, its results and its stats.
 MUTANTS = "mutants"
 # The directory that holds the package, as mutmut sees its path (not a package itself).
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["mutmut"]:  # the child this process starts: mutmut itself
         return _mutmut(arguments[1:])
-    parser = argparse.ArgumentParser(prog="python -m devstack.mutate", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.mutation.mutate", description=__doc__)
     parser.add_argument(
         "--max-children", type=int, default=os.cpu_count() or 2, help="mutants tested at once"
     )
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     if not options.mutants:
         shutil.rmtree(MUTANTS, ignore_errors=True)
-    from devstack.postgres import embedded_postgres
+    from devstack.peers.postgres import embedded_postgres
 
     started = time.monotonic()
     with (
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         embedded_postgres(Path(scratch) / "pgdata") as url,
     ):
         unsafe_and_fast(url)
-        command = [sys.executable, "-m", "devstack.mutate", "mutmut", "run"]
+        command = [sys.executable, "-m", "devstack.mutation.mutate", "mutmut", "run"]
         command += ["--max-children", str(options.max_children)]
         command += options.mutants or scope()
         environment = {

@@ -111,8 +111,8 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from devstack import iam, thread_metrics
-from devstack.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
+from devstack.emulation import iam, thread_metrics
+from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
 from devstack.polling import NotInTime, wait_until
 from escalator.sqs_ids import refusal
 
@@ -354,7 +354,7 @@ class InProcessLambdas:
         self.overrides: dict[str, Handler] = {}
         self.faults = LambdaFaults()
         # The emulation's IAM, and what each function calls AWS with: its role's
-        # credentials (``deploy`` gives them; devstack.iam).
+        # credentials (``deploy`` gives them; devstack.emulation.iam).
         self.permissions = iam.Permissions(enforce=False)
         self.credentials: dict[str, ReadOnlyCredentials] = {}
         # How Express executions run (this context's: ``lambdas_in_process`` sets it).
@@ -1692,9 +1692,9 @@ STRICT: tuple[Patch, ...] = (
         "moto authorizes a request as its operation (lambda:Invoke, sqs:DeleteMessageBatch) "
         "on the resource * (SQS's queue excepted), so a policy that grants "
         "lambda:InvokeFunction on a function allows nothing, and answers a denial in XML: "
-        "each request is authorized as AWS does (devstack.iam.authorize: its IAM action on "
-        "its function's, state machine's, execution's, secret's or queue's ARN) and refused "
-        "with the service's own AccessDeniedException",
+        "each request is authorized as AWS does (devstack.emulation.iam.authorize: its IAM "
+        "action on its function's, state machine's, execution's, secret's or queue's ARN) and "
+        "refused with the service's own AccessDeniedException",
         "strict",
         ("self", "resource"),
     ),
@@ -1703,7 +1703,7 @@ STRICT: tuple[Patch, ...] = (
         "_before_eval_execution",
         _tasks_checked_against_their_role,
         "moto runs a task whatever its state machine's role allows: each is checked first "
-        "against devstack.iam.INTEGRATIONS (what its integration needs of the role, from "
+        "against devstack.emulation.iam.INTEGRATIONS (what its integration needs of the role, from "
         "AWS's pages), and a denied one fails with the error and cause AWS gives it "
         "(Lambda.AWSLambdaException, StepFunctions.AWSStepFunctionsException, "
         "Sfn.SfnException), so Retry and Catch run as on AWS",
@@ -1917,12 +1917,14 @@ def lambdas_in_process(
     ``history_cap`` scales the history quota down for tests that prove it at small size;
     ``express`` says how Express executions run (their cap, reruns); ``omit`` names rows
     (``Patch.name``) left out, to show what moto does without them; ``enforce_iam``
-    (devstack.iam): whether every call and task is checked against its role, as on AWS,
+    (devstack.emulation.iam): whether every call and task is checked against its role, as on AWS,
     or nothing is, as in moto.
     """
     problems = check_moto()
     if problems:
-        raise RuntimeError("devstack.moto_adapter does not fit this moto: " + "; ".join(problems))
+        raise RuntimeError(
+            "devstack.emulation.moto_adapter does not fit this moto: " + "; ".join(problems)
+        )
     unknown = set(omit) - {row.name for row in PATCHES}
     if unknown:
         raise ValueError(f"no such patch: {', '.join(sorted(unknown))}")

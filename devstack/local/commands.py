@@ -8,9 +8,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from devstack.demo import DEMO_TICK
-from devstack.stack import LocalOptions
-from devstack.template import TemplateError
+from devstack.emulation.template import TemplateError
+from devstack.local.demo import DEMO_TICK
+from devstack.local.stack import LocalOptions
 from escalator_cli.arguments import port, positive, probability, readable_file
 from escalator_cli.main import CommandError
 
@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from devstack.stack import run
+    from devstack.local.stack import run
 
     try:
         return run(
@@ -89,6 +89,6 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from devstack.demo import run_demo
+    from devstack.local.demo import run_demo
 
     return run_demo(tick=args.tick)

@@ -14,20 +14,21 @@ from typing import Any
 
 from moto import mock_aws
 
-from devstack import CALLER_IDS, sessions
-from devstack.events import lambda_context, sqs_event, sqs_record
-from devstack.function_url import FunctionUrl
-from devstack.moto_adapter import (
+from devstack import CALLER_IDS
+from devstack.emulation import sessions
+from devstack.emulation.events import lambda_context, sqs_event, sqs_record
+from devstack.emulation.function_url import FunctionUrl
+from devstack.emulation.moto_adapter import (
     HISTORY_EVENT_CAP,
     ExpressRuns,
     InProcessLambdas,
     lambdas_in_process,
 )
-from devstack.peers import Peers, running_peers
+from devstack.emulation.stepfunctions import REGION, DeployedStateMachine, deploy
+from devstack.emulation.template import synthesized_template
+from devstack.peers.postgres import query
+from devstack.peers.providers import Peers, running_peers
 from devstack.polling import wait_until
-from devstack.postgres import query
-from devstack.stepfunctions import REGION, DeployedStateMachine, deploy
-from devstack.template import synthesized_template
 from escalator import bootstrap
 from escalator.caller_ids import CALLER_ID_REGISTRY
 from escalator.channels import CHANNELS
@@ -110,7 +111,7 @@ def running_pipeline(
     the quota of history events per execution down, for tests at a small size;
     ``express`` says how Express executions run (their cap, reruns). ``template`` is the
     synthesized one unless given; ``enforce_iam``: every call and task checked against
-    its role, as on AWS (devstack.iam), or nothing, as in moto; ``window_log_level`` logs
+    its role, as on AWS (devstack.emulation.iam), or nothing, as in moto; ``window_log_level`` logs
     the delivery window at another level than the template's (``ALL``: every event, as
     ``cdk deploy -c delivery_log_level=ALL``)."""
     template = template or synthesized_template()

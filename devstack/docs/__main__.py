@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from devstack import dashboard, diagram, schema
+from devstack.docs import dashboard, diagram, schema
 
 
 def main() -> int:

@@ -27,9 +27,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from devstack.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
+from devstack.emulation.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
+from devstack.emulation.template import ACCOUNT, EXPRESS, REGION, STANDARD, resolve, resources
 from devstack.polling import wait_until
-from devstack.template import ACCOUNT, EXPRESS, REGION, STANDARD, resolve, resources
 
 __all__ = ["REGION", "DeployedStateMachine", "deploy"]
 
@@ -66,8 +66,9 @@ class DeployedStateMachine:
     # AWS::Scheduler::Schedule target role), which ``start`` starts the tick with, as
     # EventBridge Scheduler does; ``sfn`` (the harness's) when there is none.
     scheduler: Any = None
-    # The emulation's bookkeeping of Express executions (devstack.moto_adapter.ExpressRuns):
-    # when windows end, and a crash's way to stop them.
+    # The emulation's bookkeeping of Express executions
+    # (devstack.emulation.moto_adapter.ExpressRuns): when windows end, and a crash's way to
+    # stop them.
     express: Any = None
     logs: Any = None  # a CloudWatch Logs client of the same endpoint
     window_log_group: str = ""  # the delivery window's log group (its logging configuration)
@@ -267,7 +268,7 @@ def deploy(
     ``window_log_level`` logs the delivery window at another level than the template's,
     as the context ``delivery_log_level`` would (``ALL``: every event, its end too).
 
-    With ``lambdas``, its permissions (devstack.iam) get the template's roles: each
+    With ``lambdas``, its permissions (devstack.emulation.iam) get the template's roles: each
     function and state machine acts with its own, the schedule's role starts the tick
     (``DeployedStateMachine.start``), and an event source mapping whose function's role
     may not poll its queue fails the deploy, as Lambda refuses to create it.

@@ -1,7 +1,7 @@
 """Least privilege, measured (``make least-privilege``, which ``make mutate`` runs too;
 docs/least-privilege.md).
 
-    python -m devstack.least_privilege [--jobs N] [--template FILE] [--write] [GRANT ...]
+    python -m devstack.mutation.least_privilege [--jobs N] [--template FILE] [--write] [GRANT ...]
 
 Every grant of the synthesized template is taken away on its own, and ``SELECTION``
 runs against the template without it: a grant is *caught* when a test fails. A grant is
@@ -14,7 +14,7 @@ nothing caught is not split, as no test can miss part of a grant it does not mis
 (every statement here allows: removing one only denies more).
 
 How a template reaches the tests: each run is a pytest session of its own with
-``ESCALATOR_TEMPLATE_FILE`` naming the changed template (devstack.template: every
+``ESCALATOR_TEMPLATE_FILE`` naming the changed template (devstack.emulation.template: every
 process that asks for the synthesized template reads that file instead, the local stack
 the tests start included; the rehearsal puts its provider settings into it). The
 sessions share one embedded PostgreSQL (``DATABASE_URL``; mutate.py's), run ``jobs`` at
@@ -31,7 +31,7 @@ measures a template of your own (``cdk synth``'s, or one you edited); ``--write`
 the results into docs/least-privilege.md (only a run of every grant of the synthesized
 template may).
 
-As a pytest plugin (``-p devstack.least_privilege``, in every session it starts): the
+As a pytest plugin (``-p devstack.mutation.least_privilege``, in every session it starts): the
 selection runs in the order given; the first failure (its test and message) and the
 tests that passed are written to ``ESCALATOR_LEAST_PRIVILEGE_REPORT``; and the sessions
 set up their PostgreSQL one at a time (as mutate.py's do).
@@ -58,16 +58,18 @@ from typing import Any
 
 import pytest
 
+from devstack import PROJECT
+from devstack.emulation.template import GIVEN_TEMPLATE_VARIABLE, resources
+
 # (this module is also the sessions' plugin: one session at a time sets up its PostgreSQL,
 # with make mutate's hook)
-from devstack.mutate import pytest_fixture_setup  # noqa: F401
-from devstack.template import GIVEN_TEMPLATE_VARIABLE, resources
+from devstack.mutation.mutate import pytest_fixture_setup  # noqa: F401
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT
 DOCUMENT = ROOT / "docs" / "least-privilege.md"
 
 # What runs against each template, in this order; together they take every path that
-# uses a permission the emulation checks (devstack.iam), each test some path the ones
+# uses a permission the emulation checks (devstack.emulation.iam), each test some path the ones
 # before it do not.
 _INTEGRATION = "tests/integration/"
 SELECTION: tuple[str, ...] = (
@@ -190,7 +192,7 @@ def _statement_grant(
 
 def _managed_policy_document(arn: str) -> Mapping[str, Any]:
     """An AWS managed policy's document (moto's copy), to show what it allows."""
-    from devstack.iam import _aws_managed_policies
+    from devstack.emulation.iam import _aws_managed_policies
 
     document: Mapping[str, Any] = (
         _aws_managed_policies().get(arn.rpartition("/")[2], {}).get("Document", {})
@@ -566,7 +568,7 @@ class Runner:
         path, report = directory / "template.json", directory / "report.json"
         path.write_text(json.dumps(template), encoding="utf-8")
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-        command += ["-p", "devstack.least_privilege", f"--basetemp={directory / 'tmp'}"]
+        command += ["-p", "devstack.mutation.least_privilege", f"--basetemp={directory / 'tmp'}"]
         command += list(tests)
         environment = {
             **self.environment,
@@ -626,7 +628,9 @@ class Runner:
 
 # ---- the report ---------------------------------------------------------------------------
 
-BEGIN = "<!-- measured: written by `make least-privilege` (devstack/least_privilege.py) -->"
+BEGIN = (
+    "<!-- measured: written by `make least-privilege` (devstack/mutation/least_privilege.py) -->"
+)
 END = "<!-- end of measured -->"
 COLUMNS = ("grant", "role", "policy", "statement", "actions", "resources", "result")
 
@@ -744,7 +748,9 @@ def write_report(section: str, document: Path = DOCUMENT) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack.least_privilege", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.mutation.least_privilege", description=__doc__
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="sessions at once")
     parser.add_argument("--template", type=Path, help="measure this template (a file)")
     parser.add_argument("--write", action="store_true", help="write docs/least-privilege.md")
@@ -753,9 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.write and (options.grants or options.template):
         parser.error("--write needs a run of every grant of the synthesized template")
 
-    from devstack.mutate import POSTGRES_LOCK, unsafe_and_fast
-    from devstack.postgres import embedded_postgres
-    from devstack.template import load_template, synthesized_template
+    from devstack.emulation.template import load_template, synthesized_template
+    from devstack.mutation.mutate import POSTGRES_LOCK, unsafe_and_fast
+    from devstack.peers.postgres import embedded_postgres
 
     template = load_template(options.template) if options.template else synthesized_template()
     chosen = [
@@ -846,7 +852,7 @@ def say(message: str) -> None:
     print(f"least-privilege: {message}", file=sys.stderr, flush=True)
 
 
-# ---- the pytest plugin of every session (``-p devstack.least_privilege``) ---------------------
+# ---- the pytest plugin of every session (``-p devstack.mutation.least_privilege``) ------
 
 # What this session found: its first failure, and the tests that passed.
 _FOUND: dict[str, Any] = {"failed": None, "message": "", "passed": []}

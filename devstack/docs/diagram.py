@@ -2,7 +2,7 @@
 the CDK app synthesizes (the tick, and the delivery window it starts), so the pictures
 in ``docs/`` are the machines that run.
 
-``python -m devstack.diagram`` (``make docs``) writes ``docs/state-machine.md``; a test
+``python -m devstack.docs.diagram`` (``make docs``) writes ``docs/state-machine.md``; a test
 fails when the committed file no longer matches the synthesized definition.
 """
 
@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
-from devstack import generated
-from devstack.template import EXPRESS, STANDARD, state_machine_definition, synthesized_template
+from devstack import PROJECT
+from devstack.docs import generated
+from devstack.emulation.template import (
+    EXPRESS,
+    STANDARD,
+    state_machine_definition,
+    synthesized_template,
+)
 
-DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "state-machine.md"
+DOCUMENT = PROJECT / "docs" / "state-machine.md"
 
 _HEADER = """\
 # The delivery state machines

@@ -62,8 +62,8 @@ from moto.iam.access_control import IAMPolicy, IAMRequest, PermissionResult
 from moto.iam.models import AccessKey, iam_backends
 from moto.sts.models import sts_backends
 
-from devstack.sessions import shared_models
-from devstack.template import ACCOUNT, REGION, resolve, resources
+from devstack.emulation.sessions import shared_models
+from devstack.emulation.template import ACCOUNT, REGION, resolve, resources
 
 # The name of the emulation's administrator (a user for keys without a session token, a
 # role for those with one): what the harness deploys and reads results with.
@@ -694,8 +694,8 @@ class Permissions:
         if integration is None:
             return TaskDenied(
                 "States.Runtime",
-                f"devstack.iam.INTEGRATIONS does not say what {resource} needs of the state"
-                " machine's role: add its row, from AWS's page on that integration",
+                f"devstack.emulation.iam.INTEGRATIONS does not say what {resource} needs of"
+                " the state machine's role: add its row, from AWS's page on that integration",
             )
         # Step Functions assumes the role for the execution (a session of its own).
         session = hashlib.sha256(execution_arn.encode()).hexdigest()[:32]

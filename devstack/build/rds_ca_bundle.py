@@ -1,5 +1,5 @@
 """Where the RDS CA bundle shipped with the functions comes from, derived again and
-compared: ``python -m devstack.rds_ca_bundle`` (needs npm and the npm registry).
+compared: ``python -m devstack.build.rds_ca_bundle`` (needs npm and the npm registry).
 
 The bundle is AWS's global bundle (``GLOBAL_BUNDLE_URL``) as AWS published it in May
 2024. AWS's trust store is out of this project's reach, so it comes from a package AWS

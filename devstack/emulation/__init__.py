@@ -1,0 +1,12 @@
+"""AWS as the synthesized template describes it, emulated on moto, as strict as AWS where
+it bites: the template read back (``template``), IAM from its roles (``iam``), the
+moto adapter and its table of patches (``moto_adapter``), the state machines
+(``stepfunctions``), the queues and Lambda's SQS event source (``sqs``), the function
+URL (``function_url``), the schedule (``schedule``), the Lambda sandbox, context and
+events (``sandbox``, ``context``, ``events``, ``thread_metrics``) and boto3 sessions
+(``sessions``).
+
+May import: the runtime package and ``devstack``'s floor 0 (``polling``, ``loopback``).
+Not the peers, the local stack or anything above. ``context`` and ``sandbox`` import no
+moto: a sandbox process starts without it.
+"""
