@@ -1,5 +1,6 @@
-"""The deploy lifecycle as the synthesized template states it (README, "Deploy to AWS"
-and "Tearing down"): what a failed first deploy removes and a deletion keeps, what waits
+"""The deploy lifecycle as the synthesized template states it (docs/deploy.md, "What
+waits for what" and "A failed first deploy leaves nothing behind"; docs/operations.md,
+"Tearing down"): what a failed first deploy removes and a deletion keeps, what waits
 for the migration, and timeouts that let every waiter hear its answer."""
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def test_failed_requests_go_to_the_dead_letter_queue(
     initiator = template["Resources"][mapping["Properties"]["FunctionName"]["Ref"]]
     assert properties["VisibilityTimeout"] >= 6 * initiator["Properties"]["Timeout"]
     # and the database may be unreachable for 5 hours before a request is dead-lettered
-    # (each failed receive costs a visibility timeout; README: Outage budget)
+    # (each failed receive costs a visibility timeout; docs/operations.md: the outage budget)
     outage_budget = redrive["maxReceiveCount"] * properties["VisibilityTimeout"]
     assert outage_budget >= 5 * 3600
 

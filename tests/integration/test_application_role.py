@@ -92,9 +92,10 @@ def test_every_new_connection_asks_for_a_fresh_password(application_url: str) ->
 
 # What the application role may do, as documented: sql/0002_application_role.sql ("It
 # reads and writes the rows Escalator's functions touch and nothing else: no DDL, no
-# deletes, no schema history, no other database's objects"), the README's Schema section
-# ("it may read and write processes, notifications and the request log and read the
-# property table, and nothing else") and docs/design.md ("DML on these tables only").
+# deletes, no schema history, no other database's objects"), docs/database.md's "The
+# application role" ("it may read and write processes, notifications and the request
+# log and read the property table, and nothing else") and docs/design.md ("DML on these
+# tables only").
 # Written out here, not read from the migrations: a grant added there must fail this.
 DOCUMENTED_TABLE_PRIVILEGES = {
     *(
