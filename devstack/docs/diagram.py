@@ -40,7 +40,8 @@ _SECTIONS = (
         "The tick (Standard)",
         "Started by the schedule every minute: what the console shows of each tick. It "
         "claims what falls due, starts a delivery window with the claim and waits for it "
-        "(`startExecution.sync:2`), and ends with a summary of what became of each "
+        "(a synchronous start, `aws-sdk:sfn:startSyncExecution`: how AWS runs a nested "
+        "Express workflow), and ends with a summary of what became of each "
         "notification.",
     ),
     (

@@ -449,6 +449,6 @@ def read_secret(arn: str) -> dict[str, Any]:
         unset = sorted(key for key, item in value.items() if item == PLACEHOLDER)
         raise ConfigError(
             f"secret {arn} still holds the placeholder for {', '.join(unset)}: "
-            "put the real credentials there (see README, 'Provider credentials')"
+            "put the real credentials there (see docs/deploy.md, 'Provider credentials')"
         )
     return value

@@ -1,4 +1,4 @@
-"""The request contract (the README's "The request contract"): a message body in, a typed
+"""The request contract (docs/request-contract.md): a message body in, a typed
 request out.
 
 ``parse_request`` either returns a ``StartRequest`` or a ``StopRequest``, or raises

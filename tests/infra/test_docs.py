@@ -6,6 +6,7 @@ metrics, its settings)."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import fields
 from pathlib import Path
@@ -196,3 +197,12 @@ def test_the_deploy_page_lists_every_setting_of_the_stack_and_every_variable() -
     assert first_column(section(deploy, "## Context settings")) == context_keys
     documented = first_column(section(deploy, "## The functions' environment"))
     assert sorted(variables - documented) == []
+
+
+def test_the_tick_section_names_how_the_tick_starts_its_window(template: dict[str, Any]) -> None:
+    tick = json.dumps(state_machine_definition(template, STANDARD))
+    integrations = set(re.findall(r"arn:aws:states:::([\w:.-]+)", tick))
+    # (the tick waits for its window: the one integration that starts and waits)
+    window_start = [name for name in integrations if "sync" in name.lower()]
+    assert window_start == ["aws-sdk:sfn:startSyncExecution"]
+    assert f"`{window_start[0]}`" in document(template)
