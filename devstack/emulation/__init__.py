@@ -1,6 +1,7 @@
 """AWS as the synthesized template describes it, emulated on moto, as strict as AWS where
 it bites: the template read back (``template``), IAM from its roles (``iam``), the
-moto adapter and its table of patches (``moto_adapter``), the state machines
+moto adapter's one table of patches (``moto_adapter``) and its replacements, a module
+per service of moto's (``moto_services``), the state machines
 (``stepfunctions``), the queues and Lambda's SQS event source (``sqs``), the function
 URL (``function_url``), the schedule (``schedule``), the Lambda sandbox, context and
 events (``sandbox``, ``context``, ``events``, ``thread_metrics``) and boto3 sessions

@@ -67,7 +67,7 @@ class DeployedStateMachine:
     # EventBridge Scheduler does; ``sfn`` (the harness's) when there is none.
     scheduler: Any = None
     # The emulation's bookkeeping of Express executions
-    # (devstack.emulation.moto_adapter.ExpressRuns): when windows end, and a crash's way to
+    # (devstack.emulation.moto_services.express.ExpressRuns): when windows end, and a crash's way to
     # stop them.
     express: Any = None
     logs: Any = None  # a CloudWatch Logs client of the same endpoint

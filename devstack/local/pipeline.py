@@ -18,12 +18,10 @@ from devstack import CALLER_IDS
 from devstack.emulation import sessions
 from devstack.emulation.events import lambda_context, sqs_event, sqs_record
 from devstack.emulation.function_url import FunctionUrl
-from devstack.emulation.moto_adapter import (
-    HISTORY_EVENT_CAP,
-    ExpressRuns,
-    InProcessLambdas,
-    lambdas_in_process,
-)
+from devstack.emulation.moto_adapter import lambdas_in_process
+from devstack.emulation.moto_services.express import ExpressRuns
+from devstack.emulation.moto_services.sandboxes import InProcessLambdas
+from devstack.emulation.moto_services.stepfunctions import HISTORY_EVENT_CAP
 from devstack.emulation.stepfunctions import REGION, DeployedStateMachine, deploy
 from devstack.emulation.template import synthesized_template
 from devstack.peers.postgres import query

@@ -293,7 +293,7 @@ def _functions_connect(url: str, keeper: PostgresKeeper | None) -> _LocalDatabas
 @dataclass(frozen=True)
 class _LocalAws:
     endpoint: str
-    lambdas: Any  # devstack.emulation.moto_adapter.InProcessLambdas
+    lambdas: Any  # devstack.emulation.moto_services.sandboxes.InProcessLambdas
     sqs: Any
     queue_url: str
     dead_letter_queue_url: str
@@ -308,7 +308,8 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any]) -> _
     import boto3
 
     from devstack.emulation.function_url import FunctionUrl
-    from devstack.emulation.moto_adapter import LambdaFaults, lambdas_in_process
+    from devstack.emulation.moto_adapter import lambdas_in_process
+    from devstack.emulation.moto_services.sandboxes import LambdaFaults
     from devstack.emulation.stepfunctions import deploy
 
     say(f"starting the AWS endpoint on port {options.port}")

@@ -71,7 +71,8 @@ from psycopg2 import sql
 from devstack.emulation import sessions
 from devstack.emulation.function_url import FunctionUrl
 from devstack.emulation.iam import Permissions
-from devstack.emulation.moto_adapter import InProcessLambdas, lambdas_in_process
+from devstack.emulation.moto_adapter import lambdas_in_process
+from devstack.emulation.moto_services.sandboxes import InProcessLambdas
 from devstack.emulation.sqs import queues_from_template
 from devstack.emulation.stepfunctions import DeployedStateMachine, deploy
 from devstack.emulation.template import REGION, resources

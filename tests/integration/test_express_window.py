@@ -17,7 +17,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from devstack.emulation.events import lambda_context, sqs_event, sqs_record
-from devstack.emulation.moto_adapter import ExpressRuns
+from devstack.emulation.moto_services.express import ExpressRuns
 from devstack.emulation.template import REGION
 from devstack.local.demo import free_port as closed_port  # (a port nobody listens on)
 from devstack.local.pipeline import Pipeline, running_pipeline

@@ -10,7 +10,11 @@ from collections import Counter
 
 import pytest
 
-from devstack.emulation.moto_adapter import FAULT_LOST_ANSWER, FAULT_THROTTLED, LambdaFaults
+from devstack.emulation.moto_services.sandboxes import (
+    FAULT_LOST_ANSWER,
+    FAULT_THROTTLED,
+    LambdaFaults,
+)
 from devstack.peers.providers import DROP
 from tests.support.contract_cases import email, phone, pubnub, start
 from tests.support.pipeline import Pipeline

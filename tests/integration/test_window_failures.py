@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from devstack.emulation.moto_adapter import ExpressRuns
+from devstack.emulation.moto_services.express import ExpressRuns
 from devstack.local.pipeline import Pipeline, running_pipeline
 from escalator import metrics
 from tests.support.contract_cases import pubnub, start

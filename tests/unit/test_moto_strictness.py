@@ -23,18 +23,17 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from devstack.emulation import moto_adapter, sessions
-from devstack.emulation.moto_adapter import (
+from devstack.emulation.moto_services.express import ExpressRuns
+from devstack.emulation.moto_services.sandboxes import (
     FAULT_LOST_ANSWER,
     FAULT_THROTTLED,
-    HISTORY_EVENT_CAP,
-    HISTORY_LIMIT_ERROR,
     SERVICE_EXCEPTION,
     THROTTLED,
     TIMED_OUT,
-    ExpressRuns,
     InProcessLambdas,
     LambdaFaults,
 )
+from devstack.emulation.moto_services.stepfunctions import HISTORY_EVENT_CAP, HISTORY_LIMIT_ERROR
 from devstack.emulation.stepfunctions import DeployedStateMachine, deploy
 from devstack.emulation.template import REGION
 from devstack.polling import NotInTime, wait_until
