@@ -4,11 +4,20 @@ its notifications are recorded by concurrent transactions (the record steps of o
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
 
 from devstack.peers.postgres import query
 from escalator.config import DatabaseSettings
 from escalator.database import Database, UnitOfWork
+from tests.support.contract_cases import pubnub, stop
+from tests.support.emf import counts_by_series
+from tests.support.logs import logged
 from tests.support.state import wait_until_ended_or_blocked
+from tests.support.steps import Steps, sending, state_of
 
 OWNER = "execution-1"
 
@@ -67,3 +76,67 @@ def test_two_last_outcomes_recorded_concurrently_complete_the_process(database_u
     # THEN exactly one of them completed the process
     assert completed_by_first + sum(completed_by_second) == 1
     assert query(database_url, "SELECT state FROM process") == [("completed",)]
+
+
+# ---- The last outcome completes its process, once, and as the operator sees it; a stop
+# is never turned into a completion (``make mutate`` found these untested:
+# docs/mutation.md).
+
+
+def test_the_last_outcome_completes_the_process_and_a_retry_answers_it_again(
+    steps: Steps,
+    initiator_env: str,
+    capsys: pytest.CaptureFixture[str],
+    log_lines: Callable[[], list[dict[str, Any]]],
+) -> None:
+    now = int(time.time())
+    first, last = sending(steps, pubnub("ch-1", at=now), pubnub("ch-2", at=now))
+    receipt = {"provider_ref": "17000000000000000"}
+    capsys.readouterr()
+
+    # WHEN the two outcomes are recorded, and the last one's record step is retried
+    assert steps.record(first, receipt=receipt) == {"notification_id": first, "outcome": "sent"}
+    processes_after_first = query(initiator_env, "SELECT state FROM process")
+    assert steps.record(last, failure={"Error": "PermanentDeliveryError", "Cause": "no"}) == {
+        "notification_id": last,
+        "outcome": "failed",
+    }
+    retried = steps.record(last, receipt=receipt)
+
+    # THEN the first left the process active, the last completed it
+    assert processes_after_first == [("active",)]
+    assert query(initiator_env, "SELECT state FROM process") == [("completed",)]
+    # AND the retry answers what was recorded, changing nothing
+    assert retried == {"notification_id": last, "outcome": "failed"}
+    assert state_of(initiator_env, last)[0] == "failed"
+    # AND the operator sees each outcome once, and which one completed the process
+    # (each in its channel's series too: the dashboard's deliveries by channel)
+    assert counts_by_series(capsys) == {
+        ("NotificationsSent", ()): 1,
+        ("NotificationsSent", ("Channel=pubnub",)): 1,
+        ("NotificationsFailed", ()): 1,
+        ("NotificationsFailed", ("Channel=pubnub",)): 1,
+    }
+    recorded = [
+        (line["notification_id"], line["outcome"], line["process_completed"], line["repeated"])
+        for line in log_lines()
+        if line["message"] in ("outcome recorded", "outcome recorded before")
+    ]
+    assert recorded == [
+        (first, "sent", False, False),
+        (last, "failed", True, False),
+        (last, "failed", True, True),
+    ]
+
+
+def test_an_outcome_recorded_after_a_stop_does_not_complete_the_stopped_process(
+    steps: Steps, initiator_env: str, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    (notification_id,) = sending(steps, pubnub(at=int(time.time())))
+    steps.submit(stop("restaurant-1"))  # what is being sent is left to record its outcome
+
+    steps.record(notification_id, receipt={"provider_ref": "17000000000000000"})
+
+    assert query(initiator_env, "SELECT state FROM process") == [("stopped",)]
+    (line,) = logged(log_lines, "outcome recorded")
+    assert (line["outcome"], line["process_completed"]) == ("sent", False)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,8 +24,20 @@ from devstack.peers.providers import Peers, running_peers
 from escalator import bootstrap
 from escalator.errors import DatabaseError
 from escalator.handlers.notifier import handler as notifier_handler
-from tests.support.contract_cases import email, pubnub, start, stop
-from tests.support.steps import ENTERED, EXECUTION, RUN, Steps, claimed_ids, state_of
+from tests.support.contract_cases import email, phone, pubnub, start, stop
+from tests.support.emf import counts_by_series
+from tests.support.logs import logged
+from tests.support.steps import (
+    CALLER_IDS,
+    ENTERED,
+    EXECUTION,
+    RUN,
+    Steps,
+    claimed_ids,
+    sending,
+    state_of,
+    store_registry,
+)
 
 # Two runs of one window: each Map iteration draws its own (``States.UUID()``).
 FIRST_RUN = RUN
@@ -287,3 +300,82 @@ def test_a_record_whose_commit_answer_was_lost_answers_sent_on_its_retry(
     retried = steps.record(notification_id, receipt=RECEIPT)
 
     assert retried == {"notification_id": notification_id, "outcome": "sent"}
+
+
+# ---- A retried confirm answers as its first attempt did, and says so: the same caller
+# id, "resumed", or why it delivers nothing (``make mutate`` found these untested:
+# docs/mutation.md).
+
+
+def test_a_retried_confirm_of_a_call_answers_the_same_caller_id(
+    steps: Steps, database_url: str, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    store_registry(database_url, CALLER_IDS)
+    steps.submit(start("restaurant-1", phone("+38512345678", at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id, entered=ENTERED)
+
+    retried = steps.confirm(notification_id, retry_count=1, entered=ENTERED)
+
+    assert retried == first
+    assert retried["delivery"]["caller_id"] == "+38512345678"
+    (line,) = logged(log_lines, "delivery resumed: a retry after a lost answer")
+    assert (line["notification_id"], line["outcome"]) == (notification_id, "resumed")
+    assert line["process_id"] == "restaurant-1"
+
+
+def test_a_retried_confirm_of_a_message_is_logged_as_resumed(
+    steps: Steps, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    first = steps.confirm(notification_id, entered=ENTERED)
+
+    assert steps.confirm(notification_id, retry_count=1, entered=ENTERED) == first
+    (line,) = logged(log_lines, "delivery resumed: a retry after a lost answer")
+    assert (line["notification_id"], line["outcome"]) == (notification_id, "resumed")
+
+
+def test_a_retried_confirm_that_never_moved_its_notification_says_why(
+    steps: Steps, initiator_env: str, log_lines: Callable[[], list[dict[str, Any]]]
+) -> None:
+    # GIVEN a claimed notification whose process ended before its first confirm committed
+    steps.submit(start("restaurant-1", pubnub(at=int(time.time()))))
+    (notification_id,) = claimed_ids(steps.claim())
+    query(initiator_env, "UPDATE process SET state = 'stopped', ended_at = now()")
+
+    # WHEN Step Functions retries the confirm
+    answer = steps.confirm(notification_id, retry_count=1, entered=ENTERED)
+
+    # THEN it delivers nothing, and says why
+    assert answer == {"deliver": False, "reason": "process is stopped"}
+    (line,) = logged(log_lines, "delivery skipped")
+    assert (line["outcome"], line["reason"]) == ("skipped", "process is stopped")
+
+
+# ---- A record by another execution changes nothing; an unknown outcome is counted in
+# its channel's series (``make mutate`` found these untested: docs/mutation.md).
+
+
+def test_an_unknown_outcome_is_counted_and_a_stale_one_changes_nothing(
+    steps: Steps, initiator_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (notification_id,) = sending(steps, pubnub(at=int(time.time())))
+    capsys.readouterr()
+
+    unknown = {"Error": "AmbiguousDeliveryError", "Cause": "no answer"}
+    assert steps.record(notification_id, unknown=unknown)["outcome"] == "unknown"
+    stale_answer = steps.record(
+        notification_id, execution=EXECUTION + "-other", receipt={"provider_ref": "x"}
+    )
+
+    assert counts_by_series(capsys) == {
+        ("NotificationsUnknown", ()): 1,
+        ("NotificationsUnknown", ("Channel=pubnub",)): 1,
+    }
+    assert stale_answer == {"notification_id": notification_id, "outcome": "stale"}
+    assert state_of(initiator_env, notification_id) == (
+        "unknown",
+        None,
+        "AmbiguousDeliveryError: no answer",
+    )

@@ -1,6 +1,7 @@
-"""The notifier step's time limit (``delivery.deliver``): a provider gets what is left of
-the function's time less a margin to answer, and one that has not answered by then may
-have the request. Written for mutants that survived ``make mutate`` (docs/mutation.md)."""
+"""The notifier step's hand-over to its provider (``delivery.deliver``): a provider gets
+what is left of the function's time less a margin to answer, and one that has not
+answered by then may have the request; the provider's error reaches the caller as
+raised; each attempt is logged. ``make mutate`` found these untested (docs/mutation.md)."""
 
 from __future__ import annotations
 

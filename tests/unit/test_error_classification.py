@@ -1,6 +1,7 @@
 """What the notifiers' error classification reads of an error: every exception it wraps
 (wherever an HTTP library keeps it), each once, and whether a TLS error came from the
-handshake. Written for mutants that survived ``make mutate`` (docs/mutation.md)."""
+handshake. ``make mutate`` found these untested (docs/mutation.md); how each notifier
+classifies its provider's errors is in ``tests/integration/test_notifiers.py``."""
 
 from __future__ import annotations
 
