@@ -131,7 +131,7 @@ NOTIFICATION = Lifecycle[NotificationState, NotificationEvent](
             _NE.WITHDRAW,
             _N.SENDING,
             _N.PENDING,
-            guard="the confirm withdrawn (its token cleared), nothing reported by a provider",
+            guard="when its confirm is withdrawn (its token cleared) and no provider reported it",
         ),
         Transition(_NE.RECORD, _N.SENDING, _N.SENT),
         Transition(_NE.RECORD, _N.SENDING, _N.FAILED),
@@ -150,7 +150,8 @@ NOTIFICATION = Lifecycle[NotificationState, NotificationEvent](
         Transition(_NE.UNCOVER, _N.COALESCED, _N.CANCELLED),
     ),
     events={
-        _NE.CLAIM: "a tick claims it for its delivery window (the initiator, one due soon)",
+        _NE.CLAIM: "a tick claims it for its delivery window (the initiator does, for one "
+        "falling due soon after it arrives)",
         _NE.RELEASE: "the claim goes back unconfirmed: its window failed, its claim grace "
         "ran out, or its confirm step failed",
         _NE.CONFIRM: "the confirm step hands it to its notifier (its process still active)",

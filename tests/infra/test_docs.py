@@ -1,5 +1,6 @@
 """The documentation shows the machine that runs: the state machine picture in docs/ is
-drawn from the synthesized definition, and the README points only at what exists."""
+drawn from the synthesized definition, the lifecycles' from their transition tables, and
+the README points only at what exists."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import pytest
 
 from devstack.diagram import DOCUMENT, document, mermaid
+from devstack.lifecycle_diagram import DOCUMENT as LIFECYCLE_DOCUMENT
+from devstack.lifecycle_diagram import document as lifecycle_document
+from devstack.lifecycle_diagram import mermaid as lifecycle_chart
 from devstack.template import EXPRESS, STANDARD, state_machine_definition
+from escalator.lifecycle import NOTIFICATION, PROCESS, Lifecycle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +65,27 @@ def test_every_file_the_readme_names_exists_and_it_points_nowhere_outside() -> N
             resolved = (page.parent / target).resolve()
             assert resolved.is_relative_to(ROOT), (page.name, target)
             assert resolved.exists(), (page.name, target)
+
+
+def test_the_lifecycle_pictures_are_drawn_from_the_transition_tables() -> None:
+    assert LIFECYCLE_DOCUMENT.read_text(encoding="utf-8") == lifecycle_document(), "run `make docs`"
+
+
+@pytest.mark.parametrize("lifecycle", [NOTIFICATION, PROCESS], ids=["notification", "process"])
+def test_the_lifecycle_picture_has_every_state_and_every_transition(
+    lifecycle: Lifecycle[Any, Any],
+) -> None:
+    chart = lifecycle_chart(lifecycle)
+    arrows = {tuple(line.split(":")[0].strip().split(" --> ")) for line in chart.splitlines()[1:]}
+    assert arrows == (
+        {(source.value, target.value) for source, target in lifecycle.allowed()}
+        | {("[*]", state.value) for state in lifecycle.initial}
+        | {(state.value, "[*]") for state in lifecycle.final()}
+    )
+    for item in lifecycle.transitions:
+        label = next(
+            line for line in chart.splitlines() if f"{item.source} --> {item.target}:" in line
+        )
+        events = label.split(": ", 1)[1].removesuffix(" (guarded)").split(", ")
+        assert str(item.event) in events, label
+        assert label.endswith(" (guarded)") == (item.guard is not None), label
