@@ -8,7 +8,7 @@ tables do not list (``sql/0010_lifecycle_transitions.sql``: a test tries every p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -87,7 +87,7 @@ class Lifecycle(Generic[S, E]):
     initial: tuple[S, ...]
     transitions: tuple[Transition[S, E], ...]
     # What each event is, in words (the documentation's).
-    events: dict[E, str]
+    events: Mapping[E, str]
 
     def allowed(self) -> frozenset[tuple[S, S]]:
         """Every (from, to) pair some event moves a row along."""
@@ -188,8 +188,8 @@ PROCESS = Lifecycle[ProcessState, ProcessEvent](
 # The states in which a notification may still be delivered: a process holding one is
 # not finished (nor is one holding a coalesced notification still waiting for its cover).
 UNDELIVERED = (_N.PENDING, _N.CLAIMED, _N.SENDING)
-# A delivery that may have reached the person: it covers others (settled or not), and
-# what waited for it is finished.
+# The outcomes of a delivery that may have reached the person: what waited for it (a
+# notification it covered while being sent) is finished with it.
 MAY_HAVE_REACHED = (_N.SENT, _N.UNKNOWN)
 
 # What PostgreSQL answers a transition its lifecycle does not list with (SQLSTATE).
