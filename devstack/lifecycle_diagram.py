@@ -26,7 +26,8 @@ writes from those tables, and PostgreSQL refuses any change of state they do not
 (`sql/0010_lifecycle_transitions.sql`, SQLSTATE `{FORBIDDEN_TRANSITION}`, naming the row and both
 states). Each arrow is labelled with the events that move a row along it; *guarded*:
 PostgreSQL also checks the row (the table under the picture says what). GitHub and most
-Markdown viewers draw the diagrams; <https://mermaid.live> draws them too.
+Markdown viewers draw the diagrams; <https://mermaid.live> draws them too. The overview is
+in [design.md](design.md); back to the [README](../README.md).
 
 """
 
