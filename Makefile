@@ -71,7 +71,7 @@ mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutati
 least-privilege: $(STAMP) ## each IAM grant of the template taken away: which test fails (docs/least-privilege.md)
 	TZ=UTC $(BIN)/python -m devstack.mutation.least_privilege $(or $(GRANTS),--write)
 
-docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json
+docs: $(STAMP) ## docs/state-machine.md and docs/dashboard.svg (from the synthesized template), docs/request.schema.json, docs/lifecycle.md
 	$(BIN)/python -m devstack.docs
 
 node_modules/.package-lock.json: package.json package-lock.json

@@ -36,12 +36,12 @@ WAITERS_PER_SANDBOX = 4
 @dataclass(frozen=True)
 class ThrottleRetry:
     """How a task retries ``Lambda.TooManyRequestsException`` (all reserved sandboxes
-    busy): jittered, each delay at most ``max_delay_seconds``, ``attempts`` in all; about
-    a minute on average before a burst could end in a catch."""
+    busy): jittered, each delay at most ``max_delay_seconds``, ``retries`` times after the
+    first attempt; about a minute on average before a burst could end in a catch."""
 
     interval_seconds: int = 1
     max_delay_seconds: int = 8
-    attempts: int = 20
+    retries: int = 20
 
 
 THROTTLE_RETRY = ThrottleRetry()

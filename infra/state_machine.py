@@ -35,15 +35,16 @@ from constructs import Construct
 from escalator.channels import CHANNELS
 from infra.settings import THROTTLE_RETRY, ThrottleRetry
 from infra.timings import (
-    CONFIRM_DATABASE_ATTEMPTS,
-    DATABASE_ERROR_ATTEMPTS,
+    CONFIRM_DATABASE_RETRIES,
     DATABASE_ERROR_FIRST_DELAY_SECONDS,
     DATABASE_ERROR_MAX_DELAY_SECONDS,
-    DATABASE_SERVICE_ATTEMPTS,
+    DATABASE_ERROR_RETRIES,
+    DATABASE_SERVICE_RETRIES,
     EXPRESS_CAP_SECONDS,
     NOTIFIER_ATTEMPTS,
     NOTIFIER_FIRST_DELAY_SECONDS,
-    RECORD_DATABASE_ATTEMPTS,
+    NOTIFIER_RETRIES,
+    RECORD_DATABASE_RETRIES,
     RETRY_MAX_DELAY_SECONDS,
 )
 
@@ -76,6 +77,8 @@ NOT_DELIVERED_ERRORS = (
 # What the tick's "Deliver notifications" retries: a start refused or unanswered (a
 # re-run is harmless: the database decides what is still owed).
 WINDOW_RETRIES = 1
+# How often a failed hand-over to a fresh execution is retried.
+HAND_OVER_RETRIES = 3
 # How long the tick waits for StartSyncExecution's answer beyond the window's cap.
 WINDOW_ANSWER_MARGIN_SECONDS = 30
 # How the tick fails when its window failed or never started (its alarm: ExecutionsFailed).
@@ -92,21 +95,21 @@ def window_worst_case_seconds(
     it and records it (each attempt running out of time on the database, with the delays
     between them) and calls its notifier (each attempt running out of time)."""
 
-    def attempts(count: int, timeout: int, first_delay: int, max_delay: int | None) -> int:
-        delays = [first_delay << retry for retry in range(count - 1)]
-        return count * timeout + sum(min(delay, max_delay or delay) for delay in delays)
+    def longest(attempts: int, timeout: int, first_delay: int, max_delay: int | None) -> int:
+        delays = [first_delay << retry for retry in range(attempts - 1)]
+        return attempts * timeout + sum(min(delay, max_delay or delay) for delay in delays)
 
     def database_step(retries: int) -> int:
-        return attempts(
+        return longest(
             retries + 1,
             database_step_timeout,
             DATABASE_ERROR_FIRST_DELAY_SECONDS,
             DATABASE_ERROR_MAX_DELAY_SECONDS,
         )
 
-    confirm = database_step(CONFIRM_DATABASE_ATTEMPTS)
-    record = database_step(RECORD_DATABASE_ATTEMPTS)
-    notifier = attempts(NOTIFIER_ATTEMPTS, notifier_timeout, NOTIFIER_FIRST_DELAY_SECONDS, None)
+    confirm = database_step(CONFIRM_DATABASE_RETRIES)
+    record = database_step(RECORD_DATABASE_RETRIES)
+    notifier = longest(NOTIFIER_ATTEMPTS, notifier_timeout, NOTIFIER_FIRST_DELAY_SECONDS, None)
     return lookahead_seconds + confirm + notifier + record
 
 
@@ -118,7 +121,7 @@ def throttle_retry(
         errors=[THROTTLED],
         interval=Duration.seconds(retry.interval_seconds),
         max_delay=Duration.seconds(retry.max_delay_seconds),
-        max_attempts=retry.attempts,
+        max_attempts=retry.retries,
         backoff_rate=2,
         jitter_strategy=sfn.JitterType.FULL,
     )
@@ -131,7 +134,7 @@ def database_step(
     payload: sfn.TaskInput,
     result_path: str,
     *,
-    database_attempts: int = DATABASE_ERROR_ATTEMPTS,
+    database_retries: int = DATABASE_ERROR_RETRIES,
     database_max_delay: int = DATABASE_ERROR_MAX_DELAY_SECONDS,
 ) -> sfn.TaskStateBase:
     """A task of a database function: idempotent under its own retry, so it retries an
@@ -148,7 +151,7 @@ def database_step(
     task.add_retry(
         errors=list(LAMBDA_SERVICE_ERRORS),
         interval=Duration.seconds(1),
-        max_attempts=DATABASE_SERVICE_ATTEMPTS,
+        max_attempts=DATABASE_SERVICE_RETRIES,
         max_delay=Duration.seconds(RETRY_MAX_DELAY_SECONDS),
         backoff_rate=2,
         jitter_strategy=sfn.JitterType.FULL,
@@ -156,7 +159,7 @@ def database_step(
     task.add_retry(
         errors=[DATABASE_ERROR],
         interval=Duration.seconds(DATABASE_ERROR_FIRST_DELAY_SECONDS),
-        max_attempts=database_attempts,
+        max_attempts=database_retries,
         max_delay=Duration.seconds(database_max_delay),
         backoff_rate=2,
         jitter_strategy=sfn.JitterType.FULL,
@@ -252,7 +255,7 @@ class _Definition:
             self._record,
             sfn.TaskInput.from_object(payload),
             "$.recorded",
-            database_attempts=RECORD_DATABASE_ATTEMPTS,
+            database_retries=RECORD_DATABASE_RETRIES,
         ).add_catch(outcome_lost, errors=["States.ALL"], result_path="$.recordError")
 
     def _deliver_one(
@@ -276,7 +279,7 @@ class _Definition:
                 }
             ),
             "$.confirmed",
-            database_attempts=CONFIRM_DATABASE_ATTEMPTS,
+            database_retries=CONFIRM_DATABASE_RETRIES,
         )
         not_confirmed = self._outcome(
             "Not confirmed", "not confirmed", error="$.confirmError.Error"
@@ -295,7 +298,7 @@ class _Definition:
                 }
             ),
             sfn.JsonPath.DISCARD,
-            database_attempts=CONFIRM_DATABASE_ATTEMPTS,
+            database_retries=CONFIRM_DATABASE_RETRIES,
         ).add_catch(not_confirmed, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
         confirm_step.add_catch(
             release.next(not_confirmed), errors=["States.ALL"], result_path="$.confirmError"
@@ -392,7 +395,7 @@ class _Definition:
         ).add_retry(
             errors=[TRANSIENT_DELIVERY_ERROR],
             interval=Duration.seconds(NOTIFIER_FIRST_DELAY_SECONDS),
-            max_attempts=NOTIFIER_ATTEMPTS - 1,
+            max_attempts=NOTIFIER_RETRIES,
             backoff_rate=2,
             jitter_strategy=sfn.JitterType.FULL,
         )
@@ -578,7 +581,7 @@ class _Tick:
             .add_retry(
                 errors=["States.TaskFailed"],
                 interval=Duration.seconds(1),
-                max_attempts=3,
+                max_attempts=HAND_OVER_RETRIES,
                 backoff_rate=2,
                 jitter_strategy=sfn.JitterType.FULL,
             )

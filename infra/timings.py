@@ -28,13 +28,16 @@ from escalator.config import DeliveryConfig
 from infra.settings import THROTTLE_RETRY
 
 # (Plain numbers, no CDK: the local stack reads them at every start.)
-# A notifier task's attempts in all (its first and its retries of what never left).
+# Attempts count every try, the first included; retries only the tries after the first,
+# as a Retry's MaxAttempts counts them in Step Functions.
+# A notifier task's attempts: its first, and its retries of what never left.
 NOTIFIER_ATTEMPTS = 3
+NOTIFIER_RETRIES = NOTIFIER_ATTEMPTS - 1
 # How a database step retries a lost answer, a timeout (each delay at most this long).
-DATABASE_SERVICE_ATTEMPTS = 9
+DATABASE_SERVICE_RETRIES = 9
 RETRY_MAX_DELAY_SECONDS = 8
 # How it retries a DatabaseError: jittered delays from 2 s, doubling, at most this long.
-DATABASE_ERROR_ATTEMPTS = 3
+DATABASE_ERROR_RETRIES = 3
 DATABASE_ERROR_FIRST_DELAY_SECONDS = 2
 DATABASE_ERROR_MAX_DELAY_SECONDS = 8
 # A notifier retries what provably never left: delays from 1 s, doubling.
@@ -42,40 +45,40 @@ NOTIFIER_FIRST_DELAY_SECONDS = 1
 # The confirm step retries a DatabaseError fewer times: a notification not confirmed is
 # released after the claim grace and claimed again, nothing lost. The record step holds
 # a provider's receipt: it tries longest, within the window's five minutes.
-CONFIRM_DATABASE_ATTEMPTS = 2
-RECORD_DATABASE_ATTEMPTS = 4
+CONFIRM_DATABASE_RETRIES = 2
+RECORD_DATABASE_RETRIES = 4
 # An Express execution runs at most five minutes.
 EXPRESS_CAP_SECONDS = 300
 
 
 @dataclass(frozen=True)
 class Retrier:
-    """One ``Retry`` of a task, as the window's tasks are built: ``attempts`` more
-    attempts, the first after ``interval`` seconds, each delay doubled, at most
+    """One ``Retry`` of a task, as the window's tasks are built: ``retries`` tries after
+    the first, the first retry after ``interval`` seconds, each delay doubled, at most
     ``max_delay`` (jitter only shortens them)."""
 
-    attempts: int
+    retries: int
     interval: int
     max_delay: int | None = None
 
     def longest_delays(self) -> int:
-        delays = [self.interval << retry for retry in range(self.attempts)]
+        delays = [self.interval << retry for retry in range(self.retries)]
         return sum(min(delay, self.max_delay or delay) for delay in delays)
 
 
 # The retriers of the window's tasks (infra.state_machine.database_step, _notifier and
 # throttle_retry build them from the same constants).
-LOST_ANSWER = Retrier(DATABASE_SERVICE_ATTEMPTS, 1, RETRY_MAX_DELAY_SECONDS)
+LOST_ANSWER = Retrier(DATABASE_SERVICE_RETRIES, 1, RETRY_MAX_DELAY_SECONDS)
 THROTTLED = Retrier(
-    THROTTLE_RETRY.attempts, THROTTLE_RETRY.interval_seconds, THROTTLE_RETRY.max_delay_seconds
+    THROTTLE_RETRY.retries, THROTTLE_RETRY.interval_seconds, THROTTLE_RETRY.max_delay_seconds
 )
 CONFIRM_DATABASE_ERROR = Retrier(
-    CONFIRM_DATABASE_ATTEMPTS, DATABASE_ERROR_FIRST_DELAY_SECONDS, DATABASE_ERROR_MAX_DELAY_SECONDS
+    CONFIRM_DATABASE_RETRIES, DATABASE_ERROR_FIRST_DELAY_SECONDS, DATABASE_ERROR_MAX_DELAY_SECONDS
 )
 RECORD_DATABASE_ERROR = Retrier(
-    RECORD_DATABASE_ATTEMPTS, DATABASE_ERROR_FIRST_DELAY_SECONDS, DATABASE_ERROR_MAX_DELAY_SECONDS
+    RECORD_DATABASE_RETRIES, DATABASE_ERROR_FIRST_DELAY_SECONDS, DATABASE_ERROR_MAX_DELAY_SECONDS
 )
-NOTIFIER_TRANSIENT = Retrier(NOTIFIER_ATTEMPTS - 1, NOTIFIER_FIRST_DELAY_SECONDS)
+NOTIFIER_TRANSIENT = Retrier(NOTIFIER_RETRIES, NOTIFIER_FIRST_DELAY_SECONDS)
 # Each of the window's tasks, with its retriers.
 CONFIRM_RETRIERS = (LOST_ANSWER, CONFIRM_DATABASE_ERROR, THROTTLED)
 NOTIFIER_RETRIERS = (NOTIFIER_TRANSIENT, THROTTLED)
@@ -83,9 +86,9 @@ RECORD_RETRIERS = (LOST_ANSWER, RECORD_DATABASE_ERROR, THROTTLED)
 
 
 def task_longest_seconds(timeout: int, retriers: Sequence[Retrier]) -> int:
-    """A task's longest run: its first attempt and every attempt of every retrier, each
+    """A task's longest run: its first attempt and every retry of every retrier, each
     running out its ``timeout``, with the longest delays between them."""
-    attempts = 1 + sum(retrier.attempts for retrier in retriers)
+    attempts = 1 + sum(retrier.retries for retrier in retriers)
     return attempts * timeout + sum(retrier.longest_delays() for retrier in retriers)
 
 

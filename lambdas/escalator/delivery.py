@@ -22,6 +22,7 @@ from escalator.channels.base import ProviderStatuses
 from escalator.config import DeliveryConfig
 from escalator.database import UnitOfWork
 from escalator.errors import AmbiguousDeliveryError, TransientDeliveryError
+from escalator.lifecycle import NotificationState
 from escalator.logs import logger
 from escalator.model import (
     CONFIRM_TOKEN_SEPARATOR,
@@ -519,7 +520,7 @@ def record_provider_status(uow: UnitOfWork, report: StatusReport) -> StatusRecor
         elif not statuses.supersedes(report.status, record.provider_status):
             result = StatusRecorded("superseded", record.notification_id, record.provider_status)
         else:
-            settle = record.state == "unknown"
+            settle = record.state == NotificationState.UNKNOWN
             uow.provider_statuses.set_status(record.notification_id, report, settle=settle)
             uow.commit()
             result = StatusRecorded(
@@ -562,7 +563,7 @@ def _may_be_its_delivery(record: ProviderRecord, provider_ref: str) -> bool:
     """Whether the provider's delivery ``provider_ref`` may be this notification's."""
     if record.provider_ref is not None:
         return record.provider_ref == provider_ref
-    return record.state in ("sending", "unknown")
+    return record.state in (NotificationState.SENDING, NotificationState.UNKNOWN)
 
 
 def _finish_notification(

@@ -12,6 +12,14 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
+from escalator.lifecycle import (
+    MAY_HAVE_REACHED,
+    NOTIFICATION,
+    UNDELIVERED,
+    NotificationEvent,
+    NotificationState,
+    ProcessState,
+)
 from escalator.model import (
     CONFIRM_TOKEN_SEPARATOR,
     ClaimedNotification,
@@ -21,13 +29,38 @@ from escalator.model import (
     StatusReport,
 )
 
-# The states in which a notification may still be delivered: a process holding one is
-# not finished. (Nor is one holding a notification coalesced into a delivery still being
-# sent: it is delivered itself if that one fails; see ``_WAITING``.)
-UNDELIVERED = ("pending", "claimed", "sending")
+# The states of a notification and of a process, as the statements name them: ``{pending}``
+# is 'pending', ``{active}`` 'active' (the two lifecycles share no name), and sets of them
+# (escalator.lifecycle: PostgreSQL refuses a transition it does not list).
+_STATES: dict[str, sql.Composable] = {
+    **{state.value: sql.Literal(state.value) for state in NotificationState},
+    **{state.value: sql.Literal(state.value) for state in ProcessState},
+}
+
+
+def _states(states: Sequence[str]) -> sql.Composable:
+    """A list of states, as ``IN (...)`` reads it."""
+    return sql.SQL(", ").join(sql.Literal(str(state)) for state in states)
+
+
+_STATE_SETS: dict[str, sql.Composable] = {
+    # what a stop cancels (a notification being sent keeps its course)
+    "stoppable": _states(NOTIFICATION.sources(NotificationEvent.STOP)),
+    # a delivery handed to its notifier: it may reach the person (it covers others)
+    "covering": _states((NotificationState.SENDING, *MAY_HAVE_REACHED)),
+    "reached": _states(MAY_HAVE_REACHED),
+    # the outcomes the record step stores
+    "recorded": _states(NOTIFICATION.targets(NotificationEvent.RECORD)),
+}
+
+
+def _sql(statement: str, **parts: sql.Composable) -> sql.Composed:
+    """``statement`` with its states (``{pending}``, ``{stoppable}``...) and ``parts``."""
+    return sql.SQL(statement).format(**_STATES, **_STATE_SETS, **parts)
+
 
 # A notification coalesced into a delivery whose outcome is not known yet: it waits for it.
-_WAITING = "n.state = 'coalesced' AND n.finished_at IS NULL"
+_WAITING = "n.state = {coalesced} AND n.finished_at IS NULL"
 
 # A notification's recipient locked until the transaction ends (channel and recipient,
 # the target for a row written without one): the guard's confirms and the record of the
@@ -64,11 +97,13 @@ class ProcessRepository:
         the others ``pending``.
         """
         self._cursor.execute(
-            """
-            INSERT INTO process (process_id) VALUES (%s)
-            ON CONFLICT (process_id) WHERE state = 'active' DO NOTHING
-            RETURNING id
-            """,
+            _sql(
+                """
+                INSERT INTO process (process_id) VALUES (%s)
+                ON CONFLICT (process_id) WHERE state = {active} DO NOTHING
+                RETURNING id
+                """
+            ),
             (process_id,),
         )
         row = _one(self._cursor)
@@ -91,7 +126,11 @@ class ProcessRepository:
                     _storable(item.target),
                     item.recipient,
                     item.at,
-                    "pending" if item.rejected is None else "rejected",
+                    (
+                        NotificationState.PENDING
+                        if item.rejected is None
+                        else NotificationState.REJECTED
+                    ),
                     item.rejected,
                     item.rejected is not None,
                 )
@@ -110,21 +149,23 @@ class ProcessRepository:
         Notifications already being sent are left to record their outcome.
         """
         self._cursor.execute(
-            """
-            WITH stopped AS (
-                UPDATE process SET state = 'stopped', ended_at = now()
-                WHERE process_id = %s AND state = 'active'
-                RETURNING id
-            ), cancelled AS (
-                UPDATE notification AS n
-                SET state = 'cancelled', finished_at = now(), updated_at = now(),
-                    claim_owner = NULL, lease_until = NULL
-                FROM stopped
-                WHERE n.process_ref = stopped.id AND n.state IN ('pending', 'claimed')
-                RETURNING n.id
-            )
-            SELECT stopped.id, (SELECT count(*) FROM cancelled) AS cancelled FROM stopped
-            """,
+            _sql(
+                """
+                WITH stopped AS (
+                    UPDATE process SET state = {stopped}, ended_at = now()
+                    WHERE process_id = %s AND state = {active}
+                    RETURNING id
+                ), cancelled AS (
+                    UPDATE notification AS n
+                    SET state = {cancelled}, finished_at = now(), updated_at = now(),
+                        claim_owner = NULL, lease_until = NULL
+                    FROM stopped
+                    WHERE n.process_ref = stopped.id AND n.state IN ({stoppable})
+                    RETURNING n.id
+                )
+                SELECT stopped.id, (SELECT count(*) FROM cancelled) AS cancelled FROM stopped
+                """
+            ),
             (process_id,),
         )
         row = _one(self._cursor)
@@ -191,24 +232,29 @@ class ProcessRepository:
             return []
         refs = sorted(set(process_refs))
         self._cursor.execute(
-            "SELECT id FROM process WHERE id = ANY(%s) AND state = 'active' ORDER BY id FOR UPDATE",
+            _sql(
+                "SELECT id FROM process WHERE id = ANY(%s) AND state = {active}"
+                " ORDER BY id FOR UPDATE"
+            ),
             (refs,),
         )
         if not _all(self._cursor):
             return []
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
-                UPDATE process AS p SET state = 'completed', ended_at = now()
-                WHERE p.id = ANY(%s) AND p.state = 'active'
+                UPDATE process AS p SET state = {completed}, ended_at = now()
+                WHERE p.id = ANY(%s) AND p.state = {active}
                   AND NOT EXISTS (
                       SELECT 1 FROM notification n
-                      WHERE n.process_ref = p.id AND (n.state = ANY(%s) OR ({waiting}))
+                      WHERE n.process_ref = p.id AND (n.state IN ({undelivered}) OR ({waiting}))
                   )
                 RETURNING p.id
-                """
-            ).format(waiting=sql.SQL(_WAITING)),
-            (refs, list(UNDELIVERED)),
+                """,
+                undelivered=_states(UNDELIVERED),
+                waiting=_sql(_WAITING),
+            ),
+            (refs,),
         )
         return [row.id for row in _all(self._cursor)]
 
@@ -219,7 +265,7 @@ class Finished:
 
     process_ref: int
     lateness_seconds: float
-    state: str = "sent"
+    state: str = NotificationState.SENT
     channel: str | None = None
 
 
@@ -268,31 +314,37 @@ class NotificationRepository:
         Returns the process refs touched by unknown and expired notifications.
         """
         self._cursor.execute(
-            """
-            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
-                   updated_at = now()
-            WHERE state = 'claimed' AND lease_until < now()
-            """
+            _sql(
+                """
+                UPDATE notification SET state = {pending}, claim_owner = NULL, lease_until = NULL,
+                       updated_at = now()
+                WHERE state = {claimed} AND lease_until < now()
+                """
+            )
         )
         released = self._cursor.rowcount
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET state = 'unknown', finished_at = now(), updated_at = now(),
-                error = 'no outcome was recorded before the sending lease ran out'
-            WHERE state = 'sending' AND lease_until < now()
-            RETURNING process_ref
-            """
+            _sql(
+                """
+                UPDATE notification
+                SET state = {unknown}, finished_at = now(), updated_at = now(),
+                    error = 'no outcome was recorded before the sending lease ran out'
+                WHERE state = {sending} AND lease_until < now()
+                RETURNING process_ref
+                """
+            )
         )
         unknown = [row.process_ref for row in _all(self._cursor)]
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET state = 'expired', finished_at = now(), updated_at = now(),
-                error = 'more than ' || %s || ' seconds late'
-            WHERE state = 'pending' AND due_at < now() - make_interval(secs => %s)
-            RETURNING process_ref
-            """,
+            _sql(
+                """
+                UPDATE notification
+                SET state = {expired}, finished_at = now(), updated_at = now(),
+                    error = 'more than ' || %s || ' seconds late'
+                WHERE state = {pending} AND due_at < now() - make_interval(secs => %s)
+                RETURNING process_ref
+                """
+            ),
             (expire_after, expire_after),
         )
         expired = [row.process_ref for row in _all(self._cursor)]
@@ -310,22 +362,23 @@ class NotificationRepository:
         if held:
             return held
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 WITH due AS (
                     SELECT id FROM notification
-                    WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
+                    WHERE state = {pending} AND due_at < now() + make_interval(secs => %s)
                     ORDER BY due_at, id
                     LIMIT %s
                     FOR UPDATE SKIP LOCKED
                 )
                 UPDATE notification AS n
-                SET state = 'claimed', claim_owner = %s, updated_at = now(),
+                SET state = {claimed}, claim_owner = %s, updated_at = now(),
                     lease_until = greatest(n.due_at, now()) + make_interval(secs => %s)
                 FROM due WHERE n.id = due.id
                 RETURNING n.id, n.channel, {due} AS due, n.claim_owner AS owner
-                """
-            ).format(due=_DUE_TEXT),
+                """,
+                due=_DUE_TEXT,
+            ),
             (lookahead, limit, owner, grace),
         )
         return _claimed(_all(self._cursor))
@@ -336,16 +389,17 @@ class NotificationRepository:
         """Claim for ``owner`` the pending notifications of this process due within
         ``horizon`` seconds (a process just started: nobody else can hold them)."""
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 UPDATE notification
-                SET state = 'claimed', claim_owner = %s, updated_at = now(),
+                SET state = {claimed}, claim_owner = %s, updated_at = now(),
                     lease_until = greatest(due_at, now()) + make_interval(secs => %s)
-                WHERE process_ref = %s AND state = 'pending'
+                WHERE process_ref = %s AND state = {pending}
                   AND due_at < now() + make_interval(secs => %s)
                 RETURNING id, channel, {due} AS due, claim_owner AS owner
-                """
-            ).format(due=_DUE_TEXT),
+                """,
+                due=_DUE_TEXT,
+            ),
             (owner, grace, process_ref, horizon),
         )
         return _claimed(_all(self._cursor))
@@ -354,11 +408,13 @@ class NotificationRepository:
         """Return what ``owner`` holds claimed (not yet confirmed) to pending, for the
         ticks to claim; how many."""
         self._cursor.execute(
-            """
-            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
-                   updated_at = now()
-            WHERE state = 'claimed' AND claim_owner = %s
-            """,
+            _sql(
+                """
+                UPDATE notification SET state = {pending}, claim_owner = NULL, lease_until = NULL,
+                       updated_at = now()
+                WHERE state = {claimed} AND claim_owner = %s
+                """
+            ),
             (owner,),
         )
         return self._cursor.rowcount
@@ -369,13 +425,15 @@ class NotificationRepository:
         token names ``run``; the answer was lost), so its notifier never ran. Whether it
         was released."""
         self._cursor.execute(
-            """
-            UPDATE notification SET state = 'pending', claim_owner = NULL, lease_until = NULL,
-                   confirm_token = NULL, updated_at = now()
-            WHERE id = %s AND claim_owner = %s
-              AND (state = 'claimed'
-                   OR (state = 'sending' AND split_part(confirm_token, %s, 2) = %s))
-            """,
+            _sql(
+                """
+                UPDATE notification SET state = {pending}, claim_owner = NULL, lease_until = NULL,
+                       confirm_token = NULL, updated_at = now()
+                WHERE id = %s AND claim_owner = %s
+                  AND (state = {claimed}
+                       OR (state = {sending} AND split_part(confirm_token, %s, 2) = %s))
+                """
+            ),
             (notification_id, owner, CONFIRM_TOKEN_SEPARATOR, run),
         )
         return self._cursor.rowcount > 0
@@ -383,12 +441,13 @@ class NotificationRepository:
     def claimed_by(self, owner: str) -> list[ClaimedNotification]:
         """The notifications ``owner`` holds claimed (not yet confirmed), oldest first."""
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 SELECT id, channel, {due} AS due, claim_owner AS owner FROM notification
-                WHERE state = 'claimed' AND claim_owner = %s
-                """
-            ).format(due=_DUE_TEXT),
+                WHERE state = {claimed} AND claim_owner = %s
+                """,
+                due=_DUE_TEXT,
+            ),
             (owner,),
         )
         return _claimed(_all(self._cursor))
@@ -396,12 +455,14 @@ class NotificationRepository:
     def any_due(self, *, lookahead: int) -> bool:
         """Whether pending notifications due within ``lookahead`` remain unclaimed."""
         self._cursor.execute(
-            """
-            SELECT EXISTS (
-                SELECT 1 FROM notification
-                WHERE state = 'pending' AND due_at < now() + make_interval(secs => %s)
-            ) AS due
-            """,
+            _sql(
+                """
+                SELECT EXISTS (
+                    SELECT 1 FROM notification
+                    WHERE state = {pending} AND due_at < now() + make_interval(secs => %s)
+                ) AS due
+                """
+            ),
             (lookahead,),
         )
         row = _one(self._cursor)
@@ -410,14 +471,16 @@ class NotificationRepository:
     def expire_if_late(self, notification_id: int, *, owner: str, expire_after: int) -> bool:
         """Expire this claimed notification if it is more than ``expire_after`` seconds late."""
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET state = 'expired', finished_at = now(), updated_at = now(),
-                claim_owner = NULL, lease_until = NULL,
-                error = 'more than ' || %s || ' seconds late'
-            WHERE id = %s AND state = 'claimed' AND claim_owner = %s
-              AND due_at < now() - make_interval(secs => %s)
-            """,
+            _sql(
+                """
+                UPDATE notification
+                SET state = {expired}, finished_at = now(), updated_at = now(),
+                    claim_owner = NULL, lease_until = NULL,
+                    error = 'more than ' || %s || ' seconds late'
+                WHERE id = %s AND state = {claimed} AND claim_owner = %s
+                  AND due_at < now() - make_interval(secs => %s)
+                """
+            ),
             (expire_after, notification_id, owner, expire_after),
         )
         return self._cursor.rowcount == 1
@@ -429,17 +492,19 @@ class NotificationRepository:
         process is active, remembering ``token`` (which entry of the confirm step did it);
         ``None`` otherwise."""
         self._cursor.execute(
-            """
-            UPDATE notification AS n
-            SET state = 'sending', attempts = n.attempts + 1, updated_at = now(),
-                lease_until = now() + make_interval(secs => %s), confirm_token = %s,
-                sending_at = now()
-            FROM process AS p
-            WHERE n.id = %s AND n.state = 'claimed' AND n.claim_owner = %s
-              AND p.id = n.process_ref AND p.state = 'active'
-            RETURNING n.id, p.process_id, n.channel, n.target,
-                      extract(epoch FROM n.due_at)::bigint AS due_at
-            """,
+            _sql(
+                """
+                UPDATE notification AS n
+                SET state = {sending}, attempts = n.attempts + 1, updated_at = now(),
+                    lease_until = now() + make_interval(secs => %s), confirm_token = %s,
+                    sending_at = now()
+                FROM process AS p
+                WHERE n.id = %s AND n.state = {claimed} AND n.claim_owner = %s
+                  AND p.id = n.process_ref AND p.state = {active}
+                RETURNING n.id, p.process_id, n.channel, n.target,
+                          extract(epoch FROM n.due_at)::bigint AS due_at
+                """
+            ),
             (lease, token, notification_id, owner),
         )
         row = _one(self._cursor)
@@ -461,25 +526,26 @@ class NotificationRepository:
         overlapping executions and near-due windows cannot both deliver.
         """
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 SELECT {lock} FROM notification
-                WHERE id = %s AND state = 'claimed' AND claim_owner = %s AND channel = ANY(%s)
-                """
-            ).format(lock=sql.SQL(_LOCK_RECIPIENT)),
+                WHERE id = %s AND state = {claimed} AND claim_owner = %s AND channel = ANY(%s)
+                """,
+                lock=sql.SQL(_LOCK_RECIPIENT),
+            ),
             (notification_id, owner, list(channels)),
         )
         if _one(self._cursor) is None:
             return None
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 UPDATE notification AS n
-                SET state = 'coalesced', covered_by = cover.id, updated_at = now(),
+                SET state = {coalesced}, covered_by = cover.id, updated_at = now(),
                     claim_owner = NULL, lease_until = NULL,
                     -- (still being sent: this one waits for its outcome, unfinished)
-                    finished_at = CASE WHEN cover.state = 'sending' THEN NULL ELSE now() END,
-                    error = cover.reason || CASE WHEN cover.state = 'sending'
+                    finished_at = CASE WHEN cover.state = {sending} THEN NULL ELSE now() END,
+                    error = cover.reason || CASE WHEN cover.state = {sending}
                                                  THEN ': waiting for its outcome' ELSE '' END
                 -- (``me`` is ``n`` again: a LATERAL subquery may not read the updated table)
                 FROM notification AS me
@@ -490,12 +556,12 @@ class NotificationRepository:
                       AND coalesce(c.recipient, c.target) = coalesce(me.recipient, me.target)
                       AND c.sending_at >= me.due_at - make_interval(secs => %(window)s)
                       AND c.process_ref <> me.process_ref
-                      AND c.state IN ('sending', 'sent', 'unknown')
-                      AND cp.state <> 'stopped'
+                      AND c.state IN ({covering})
+                      AND cp.state <> {stopped}
                     ORDER BY c.sending_at, c.id
                     LIMIT 1
                 ) AS cover
-                WHERE n.id = %(id)s AND me.id = n.id AND n.state = 'claimed'
+                WHERE n.id = %(id)s AND me.id = n.id AND n.state = {claimed}
                   AND n.claim_owner = %(owner)s
                   -- (a cover stands for one notification of a process, its first to the
                   -- recipient in the window: the ones after it are the process's own
@@ -506,12 +572,13 @@ class NotificationRepository:
                         AND absorbed.channel = me.channel
                         AND coalesce(absorbed.recipient, absorbed.target)
                             = coalesce(me.recipient, me.target)
-                        AND absorbed.state = 'coalesced'
+                        AND absorbed.state = {coalesced}
                         AND absorbed.due_at >= me.due_at - make_interval(secs => %(window)s)
                   )
                 RETURNING n.process_ref, cover.id AS covered_by, n.finished_at IS NULL AS waiting
-                """
-            ).format(covered_by=sql.SQL(_COVERED_BY)),
+                """,
+                covered_by=sql.SQL(_COVERED_BY),
+            ),
             {"window": window, "id": notification_id, "owner": owner},
         )
         row = _one(self._cursor)
@@ -539,44 +606,47 @@ class NotificationRepository:
         and they are due again (``pending``, as scheduled), or ``cancelled`` when their
         process is no longer active."""
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 UPDATE notification AS n
                 SET finished_at = now(), updated_at = now(), error = {covered_by}
                 FROM notification c JOIN process cp ON cp.id = c.process_ref
                 WHERE {waiting} AND (%(cover)s::bigint IS NULL OR n.covered_by = %(cover)s)
-                  AND c.id = n.covered_by AND c.state IN ('sent', 'unknown')
+                  AND c.id = n.covered_by AND c.state IN ({reached})
                 RETURNING n.id, n.process_ref
-                """
-            ).format(covered_by=sql.SQL(_COVERED_BY), waiting=sql.SQL(_WAITING)),
+                """,
+                covered_by=sql.SQL(_COVERED_BY),
+                waiting=_sql(_WAITING),
+            ),
             {"cover": cover},
         )
         finished = _all(self._cursor)
         self._cursor.execute(
-            sql.SQL(
+            _sql(
                 """
                 UPDATE notification AS n
-                SET state = CASE WHEN p.state = 'active' THEN 'pending' ELSE 'cancelled' END,
-                    finished_at = CASE WHEN p.state = 'active' THEN NULL ELSE now() END,
+                SET state = CASE WHEN p.state = {active} THEN {pending} ELSE {cancelled} END,
+                    finished_at = CASE WHEN p.state = {active} THEN NULL ELSE now() END,
                     covered_by = NULL, updated_at = now(),
                     error = 'its cover, notification ' || c.id || ' (process '
                             || cp.process_id || '), ended ' || c.state
-                            || CASE WHEN p.state = 'active' THEN ': delivered after all'
+                            || CASE WHEN p.state = {active} THEN ': delivered after all'
                                     ELSE ': not delivered, the process is ' || p.state END
                 FROM notification c, process cp, process p
                 WHERE {waiting} AND (%(cover)s::bigint IS NULL OR n.covered_by = %(cover)s)
                   AND c.id = n.covered_by AND cp.id = c.process_ref AND p.id = n.process_ref
-                  AND c.state NOT IN ('sending', 'sent', 'unknown')
+                  AND c.state NOT IN ({covering})
                 RETURNING n.id, n.state
-                """
-            ).format(waiting=sql.SQL(_WAITING)),
+                """,
+                waiting=_sql(_WAITING),
+            ),
             {"cover": cover},
         )
         ended = _all(self._cursor)
         return CoverSettled(
             finished=[row.id for row in finished],
-            reopened=[row.id for row in ended if row.state == "pending"],
-            cancelled=[row.id for row in ended if row.state == "cancelled"],
+            reopened=[row.id for row in ended if row.state == NotificationState.PENDING],
+            cancelled=[row.id for row in ended if row.state == NotificationState.CANCELLED],
             process_refs=sorted({row.process_ref for row in finished}),
         )
 
@@ -588,28 +658,32 @@ class NotificationRepository:
         notification is cancelled instead (the notifier never ran) and the reason is
         returned."""
         self._cursor.execute(
-            """
-            SELECT n.id, p.process_id, n.channel, n.target,
-                   extract(epoch FROM n.due_at)::bigint AS due_at, p.state AS process_state
-            FROM notification n JOIN process p ON p.id = n.process_ref
-            WHERE n.id = %s AND n.state = 'sending' AND n.claim_owner = %s
-              AND n.confirm_token = ANY(%s)
-            FOR UPDATE OF n
-            """,
+            _sql(
+                """
+                SELECT n.id, p.process_id, n.channel, n.target,
+                       extract(epoch FROM n.due_at)::bigint AS due_at, p.state AS process_state
+                FROM notification n JOIN process p ON p.id = n.process_ref
+                WHERE n.id = %s AND n.state = {sending} AND n.claim_owner = %s
+                  AND n.confirm_token = ANY(%s)
+                FOR UPDATE OF n
+                """
+            ),
             (notification_id, owner, list(tokens)),
         )
         row = _one(self._cursor)
         if row is None:
             return self.why_not_sending(notification_id, owner=owner)
-        if row.process_state == "active":
+        if row.process_state == ProcessState.ACTIVE:
             return _delivery(row)
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET state = 'cancelled', finished_at = now(), updated_at = now(),
-                lease_until = NULL, claim_owner = NULL
-            WHERE id = %s
-            """,
+            _sql(
+                """
+                UPDATE notification
+                SET state = {cancelled}, finished_at = now(), updated_at = now(),
+                    lease_until = NULL, claim_owner = NULL
+                WHERE id = %s
+                """
+            ),
             (notification_id,),
         )
         return f"process is {row.process_state}"
@@ -626,9 +700,9 @@ class NotificationRepository:
         row = _one(self._cursor)
         if row is None:
             return "no such notification"
-        if row.state == "claimed" and row.claim_owner != owner:
+        if row.state == NotificationState.CLAIMED and row.claim_owner != owner:
             return "claimed by another execution"
-        if row.state == "claimed":
+        if row.state == NotificationState.CLAIMED:
             return f"process is {row.process_state}"
         return f"notification is {row.state}"
 
@@ -650,19 +724,21 @@ class NotificationRepository:
         call already (``provider_ref``) is ``sent``: the call was placed.
         """
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET state = CASE WHEN %(state)s = 'unknown' AND provider_ref IS NOT NULL
-                             THEN 'sent' ELSE %(state)s END,
-                error = CASE WHEN %(state)s = 'unknown' AND provider_ref IS NOT NULL
-                             THEN NULL ELSE %(error)s END,
-                provider_ref = coalesce(%(ref)s, provider_ref),
-                finished_at = now(), updated_at = now(), lease_until = NULL
-            WHERE id = %(id)s AND claim_owner = %(owner)s
-              AND (state = 'sending' OR (state = 'unknown' AND %(state)s <> 'unknown'))
-            RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness, state,
-                      channel
-            """,
+            _sql(
+                """
+                UPDATE notification
+                SET state = CASE WHEN %(state)s = {unknown} AND provider_ref IS NOT NULL
+                                 THEN {sent} ELSE %(state)s END,
+                    error = CASE WHEN %(state)s = {unknown} AND provider_ref IS NOT NULL
+                                 THEN NULL ELSE %(error)s END,
+                    provider_ref = coalesce(%(ref)s, provider_ref),
+                    finished_at = now(), updated_at = now(), lease_until = NULL
+                WHERE id = %(id)s AND claim_owner = %(owner)s
+                  AND (state = {sending} OR (state = {unknown} AND %(state)s <> {unknown}))
+                RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness,
+                          state, channel
+                """
+            ),
             {
                 "state": state,
                 "error": error,
@@ -685,11 +761,13 @@ class NotificationRepository:
         """The outcome on record for ``owner``'s delivery of this notification, and
         whether recording it completed the process; ``None`` if there is none."""
         self._cursor.execute(
-            """
-            SELECT n.state, p.state = 'completed' AND p.ended_at = n.finished_at AS completed
-            FROM notification n JOIN process p ON p.id = n.process_ref
-            WHERE n.id = %s AND n.claim_owner = %s AND n.state IN ('sent', 'failed', 'unknown')
-            """,
+            _sql(
+                """
+                SELECT n.state, p.state = {completed} AND p.ended_at = n.finished_at AS completed
+                FROM notification n JOIN process p ON p.id = n.process_ref
+                WHERE n.id = %s AND n.claim_owner = %s AND n.state IN ({recorded})
+                """
+            ),
             (notification_id, owner),
         )
         row = _one(self._cursor)
@@ -746,16 +824,18 @@ class ProviderStatusRepository:
         bind the notification to the provider's reference; with ``settle``, the
         notification becomes ``sent``."""
         self._cursor.execute(
-            """
-            UPDATE notification
-            SET provider_status = %s, provider_status_at = to_timestamp(%s),
-                call_duration_seconds = coalesce(%s, call_duration_seconds),
-                provider_ref = coalesce(provider_ref, %s),
-                state = CASE WHEN %s THEN 'sent' ELSE state END,
-                error = CASE WHEN %s THEN NULL ELSE error END,
-                updated_at = now()
-            WHERE id = %s
-            """,
+            _sql(
+                """
+                UPDATE notification
+                SET provider_status = %s, provider_status_at = to_timestamp(%s),
+                    call_duration_seconds = coalesce(%s, call_duration_seconds),
+                    provider_ref = coalesce(provider_ref, %s),
+                    state = CASE WHEN %s THEN {sent} ELSE state END,
+                    error = CASE WHEN %s THEN NULL ELSE error END,
+                    updated_at = now()
+                WHERE id = %s
+                """
+            ),
             (
                 report.status,
                 report.reported_at,

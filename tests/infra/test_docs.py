@@ -2,7 +2,8 @@
 drawn from the synthesized definition; the README is a front door that maps every page of
 docs/; every link of the README and docs/ resolves, to a file and to a heading; and the
 pages the README's sections moved to still list what the stack has (its alarms, its
-metrics, its settings)."""
+metrics, its settings); the lifecycles' pictures are drawn from their transition
+tables."""
 
 from __future__ import annotations
 
@@ -15,10 +16,14 @@ from typing import Any
 import pytest
 
 from devstack.docs.diagram import DOCUMENT, document, mermaid
+from devstack.docs.lifecycle import DOCUMENT as LIFECYCLE_DOCUMENT
+from devstack.docs.lifecycle import document as lifecycle_document
+from devstack.docs.lifecycle import mermaid as lifecycle_chart
 from devstack.emulation.template import EXPRESS, STANDARD, resources, state_machine_definition
 from escalator import metrics
 from escalator.channels import CHANNELS
 from escalator.config import Env
+from escalator.lifecycle import NOTIFICATION, PROCESS, Lifecycle
 from infra.settings import StackSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,3 +211,27 @@ def test_the_tick_section_names_how_the_tick_starts_its_window(template: dict[st
     window_start = [name for name in integrations if "sync" in name.lower()]
     assert window_start == ["aws-sdk:sfn:startSyncExecution"]
     assert f"`{window_start[0]}`" in document(template)
+
+
+def test_the_lifecycle_pictures_are_drawn_from_the_transition_tables() -> None:
+    assert LIFECYCLE_DOCUMENT.read_text(encoding="utf-8") == lifecycle_document(), "run `make docs`"
+
+
+@pytest.mark.parametrize("lifecycle", [NOTIFICATION, PROCESS], ids=["notification", "process"])
+def test_the_lifecycle_picture_has_every_state_and_every_transition(
+    lifecycle: Lifecycle[Any, Any],
+) -> None:
+    chart = lifecycle_chart(lifecycle)
+    arrows = {tuple(line.split(":")[0].strip().split(" --> ")) for line in chart.splitlines()[1:]}
+    assert arrows == (
+        {(source.value, target.value) for source, target in lifecycle.allowed()}
+        | {("[*]", state.value) for state in lifecycle.initial}
+        | {(state.value, "[*]") for state in lifecycle.final()}
+    )
+    for item in lifecycle.transitions:
+        label = next(
+            line for line in chart.splitlines() if f"{item.source} --> {item.target}:" in line
+        )
+        events = label.split(": ", 1)[1].removesuffix(" (guarded)").split(", ")
+        assert str(item.event) in events, label
+        assert label.endswith(" (guarded)") == (item.guard is not None), label

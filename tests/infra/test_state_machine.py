@@ -13,6 +13,16 @@ from devstack.emulation.template import EXPRESS, STANDARD, state_machine, state_
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
 from escalator.delivery import Claim
+from infra.settings import THROTTLE_RETRY
+from infra.state_machine import HAND_OVER_RETRIES, WINDOW_RETRIES
+from infra.timings import (
+    CONFIRM_DATABASE_RETRIES,
+    DATABASE_ERROR_RETRIES,
+    DATABASE_SERVICE_RETRIES,
+    NOTIFIER_ATTEMPTS,
+    NOTIFIER_RETRIES,
+    RECORD_DATABASE_RETRIES,
+)
 from tests.support.contexts import CUSTOM_CONTEXT
 
 # AWS runs at most 40 iterations of an inline Map state at once.
@@ -212,7 +222,7 @@ def test_every_channel_has_a_task_with_jittered_retry_and_a_catch(window: dict[s
         transient, throttled = task["Retry"]
         assert transient["ErrorEquals"] == ["TransientDeliveryError"]
         assert transient["JitterStrategy"] == "FULL"
-        assert transient["MaxAttempts"] == 2  # three attempts in all
+        assert transient["MaxAttempts"] == NOTIFIER_RETRIES  # (two: three attempts in all)
         assert transient["BackoffRate"] == 2
         assert throttled["ErrorEquals"] == [THROTTLED]
         # failed only for what proves nothing was delivered; anything else (a lost
@@ -260,6 +270,46 @@ def test_database_steps_retry_a_lost_answer_and_notifiers_never_do(
             for error in retrier["ErrorEquals"]
         }
         assert retried == {"TransientDeliveryError", "Lambda.TooManyRequestsException"}
+
+
+def test_each_retry_count_is_the_retries_its_constant_names(
+    states: dict[str, Any], window: dict[str, Any]
+) -> None:
+    # A Retry's MaxAttempts counts the tries after the first (retries); a name ending in
+    # _ATTEMPTS counts every try, the first included: a notifier is called three times in
+    # all when its provider says "not now" each time.
+    assert NOTIFIER_RETRIES == NOTIFIER_ATTEMPTS - 1 == 2
+    inner = inner_states(window)
+    for channel in CHANNELS.values():
+        transient, throttled = inner[channel.task_name]["Retry"]
+        assert (transient["MaxAttempts"], throttled["MaxAttempts"]) == (
+            NOTIFIER_ATTEMPTS - 1,
+            THROTTLE_RETRY.retries,
+        ), channel.task_name
+    database = {
+        **database_tasks(states, window),
+        "Release what was not confirmed": inner["Release what was not confirmed"],
+        "Release the window's claims": states["Release the window's claims"],
+    }
+    for name, task in database.items():
+        lost_answer, database_error, throttled = task["Retry"]
+        expected = (
+            CONFIRM_DATABASE_RETRIES
+            if name.startswith(("Confirm", "Release what"))
+            else RECORD_DATABASE_RETRIES
+            if name.startswith("Record")
+            else DATABASE_ERROR_RETRIES
+        )
+        assert (
+            lost_answer["MaxAttempts"],
+            database_error["ErrorEquals"],
+            database_error["MaxAttempts"],
+            throttled["MaxAttempts"],
+        ) == (DATABASE_SERVICE_RETRIES, ["DatabaseError"], expected, THROTTLE_RETRY.retries), name
+    (window_start,) = states["Deliver notifications"]["Retry"]
+    assert window_start["MaxAttempts"] == WINDOW_RETRIES
+    _, hand_over = states["Hand over to a fresh execution"]["Retry"]
+    assert hand_over["MaxAttempts"] == HAND_OVER_RETRIES
 
 
 def test_confirm_is_told_a_retry_from_a_second_run(window: dict[str, Any]) -> None:

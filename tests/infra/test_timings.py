@@ -57,7 +57,11 @@ def task_states(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def as_retriers(retry: list[dict[str, Any]]) -> list[Retrier]:
     assert {entry["BackoffRate"] for entry in retry} == {2}  # (the rule doubles each delay)
     return [
-        Retrier(entry["MaxAttempts"], entry["IntervalSeconds"], entry.get("MaxDelaySeconds"))
+        Retrier(
+            retries=entry["MaxAttempts"],
+            interval=entry["IntervalSeconds"],
+            max_delay=entry.get("MaxDelaySeconds"),
+        )
         for entry in retry
     ]
 

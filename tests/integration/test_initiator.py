@@ -15,6 +15,7 @@ from devstack.emulation.events import body, sqs_event, sqs_record
 from devstack.peers.postgres import PostgresServer, query
 from escalator import bootstrap
 from escalator.handlers import initiator
+from escalator.lifecycle import NotificationState
 from tests.support import state
 from tests.support.contract_cases import (
     EMAIL,
@@ -29,6 +30,7 @@ from tests.support.contract_cases import (
     stop,
     unusable_target_cases,
 )
+from tests.support.lifecycle import bring_to
 from tests.support.steps import Steps, claimed_ids
 
 Handle = Callable[..., dict[str, Any]]
@@ -125,14 +127,8 @@ def test_stop_cancels_undelivered_notifications_and_leaves_sending_ones(
 ) -> None:
     # GIVEN an active process whose notifications are pending, claimed and being sent
     handle(sqs_record(start("restaurant-42", phone(), email(), pubnub())))
-    query(
-        database_url,
-        """
-        UPDATE notification SET state = CASE position WHEN 1 THEN 'claimed' ELSE 'sending' END,
-               claim_owner = 'execution-1', lease_until = now() + interval '1 minute'
-        WHERE position IN (1, 2)
-        """,
-    )
+    bring_to(database_url, NotificationState.CLAIMED, "position = 1")
+    bring_to(database_url, NotificationState.SENDING, "position = 2")
 
     # WHEN it is stopped
     record = sqs_record(stop("restaurant-42"))
@@ -166,13 +162,14 @@ def test_restart_after_the_process_ended_creates_a_new_process(
     # GIVEN a process that was stopped, and one that completed
     handle(sqs_record(start("stopped-one", phone())), sqs_record(stop("stopped-one")))
     handle(sqs_record(start("done-one", email())))
+    bring_to(
+        database_url,
+        NotificationState.SENT,
+        "process_ref = (SELECT id FROM process WHERE process_id = 'done-one')",
+    )
     query(
         database_url,
-        """
-        UPDATE notification SET state = 'sent', provider_ref = 'x', finished_at = now()
-        WHERE process_ref = (SELECT id FROM process WHERE process_id = 'done-one');
-        UPDATE process SET state = 'completed', ended_at = now() WHERE process_id = 'done-one';
-        """,
+        "UPDATE process SET state = 'completed', ended_at = now() WHERE process_id = 'done-one'",
     )
 
     # WHEN both are started again

@@ -40,7 +40,9 @@ from escalator.client import Producer
 from escalator.config import database_settings
 from escalator.database import Database, UnitOfWork, connect
 from escalator.errors import DatabaseError
+from escalator.lifecycle import NotificationState
 from escalator.migrations import APPLICATION_ROLE, default_sql_dir, discover
+from tests.support.lifecycle import bring_to
 
 # Long, and one worker: every test shares the module's stage.
 pytestmark = [pytest.mark.long, pytest.mark.xdist_group("rehearsal")]
@@ -180,11 +182,12 @@ def test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder(
         stage.database_url, "SELECT id FROM notification WHERE channel = 'phone'"
     )
     # (as if the call was placed and the notifier's answer lost: it awaits its callback)
-    query(
+    bring_to(
         stage.database_url,
-        "UPDATE notification SET state = 'unknown', finished_at = now(), claim_owner = 'x'"
-        " WHERE id = %s",
+        NotificationState.UNKNOWN,
+        "id = %s",
         (notification_id,),
+        claim_owner="x",
     )
     (receiver,) = [url for name, url in stage.function_urls.items() if "CallStatus" in name]
     url = status_callback_for(receiver, notification_id, token)
