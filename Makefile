@@ -60,13 +60,13 @@ stress: $(STAMP) ## the full stress suite (CI runs a reduced one inside `make te
 drill: $(STAMP) ## escalator local with Lambda faults (FAULTS=0.2): a burst delivered once each
 	TZ=UTC $(BIN)/python -m devstack.local.drill --faults $(or $(FAULTS),0.2) --count $(or $(COUNT),200)
 
-# Not in `make test`: tens of minutes. MUTANTS='escalator.contract.*' tests those again
+# Not in `make test`: about 25 minutes (docs/mutation.md). MUTANTS='escalator.contract.*' tests those again
 # (and skips the least-privilege run).
 mutate: $(STAMP) ## mutation testing of the safety-critical modules (docs/mutation.md), then least-privilege
 	TZ=UTC $(BIN)/python -m devstack.mutation.mutate $(MUTANTS)
 	$(if $(MUTANTS),,$(MAKE) least-privilege)
 
-# Not in `make test` either: half an hour. GRANTS='DeliveryRole*' measures those only
+# Not in `make test` either: about three quarters of an hour (docs/least-privilege.md). GRANTS='DeliveryRole*' measures those only
 # (and writes nothing).
 least-privilege: $(STAMP) ## each IAM grant of the template taken away: which test fails (docs/least-privilege.md)
 	TZ=UTC $(BIN)/python -m devstack.mutation.least_privilege $(or $(GRANTS),--write)

@@ -102,8 +102,10 @@ def apply(stack: Any) -> None:
         ),
         NagPackSuppression(
             id="AwsSolutions-SMG4",
-            reason="Rotation would change the password under warm functions that read it at "
-            "cold start; rotate by redeploying or with a maintenance window (README).",
+            reason="Only the migration uses the master secret (every function signs in with "
+            "an IAM database token); rotating it needs a rotation function that reaches "
+            "Secrets Manager from the isolated subnets, an interface endpoint the idle "
+            "budget leaves out.",
         ),
     )
     _suppress(
