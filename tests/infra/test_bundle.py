@@ -9,11 +9,12 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 import pytest
 
-from infra.bundling import RDS_CA_BUNDLE_SHA256, RUNTIME
+from infra.bundling import RDS_CA_BUNDLE_SHA256, RUNTIME, install_dependencies
 from infra.stack import EscalatorStack
 
 # Long: started first, so that the parallel run ends with the short tests.
@@ -117,3 +118,48 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     # initiator, activator, confirm, record, notifier, migrate, the migration launcher,
     # the status-callback receiver and its recorder
     assert len(handlers) == 9
+
+
+class FakePip:
+    """Records each pip command; the offline one (``--no-index``) answers ``offline``."""
+
+    def __init__(self, offline: int) -> None:
+        self.offline = offline
+        self.calls: list[tuple[list[str], bool]] = []
+
+    def __call__(
+        self, command: list[str], *, check: bool, **_: Any
+    ) -> subprocess.CompletedProcess[str]:
+        self.calls.append((command, check))
+        code = self.offline if "--no-index" in command else 0
+        return subprocess.CompletedProcess(command, code)
+
+
+def test_dependencies_come_from_the_prefetched_wheels_without_the_index(tmp_path: Path) -> None:
+    pip = FakePip(offline=0)
+
+    commands = install_dependencies(str(tmp_path / "out"), wheels=tmp_path, run=pip)
+
+    assert len(commands) == 1
+    assert commands[0][-3:] == ["--no-index", "--find-links", str(tmp_path)]
+    assert pip.calls == [(commands[0], False)]
+
+
+def test_wheels_that_lack_a_pin_fall_back_to_the_index(tmp_path: Path) -> None:
+    pip = FakePip(offline=1)  # (pip: no matching distribution among the wheels)
+
+    offline, index = install_dependencies(str(tmp_path / "out"), wheels=tmp_path, run=pip)
+
+    assert "--no-index" in offline
+    assert "--no-index" not in index
+    assert "--find-links" not in index
+    assert pip.calls[-1] == (index, True)  # (the index's failure is the bundling's)
+
+
+def test_without_prefetched_wheels_the_index_is_asked(tmp_path: Path) -> None:
+    pip = FakePip(offline=0)
+
+    (index,) = install_dependencies(str(tmp_path / "out"), wheels=tmp_path / "none", run=pip)
+
+    assert "--no-index" not in index
+    assert pip.calls == [(index, True)]
