@@ -25,7 +25,7 @@ from devstack.emulation import thread_metrics
 from devstack.emulation.events import lambda_context as make_lambda_context
 from devstack.emulation.events import sqs_event, sqs_record
 from devstack.emulation.template import TEMPLATE_FILE_VARIABLE, given_template_file
-from devstack.peers.postgres import PostgresServer, postgres_server
+from devstack.peers.postgres import PRISTINE_CLUSTER_VARIABLE, PostgresServer, postgres_server
 from devstack.peers.tls import LocalTls, serving_tls
 from escalator import bootstrap
 from escalator.logs import logger
@@ -34,6 +34,7 @@ from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for eve
 from tests.support.steps import steps  # noqa: F401 - the fixture, for every test
 
 _TEMPLATE_DIRECTORY = pytest.StashKey[str]()
+_CLUSTER_DIRECTORY = pytest.StashKey[str]()
 _SYNTHESIS = pytest.StashKey["subprocess.Popen[bytes]"]()
 _BACKSTOP_STDERR = pytest.StashKey[int]()
 
@@ -56,6 +57,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_BACKSTOP_STDERR] = os.dup(sys.__stderr__.fileno())
     if hasattr(config, "workerinput"):
         return
+    if PRISTINE_CLUSTER_VARIABLE not in os.environ:
+        # (every embedded server of the session, the local stacks' too, copies one cluster)
+        cluster = tempfile.mkdtemp(prefix="escalator-cluster-")
+        config.stash[_CLUSTER_DIRECTORY] = cluster
+        os.environ[PRISTINE_CLUSTER_VARIABLE] = str(Path(cluster) / "pgdata")
     if given_template_file() is not None:
         return  # every process reads the template given (devstack.emulation.template), as it is
     directory = tempfile.mkdtemp(prefix="escalator-template-")
@@ -115,9 +121,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if synthesis is not None and synthesis.poll() is None:
         synthesis.kill()
         synthesis.wait()
-    directory = config.stash.get(_TEMPLATE_DIRECTORY, None)
-    if directory is not None:
-        shutil.rmtree(directory, ignore_errors=True)
+    for key in (_TEMPLATE_DIRECTORY, _CLUSTER_DIRECTORY):
+        directory = config.stash.get(key, None)
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 # The tests call handlers from threads of their own too (concurrent confirms), outside

@@ -3,10 +3,18 @@ back, a database is emptied for the next test, or dropped when its schema change
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import psycopg2
 import pytest
 
-from devstack.peers.postgres import PostgresServer, query
+from devstack.peers.postgres import (
+    PRISTINE_CLUSTER_VARIABLE,
+    PostgresServer,
+    embedded_postgres,
+    from_pristine_cluster,
+    query,
+)
 
 ROWS = """
     INSERT INTO process (process_id) VALUES ('restaurant-42');
@@ -80,3 +88,23 @@ def test_a_database_whose_schema_a_test_changed_is_never_given_again(
     with postgres.scratch_database() as again:
         # THEN it is another one
         assert again != name
+
+
+def test_a_new_embedded_server_is_a_copy_of_the_pristine_cluster_and_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a session's pristine cluster (made by the first server that needs it)
+    monkeypatch.setenv(PRISTINE_CLUSTER_VARIABLE, str(tmp_path / "pristine"))
+    with embedded_postgres(tmp_path / "first") as first:
+        query(first, "CREATE TABLE only_in_the_first (id int)")
+
+        # WHEN another server starts in an empty directory, beside the first
+        copied = from_pristine_cluster(tmp_path / "second")
+        with embedded_postgres(tmp_path / "second") as second:
+            # THEN it was copied, not initialized, and serves a cluster of its own
+            assert copied
+            assert query(second, "SELECT 1") == [(1,)]
+            assert query(second, "SELECT to_regclass('only_in_the_first') IS NULL") == [(True,)]
+            assert second != first
+    # (a directory already initialized is left as it is)
+    assert not from_pristine_cluster(tmp_path / "second")
