@@ -7,102 +7,82 @@
 -- every pair of states against these lists and the Python ones.
 -- Rows in flight keep their states: only later changes are checked, and the release before
 -- makes no change this does not list (it writes the same transitions).
--- Each function runs as its caller and reads nothing but the row (no privilege of its
--- own); nobody calls it but its trigger, so nobody may (the application role holds no
+-- The function runs as its caller and reads nothing but the row (no privilege of its
+-- own); nobody calls it but its triggers, so nobody may (the application role holds no
 -- function: EXECUTE, granted to PUBLIC by default, is revoked).
 
-CREATE FUNCTION notification_lifecycle() RETURNS trigger
+CREATE FUNCTION lifecycle_transition() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     listed boolean;
     allowed text;
 BEGIN
+    -- (the row's table names its lifecycle: notification or process)
     SELECT coalesce(bool_or(t.source = OLD.state AND t.target = NEW.state), false),
            string_agg(format('%s (%s)', t.target, t.event), ', '
                       ORDER BY t.target COLLATE "C", t.event COLLATE "C")
                FILTER (WHERE t.source = OLD.state)
     INTO listed, allowed
     FROM (VALUES
-        ('pending',   'claimed',   'claim'),
-        ('claimed',   'pending',   'release'),
-        ('claimed',   'sending',   'confirm'),
-        ('sending',   'pending',   'withdraw'),
-        ('sending',   'sent',      'record'),
-        ('sending',   'failed',    'record'),
-        ('sending',   'unknown',   'record'),
-        ('sending',   'unknown',   'lapse'),
-        ('unknown',   'sent',      'record'),
-        ('unknown',   'failed',    'record'),
-        ('unknown',   'sent',      'callback'),
-        ('pending',   'cancelled', 'stop'),
-        ('claimed',   'cancelled', 'stop'),
-        ('sending',   'cancelled', 'abandon'),
-        ('pending',   'expired',   'expire'),
-        ('claimed',   'expired',   'expire'),
-        ('claimed',   'coalesced', 'coalesce'),
-        ('coalesced', 'pending',   'uncover'),
-        ('coalesced', 'cancelled', 'uncover')
-    ) AS t (source, target, event);
+        ('notification', 'pending',   'claimed',   'claim'),
+        ('notification', 'claimed',   'pending',   'release'),
+        ('notification', 'claimed',   'sending',   'confirm'),
+        ('notification', 'sending',   'pending',   'withdraw'),
+        ('notification', 'sending',   'sent',      'record'),
+        ('notification', 'sending',   'failed',    'record'),
+        ('notification', 'sending',   'unknown',   'record'),
+        ('notification', 'sending',   'unknown',   'lapse'),
+        ('notification', 'unknown',   'sent',      'record'),
+        ('notification', 'unknown',   'failed',    'record'),
+        ('notification', 'unknown',   'sent',      'callback'),
+        ('notification', 'pending',   'cancelled', 'stop'),
+        ('notification', 'claimed',   'cancelled', 'stop'),
+        ('notification', 'sending',   'cancelled', 'abandon'),
+        ('notification', 'pending',   'expired',   'expire'),
+        ('notification', 'claimed',   'expired',   'expire'),
+        ('notification', 'claimed',   'coalesced', 'coalesce'),
+        ('notification', 'coalesced', 'pending',   'uncover'),
+        ('notification', 'coalesced', 'cancelled', 'uncover'),
+        ('process',      'active',    'stopped',   'stop'),
+        ('process',      'active',    'completed', 'complete')
+    ) AS t (lifecycle, source, target, event)
+    WHERE t.lifecycle = TG_TABLE_NAME;
     IF NOT listed THEN
         RAISE EXCEPTION USING
             ERRCODE = 'LC001',
-            MESSAGE = format('notification %s: no transition from %s to %s',
-                             OLD.id, OLD.state, NEW.state),
+            MESSAGE = format('%s %s: no transition from %s to %s',
+                             TG_TABLE_NAME, OLD.id, OLD.state, NEW.state),
             HINT = coalesce('from ' || OLD.state || ': ' || allowed, OLD.state || ' is final');
     END IF;
     -- Back from sending only to undo a confirm whose notifier never ran: the statement
     -- withdraws the confirm (clears the token of the step's entry that made it), and no
-    -- provider has reported the delivery.
-    IF OLD.state = 'sending' AND NEW.state = 'pending'
-       AND NOT (OLD.confirm_token IS NOT NULL AND NEW.confirm_token IS NULL
+    -- provider has reported the delivery. (A process row has none of these columns: the
+    -- check is reached for a notification only.)
+    IF TG_TABLE_NAME = 'notification' AND OLD.state = 'sending' AND NEW.state = 'pending' THEN
+        IF NOT (OLD.confirm_token IS NOT NULL AND NEW.confirm_token IS NULL
                 AND OLD.provider_ref IS NULL AND OLD.provider_status IS NULL) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'LC001',
-            MESSAGE = format('notification %s: no transition from %s to %s',
-                             OLD.id, OLD.state, NEW.state),
-            DETAIL = 'A notification being sent goes back to pending only when its confirm'
-                     ' is withdrawn (its confirm_token cleared) and no provider has reported'
-                     ' its delivery.',
-            HINT = 'from ' || OLD.state || ': ' || allowed;
+            RAISE EXCEPTION USING
+                ERRCODE = 'LC001',
+                MESSAGE = format('notification %s: no transition from %s to %s',
+                                 OLD.id, OLD.state, NEW.state),
+                DETAIL = 'A notification being sent goes back to pending only when its'
+                         ' confirm is withdrawn (its confirm_token cleared) and no provider'
+                         ' has reported its delivery.',
+                HINT = 'from ' || OLD.state || ': ' || allowed;
+        END IF;
     END IF;
     RETURN NEW;
 END
 $$;
 
-CREATE FUNCTION process_lifecycle() RETURNS trigger
-LANGUAGE plpgsql AS $$
-DECLARE
-    listed boolean;
-    allowed text;
-BEGIN
-    SELECT coalesce(bool_or(t.source = OLD.state AND t.target = NEW.state), false),
-           string_agg(format('%s (%s)', t.target, t.event), ', '
-                      ORDER BY t.target COLLATE "C", t.event COLLATE "C")
-               FILTER (WHERE t.source = OLD.state)
-    INTO listed, allowed
-    FROM (VALUES
-        ('active', 'stopped',   'stop'),
-        ('active', 'completed', 'complete')
-    ) AS t (source, target, event);
-    IF NOT listed THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'LC001',
-            MESSAGE = format('process %s: no transition from %s to %s',
-                             OLD.id, OLD.state, NEW.state),
-            HINT = coalesce('from ' || OLD.state || ': ' || allowed, OLD.state || ' is final');
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-REVOKE EXECUTE ON FUNCTION notification_lifecycle(), process_lifecycle() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION lifecycle_transition() FROM PUBLIC;
 
 CREATE TRIGGER notification_lifecycle
     BEFORE UPDATE OF state ON notification
     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION notification_lifecycle();
+    EXECUTE FUNCTION lifecycle_transition();
 
 CREATE TRIGGER process_lifecycle
     BEFORE UPDATE OF state ON process
     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
-    EXECUTE FUNCTION process_lifecycle();
+    EXECUTE FUNCTION lifecycle_transition();
