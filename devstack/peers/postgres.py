@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -261,17 +262,22 @@ def from_pristine_cluster(data_dir: Path) -> bool:
     """Fill an uninitialized ``data_dir`` with a copy of the pristine cluster that
     ``ESCALATOR_PRISTINE_CLUSTER`` names (made, by the first process that needs it, under
     a lock); whether it did."""
-    from pgserver import postgres_server as embedded
-
     pristine = os.environ.get(PRISTINE_CLUSTER_VARIABLE)
     if not pristine or (data_dir / "PG_VERSION").exists():
         return False
+    from pgserver import postgres_server as embedded
+
     source = Path(pristine)
-    source.mkdir(parents=True, exist_ok=True)
+    source.parent.mkdir(parents=True, exist_ok=True)
     with open(source.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (source / "PG_VERSION").exists():
-            embedded.get_server(source, cleanup_mode="stop").cleanup()
+        if not source.exists():
+            # (made beside and renamed into place: an initdb that dies half way leaves
+            # no cluster for the next server to copy)
+            partial = source.with_name(f"{source.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            embedded.get_server(partial, cleanup_mode="stop").cleanup()
+            partial.rename(source)
     # (cp -a keeps the owner: as root, pgserver runs the server as a user of its own)
     subprocess.run(["cp", "-a", f"{source}/.", str(data_dir)], check=True)  # noqa: S603, S607
     for name in _NOT_COPIED:
