@@ -57,6 +57,13 @@ def test_a_database_given_back_comes_to_the_next_test_empty_and_unused(
         assert query(dsn, "INSERT INTO process (process_id) VALUES ('x') RETURNING id") == [(1,)]
         assert query(
             dsn,
+            "INSERT INTO notification (process_ref, position, channel, target, due_at)"
+            " VALUES (1, 0, 'console', 'x', now()) RETURNING id",
+        ) == [(1,)]
+        # (and no row of the test before it left behind, dead or alive)
+        assert query(dsn, "SELECT pg_relation_size('request_log')") == [(0,)]
+        assert query(
+            dsn,
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()",
         ) == [(0,)]
