@@ -216,7 +216,14 @@ def test_twilio_reporting_on_its_own_lands_the_final_status(pipeline: Pipeline) 
     # As Twilio does: each accepted call is reported through its statuses, unprompted.
     pipeline.peers.twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
     call, _ = placed_call(pipeline)
-    pipeline.wait_for(lambda: call_row(pipeline.database_url)[2] == "completed", timeout=30)
+    # (the status lands before the stub hears its answer: wait for both)
+    pipeline.wait_for(
+        lambda: (
+            call_row(pipeline.database_url)[2] == "completed"
+            and len(pipeline.peers.twilio.callbacks) == 4
+        ),
+        timeout=30,
+    )
     assert call_row(pipeline.database_url) == ("sent", call.sid, "completed", 7)
     assert [callback.answer for callback in pipeline.peers.twilio.callbacks] == [200] * 4
 
