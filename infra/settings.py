@@ -45,6 +45,11 @@ class ThrottleRetry:
 
 
 THROTTLE_RETRY = ThrottleRetry()
+# What the tick's "Deliver notifications" retries: a start refused or unanswered (a
+# re-run is harmless: the database decides what is still owed).
+WINDOW_RETRIES = 1
+# How often a failed hand-over to a fresh execution is retried.
+HAND_OVER_RETRIES = 3
 MIN_CONNECTION_CAP = 12
 # The per-recipient guard's window, at most.
 MAX_RECIPIENT_GUARD_SECONDS = 3600

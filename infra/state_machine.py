@@ -33,7 +33,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from escalator.channels import CHANNELS
-from infra.settings import THROTTLE_RETRY, ThrottleRetry
+from infra.settings import HAND_OVER_RETRIES, THROTTLE_RETRY, WINDOW_RETRIES, ThrottleRetry
 from infra.timings import (
     CONFIRM_DATABASE_RETRIES,
     DATABASE_ERROR_FIRST_DELAY_SECONDS,
@@ -74,11 +74,6 @@ NOT_DELIVERED_ERRORS = (
     "ConfigError",
     THROTTLED,
 )
-# What the tick's "Deliver notifications" retries: a start refused or unanswered (a
-# re-run is harmless: the database decides what is still owed).
-WINDOW_RETRIES = 1
-# How often a failed hand-over to a fresh execution is retried.
-HAND_OVER_RETRIES = 3
 # How long the tick waits for StartSyncExecution's answer beyond the window's cap.
 WINDOW_ANSWER_MARGIN_SECONDS = 30
 # How the tick fails when its window failed or never started (its alarm: ExecutionsFailed).

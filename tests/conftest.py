@@ -92,11 +92,35 @@ def _needs_template(item: pytest.Item) -> bool:
     return bool(names & _TEMPLATE_FIXTURES) or item.path.stem in _TEMPLATE_MODULES
 
 
+def _weight(item: pytest.Item) -> float:
+    """How long a test takes: the seconds its ``long`` mark says (the longest say), a
+    second for any other long test, nothing for a short one."""
+    mark = item.get_closest_marker("long")
+    return 0.0 if mark is None else float(mark.kwargs.get("seconds", 1))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the long tests first (the order is otherwise kept): a parallel run then ends
-    with short tests on every worker instead of one long test on one of them. Among
-    them, those that do not need the template go first: they run while it is made."""
-    items.sort(key=lambda item: (item.get_closest_marker("long") is None, _needs_template(item)))
+    """Start the long tests first, the longest first (the order is otherwise kept): a
+    parallel run then ends with short tests on every worker instead of one long test on
+    one of them. Among the others, those that do not need the template go first: they
+    run while it is made. (xdist hands out the groups, ``xdist_group``, before these.)"""
+    items.sort(key=lambda item: (-_weight(item), _needs_template(item)))
+
+
+# What no worker may import while it collects: the CDK starts its JavaScript runtime when
+# it is imported (a second of CPU, in each worker). The tests that use it import it in
+# their bodies and share one worker (``xdist_group("cdk")``).
+NOT_IMPORTED_BY_COLLECTION = ("aws_cdk",)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Refuse a collection that imported what only a few tests use."""
+    imported = [name for name in NOT_IMPORTED_BY_COLLECTION if name in sys.modules]
+    if imported:
+        raise pytest.UsageError(
+            f"collecting the tests imported {', '.join(imported)}: import it in the tests "
+            "that use it, and put them in xdist_group('cdk')"
+        )
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -81,7 +81,6 @@ from devstack.local.stack import moto_server
 from devstack.peers.postgres import embedded_postgres, query
 from devstack.peers.tls import LOOPBACK, ServerCertificate, ThrowawayCa, TlsFront, message, receive
 from escalator.config import RDS_CA_BUNDLE_FILE
-from infra.bundling import deployed_path
 
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 ATTACHMENT = "AWS::SecretsManager::SecretTargetAttachment"
@@ -518,6 +517,9 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             session_tokens=permissions.session_tokens,
             authorize=permissions.connect_refusal,
         )
+        # (infra.bundling is the CDK's: imported here, not by whoever imports this module)
+        from infra.bundling import deployed_path
+
         log_path = workdir / "functions.log"
         log = stack.enter_context(log_path.open("a", encoding="utf-8"))
         sandboxes = {

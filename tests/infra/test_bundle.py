@@ -11,23 +11,19 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_lambda as lambda_
 
-from infra.bundling import RDS_CA_BUNDLE_SHA256, RUNTIME, install_dependencies, lambda_code
-
-# Long: started first, so that the parallel run ends with the short tests.
-pytestmark = pytest.mark.long
-
-LAMBDA_PYTHON = RUNTIME.name.removeprefix("python")  # "3.12"
+# Long: started first, so that the parallel run ends with the short tests. infra.bundling
+# is the CDK's: it runs in its JavaScript runtime, on the one worker that starts it.
+pytestmark = [pytest.mark.long, pytest.mark.xdist_group("cdk")]
 
 
-def lambda_python() -> str:
-    """An interpreter of the Lambda's Python version (pyenv's, on this machine kind)."""
+def lambda_python(version: str) -> str:
+    """An interpreter of the Lambda's Python ``version`` ("3.12"; pyenv's, on this
+    machine kind)."""
     candidates = [
-        shutil.which(f"python{LAMBDA_PYTHON}"),
-        *sorted(Path.home().glob(f".pyenv/versions/{LAMBDA_PYTHON}.*/bin/python")),
+        shutil.which(f"python{version}"),
+        *sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python")),
     ]
     for candidate in candidates:
         if (
@@ -35,7 +31,7 @@ def lambda_python() -> str:
             and subprocess.run([str(candidate), "--version"], capture_output=True).returncode == 0
         ):
             return str(candidate)
-    pytest.fail(f"no Python {LAMBDA_PYTHON} found to import the bundle with")
+    pytest.fail(f"no Python {version} found to import the bundle with")
 
 
 # (pip downloads the Lambda platform's wheels: without pip's cache, as on a fresh machine,
@@ -44,6 +40,11 @@ def lambda_python() -> str:
 def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     tmp_path: Path, template: dict[str, Any]
 ) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_lambda as lambda_
+
+    from infra.bundling import RDS_CA_BUNDLE_SHA256, RUNTIME, lambda_code
+
     # GIVEN the stack's functions, one code asset shared by them all (the session's
     # template: bundling skipped there, the asset is the same)
     functions = [
@@ -53,6 +54,9 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
         and resource["Properties"].get("Handler", "").startswith("escalator.")
     ]
     assert len({json.dumps(resource["Properties"]["Code"]) for resource in functions}) == 1
+    (runtime,) = {resource["Properties"]["Runtime"] for resource in functions}
+    assert runtime == RUNTIME.name
+    version = runtime.removeprefix("python")  # "3.12"
     # AND that asset bundled for real, as the CDK bundles it for the stack (a function of
     # a stack of its own: the whole stack again would cost seconds and prove no more)
     app = cdk.App(outdir=str(tmp_path / "cdk.out"), context={"aws:cdk:enable-asset-metadata": True})
@@ -98,9 +102,7 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     shipped = (bundle / root.removeprefix("/var/task/")).read_bytes()
     assert hashlib.sha256(shipped).hexdigest() == RDS_CA_BUNDLE_SHA256
     assert list(
-        bundle.glob(
-            f"psycopg2/_psycopg.cpython-{LAMBDA_PYTHON.replace('.', '')}-x86_64-linux-gnu.so"
-        )
+        bundle.glob(f"psycopg2/_psycopg.cpython-{version.replace('.', '')}-x86_64-linux-gnu.so")
     )
     # AND no bytecode of this machine's Python (Lambda's ignores it: dead weight)
     assert list(bundle.glob("**/*.pyc")) == []
@@ -117,7 +119,7 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     )
     result = subprocess.run(
         # As Lambda runs it: the bundle is the working directory, first on the path.
-        [lambda_python(), "-E", "-s", "-c", script],
+        [lambda_python(version), "-E", "-s", "-c", script],
         cwd=bundle,
         capture_output=True,
         text=True,
@@ -147,6 +149,8 @@ class FakePip:
 
 
 def test_dependencies_come_from_the_prefetched_wheels_without_the_index(tmp_path: Path) -> None:
+    from infra.bundling import install_dependencies
+
     pip = FakePip(offline=0)
 
     commands = install_dependencies(str(tmp_path / "out"), wheels=tmp_path, run=pip)
@@ -157,6 +161,8 @@ def test_dependencies_come_from_the_prefetched_wheels_without_the_index(tmp_path
 
 
 def test_wheels_that_lack_a_pin_fall_back_to_the_index(tmp_path: Path) -> None:
+    from infra.bundling import install_dependencies
+
     pip = FakePip(offline=1)  # (pip: no matching distribution among the wheels)
 
     offline, index = install_dependencies(str(tmp_path / "out"), wheels=tmp_path, run=pip)
@@ -168,6 +174,8 @@ def test_wheels_that_lack_a_pin_fall_back_to_the_index(tmp_path: Path) -> None:
 
 
 def test_without_prefetched_wheels_the_index_is_asked(tmp_path: Path) -> None:
+    from infra.bundling import install_dependencies
+
     pip = FakePip(offline=0)
 
     (index,) = install_dependencies(str(tmp_path / "out"), wheels=tmp_path / "none", run=pip)

@@ -27,8 +27,6 @@ from devstack.mutation.least_privilege import (
     table_rows,
     without,
 )
-from infra.queue import POLLER_ACTIONS
-from infra.secrets import SECRET_READ_ACTIONS
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +131,14 @@ def role_actions(template: dict[str, Any], service: str) -> dict[str, list[list[
     return found
 
 
+# (infra.queue and infra.secrets are the CDK's: they run in its JavaScript runtime, on the
+# one worker that starts it)
+@pytest.mark.xdist_group("cdk")
 def test_the_initiator_may_do_with_its_queue_what_lambdas_poller_does_and_no_more(
     template: dict[str, Any],
 ) -> None:
+    from infra.queue import POLLER_ACTIONS
+
     # (what the emulation checks when it creates the event source mapping, as Lambda does)
     poller = sorted(EVENT_SOURCE_ACTIONS)
     assert sorted(POLLER_ACTIONS) == poller
@@ -145,10 +148,13 @@ def test_the_initiator_may_do_with_its_queue_what_lambdas_poller_does_and_no_mor
     assert statements == [poller]
 
 
+@pytest.mark.xdist_group("cdk")
 @pytest.mark.parametrize("which", ["default", "customized"])
 def test_a_function_that_reads_a_secret_may_get_its_value_and_nothing_else(
     which: str, template: dict[str, Any], customized: dict[str, Any]
 ) -> None:
+    from infra.secrets import SECRET_READ_ACTIONS
+
     readers = role_actions(template if which == "default" else customized, "secretsmanager")
     # the receiver, the migration's launcher, the phone, SMS, e-mail and PubNub notifiers
     assert len(readers) == 6

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import aws_cdk as cdk
-from aws_cdk.assertions import Annotations, Match
-from cdk_nag import AwsSolutionsChecks
-
-from infra.stack import EscalatorStack
+import pytest
 
 
+@pytest.mark.xdist_group("cdk")
 def test_aws_solutions_checks_find_no_unsuppressed_error(tmp_path: Path) -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Annotations, Match
+    from cdk_nag import AwsSolutionsChecks
+
+    from infra.stack import EscalatorStack
+
     app = cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []})
     stack = EscalatorStack(app, "Escalator")
     cdk.Aspects.of(app).add(AwsSolutionsChecks())

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from aws_cdk.assertions import Template
 
 from devstack.emulation.template import resources
+
+if TYPE_CHECKING:
+    from aws_cdk.assertions import Template
+
+# (the CDK's assertions run in its JavaScript runtime: on the one worker that starts it)
+pytestmark = pytest.mark.xdist_group("cdk")
 
 
 @pytest.fixture(scope="module")
 def queue_template(template: dict[str, Any]) -> Template:
+    from aws_cdk.assertions import Template
+
     return Template.from_json(template)
 
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from aws_cdk.assertions import Match, Template
 
 from devstack.emulation.template import (
     EXPRESS,
@@ -274,7 +273,10 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
     assert all(alarm["Properties"]["AlarmActions"] == [ALARM_TOPIC] for alarm in with_topic)
 
 
+@pytest.mark.xdist_group("cdk")
 def test_producers_from_context_may_send_to_the_queue(customized: dict[str, Any]) -> None:
+    from aws_cdk.assertions import Match, Template
+
     Template.from_json(customized).has_resource_properties(
         "AWS::SQS::QueuePolicy",
         {

@@ -13,8 +13,7 @@ from devstack.emulation.template import EXPRESS, STANDARD, state_machine, state_
 from escalator.channels import CHANNELS
 from escalator.config import DeliveryConfig, Env
 from escalator.delivery import Claim
-from infra.settings import THROTTLE_RETRY
-from infra.state_machine import HAND_OVER_RETRIES, WINDOW_RETRIES
+from infra.settings import HAND_OVER_RETRIES, THROTTLE_RETRY, WINDOW_RETRIES
 from infra.timings import (
     CONFIRM_DATABASE_RETRIES,
     DATABASE_ERROR_RETRIES,

@@ -316,6 +316,7 @@ def test_no_caller_id_is_a_recorded_failure(pipeline: Pipeline) -> None:
     )
 
 
+@pytest.mark.long(seconds=10)
 def test_200_notifications_are_delivered_once_within_the_concurrency_limit(
     pipeline: Pipeline,
 ) -> None:

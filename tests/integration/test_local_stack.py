@@ -312,6 +312,7 @@ def running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.long(seconds=35)
 def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restarts_deliver(
     tmp_path: Path, aws_env: None
 ) -> None:
@@ -395,6 +396,7 @@ def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restart
     wait_for(lambda: not running(server), timeout=15)
 
 
+@pytest.mark.long(seconds=27)
 def test_demo_scenario_runs_as_it_must_and_twilio_hears_from_it_as_from_the_stack_on_aws(
     aws_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,6 +28,7 @@ SEED = 37
 PROCESSES = 7
 
 
+@pytest.mark.long(seconds=10)
 def test_lost_answers_of_every_database_step_deliver_each_notification_once(
     pipeline: Pipeline,
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from tests.support.contract_cases import pubnub_starts
 from tests.support.pipeline import Pipeline
 
-pytestmark = pytest.mark.long
+pytestmark = pytest.mark.long(seconds=12)
 
 
 def test_a_burst_beyond_the_reservations_is_throttled_and_still_delivered_once(

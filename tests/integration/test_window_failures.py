@@ -86,7 +86,7 @@ def capped(
 
 
 # (long: started first, so that the parallel run ends with short tests)
-@pytest.mark.long
+@pytest.mark.long(seconds=9)
 def test_a_window_that_fails_releases_only_what_it_has_not_confirmed(capped: Pipeline) -> None:
     # GIVEN one notification due now and one due in 9 s, claimed by one tick: its window
     # delivers the first, then runs out of its time (3 s here) waiting for the second

@@ -11,8 +11,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from escalator.config import RDS_CA_BUNDLE
-from infra import bundling
-from infra.bundling import BundlingError, LocalBundling, verified_rds_ca_bundle
+
+# (infra.bundling is the CDK's: it runs in its JavaScript runtime, on the one worker that
+# starts it)
+pytestmark = pytest.mark.xdist_group("cdk")
 
 # The regions whose RDS root CAs (RSA2048, RSA4096 and ECC384, "G1") AWS's global bundle
 # held when the shipped copy was taken (May 2024); Beta and Preview are AWS's own.
@@ -33,6 +35,8 @@ def common_name(certificate: x509.Certificate) -> str:
 
 
 def test_the_shipped_bundle_is_the_recorded_one() -> None:
+    from infra.bundling import verified_rds_ca_bundle
+
     data = verified_rds_ca_bundle()
 
     assert data == RDS_CA_BUNDLE.read_bytes()
@@ -64,6 +68,9 @@ def test_it_holds_the_rds_root_cas_of_every_region_and_only_ca_certificates() ->
 def test_other_bytes_are_refused_and_never_bundled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from infra import bundling
+    from infra.bundling import BundlingError, LocalBundling, verified_rds_ca_bundle
+
     # GIVEN a package whose bundle differs from the recorded one in one byte
     package = tmp_path / "escalator"
     (package / "certs").mkdir(parents=True)
