@@ -21,7 +21,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +51,37 @@ def shared_synthesis(**context: Any) -> dict[str, Any]:
     others read it. Without it, synthesized now. A process's first synthesis costs most
     of the time (the CDK's modules load), so one process making them all saves the rest
     that much each."""
-    shared = os.environ.get(TEMPLATE_FILE_VARIABLE)
-    if not shared:
-        return synthesize(**context)
-    path = Path(shared)
+    name = ""
     if context:
         digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
-        path = path.with_name(f"{path.stem}-{digest[:16]}{path.suffix}")
+        name = digest[:16]
+    return _shared(name, lambda: synthesize(**context))
+
+
+def shared_nag_findings() -> dict[str, Any]:
+    """``nag_findings()``, shared as the templates are (the session's synthesis makes
+    them after its templates, in the process whose CDK is loaded already)."""
+    return _shared("nag", nag_findings)
+
+
+def _shared(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """What ``make`` returns, made once per test session when ``ESCALATOR_TEMPLATE``
+    names a file (kept beside it, ``name`` in its name), under a lock; made now without."""
+    shared = os.environ.get(TEMPLATE_FILE_VARIABLE)
+    if not shared:
+        return make()
+    path = Path(shared)
+    if name:
+        path = path.with_name(f"{path.stem}-{name}{path.suffix}")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not path.exists():
-            template = synthesize(**context)
+            made = make()
             partial = path.with_suffix(".partial")
-            partial.write_text(json.dumps(template), encoding="utf-8")
+            partial.write_text(json.dumps(made), encoding="utf-8")
             partial.replace(path)
-            return template
+            return made
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return loaded
 
@@ -146,6 +161,39 @@ def synthesize(**context: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="escalator-cdk-") as outdir:
         app = cdk.App(outdir=outdir, context={"aws:cdk:bundling-stacks": [], **context})
         return dict(Template.from_stack(EscalatorStack(app, STACK_NAME)).to_json())
+
+
+def nag_findings() -> dict[str, Any]:
+    """What cdk-nag's AwsSolutions checks find in the stack with its defaults: its errors
+    and warnings (``[construct path, message]``), and the findings the stack accepts
+    (``suppressions``: each rule's id and the reason given)."""
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Annotations, Match
+    from cdk_nag import AwsSolutionsChecks
+
+    from infra.stack import EscalatorStack
+
+    with tempfile.TemporaryDirectory(prefix="escalator-cdk-") as outdir:
+        app = cdk.App(outdir=outdir, context={"aws:cdk:bundling-stacks": []})
+        stack = EscalatorStack(app, STACK_NAME)
+        cdk.Aspects.of(app).add(AwsSolutionsChecks())
+        annotations = Annotations.from_stack(stack)
+        errors = annotations.find_error("*", Match.string_like_regexp(".*"))
+        warnings = annotations.find_warning(
+            "*", Match.string_like_regexp("AwsSolutions-.*|CdkNagValidationFailure.*")
+        )
+        template = app.synth().get_stack_by_name(STACK_NAME).template
+    return {
+        "errors": [[error.id, str(error.entry.data)] for error in errors],
+        "warnings": [[warning.id, str(warning.entry.data)] for warning in warnings],
+        "suppressions": [
+            suppression
+            for resource in template["Resources"].values()
+            for suppression in resource.get("Metadata", {})
+            .get("cdk_nag", {})
+            .get("rules_to_suppress", [])
+        ],
+    }
 
 
 def resources(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
