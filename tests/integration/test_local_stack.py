@@ -316,7 +316,7 @@ def running(pid: int) -> bool:
 def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restarts_deliver(
     tmp_path: Path, aws_env: None
 ) -> None:
-    # (One run of three stacks on one data directory, for two stories: a template whose
+    # (One run of two stacks on one data directory, for two stories: a template whose
     # tick may not start its window, and the stack's stops and restarts.)
     # GIVEN the synthesized template with states:StartSyncExecution taken from the tick's
     # role (what an operator is about to deploy: `cdk synth`'s file), run by the local
@@ -356,43 +356,45 @@ def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restart
     assert first.outbox() == []
     assert '"DeliveryWindowsFailed"' in (tmp_path / "local.log").read_text()
 
-    # WHEN it is sent SIGTERM
-    started = time.monotonic()
-    assert first.terminate() == 0
-
-    # THEN it exits at once, having delivered nothing
-    assert time.monotonic() - started < 10
-    assert first.outbox() == []
-
-    # GIVEN a restart on the same data directory, killed with SIGKILL: its embedded
-    # PostgreSQL lives on, orphaned
-    second = launch(tmp_path, "--template", str(broken))
+    # WHEN it is killed with SIGKILL
     server = postmaster(pgdata)
-    second.process.kill()
-    second.process.wait(timeout=15)
+    first.process.kill()
+    first.process.wait(timeout=15)
+
+    # THEN its embedded PostgreSQL lives on, orphaned
     assert running(server)
 
     # WHEN the stack is started again on the same data directory, the permission back
     # (the good template deployed over the broken one)
-    third = launch(tmp_path, "--template", str(good))
+    second = launch(tmp_path, "--template", str(good))
     try:
         # THEN it adopted the orphan (no second server) and a tick delivers the
         # notification, once
         assert postmaster(pgdata) == server
-        wait_for(lambda: len(third.outbox()) >= 1, timeout=60)
+        wait_for(lambda: len(second.outbox()) >= 1, timeout=60)
         # (sent, and the executions that could have taken it ended: none can send it again)
-        wait_for(lambda: third.ended("r1"), timeout=30)
-        wait_for_executions_in_flight(third)
-        (record,) = third.outbox()
+        wait_for(lambda: second.ended("r1"), timeout=30)
+        wait_for_executions_in_flight(second)
+        (record,) = second.outbox()
         assert (record["process_id"], record["channel"], record["outcome"]) == (
             "r1",
             "phone",
             "sent",
         )
         assert record["sent_at"] >= due
+
+        # AND WHEN it is sent SIGTERM with a notification still to come
+        second.send(start("r2", console(int(time.time()) + 60, "never")), group="r2")
+        wait_for(lambda: second.process_states("r2") == ["active"], timeout=30)
+        started = time.monotonic()
     finally:
-        # AND a clean shutdown stops the database it adopted
-        assert third.terminate() == 0
+        terminated = second.terminate()
+
+    # THEN it exits at once and cleanly, having delivered nothing more, and stops the
+    # database it adopted
+    assert terminated == 0
+    assert time.monotonic() - started < 10
+    assert [record["process_id"] for record in second.outbox()] == ["r1"]
     wait_for(lambda: not running(server), timeout=15)
 
 
