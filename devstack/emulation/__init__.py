@@ -11,3 +11,8 @@ May import: the runtime package and ``devstack``'s floor 0 (``polling``, ``loopb
 Not the peers, the local stack or anything above. ``context`` and ``sandbox`` import no
 moto: a sandbox process starts without it.
 """
+
+from devstack.emulation.moto_imports import without_batch_backend
+
+# (before any module of this package imports moto's Step Functions interpreter)
+without_batch_backend()

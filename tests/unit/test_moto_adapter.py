@@ -4,6 +4,7 @@ under it, applies while its context is open, nests, and leaves moto as it was.""
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,17 @@ def test_the_installed_moto_is_the_one_the_adapter_was_written_for() -> None:
     assert version("moto") == moto_adapter.MOTO_VERSION
     pinned = [line for line in REQUIREMENTS.read_text().splitlines() if line.startswith("moto[")]
     assert pinned == [f"moto[server,stepfunctions]=={moto_adapter.MOTO_VERSION}"]
+
+
+def test_the_interpreter_loads_batch_s_enum_without_batch_s_backend() -> None:
+    # GIVEN the emulation imported (moto_adapter: moto's Step Functions interpreter with it)
+    # THEN what the interpreter takes from moto's Batch is there, and Batch's backend
+    # (and EC2's, which it imports) was never imported
+    from moto.batch.utils import JobStatus
+
+    assert JobStatus.SUCCEEDED.value == "SUCCEEDED"
+    assert not hasattr(sys.modules["moto.batch"], "batch_backends")
+    assert "moto.batch.models" not in sys.modules
 
 
 def test_a_changed_signature_is_reported_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:

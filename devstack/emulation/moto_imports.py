@@ -1,0 +1,30 @@
+"""What of moto a process imports. moto's Step Functions interpreter imports its Batch
+integration for one enum (``moto.batch.utils.JobStatus``); importing it runs the package
+``moto.batch``, whose backend imports moto's EC2 (0.9 s of CPU, more than half of the
+interpreter's import, in every process that runs a state machine: each test worker, each
+local stack, the rehearsal's server). Escalator's state machines never call Batch: the
+package is registered without its backend, so its ``utils`` module loads alone, and a
+request to moto's Batch fails instead of being served."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+
+BATCH = "moto.batch"
+
+
+def without_batch_backend() -> None:
+    """Register ``moto.batch`` as a package whose backend is never imported (unless a
+    process imported it already)."""
+    if BATCH in sys.modules:
+        return
+    spec = importlib.util.find_spec(BATCH)
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    package = types.ModuleType(BATCH, "moto's Batch, its backend not imported (devstack)")
+    package.__spec__ = spec
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__package__ = BATCH
+    sys.modules[BATCH] = package
