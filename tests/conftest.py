@@ -29,6 +29,7 @@ from devstack.peers.postgres import PRISTINE_CLUSTER_VARIABLE, PostgresServer, p
 from devstack.peers.tls import LocalTls, serving_tls
 from escalator import bootstrap
 from escalator.logs import logger
+from escalator.metrics import metrics as function_metrics
 from tests.support.contexts import CUSTOM_CONTEXT
 from tests.support.pipeline import pipeline  # noqa: F401 - the fixture, for every test
 from tests.support.steps import steps  # noqa: F401 - the fixture, for every test
@@ -207,10 +208,14 @@ def empty_database_url(postgres: PostgresServer) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def cold_start() -> Iterator[None]:
-    """Every test starts, and leaves, with nothing wired: as a new cold start would."""
+    """Every test starts, and leaves, with nothing wired and no metric waiting to be
+    written: as a new cold start would (a service function a test calls without its
+    handler counts, and nothing flushes)."""
     bootstrap.reset()
+    function_metrics.clear_metrics()
     yield
     bootstrap.reset()
+    function_metrics.clear_metrics()
 
 
 @pytest.fixture
