@@ -106,7 +106,7 @@ class LocalStack:
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=15)
+        return self.process.wait(timeout=30)
 
 
 def launch(workdir: Path, *options: str, drain: bool = True) -> LocalStack:
@@ -385,16 +385,17 @@ def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restart
         assert record["sent_at"] >= due
 
         # AND WHEN it is sent SIGTERM with a notification still to come
-        second.send(start("r2", console(int(time.time()) + 60, "never")), group="r2")
+        second.send(start("r2", console(int(time.time()) + 90, "never")), group="r2")
         wait_for(lambda: second.process_states("r2") == ["active"], timeout=30)
         started = time.monotonic()
     finally:
         terminated = second.terminate()
 
-    # THEN it exits at once and cleanly, having delivered nothing more, and stops the
-    # database it adopted
+    # THEN it exits at once and cleanly (long before that notification is due: it does
+    # not wait for it; on a machine running two suites at once, stopping takes seconds),
+    # having delivered nothing more, and stops the database it adopted
     assert terminated == 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30
     assert [record["process_id"] for record in second.outbox()] == ["r1"]
     wait_for(lambda: not running(server), timeout=15)
 
