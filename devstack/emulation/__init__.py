@@ -4,8 +4,8 @@ moto adapter's one table of patches (``moto_adapter``) and its replacements, a m
 per service of moto's (``moto_services``), the state machines
 (``stepfunctions``), the queues and Lambda's SQS event source (``sqs``), the function
 URL (``function_url``), the schedule (``schedule``), the Lambda sandbox, context and
-events (``sandbox``, ``context``, ``events``, ``thread_metrics``) and boto3 sessions
-(``sessions``).
+events (``sandbox``, ``context``, ``events``, ``thread_metrics``), boto3 sessions
+(``sessions``) and what of moto is imported (``moto_imports``: Batch without its backend).
 
 May import: the runtime package and ``devstack``'s floor 0 (``polling``, ``loopback``).
 Not the peers, the local stack or anything above. ``context`` and ``sandbox`` import no
