@@ -38,6 +38,7 @@ _TEMPLATE_DIRECTORY = pytest.StashKey[str]()
 _CLUSTER_DIRECTORY = pytest.StashKey[str]()
 _SYNTHESIS = pytest.StashKey["subprocess.Popen[bytes]"]()
 _BACKSTOP_STDERR = pytest.StashKey[int]()
+_IMPORTED_BY_COLLECTION = pytest.StashKey[str]()
 
 # How long after its time limit (pyproject.toml: timeout) a test that is still running
 # ends its process. Only a test SIGALRM cannot reach is still running then: its main
@@ -116,13 +117,24 @@ NOT_IMPORTED_BY_COLLECTION = ("aws_cdk",)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Refuse a collection that imported what only a few tests use."""
+    """Note a worker's collection that imported what only a few tests use (a worker
+    starts with nothing imported; a process that ran tests before, mutmut's, may have)."""
+    if not hasattr(session.config, "workerinput"):
+        return
     imported = [name for name in NOT_IMPORTED_BY_COLLECTION if name in sys.modules]
     if imported:
-        raise pytest.UsageError(
+        session.config.stash[_IMPORTED_BY_COLLECTION] = (
             f"collecting the tests imported {', '.join(imported)}: import it in the tests "
             "that use it, and put them in xdist_group('cdk')"
         )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail every test of a worker whose collection imported what it must not (an error
+    raised while a worker collects reaches the run only as xdist's internal error)."""
+    problem = item.config.stash.get(_IMPORTED_BY_COLLECTION, None)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from typing import Any
 
 BATCH = "moto.batch"
 
@@ -27,4 +28,13 @@ def without_batch_backend() -> None:
     package.__spec__ = spec
     package.__path__ = list(spec.submodule_search_locations)
     package.__package__ = BATCH
+    # (what moto's server asks for when a request names Batch: refused by name)
+    package.__getattr__ = _not_loaded  # type: ignore[method-assign]
     sys.modules[BATCH] = package
+
+
+def _not_loaded(name: str) -> Any:
+    raise AttributeError(
+        f"moto.batch.{name}: moto's Batch backend is not loaded here (Escalator never calls "
+        "Batch; devstack.emulation.moto_imports leaves it out)"
+    )

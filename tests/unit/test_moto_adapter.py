@@ -34,6 +34,11 @@ def test_the_interpreter_loads_batch_s_enum_without_batch_s_backend() -> None:
     assert JobStatus.SUCCEEDED.value == "SUCCEEDED"
     assert not hasattr(sys.modules["moto.batch"], "batch_backends")
     assert "moto.batch.models" not in sys.modules
+    # AND a request for Batch is refused by name, not served by a half-loaded package
+    from moto import backends
+
+    with pytest.raises(AttributeError, match="Batch backend is not loaded here"):
+        backends.get_backend("batch")
 
 
 def test_a_changed_signature_is_reported_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
