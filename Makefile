@@ -18,6 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt lambdas/requirements.txt pyproje
 	$(BIN)/python -m infra.bundling $(VENV)/lambda-wheels
 	# the types of what the project imports into mypy's cache (make test checks the rest)
 	$(BIN)/python -m devstack.build.typecheck_cache
+	# the bytecode of the project (pip compiles what it installs, but not an editable
+	# project) and of the tests as pytest rewrites them: written once here, where the six
+	# workers of a first make test, starting at once, would each compile all of it
+	$(BIN)/python -m compileall -q lambdas devstack infra bench app.py
+	TZ=UTC $(BIN)/pytest --collect-only -q > /dev/null
 	touch $@
 
 install: $(STAMP) ## create .venv and install everything (also the `escalator` command)

@@ -66,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[PRISTINE_CLUSTER_VARIABLE] = str(Path(cluster) / "pgdata")
     if given_template_file() is not None:
         return  # every process reads the template given (devstack.emulation.template), as it is
+    if config.option.collectonly:
+        return  # (make install collects the suite: no test runs, nothing is synthesized)
     directory = tempfile.mkdtemp(prefix="escalator-template-")
     config.stash[_TEMPLATE_DIRECTORY] = directory
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")

@@ -251,3 +251,18 @@ def test_the_floor_check_finds_an_import_up_or_sideways() -> None:
         ("devstack.emulation.iam", "devstack.local.stack"),
         ("devstack.peers.postgres", "devstack.emulation.template"),
     ]
+
+
+def test_every_folder_of_modules_is_a_package_in_git() -> None:
+    # (an ignore rule once kept devstack/build/__init__.py out of git: a fresh clone had
+    # devstack.build as a namespace package, unlike the checkout that made the commit)
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", "lambdas", "devstack", "infra"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    folders = {str(Path(name).parent) for name in tracked if name.endswith(".py")}
+    assert {"devstack/build", "lambdas/escalator", "infra"} <= folders
+    assert sorted(f for f in folders if f"{f}/__init__.py" not in tracked) == []
