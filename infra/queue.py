@@ -8,6 +8,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+# (the request log is kept as long as a request can come back: escalator.retention)
+from escalator.retention import DEAD_LETTER_RETENTION_DAYS, REQUEST_QUEUE_RETENTION_DAYS
+
 # A message received this often goes to the dead-letter queue. Only a database that
 # cannot be reached or written makes a request fail (a broken body is rejected, never
 # retried), and every message received with the failing one counts a receive too (the
@@ -48,7 +51,7 @@ class RequestQueue(Construct):
             content_based_deduplication=False,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS),
             max_message_size_bytes=MAX_MESSAGE_BYTES,
         )
         self.queue = sqs.Queue(
@@ -59,7 +62,7 @@ class RequestQueue(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             visibility_timeout=visibility_timeout,
-            retention_period=Duration.days(4),
+            retention_period=Duration.days(REQUEST_QUEUE_RETENTION_DAYS),
             max_message_size_bytes=MAX_MESSAGE_BYTES,
             dead_letter_queue=sqs.DeadLetterQueue(
                 queue=self.dead_letter_queue, max_receive_count=MAX_RECEIVE_COUNT

@@ -196,6 +196,12 @@ def application_url(postgres: PostgresServer, database_url: str) -> str:
     return postgres.application_dsn(str(parse_dsn(database_url)["dbname"]))
 
 
+@pytest.fixture
+def purger_url(postgres: PostgresServer, database_url: str) -> str:
+    """This test's database as the purge's role connects to it (it deletes, nothing else)."""
+    return postgres.purger_dsn(str(parse_dsn(database_url)["dbname"]))
+
+
 @pytest.fixture(scope="session")
 def postgres_tls(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory

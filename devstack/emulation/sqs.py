@@ -28,7 +28,8 @@ def queues_from_template(
     template: dict[str, Any], sqs: Any, names: Mapping[str, str] | None = None
 ) -> dict[str, Queue]:
     """Create the template's queues with its attributes (FIFO, deduplication, visibility
-    timeout, largest message, redrive policy), dead-letter queues first; by logical id.
+    timeout, largest message, retention, redrive policy), dead-letter queues first; by
+    logical id.
     ``names`` maps a logical id to the queue's name (its logical id otherwise)."""
     queues = resources(template, "AWS::SQS::Queue")
     ordered = sorted(queues, key=lambda name: "RedrivePolicy" in queues[name]["Properties"])
@@ -44,6 +45,7 @@ def queues_from_template(
                 "ContentBasedDeduplication",
                 "VisibilityTimeout",
                 "MaximumMessageSize",
+                "MessageRetentionPeriod",
             )
             if key in properties
         }

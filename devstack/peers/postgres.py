@@ -27,7 +27,7 @@ from psycopg2 import sql
 from psycopg2.extensions import make_dsn
 
 from devstack.polling import NotInTime, wait_until
-from escalator.migrations import APPLICATION_ROLE, default_sql_dir, migrate
+from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE, default_sql_dir, migrate
 
 
 class PostgresServer:
@@ -40,6 +40,7 @@ class PostgresServer:
         self.template = self.create_database()
         migrate(self.dsn(self.template), default_sql_dir())
         self.application_password = allow_application_login(self.dsn(self.template))
+        self.purger_password = allow_application_login(self.dsn(self.template), PURGE_ROLE)
         # (of a copy: a database's own grants are not copied from its template)
         self._emptied = [self.create_database(self.template)]
         with _admin_cursor(self.dsn(self._emptied[0])) as cursor:
@@ -93,6 +94,12 @@ class PostgresServer:
             dbname=database,
             user=APPLICATION_ROLE,
             password=self.application_password,
+        )
+
+    def purger_dsn(self, database: str) -> str:
+        """The purge's role's connection to ``database`` (it deletes what has finished)."""
+        return make_dsn(
+            self.admin_dsn, dbname=database, user=PURGE_ROLE, password=self.purger_password
         )
 
     def create_database(self, template: str | None = None) -> str:
@@ -247,15 +254,14 @@ def _schema_of(cursor: Any) -> tuple[str, list[str]]:
     return str(digest), list(tables)
 
 
-def allow_application_login(admin_dsn: str) -> str:
-    """Give the application role (created by the migrations) a new random password, as
-    the development harness authenticates it (AWS uses IAM instead); return it."""
+def allow_application_login(admin_dsn: str, role: str = APPLICATION_ROLE) -> str:
+    """Give the application role (or another role the migrations create: the purge's) a
+    new random password, as the development harness authenticates it (AWS uses IAM
+    instead); return it."""
     password = secrets.token_urlsafe(24)
     with _admin_cursor(admin_dsn) as cursor:
         cursor.execute(
-            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(
-                sql.Identifier(APPLICATION_ROLE)
-            ),
+            sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD %s").format(sql.Identifier(role)),
             (password,),
         )
     return password

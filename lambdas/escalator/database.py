@@ -20,6 +20,7 @@ from escalator.repository import (
     PropertyRepository,
     ProviderStatusRepository,
     RequestLog,
+    RetentionRepository,
 )
 
 
@@ -116,6 +117,7 @@ class UnitOfWork:
     provider_statuses: ProviderStatusRepository
     properties: PropertyRepository
     requests: RequestLog
+    retention: RetentionRepository
 
     def __init__(self, database: Database) -> None:
         self._database = database
@@ -136,6 +138,7 @@ class UnitOfWork:
         self.provider_statuses = ProviderStatusRepository(cursor)
         self.properties = PropertyRepository(cursor)
         self.requests = RequestLog(cursor)
+        self.retention = RetentionRepository(cursor)
         return self
 
     def commit(self) -> None:

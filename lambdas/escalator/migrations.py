@@ -24,6 +24,8 @@ from escalator.errors import EscalatorError
 
 # The role the runtime functions connect as, created by sql/0002_application_role.sql.
 APPLICATION_ROLE = "escalator_app"
+# The role the purge connects as (deletes what has finished), sql/0011_retention.sql.
+PURGE_ROLE = "escalator_purger"
 # pg_advisory_lock key: "escalat" in ASCII, so it is recognisable in pg_locks.
 ADVISORY_LOCK_KEY = 0x657363616C6174
 _FILE_NAME = re.compile(r"(?P<version>[0-9]{4})_(?P<name>[a-z0-9_]+)\.sql")

@@ -917,6 +917,124 @@ class RequestLog:
         return _one(self._cursor) is not None
 
 
+class RetentionRepository:
+    """What has finished and is older than a cutoff: counted, deleted in batches, and the
+    tables' sizes (escalator.retention). A process is finished when it ended and none of
+    its notifications is still owed (being sent, or waiting for another's outcome)."""
+
+    def __init__(self, cursor: Cursor) -> None:
+        self._cursor = cursor
+
+    def limit_lock_waits(self, milliseconds: int) -> None:
+        """A row another transaction holds (a callback recording a status) is waited for
+        at most this long in this transaction; the purge tries again next time."""
+        self._cursor.execute("SELECT set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
+
+    def count_purgeable(self, *, finished_before: datetime, requests_before: datetime) -> Any:
+        """How many processes, notifications and request-log entries a purge would delete."""
+        self._cursor.execute(
+            _sql(
+                """
+                WITH finished AS ({finished})
+                SELECT (SELECT count(*) FROM finished) AS processes,
+                       (SELECT count(*) FROM notification n JOIN finished f
+                          ON n.process_ref = f.id) AS notifications,
+                       (SELECT count(*) FROM request_log
+                         WHERE received_at < %(requests_before)s) AS requests
+                """,
+                finished=_sql(_FINISHED_PROCESSES, limit="ALL"),
+            ),
+            {"before": finished_before, "requests_before": requests_before},
+        )
+        return _one(self._cursor)
+
+    def purge_finished(self, *, before: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` finished processes that ended before ``before``, oldest
+        first, with their notifications: (processes, notifications) deleted. (Nothing
+        else changes a finished process; a provider's callback may hold one of its
+        notifications for a moment: ``limit_lock_waits`` bounds that wait.)"""
+        self._cursor.execute(
+            _sql(
+                """
+                WITH finished AS ({finished}),
+                notifications AS (
+                    DELETE FROM notification n USING finished f
+                    WHERE n.process_ref = f.id
+                    RETURNING n.id
+                ),
+                processes AS (
+                    DELETE FROM process p USING finished f WHERE p.id = f.id RETURNING p.id
+                )
+                SELECT (SELECT count(*) FROM processes) AS processes,
+                       (SELECT count(*) FROM notifications) AS notifications
+                """,
+                finished=_sql(_FINISHED_PROCESSES, limit="%(limit)s"),
+            ),
+            {"before": before, "limit": limit},
+        )
+        row = _one(self._cursor)
+        return row.processes, row.notifications
+
+    def purge_requests(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` request-log entries received before ``before``, oldest
+        first: how many. (An entry is never changed once written.)"""
+        self._cursor.execute(
+            """
+            WITH old AS (
+                SELECT message_id FROM request_log WHERE received_at < %(before)s
+                ORDER BY received_at LIMIT %(limit)s
+            )
+            DELETE FROM request_log r USING old WHERE r.message_id = old.message_id
+            """,
+            {"before": before, "limit": limit},
+        )
+        return int(self._cursor.rowcount)
+
+    def sizes(self) -> list[Any]:
+        """Each table's rows (estimated), size of its data and of its indexes, in bytes."""
+        self._cursor.execute(
+            """
+            SELECT c.relname AS table, c.reltuples::bigint AS estimated_rows,
+                   pg_table_size(c.oid) AS table_bytes, pg_indexes_size(c.oid) AS index_bytes,
+                   s.n_dead_tup AS dead_rows, s.last_autovacuum
+            FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid
+            WHERE c.relname IN ('process', 'notification', 'request_log')
+            ORDER BY c.relname
+            """
+        )
+        return _all(self._cursor)
+
+    def counts_by_state(self) -> list[Any]:
+        """Rows by table and state (the request log by outcome), with the oldest row's
+        time: when the process started, the notification was stored, the request came."""
+        self._cursor.execute(
+            """
+            SELECT 'process' AS table, state, count(*) AS rows, min(started_at) AS oldest
+              FROM process GROUP BY state
+            UNION ALL
+            SELECT 'notification', state, count(*), min(created_at) FROM notification
+              GROUP BY state
+            UNION ALL
+            SELECT 'request_log', outcome, count(*), min(received_at) FROM request_log
+              GROUP BY outcome
+            ORDER BY 1, 2
+            """
+        )
+        return _all(self._cursor)
+
+
+# Processes that ended before ``%(before)s`` and owe nothing: none of their notifications
+# is unfinished (being sent, or coalesced and waiting for its cover's outcome), oldest
+# first, at most ``{limit}``.
+_FINISHED_PROCESSES = """
+    SELECT p.id FROM process p
+    WHERE p.state <> {active} AND p.ended_at < %(before)s
+      AND NOT EXISTS (
+          SELECT FROM notification n WHERE n.process_ref = p.id AND n.finished_at IS NULL)
+    ORDER BY p.ended_at LIMIT {limit}
+"""
+
+
 # A notification's due time as the Wait state's TimestampPath reads it (RFC 3339, Z).
 _DUE_TEXT = """to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 

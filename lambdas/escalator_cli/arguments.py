@@ -4,7 +4,9 @@ or says, in one line, why it cannot."""
 from __future__ import annotations
 
 import argparse
+import re
 import urllib.parse
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -17,6 +19,19 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
     return value
+
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration(text: str) -> timedelta:
+    """A length of time: a whole number and its unit, ``30d``, ``12h``, ``90m``, ``0s``."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration (a whole number and s, m, h or d: 30d, 12h, 0s)"
+        )
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 def port(text: str) -> int:

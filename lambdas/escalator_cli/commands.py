@@ -1,5 +1,5 @@
-"""The operator's commands: ``db migrate``, ``send``, ``status``, ``executions`` and
-``dlq redrive``, each a parser and the function that runs it."""
+"""The operator's commands: ``db migrate``, ``db purge``, ``db stats``, ``send``,
+``status``, ``executions`` and ``dlq redrive``, each a parser and the function that runs it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from escalator.config import database_settings
 from escalator.errors import ConfigError
 from escalator.migrations import default_sql_dir, migrate
-from escalator_cli.arguments import endpoint_url, positive, text_file, utf8
+from escalator_cli.arguments import duration, endpoint_url, positive, text_file, utf8
 
 NAMES = ("db", "send", "status", "executions", "dlq")
 
@@ -34,6 +34,37 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help="migration files (default: %(default)s)",
     )
     migrate_parser.set_defaults(run=_migrate)
+
+    purge = db_commands.add_parser(
+        "purge",
+        help="delete finished processes, their notifications and old request-log entries",
+        description=(
+            "Delete the processes that ended longer than DURATION ago and owe nothing, with "
+            "their notifications, and the request-log entries older than DURATION; the "
+            "request log is never purged younger than a request can come back from the "
+            "dead-letter queue. Active processes and notifications still owed stay."
+        ),
+    )
+    purge.add_argument(
+        "--older-than",
+        type=duration,
+        required=True,
+        metavar="DURATION",
+        help="30d, 12h, 90m, 0s",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    purge.add_argument(
+        "--batch", type=positive, default=None, help="processes per transaction (500)"
+    )
+    _database_option(purge)
+    purge.set_defaults(run=_purge)
+
+    stats = db_commands.add_parser(
+        "stats", help="table and index sizes, rows by state and the oldest row of each"
+    )
+    _database_option(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.set_defaults(run=_stats)
 
     send = commands.add_parser("send", help="send a request to the queue")
     send.add_argument("action", nargs="?", choices=["start", "stop"])
@@ -96,6 +127,64 @@ def _migrate(args: argparse.Namespace) -> int:
     applied = migrate(settings, args.sql_dir, progress=lambda line: print(line, file=sys.stderr))
     print(f"applied {len(applied)} migration(s)")
     return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    from escalator.database import Database
+    from escalator.retention import PURGE_BATCH, REQUEST_LOG_HORIZON, Purged, purge, purgeable
+
+    database = Database(database_settings(url=args.database_url))
+    if args.dry_run:
+        result = purgeable(database, args.older_than)
+    else:
+
+        def show(purged: Purged) -> None:
+            print(f"deleted {purged.describe()} ...", file=sys.stderr, flush=True)
+
+        result = purge(database, args.older_than, batch=args.batch or PURGE_BATCH, progress=show)
+    cutoffs = result.cutoffs
+    print(
+        f"{'would delete' if args.dry_run else 'deleted'} {result.purged.describe()}:"
+        f" processes finished before {cutoffs.finished_before:%Y-%m-%dT%H:%M:%SZ},"
+        f" requests received before {cutoffs.requests_before:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    if args.older_than < REQUEST_LOG_HORIZON:
+        print(
+            f"(the request log is kept {REQUEST_LOG_HORIZON.days} days: a request can come "
+            "back from the dead-letter queue until then)"
+        )
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from escalator.database import Database
+    from escalator.retention import statistics
+
+    found = statistics(Database(database_settings(url=args.database_url)))
+    if args.json:
+        print(json.dumps(found, indent=2, default=str))
+        return 0
+    print(f"{'table':14} {'rows (est.)':>12} {'data':>10} {'indexes':>10} {'dead rows':>10}")
+    for table in found["tables"]:
+        print(
+            f"{table['table']:14} {table['estimated_rows']:>12} {_size(table['table_bytes']):>10}"
+            f" {_size(table['index_bytes']):>10} {table['dead_rows']:>10}"
+        )
+    print()
+    print(f"{'table':14} {'state':10} {'rows':>10}  oldest")
+    for row in found["rows"]:
+        print(f"{row['table']:14} {row['state']:10} {row['rows']:>10}  {row['oldest']}")
+    return 0
+
+
+def _size(size: int) -> str:
+    """Bytes as an operator reads them: 8.0 kB, 1.5 MB, 2.1 GB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def parse_notification(text: str, *, now: int) -> dict[str, Any]:

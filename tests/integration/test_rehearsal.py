@@ -41,7 +41,7 @@ from escalator.config import database_settings
 from escalator.database import Database, UnitOfWork, connect
 from escalator.errors import DatabaseError
 from escalator.lifecycle import NotificationState
-from escalator.migrations import APPLICATION_ROLE, default_sql_dir, discover
+from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE, default_sql_dir, discover
 from tests.support.lifecycle import bring_to
 
 # Long, and one worker: every test shares the module's stage.
@@ -253,7 +253,9 @@ def test_the_master_user_is_a_member_of_rds_superuser_and_no_superuser(stage: Re
         psycopg2.connect(dsn, password="not-" + secret["password"])
 
 
-def test_the_migration_makes_the_application_role_a_member_of_rds_iam(stage: Rehearsal) -> None:
+def test_the_migration_makes_the_application_and_purge_roles_members_of_rds_iam(
+    stage: Rehearsal,
+) -> None:
     stage.invoke("FunctionsMigrateLauncher", {})
 
     assert query(
@@ -265,8 +267,9 @@ def test_the_migration_makes_the_application_role_a_member_of_rds_iam(stage: Reh
     assert query(
         stage.database_url,
         "SELECT member::regrole::text, grantor::regrole::text FROM pg_auth_members"
-        " WHERE roleid = 'rds_iam'::regrole AND (inherit_option OR set_option)",
-    ) == [(APPLICATION_ROLE, "rds_superuser")]
+        " WHERE roleid = 'rds_iam'::regrole AND (inherit_option OR set_option)"
+        " ORDER BY member::regrole::text",
+    ) == [(APPLICATION_ROLE, "rds_superuser"), (PURGE_ROLE, "rds_superuser")]
 
 
 def auth_token(
