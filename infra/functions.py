@@ -18,7 +18,7 @@ from escalator import SERVICE
 from escalator.channels import CHANNELS
 from escalator.config import DB_SSLMODE_DEFAULT, RDS_CA_BUNDLE_FILE, Env
 from escalator.limits import claim_lookahead
-from escalator.migrations import APPLICATION_ROLE
+from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE
 from infra.bundling import RUNTIME, deployed_path, lambda_code
 from infra.database import Database
 from infra.network import Network
@@ -36,6 +36,8 @@ TIMEOUT = Duration.seconds(30)
 DATABASE_STEP_TIMEOUT = Duration.seconds(10)
 NOTIFIER_TIMEOUT = Duration.seconds(20)
 MIGRATION_TIMEOUT = Duration.minutes(5)
+# An hourly purge deletes batches for up to this long, then leaves the rest to the next.
+PURGE_TIMEOUT = Duration.minutes(5)
 # Each waiter outlasts what it waits for, so that an answer, even a timeout, arrives
 # before the waiter gives up (and no waiter retries a migration that may still run):
 # the launcher's client waits the migration's timeout and a margin
@@ -99,7 +101,10 @@ class EscalatorFunctions(Construct):
         for function in self.runtime_functions:
             instance.grant_connect(function, APPLICATION_ROLE)
         self._migration(address, database, network, settings)
-        self.database_functions = [*self.runtime_functions, self.migration]
+        self._purge(settings)
+        instance.grant_connect(self.purge, PURGE_ROLE)
+        self.purge.node.add_dependency(self.migration_trigger)
+        self.database_functions = [*self.runtime_functions, self.migration, self.purge]
         # A schema change migrates before new code takes traffic: CloudFormation creates
         # or updates the runtime functions (and what starts them) only after the trigger.
         # The code still running meanwhile meets the newer schema, which is why
@@ -239,6 +244,23 @@ class EscalatorFunctions(Construct):
             execute_after=[database, network],
             execute_on_handler_change=True,
             timeout=TRIGGER_TIMEOUT,
+        )
+
+    def _purge(self, settings: StackSettings) -> None:
+        """The hourly purge of what finished longer ago than the retention period: in the
+        VPC, connecting as the purge's role (it may read and delete, nothing else), one at
+        a time."""
+        self.purge = self.function(
+            "Purge",
+            "purge",
+            environment={
+                **self._connects,
+                Env.DB_USER: PURGE_ROLE,
+                Env.RETENTION_DAYS: str(settings.retention_days),
+            },
+            in_vpc=True,
+            reserved=settings.budget.purge,
+            timeout=PURGE_TIMEOUT,
         )
 
     def _notifiers(

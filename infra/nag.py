@@ -130,6 +130,15 @@ def apply(stack: Any) -> None:
     # CDK's log-retention function, which sets the retention of the log group RDS
     # creates for the database's logs (the stack cannot create that group itself).
     _suppress(
+        stack.purge_schedule,
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            reason="CDK's grant_invoke covers the purge function and its versions (ARN:*); the "
+            "schedule's role may invoke that one function only.",
+            applies_to=[{"regex": "/^Resource::<FunctionsPurge[A-Za-z0-9]+\\.Arn>:\\*$/g"}],
+        ),
+    )
+    _suppress(
         functions.launcher,
         NagPackSuppression(
             id="AwsSolutions-IAM5",

@@ -1,4 +1,5 @@
-"""EventBridge Scheduler starts the delivery state machine every period."""
+"""EventBridge Scheduler starts the delivery state machine every period, and the purge
+every hour."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
@@ -43,6 +45,43 @@ class DeliverySchedule(Construct):
                 input=json.dumps({"period_seconds": minutes * 60}),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
                     maximum_retry_attempts=0, maximum_event_age_in_seconds=60
+                ),
+            ),
+        )
+
+
+class PurgeSchedule(Construct):
+    """``rate(1 hour)``: EventBridge Scheduler invokes the purge function."""
+
+    EXPRESSION = "rate(1 hour)"
+
+    def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction):
+        super().__init__(scope, construct_id)
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
+            description="EventBridge Scheduler invokes the Escalator purge",
+        )
+        function.grant_invoke(role)
+        self.schedule = scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            description="Delete what finished longer ago than the retention period",
+            schedule_expression=self.EXPRESSION,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(
+                mode="FLEXIBLE", maximum_window_in_minutes=15
+            ),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=function.function_arn,
+                role_arn=role.role_arn,
+                input="{}",
+                # (a purge that did not run is no loss: the next hour's deletes the same)
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=0, maximum_event_age_in_seconds=600
                 ),
             ),
         )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from escalator.channels import CHANNELS
 from escalator.limits import RECIPIENT_GUARD_SECONDS
+from escalator.retention import DEFAULT_RETENTION_DAYS
 
 if TYPE_CHECKING:  # (the CDK's modules load for seconds: the local stack reads only numbers)
     from constructs import Node
@@ -69,6 +70,7 @@ class ConnectionBudget:
     record: int
     migrate: int = 1
     call_status: int = 2  # the recorder of Twilio's status callbacks
+    purge: int = 1  # the hourly purge of what has finished (one at a time)
 
     @property
     def total(self) -> int:
@@ -79,6 +81,7 @@ class ConnectionBudget:
             + self.record
             + self.migrate
             + self.call_status
+            + self.purge
         )
 
     @property
@@ -112,7 +115,7 @@ class StackSettings:
     db_deletion_protection: bool = True
     db_removal_policy: str = "retain"
     db_backup_retention_days: int = 7
-    db_connection_cap: int = 30
+    db_connection_cap: int = 31
     schedule_minutes: int = 1
     # What the delivery windows (Express executions) log: ERROR (failed windows only),
     # ALL (every step, for a closer look; billed per GB ingested), FATAL or OFF.
@@ -120,6 +123,10 @@ class StackSettings:
     # The Map's MaxConcurrency; derived from the connection budget unless given.
     max_concurrency: int | None = None
     log_retention_days: int = 30
+    # Finished processes, their notifications and the request log are deleted after this
+    # many days (the request log never before a request could come back from the
+    # dead-letter queue: escalator.retention.REQUEST_LOG_HORIZON).
+    retention_days: int = DEFAULT_RETENTION_DAYS
     producer_arns: tuple[str, ...] = ()
     alarm_topic_arn: str | None = None
     # The alarm on calls nobody took (busy, no-answer, failed, canceled): over this share,
@@ -141,6 +148,7 @@ class StackSettings:
             "db_backup_retention_days": 1,
             "schedule_minutes": 1,
             "log_retention_days": 1,
+            "retention_days": 1,
         }
         for name, minimum in minimums.items():
             if getattr(self, name) < minimum:

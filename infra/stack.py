@@ -23,7 +23,7 @@ from infra.functions import DATABASE_STEP_TIMEOUT, NOTIFIER_TIMEOUT, EscalatorFu
 from infra.network import Network
 from infra.queue import RequestQueue
 from infra.retention import retention
-from infra.schedule import DeliverySchedule
+from infra.schedule import DeliverySchedule, PurgeSchedule
 from infra.secrets import provider_secrets
 from infra.settings import SettingsError, StackSettings, from_context
 from infra.state_machine import tick_definition, window_definition, window_worst_case_seconds
@@ -84,6 +84,7 @@ class EscalatorStack(Stack):
         # Requests and executions start once the schema exists (the functions they start
         # wait for the migration too: infra/functions.py).
         schedule.node.add_dependency(functions.migration_trigger)
+        self.purge_schedule = PurgeSchedule(self, "PurgeSchedule", function=functions.purge)
         alarms = Alarms(
             self,
             "Alarms",
@@ -104,7 +105,9 @@ class EscalatorStack(Stack):
             dead_letter_queue=requests.dead_letter_queue,
             tick=self.state_machine,
             window=self.window,
-            functions=functions.all_functions,
+            # (not the purge's: one run an hour, a throttled one done by the next; the
+            # dashboard holds the fifty metrics a free one may)
+            functions=[f for f in functions.all_functions if f is not functions.purge],
             alarms=alarms.alarms,
             breakdowns={metrics.CHANNEL: RECIPIENT_CHANNELS},
         )

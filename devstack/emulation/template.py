@@ -220,6 +220,23 @@ def state_machine(template: dict[str, Any], machine_type: str = STANDARD) -> tup
     return logical_id, machine
 
 
+def schedule_of(template: dict[str, Any], target_id: str) -> tuple[str, Any]:
+    """The logical id and resource of the schedule whose target is ``target_id``: a state
+    machine (the tick) or a function (the purge), by logical id."""
+    ((logical_id, schedule),) = [
+        (logical_id, schedule)
+        for logical_id, schedule in resources(template, "AWS::Scheduler::Schedule").items()
+        if schedule["Properties"]["Target"]["Arn"]
+        in ({"Ref": target_id}, {"Fn::GetAtt": [target_id, "Arn"]})
+    ]
+    return logical_id, schedule
+
+
+def tick_schedule(template: dict[str, Any]) -> tuple[str, Any]:
+    """The schedule that starts the tick."""
+    return schedule_of(template, state_machine(template, STANDARD)[0])
+
+
 def state_machine_definition(
     template: dict[str, Any], machine_type: str = STANDARD
 ) -> dict[str, Any]:

@@ -95,6 +95,10 @@ SELECTION: tuple[str, ...] = (
     "test_a_status_callback_runs_through_the_rehearsed_receiver_and_recorder",
     _INTEGRATION + "test_rehearsal.py::"
     "test_each_function_reads_the_secrets_its_environment_names_as_its_role",
+    # the purge's schedule invoking it as the schedule's role, the purge signing in as
+    # its own database role
+    _INTEGRATION + "test_rehearsal.py::"
+    "test_the_purge_runs_as_its_schedule_invokes_it_and_signs_in_as_its_own_role",
     # the local stack: its schedule starting ticks as the schedule's role, its event
     # source polling as the initiator's
     _INTEGRATION + "test_local_stack.py::test_every_contract_rule_holds_end_to_end",

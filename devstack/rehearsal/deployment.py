@@ -75,7 +75,7 @@ from devstack.emulation.moto_adapter import lambdas_in_process
 from devstack.emulation.moto_services.sandboxes import InProcessLambdas
 from devstack.emulation.sqs import queues_from_template
 from devstack.emulation.stepfunctions import DeployedStateMachine, deploy
-from devstack.emulation.template import REGION, resources
+from devstack.emulation.template import REGION, resources, tick_schedule
 from devstack.local.demo import free_port
 from devstack.local.stack import moto_server
 from devstack.peers.postgres import embedded_postgres, query
@@ -538,7 +538,7 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
         for function_url in function_urls:
             stack.enter_context(function_url)
-        ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
+        _, schedule = tick_schedule(template)
         yield Rehearsal(
             endpoint_url=endpoint,
             session=session,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar
 
-from escalator import delivery, service
+from escalator import delivery, retention, service
 from escalator.channels import CHANNELS, Notifier
 from escalator.channels.base import CallbackReader
 from escalator.config import (
@@ -21,11 +23,13 @@ from escalator.config import (
     InitiatorConfig,
     LauncherConfig,
     MigrationConfig,
+    PurgeConfig,
     load_callback_config,
     load_delivery_config,
     load_initiator_config,
     load_launcher_config,
     load_migration_config,
+    load_purge_config,
     read_secret,
 )
 from escalator.database import Database, UnitOfWork
@@ -268,6 +272,27 @@ def delivery_steps() -> DeliverySteps:
     return DeliverySteps(Database(config.database), config)
 
 
+@dataclass(frozen=True)
+class Purger:
+    """The hourly purge, bound to its database (as the purge's role) and retention."""
+
+    config: PurgeConfig
+    database: Database = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database", Database(self.config.database))
+
+    def purge(self, time_left: Callable[[], float] | None = None) -> retention.PurgeResult:
+        return retention.purge_and_report(
+            self.database, timedelta(days=self.config.retention_days), time_left=time_left
+        )
+
+
+@functools.cache
+def purger() -> Purger:
+    return Purger(load_purge_config())
+
+
 @functools.cache
 def notifiers() -> Notifiers:
     return Notifiers()
@@ -308,6 +333,7 @@ def reset() -> None:
         migrator,
         migration_launcher,
         call_status_receiver,
+        purger,
         _configured_notifier,
     ):
         cached.cache_clear()

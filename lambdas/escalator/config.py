@@ -60,6 +60,8 @@ class Env:
     CONFIRM_MAX_WAIT_SECONDS = "CONFIRM_MAX_WAIT_SECONDS"
     RECIPIENT_GUARD_SECONDS = "RECIPIENT_GUARD_SECONDS"
     CALLER_ID_REGISTRY = "CALLER_ID_REGISTRY"
+    # the purge: how many days finished processes and the request log are kept
+    RETENTION_DAYS = "RETENTION_DAYS"
     # the launcher: the in-VPC migration function it hands the master credentials to
     MIGRATION_FUNCTION = "MIGRATION_FUNCTION"
     # ... and that function's timeout: how long the launcher waits for its answer
@@ -193,6 +195,15 @@ class MigrationConfig:
         values = {**self.environment, Env.DB_USER: username, Env.DB_PASSWORD: password}
         require(values, Env.DB_HOST, Env.DB_NAME)
         return DatabaseSettings(dsn=_dsn(self.environment, values), password=_fixed(password))
+
+
+@dataclass(frozen=True)
+class PurgeConfig:
+    """Settings of the purge function: its database (as the purge's role) and how many
+    days what has finished is kept."""
+
+    database: DatabaseSettings
+    retention_days: int
 
 
 @dataclass(frozen=True)
@@ -336,6 +347,16 @@ def load_migration_config(environ: Mapping[str, str] | None = None) -> Migration
         environment=dict(env),
         caller_id_registry=registry,
     )
+
+
+def load_purge_config(environ: Mapping[str, str] | None = None) -> PurgeConfig:
+    """Read the purge function's settings; ``RETENTION_DAYS`` is required (the stack sets
+    it): a purge never guesses how much to delete."""
+    env = _environment(environ)
+    require(env, Env.RETENTION_DAYS)
+    days = integer(env, Env.RETENTION_DAYS)
+    assert days is not None
+    return PurgeConfig(database=database_settings(env), retention_days=days)
 
 
 def load_launcher_config(environ: Mapping[str, str] | None = None) -> LauncherConfig:

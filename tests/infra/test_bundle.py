@@ -129,8 +129,8 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(len(handlers))
     # initiator, activator, confirm, record, notifier, migrate, the migration launcher,
-    # the status-callback receiver and its recorder
-    assert len(handlers) == 9
+    # the status-callback receiver and its recorder, the purge
+    assert len(handlers) == 10
 
 
 class FakePip:

@@ -105,6 +105,8 @@ def test_every_function_of_the_stack_has_its_throttles_drawn(
         logical_id
         for logical_id, function in resources(template, "AWS::Lambda::Function").items()
         if function["Properties"]["Handler"].startswith("escalator.handlers.")
+        # (but the hourly purge's: a throttled run is done by the next one)
+        and function["Properties"]["Handler"] != "escalator.handlers.purge.handler"
     ]
     assert len(functions) >= 8 + len(CHANNELS)
     assert series(drawn, "AWS/Lambda") == {

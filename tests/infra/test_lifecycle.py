@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devstack.emulation.template import resources
+from devstack.emulation.template import resources, tick_schedule
 from devstack.loopback import LoopbackServer
 from escalator import bootstrap
 from escalator.lambda_invoker import InvocationError
@@ -183,7 +183,7 @@ def test_new_code_and_its_traffic_start_only_after_the_migration(
 ) -> None:
     trigger_id, _ = only(template, "Custom::Trigger")
     mapping_id, _ = only(template, "AWS::Lambda::EventSourceMapping")
-    schedule_id, _ = only(template, "AWS::Scheduler::Schedule")
+    schedule_id, _ = tick_schedule(template)
     runtime = [function_id(template, handler) for handler in sorted(RUNTIME_HANDLERS)]
     assert len(runtime) == 5
     for logical_id in [*runtime, mapping_id, schedule_id]:

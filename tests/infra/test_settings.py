@@ -89,13 +89,14 @@ def test_settings_made_in_code_are_validated_too() -> None:
     ("cap", "concurrency"),
     [
         # worked out by hand: the initiator gets a sixth of the cap (at least 2), the
-        # activator 2, the migration 1, the call status recorder 2; confirm and record
-        # share the rest (confirm the odd one); the Map runs 4 iterations per sandbox of
-        # the smaller of the two, at most 40 (an inline Map's limit)
-        (12, 8),  # 2 + 2 + 1 + 2 leave 5: confirm 3, record 2
-        (18, 20),  # 3 + 2 + 1 + 2 leave 10: 5 and 5
-        (30, 40),  # 5 + 2 + 1 + 2 leave 20: 10 and 10
-        (100, 40),  # 16 + 2 + 1 + 2 leave 79: 40 and 39, more than the Map's limit
+        # activator 2, the migration 1, the call status recorder 2, the purge 1; confirm
+        # and record share the rest (confirm the odd one); the Map runs 4 iterations per
+        # sandbox of the smaller of the two, at most 40 (an inline Map's limit)
+        (12, 8),  # 2 + 2 + 1 + 2 + 1 leave 4: confirm 2, record 2
+        (18, 16),  # 3 + 2 + 1 + 2 + 1 leave 9: 5 and 4
+        (30, 36),  # 5 + 2 + 1 + 2 + 1 leave 19: 10 and 9
+        (31, 40),  # 5 + 2 + 1 + 2 + 1 leave 20: 10 and 10 (the default)
+        (100, 40),  # 16 + 2 + 1 + 2 + 1 leave 78: 39 and 39, more than the Map's limit
     ],
 )
 def test_the_maps_concurrency_is_what_the_connection_budget_serves(

@@ -14,11 +14,13 @@ from devstack.emulation.template import (
     EXPRESS,
     STANDARD,
     resources,
+    schedule_of,
     state_machine,
     state_machine_definition,
+    tick_schedule,
 )
 from escalator.channels import CHANNELS
-from escalator.migrations import APPLICATION_ROLE
+from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE
 from infra.settings import SettingsError, StackSettings, connection_budget
 from tests.support.contexts import ALARM_TOPIC, CUSTOM_CONTEXT, PRODUCER, REGISTRY
 
@@ -29,11 +31,13 @@ DATABASE_HANDLERS = {
     "escalator.handlers.record.handler",
     "escalator.handlers.record_call_status.handler",
     "escalator.handlers.migrate.handler",
+    "escalator.handlers.purge.handler",
 }
+PURGE_HANDLER = "escalator.handlers.purge.handler"
 NOTIFIER_HANDLER = "escalator.handlers.notifier.handler"
 LAUNCHER_HANDLER = "escalator.handlers.launch_migration.handler"
 RECEIVER_HANDLER = "escalator.handlers.call_status.handler"
-RUNTIME_HANDLERS = DATABASE_HANDLERS - {"escalator.handlers.migrate.handler"}
+RUNTIME_HANDLERS = DATABASE_HANDLERS - {"escalator.handlers.migrate.handler", PURGE_HANDLER}
 
 
 def of_type(template: Mapping[str, Any], resource_type: str) -> dict[str, Any]:
@@ -174,7 +178,7 @@ def test_database_connections_are_bounded_by_the_cap(
 
 
 def test_schedule_starts_the_tick_with_its_period(template: dict[str, Any]) -> None:
-    ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
+    _, schedule = tick_schedule(template)
     assert schedule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(schedule["Properties"]["Target"]["Input"]) == {"period_seconds": 60}
     tick_id, _ = state_machine(template, STANDARD)
@@ -185,7 +189,7 @@ def test_the_schedule_has_no_flexible_time_window(template: dict[str, Any]) -> N
     # With a flexible window, EventBridge Scheduler may start a tick up to its maximum
     # window (minutes) after its time: the claim's lookahead covers the ticks' jitter
     # within their minute, not that, and notifications would go out late.
-    ((_, schedule),) = of_type(template, "AWS::Scheduler::Schedule").items()
+    _, schedule = tick_schedule(template)
     assert schedule["Properties"]["FlexibleTimeWindow"] == {"Mode": "OFF"}
 
 
@@ -376,12 +380,12 @@ def test_only_this_accounts_schedules_may_use_the_scheduler_role(
         for role in of_type(template, "AWS::IAM::Role").values()
         if "scheduler.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
     ]
-    ((statement,),) = [
-        role["Properties"]["AssumeRolePolicyDocument"]["Statement"] for role in roles
-    ]
-    assert statement["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    }
+    assert len(roles) == 2  # the tick's schedule and the purge's
+    for role in roles:
+        (statement,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert statement["Condition"] == {
+            "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        }
 
 
 def test_more_than_an_inline_map_can_run_at_once_is_refused() -> None:
@@ -517,3 +521,53 @@ def test_each_providers_failed_share_alarm_watches_it_over_15_minutes(
     assert words in alarm["AlarmDescription"]
     with pytest.raises(SettingsError, match="unanswered_calls_alarm_percent must be from 1 to 100"):
         StackSettings(unanswered_calls_alarm_percent=0)
+
+
+def test_the_purge_runs_hourly_in_the_vpc_as_its_own_role_keeping_the_retention_period(
+    template: dict[str, Any], customized: dict[str, Any]
+) -> None:
+    ((purge_id, purge),) = [
+        (logical_id, function)
+        for logical_id, function in our_functions(template).items()
+        if function["Properties"]["Handler"] == PURGE_HANDLER
+    ]
+    variables = purge["Properties"]["Environment"]["Variables"]
+    assert variables["DB_USER"] == PURGE_ROLE
+    assert variables["DB_IAM_AUTH"] == "true"
+    assert variables["RETENTION_DAYS"] == "30"
+    assert purge["Properties"]["ReservedConcurrentExecutions"] == 1
+    assert purge["Properties"]["Timeout"] == 300
+    # it signs in as the purge's role only (and no other function does)
+    connects = [
+        statement
+        for statement in policy_statements(template, purge)
+        if statement["Action"] == "rds-db:connect"
+    ]
+    assert len(connects) == 1
+    assert "dbuser:" in json.dumps(connects[0]["Resource"])
+    assert PURGE_ROLE in json.dumps(connects[0]["Resource"])
+    assert APPLICATION_ROLE not in json.dumps(connects[0]["Resource"])
+    # started every hour by a schedule of its own, whose role may invoke it and nothing else
+    _, schedule = schedule_of(template, purge_id)
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    role_id = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
+    granted = [
+        statement
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    assert {statement["Action"] for statement in granted} == {"lambda:InvokeFunction"}
+    assert all(purge_id in json.dumps(statement["Resource"]) for statement in granted)
+    # the setting reaches it
+    ((_, customized_purge),) = [
+        (logical_id, function)
+        for logical_id, function in our_functions(customized).items()
+        if function["Properties"]["Handler"] == PURGE_HANDLER
+    ]
+    assert customized_purge["Properties"]["Environment"]["Variables"]["RETENTION_DAYS"] == "45"
+
+
+def test_a_retention_period_under_a_day_is_refused() -> None:
+    with pytest.raises(SettingsError, match="retention_days must be at least 1, got 0"):
+        StackSettings(retention_days=0)

@@ -26,9 +26,11 @@ from devstack.emulation.template import (
     REGION,
     STANDARD,
     resources,
+    schedule_of,
     state_machine,
     synthesized_template,
     synthesized_with,
+    tick_schedule,
 )
 from devstack.peers.postgres import query
 from devstack.peers.providers import Peers, running_peers
@@ -40,9 +42,9 @@ from escalator.client import Producer
 from escalator.config import database_settings
 from escalator.database import Database, UnitOfWork, connect
 from escalator.errors import DatabaseError
-from escalator.lifecycle import NotificationState
+from escalator.lifecycle import NotificationState, ProcessState
 from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE, default_sql_dir, discover
-from tests.support.lifecycle import bring_to
+from tests.support.lifecycle import bring_to, insert_notification, insert_process
 
 # Long, and one worker: every test shares the module's stage.
 pytestmark = [pytest.mark.long, pytest.mark.xdist_group("rehearsal")]
@@ -348,7 +350,7 @@ def test_the_functions_verify_the_instance_against_the_ca_in_place_of_the_rds_bu
     # template names the RDS CA bundle (tests/infra/test_stack.py) the run's CA
     in_vpc = [box.spec.environment for box in stage.sandboxes.values()
               if "DB_HOST" in box.spec.environment]  # fmt: skip
-    assert len(in_vpc) == 6
+    assert len(in_vpc) == 7  # the initiator, the five database steps and the purge
     for environment in in_vpc:
         assert environment["DB_SSLMODE"] == "verify-full"
         assert environment["DB_SSLROOTCERT"] == str(stage.root_certificates)
@@ -517,7 +519,7 @@ def test_each_state_machine_may_invoke_every_function_it_names_and_start_what_it
     window_role = window["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     assert allowed_resources(template, window_role, "states:StartExecution") == []
     # the schedule starts the tick only; the initiator starts the window only
-    ((_, schedule),) = resources(template, "AWS::Scheduler::Schedule").items()
+    _, schedule = tick_schedule(template)
     scheduler_role = schedule["Properties"]["Target"]["RoleArn"]["Fn::GetAtt"][0]
     assert allowed_resources(template, scheduler_role, "states:StartExecution") == [
         {"Ref": tick_id}
@@ -531,3 +533,59 @@ def test_each_state_machine_may_invoke_every_function_it_names_and_start_what_it
     assert allowed_resources(template, initiator_role, "states:StartExecution") == [
         {"Ref": window_id}
     ], initiator_id
+
+
+def test_the_purge_runs_as_its_schedule_invokes_it_and_signs_in_as_its_own_role(
+    stage: Rehearsal, peers: Peers
+) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+    # GIVEN a process that finished longer ago than the retention period, and one that is
+    # still active
+    with closing(psycopg2.connect(stage.database_url)) as connection, connection.cursor() as cursor:
+        finished = insert_process(cursor, "restaurant-old", ProcessState.COMPLETED)
+        insert_notification(cursor, finished, 0, NotificationState.SENT)
+        cursor.execute(
+            "UPDATE process SET started_at = now() - interval '40 days',"
+            " ended_at = now() - interval '40 days' WHERE id = %s",
+            (finished,),
+        )
+        insert_process(cursor, "restaurant-active")
+        connection.commit()
+    # WHEN its schedule fires: EventBridge Scheduler invokes the function, as the
+    # schedule's role, with the target's input
+    template = synthesized_with(pubnub_origin=peers.pubnub.url)
+    purge_id = stage.function("FunctionsPurge").spec.logical_id
+    schedule_id, schedule = schedule_of(template, purge_id)
+    target = schedule["Properties"]["Target"]
+    scheduler = stage.session.client(
+        "lambda",
+        endpoint_url=stage.endpoint_url,
+        **stage.permissions.signing(
+            stage.permissions.credentials(
+                stage.permissions.role_arn(target["RoleArn"]), schedule_id
+            )
+        ),
+    )
+    answer = scheduler.invoke(FunctionName=purge_id, Payload=target["Input"].encode())
+
+    # THEN the finished process went, the active one stayed, signed in as the purge's role
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    purged = json.loads(answer["Payload"].read())
+    assert (purged["processes"], purged["notifications"], purged["complete"]) == (1, 1, True)
+    remaining = {row[0] for row in query(stage.database_url, "SELECT process_id FROM process")}
+    assert "restaurant-active" in remaining
+    assert "restaurant-old" not in remaining
+    assert stage.endpoint.iam_sign_ins[-1] == PURGE_ROLE
+    # AND nobody else may start it: the tick's schedule's role may not
+    _, tick = tick_schedule(template)
+    other = stage.session.client(
+        "lambda",
+        endpoint_url=stage.endpoint_url,
+        **stage.permissions.signing(
+            stage.permissions.credentials(
+                stage.permissions.role_arn(tick["Properties"]["Target"]["RoleArn"]), "tick"
+            )
+        ),
+    )
+    with pytest.raises(ClientError, match="AccessDenied"):
+        other.invoke(FunctionName=purge_id, Payload=b"{}")

@@ -17,6 +17,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "db_connection_cap": 18,
     "delivery_log_level": "ALL",
     "max_concurrency": 7,
+    "retention_days": 45,
     "alarm_topic_arn": ALARM_TOPIC,
     "producer_arns": [PRODUCER],
     "twilio_secret_name": "prod/twilio",

@@ -8,7 +8,7 @@ import pytest
 from psycopg2.extensions import parse_dsn
 
 import escalator
-from escalator.config import database_settings, load_initiator_config
+from escalator.config import database_settings, load_initiator_config, load_purge_config
 from escalator.errors import ConfigError
 
 PACKAGE = Path(escalator.__file__).resolve().parent
@@ -116,3 +116,12 @@ def test_malformed_integer_is_named() -> None:
 def test_password_is_not_in_repr() -> None:
     settings = database_settings({"DATABASE_URL": "postgresql://u:secret@db/x"})
     assert "secret" not in repr(settings)
+
+
+def test_the_purge_needs_its_retention_period_and_never_guesses_one() -> None:
+    url = {"DATABASE_URL": "postgresql://escalator_purger@db/escalator"}
+    assert load_purge_config({**url, "RETENTION_DAYS": "45"}).retention_days == 45
+    with pytest.raises(ConfigError, match="RETENTION_DAYS"):
+        load_purge_config(url)
+    with pytest.raises(ConfigError, match="RETENTION_DAYS"):
+        load_purge_config({**url, "RETENTION_DAYS": "0"})
