@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -13,17 +14,19 @@ from constructs import Construct
 from escalator import SERVICE, metrics
 from escalator.channels import CHANNELS
 from escalator.channels.base import ProviderStatuses
+from infra.settings import GIB
 
 # A request older than this in the queue means the initiator is not keeping up.
 OLDEST_REQUEST_SECONDS = 300
 FIVE_MINUTES = Duration.minutes(5)
 AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+BELOW = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
 
 
 class Alarms(Construct):
     """Dead letters, requests waiting too long, failed or timed-out executions, failing,
-    expired, unknown or rejected notifications, too many unanswered calls, and a schedule
-    that stopped starting executions."""
+    expired, unknown or rejected notifications, too many unanswered calls, a schedule
+    that stopped starting executions, and a database running out of storage."""
 
     def __init__(
         self,
@@ -34,6 +37,8 @@ class Alarms(Construct):
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.StateMachine,
         window: sfn.StateMachine,
+        database: rds.DatabaseInstance,
+        free_storage_bytes: int,
         schedule_minutes: int,
         topic_arn: str | None,
         failed_percent: int = 50,
@@ -122,6 +127,22 @@ class Alarms(Construct):
                 "The schedule has not started a delivery execution",
                 comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 missing=cloudwatch.TreatMissingData.BREACHING,
+            ),
+            # Storage autoscaling grows the volume once free space is down to 10 % of it
+            # (for 5 minutes): never below 10 % of the first allocation while it can still
+            # act. Less than a share of that means it cannot (infra/settings.py).
+            alarm(
+                "DatabaseStorageLow",
+                database.metric_free_storage_space(period=FIVE_MINUTES, statistic="Minimum"),
+                f"The database has less than {free_storage_bytes / GIB:g} GiB of free "
+                "storage, less than storage autoscaling leaves while it can still grow the "
+                "volume: it reached db_max_allocated_storage_gib, waits out its cooling-off "
+                "(6 hours after a step) or failed (the instance's RDS events say which). "
+                "Raise db_max_allocated_storage_gib and deploy; then find what fills the "
+                "database (table sizes: request_log, notification, process) and delete "
+                "what is no longer needed",
+                comparison=BELOW,
+                threshold=free_storage_bytes,
             ),
         ]
         if topic_arn:

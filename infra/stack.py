@@ -91,6 +91,8 @@ class EscalatorStack(Stack):
             dead_letter_queue=requests.dead_letter_queue,
             state_machine=self.state_machine,
             window=self.window,
+            database=database.instance,
+            free_storage_bytes=settings.free_storage_alarm_bytes,
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
             failed_percent=settings.unanswered_calls_alarm_percent,
