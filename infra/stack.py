@@ -93,6 +93,7 @@ class EscalatorStack(Stack):
             window=self.window,
             database=database.instance,
             free_storage_bytes=settings.free_storage_alarm_bytes,
+            log_retention=retention(settings.log_retention_days),
             schedule_minutes=settings.schedule_minutes,
             topic_arn=settings.alarm_topic_arn,
             failed_percent=settings.unanswered_calls_alarm_percent,
