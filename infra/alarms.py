@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
@@ -13,17 +17,34 @@ from constructs import Construct
 from escalator import SERVICE, metrics
 from escalator.channels import CHANNELS
 from escalator.channels.base import ProviderStatuses
+from infra.settings import GIB
 
 # A request older than this in the queue means the initiator is not keeping up.
 OLDEST_REQUEST_SECONDS = 300
 FIVE_MINUTES = Duration.minutes(5)
 AT_LEAST = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+BELOW = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
+# The RDS events of the instance that say its storage is near or at the autoscaling
+# ceiling, or that autoscaling cannot grow it (AWS, "Amazon RDS event categories and
+# event messages"). Not RDS-EVENT-0089 (more than 90 % of the volume used): it comes
+# before every ordinary autoscaling step.
+STORAGE_EVENTS = {
+    "RDS-EVENT-0225": "the allocated storage reached 80 % of db_max_allocated_storage_gib",
+    "RDS-EVENT-0224": "an autoscaling step would reach or pass db_max_allocated_storage_gib",
+    "RDS-EVENT-0223": "storage autoscaling cannot grow the volume (the event says why)",
+    "RDS-EVENT-0254": "the account's storage quota stops storage autoscaling",
+    "RDS-EVENT-0007": "the allocated storage is exhausted",
+}
+# Where those events are counted (not the functions' namespace: its metrics are the
+# registry's, escalator.metrics).
+STORAGE_EVENTS_NAMESPACE = f"{metrics.NAMESPACE}/Database"
+STORAGE_EVENTS_METRIC = "StorageEvents"
 
 
 class Alarms(Construct):
     """Dead letters, requests waiting too long, failed or timed-out executions, failing,
-    expired, unknown or rejected notifications, too many unanswered calls, and a schedule
-    that stopped starting executions."""
+    expired, unknown or rejected notifications, too many unanswered calls, a schedule
+    that stopped starting executions, and a database running out of storage."""
 
     def __init__(
         self,
@@ -34,12 +55,18 @@ class Alarms(Construct):
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.StateMachine,
         window: sfn.StateMachine,
+        database: rds.DatabaseInstance,
+        free_storage_bytes: int,
+        log_retention: logs.RetentionDays,
         schedule_minutes: int,
         topic_arn: str | None,
         failed_percent: int = 50,
     ):
         super().__init__(scope, construct_id)
         alarm = self._alarm
+        storage_events = StorageEvents(
+            self, "StorageEvents", instance=database, log_retention=log_retention
+        )
         self.alarms = [
             alarm(
                 "DeadLetters",
@@ -123,6 +150,36 @@ class Alarms(Construct):
                 comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
                 missing=cloudwatch.TreatMissingData.BREACHING,
             ),
+            # Storage autoscaling grows the volume once free space is down to 10 % of it
+            # (for 5 minutes): never below 10 % of the first allocation while it can still
+            # act. Less than a share of that means it cannot (infra/settings.py).
+            alarm(
+                "DatabaseStorageLow",
+                database.metric_free_storage_space(period=FIVE_MINUTES, statistic="Minimum"),
+                f"The database has less than {free_storage_bytes / GIB:g} GiB of free "
+                "storage, less than storage autoscaling leaves while it can still grow the "
+                "volume: it reached db_max_allocated_storage_gib, waits out its cooling-off "
+                "(6 hours after a step) or failed (the instance's RDS events say which; "
+                f"those of its ceiling are in the log group {storage_events.log_group_name}). "
+                "Raise db_max_allocated_storage_gib and deploy; then see what fills the "
+                "database (escalator db stats) and whether the hourly purge keeps up (its "
+                "log; escalator db purge --older-than DURATION --dry-run)",
+                comparison=BELOW,
+                threshold=free_storage_bytes,
+            ),
+            # CloudWatch has no metric of an instance's allocated storage: RDS says when
+            # autoscaling nears its ceiling in events, which StorageEvents counts.
+            alarm(
+                "DatabaseStorageCeiling",
+                storage_events.metric,
+                "RDS reported the database's storage near or at its autoscaling ceiling, "
+                "or autoscaling unable to grow it: "
+                + "; ".join(f"{event}: {meaning}" for event, meaning in STORAGE_EVENTS.items())
+                + f" (each event is in the log group {storage_events.log_group_name}). "
+                "Raise db_max_allocated_storage_gib and deploy; then see what fills the "
+                "database (escalator db stats) and whether the hourly purge keeps up (its "
+                "log; escalator db purge --older-than DURATION --dry-run)",
+            ),
         ]
         if topic_arn:
             topic = sns.Topic.from_topic_arn(self, "Topic", topic_arn)
@@ -162,6 +219,85 @@ class Alarms(Construct):
             f"{statuses.failed_meaning} ({', '.join(sorted(statuses.failed))})",
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             threshold=percent,
+        )
+
+
+class StorageEvents(Construct):
+    """The instance's ``STORAGE_EVENTS`` as a metric (``metric``: how many in 5 minutes):
+    an EventBridge rule writes each to a log group of its own, whose metric filter counts
+    every line."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        instance: rds.DatabaseInstance,
+        log_retention: logs.RetentionDays,
+    ):
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.log_group_name = f"/aws/events/{stack.stack_name}/database-storage"
+        log_group = logs.LogGroup(
+            self,
+            "Log",
+            log_group_name=self.log_group_name,
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # EventBridge writes to a log group by a resource policy of CloudWatch Logs (no
+        # role), in place before the rule sends anything.
+        policy = logs.ResourcePolicy(
+            self,
+            "Policy",
+            policy_statements=[
+                iam.PolicyStatement(
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                    resources=[log_group.log_group_arn],
+                )
+            ],
+        )
+        rule = events.CfnRule(
+            self,
+            "Rule",
+            description="The database's storage near or at its autoscaling ceiling",
+            event_pattern={
+                "source": ["aws.rds"],
+                "detail-type": ["RDS DB Instance Event"],
+                "detail": {
+                    "SourceIdentifier": [instance.instance_identifier],
+                    "EventID": list(STORAGE_EVENTS),
+                },
+            },
+            targets=[
+                events.CfnRule.TargetProperty(
+                    id="Log",
+                    # (the log group's own ARN, without the ":*" of its Arn attribute)
+                    arn=stack.format_arn(
+                        service="logs",
+                        resource="log-group",
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        resource_name=log_group.log_group_name,
+                    ),
+                )
+            ],
+        )
+        rule.node.add_dependency(policy)
+        logs.MetricFilter(
+            self,
+            "Count",
+            log_group=log_group,
+            filter_pattern=logs.FilterPattern.all_events(),
+            metric_namespace=STORAGE_EVENTS_NAMESPACE,
+            metric_name=STORAGE_EVENTS_METRIC,
+            metric_value="1",
+        )
+        self.metric = cloudwatch.Metric(
+            namespace=STORAGE_EVENTS_NAMESPACE,
+            metric_name=STORAGE_EVENTS_METRIC,
+            statistic="Sum",
+            period=FIVE_MINUTES,
         )
 
 

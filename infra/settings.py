@@ -28,6 +28,10 @@ LOG_LEVELS = ("ALL", "ERROR", "FATAL", "OFF")
 MAX_SCHEDULE_MINUTES = 1
 # An inline Map state runs at most this many iterations at once.
 MAX_INLINE_MAP_CONCURRENCY = 40
+# RDS storage autoscaling adds storage once free space is at most this share (percent) of
+# the allocated storage, for five minutes.
+AUTOSCALING_FREE_PERCENT = 10
+GIB = 1024**3
 # How many Map iterations may compete for one sandbox of Confirm or Record. Each holds
 # it at most a few seconds (confirm waits out at most CONFIRM_MAX_WAIT_SECONDS), so a
 # throttled step waits a few times that at most: well inside the throttle retrier.
@@ -111,6 +115,9 @@ class StackSettings:
     db_allocated_storage_gib: int = 20
     # Storage autoscaling grows the volume up to this size.
     db_max_allocated_storage_gib: int = 100
+    # The DatabaseStorageLow alarm: free storage below this share (percent) of
+    # db_allocated_storage_gib, which autoscaling never leaves when it can still act.
+    db_free_storage_alarm_percent: int = 5
     db_multi_az: bool = False
     db_deletion_protection: bool = True
     db_removal_policy: str = "retain"
@@ -170,6 +177,13 @@ class StackSettings:
                 "context unanswered_calls_alarm_percent must be from 1 to 100, got "
                 f"{self.unanswered_calls_alarm_percent}"
             )
+        if not 1 <= self.db_free_storage_alarm_percent < AUTOSCALING_FREE_PERCENT:
+            raise SettingsError(
+                "context db_free_storage_alarm_percent must be from 1 to "
+                f"{AUTOSCALING_FREE_PERCENT - 1}, got {self.db_free_storage_alarm_percent}: "
+                f"storage autoscaling acts at {AUTOSCALING_FREE_PERCENT} % free, so a share "
+                "that high would fire at every ordinary autoscaling step"
+            )
         if not 0 <= self.recipient_guard_seconds <= MAX_RECIPIENT_GUARD_SECONDS:
             raise SettingsError(
                 f"context recipient_guard_seconds must be from 0 (off) to "
@@ -200,6 +214,13 @@ class StackSettings:
     def map_concurrency(self) -> int:
         """The Map's MaxConcurrency: as given, else what the budget serves."""
         return self.max_concurrency or self.budget.map_concurrency
+
+    @property
+    def free_storage_alarm_bytes(self) -> int:
+        """Below this much free storage (bytes, as RDS reports ``FreeStorageSpace``)
+        autoscaling is not keeping up: ``db_free_storage_alarm_percent`` of the first
+        allocation, the least the volume ever holds (autoscaling only grows it)."""
+        return self.db_allocated_storage_gib * GIB * self.db_free_storage_alarm_percent // 100
 
     @property
     def schedule_seconds(self) -> int:

@@ -69,6 +69,8 @@ def test_provider_settings_and_existing_secrets_come_from_the_channel_registry()
         ({"delivery_log_level": "loud"}, "delivery_log_level must be one of"),
         ({"db_multi_az": "maybe"}, "db_multi_az must be true or false"),
         ({"db_allocated_storage_gib": 10}, "db_allocated_storage_gib must be at least 20"),
+        ({"db_free_storage_alarm_percent": 0}, "db_free_storage_alarm_percent must be from 1 to 9"),
+        ({"db_free_storage_alarm_percent": 10}, "would fire at every ordinary autoscaling step"),
         ({"db_removal_policy": "keep"}, "db_removal_policy must be one of"),
         ({"db_connection_cap": 8}, "db_connection_cap must be at least 12"),
         ({"recipient_guard_seconds": -1}, "recipient_guard_seconds must be from 0 .off. to 3600"),

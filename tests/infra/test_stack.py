@@ -260,6 +260,10 @@ def test_alarms_cover_dead_letters_executions_failures_and_the_schedule(
         "ExecutionsStarted",
         # a window that failed or never started (AWS counts no window that never started)
         "DeliveryWindowsFailed",
+        # the database's free storage, and RDS's events of its autoscaling ceiling
+        # (tests/infra/test_storage_alarms.py)
+        "FreeStorageSpace",
+        "StorageEvents",
     }
     assert all("AlarmActions" not in alarm["Properties"] for alarm in alarms)
     # the tick's executions and the delivery windows' alike

@@ -12,6 +12,8 @@ REGISTRY = {"default": "+12025550123"}
 # Every context setting the tests change from its default, in one synthesis.
 CUSTOM_CONTEXT: dict[str, Any] = {
     "db_instance_class": "t4g.small",
+    "db_allocated_storage_gib": 50,
+    "db_free_storage_alarm_percent": 8,
     "db_deletion_protection": False,
     "db_removal_policy": "snapshot",
     "db_connection_cap": 18,
