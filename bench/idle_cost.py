@@ -113,10 +113,21 @@ def dashboard_items(template: dict[str, Any]) -> list[tuple[str, float]]:
 
 
 def scheduled_executions(template: dict[str, Any]) -> int:
-    """How many ticks the schedule starts in a month."""
-    (schedule,) = resources(template, "AWS::Scheduler::Schedule")
+    """How many ticks the tick's schedule starts in a month."""
+    from devstack.emulation.template import tick_schedule
+
+    _, schedule = tick_schedule(template)
     minutes = int(re.findall(r"\d+", schedule["Properties"]["ScheduleExpression"])[0])
     return HOURS * 60 // minutes
+
+
+def purge_runs(template: dict[str, Any]) -> int:
+    """How many times the purge's schedule invokes it in a month (hourly)."""
+    expressions = [
+        schedule["Properties"]["ScheduleExpression"]
+        for schedule in resources(template, "AWS::Scheduler::Schedule")
+    ]
+    return HOURS * expressions.count("rate(1 hour)")
 
 
 def main() -> None:
@@ -143,6 +154,14 @@ def main() -> None:
         )
     )
     items.append(("CloudWatch Logs: ~1.5 KB per idle execution", executions * 1.5e-6 * LOG_GB))
+    # The hourly purge with nothing to delete: one connection and two statements.
+    runs = purge_runs(template)
+    items.append(
+        (
+            f"Lambda: {runs:,} purge runs with nothing to delete (0.3 s, 256 MB)",
+            runs * (0.3 * 0.25 * LAMBDA_GB_SECOND + LAMBDA_REQUEST),
+        )
+    )
     total = sum(cost for _, cost in items)
     rows = [(label, f"{cost:8.2f} USD") for label, cost in items]
     rows += [("total per month", f"{total:8.2f} USD"), ("prices", PRICES_DATE)]
