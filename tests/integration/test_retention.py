@@ -205,35 +205,41 @@ def test_a_purge_out_of_time_stops_between_batches_and_says_so(
     assert len(processes(database_url)) == 3
 
 
+@pytest.mark.parametrize("first", ["claim", "purge"])
 def test_a_purge_never_waits_for_a_claim_and_a_claim_never_waits_for_a_purge(
-    rows: Rows, database_url: str, application_url: str, purger_url: str
+    rows: Rows, database_url: str, application_url: str, purger_url: str, first: str
 ) -> None:
     # GIVEN an old finished process, and an active one with a notification due
     rows.process(P.COMPLETED, 40, N.SENT)
     active = rows.process(P.ACTIVE, 0)
     insert_notification(rows.cursor, active, 0, N.PENDING, due_at=sql.SQL("now()"))
     rows.cursor.connection.commit()
-    # ... and a claim holding that due notification, not yet committed
-    with closing(psycopg2.connect(application_url)) as claimer:
-        claiming = claimer.cursor()
-        claiming.execute("SET lock_timeout = '200ms'")
-        claiming.execute(
-            "UPDATE notification SET state = 'claimed', claim_owner = 'tick',"
-            " lease_until = now() + interval '1 minute' WHERE process_ref = %s",
-            (active,),
-        )
-        # WHEN a purge batch runs meanwhile, and holds its rows while the claim goes on
-        with UnitOfWork(database(purger_url)) as uow:
-            uow.retention.limit_lock_waits(200)
-            assert uow.retention.purge_finished(before=_now_minus(DAYS_30), limit=10) == (1, 1)
-            # THEN neither waited for the other (a wait would fail at 200 ms)
-            claiming.execute(
-                "SELECT id FROM notification WHERE state = 'pending' AND due_at <= now()"
-                " FOR UPDATE SKIP LOCKED"
-            )
-            claiming.execute("INSERT INTO process (process_id) VALUES ('restaurant-1')")
-            claimer.commit()
-            uow.commit()
+    # WHEN a tick's claim (the activator's statement, as the application role) and a purge
+    # batch each hold their transaction open while the other runs; neither may wait
+    # longer than 200 ms for a lock (a wait fails the statement)
+    with UnitOfWork(database(application_url)) as tick, UnitOfWork(database(purger_url)) as purge:
+        tick.retention.limit_lock_waits(200)
+        purge.retention.limit_lock_waits(200)
+
+        def claim() -> list[int]:
+            claimed = tick.notifications.claim_due(owner="tick", lookahead=60, limit=10, grace=60)
+            return [notification.id for notification in claimed]
+
+        def purge_batch() -> tuple[int, int]:
+            return purge.retention.purge_finished(before=_now_minus(DAYS_30), limit=10)
+
+        if first == "claim":
+            claimed, purged = claim(), purge_batch()
+        else:
+            purged, claimed = purge_batch(), claim()
+        # (and the tick goes on: a new process of the purged one's id starts)
+        tick.processes.start("restaurant-1", [])
+        tick.commit()
+        purge.commit()
+
+    # THEN each did its work
+    assert len(claimed) == 1
+    assert purged == (1, 1)
     assert processes(database_url) == ["restaurant-2", "restaurant-1"]
 
 
