@@ -43,6 +43,10 @@ ALTER TABLE notification
 -- out of the index), and the request log by age.
 CREATE INDEX process_finished ON process (ended_at) WHERE state <> 'active';
 CREATE INDEX request_log_by_age ON request_log (received_at);
+-- What a deleted row's references are found by (the two ON DELETE SET NULL above): without
+-- these, each process or notification deleted scans the request log or the notifications.
+CREATE INDEX request_log_by_process ON request_log (process_ref) WHERE process_ref IS NOT NULL;
+CREATE INDEX notification_by_cover ON notification (covered_by) WHERE covered_by IS NOT NULL;
 
 -- The purge's role: it finds what has finished and deletes it; it reads nothing else and
 -- writes nothing (a foreign key's ON DELETE SET NULL runs with the table owner's rights).
