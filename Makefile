@@ -55,7 +55,7 @@ test: lint ## ruff, mypy and the whole test suite, on a real PostgreSQL
 demo: $(STAMP) ## the main job: the local stack runs a scripted scenario, with a summary
 	TZ=UTC $(BIN)/escalator demo
 
-BENCHES := ingest claim lateness fanout idle_cost cost local_load
+BENCHES := ingest claim lateness fanout idle_cost cost local_load month
 
 bench: $(STAMP) ## every benchmark; each prints a table and a JSON last line
 	@for name in $(BENCHES); do \
