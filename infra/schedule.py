@@ -13,6 +13,20 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 
+def scheduler_role(scope: Construct, description: str) -> iam.Role:
+    """The role a schedule of ``scope`` acts with; only schedules of this account may use
+    it (no confused deputy)."""
+    return iam.Role(
+        scope,
+        "Role",
+        assumed_by=iam.ServicePrincipal(
+            "scheduler.amazonaws.com",
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(scope).account}},
+        ),
+        description=description,
+    )
+
+
 class DeliverySchedule(Construct):
     """``rate(N minutes)``, passing ``period_seconds`` so the claim's lookahead matches."""
 
@@ -20,15 +34,8 @@ class DeliverySchedule(Construct):
         self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine, minutes: int
     ):
         super().__init__(scope, construct_id)
-        role = iam.Role(
-            self,
-            "Role",
-            # Only schedules of this account may use the role (no confused deputy).
-            assumed_by=iam.ServicePrincipal(
-                "scheduler.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-            ),
-            description="EventBridge Scheduler starts the Escalator delivery state machine",
+        role = scheduler_role(
+            self, "EventBridge Scheduler starts the Escalator delivery state machine"
         )
         state_machine.grant_start_execution(role)
         unit = "minute" if minutes == 1 else "minutes"
@@ -57,15 +64,7 @@ class PurgeSchedule(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction):
         super().__init__(scope, construct_id)
-        role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal(
-                "scheduler.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-            ),
-            description="EventBridge Scheduler invokes the Escalator purge",
-        )
+        role = scheduler_role(self, "EventBridge Scheduler invokes the Escalator purge")
         function.grant_invoke(role)
         self.schedule = scheduler.CfnSchedule(
             self,
