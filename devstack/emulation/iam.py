@@ -576,6 +576,32 @@ class Permissions:
                 ACCOUNT, STAND_IN_ROLE, _EMPTY_TRUST, [("everything", ADMINISTRATOR_POLICY)]
             )
 
+    def update(
+        self, template: Mapping[str, Any], references: Mapping[str, str] | None = None
+    ) -> None:
+        """A deploy of ``template`` over the one installed, as CloudFormation updates IAM:
+        a role of both keeps its ARN (and the credentials issued for it) and gets the new
+        template's policies in place of its old ones; a new role is created; one the new
+        template no longer has is left (CloudFormation deletes it last, once nothing
+        uses it). Every decision is made again from the new policies."""
+        with self._lock:
+            iam = iam_backends[ACCOUNT][_PARTITION]
+            self.template = template
+            self.references = {**template_references(template), **(references or {})}
+            roles = template_roles(template, self.references)
+            for role in roles.values():
+                if any(existing.name == role.name for existing in iam.get_roles()):
+                    for name in list(iam.list_role_policies(role.name)):
+                        iam.delete_role_policy(role.name, name)
+                    for name, document in role.policies:
+                        iam.put_role_policy(role.name, name, json.dumps(document))
+                else:
+                    self._create_role(ACCOUNT, role.name, role.trust, role.policies)
+            self.roles = {**self.roles, **roles}
+            self._policies.clear()
+            self._decisions.clear()
+            self._url_refusals.clear()
+
     # -- who acts as which role
 
     def role_arn(self, role_property: Any) -> str:

@@ -369,6 +369,46 @@ def deploy(
     )
 
 
+def update_state_machine(
+    deployed: DeployedStateMachine,
+    boto_session: Any,
+    template: dict[str, Any],
+    logical_id: str,
+    *,
+    endpoint_url: str | None = None,
+    permissions: Any = None,
+) -> None:
+    """What a deploy that changes the state machine ``logical_id`` does to it:
+    UpdateStateMachine with the template's definition, role and logging configuration,
+    under the same name and ARN. Executions already running go on with the definition
+    and role they started with (the API reference of UpdateStateMachine); new ones start
+    with the new."""
+    lambda_client = boto_session.client("lambda", endpoint_url=endpoint_url)
+    arns: dict[str, str] = {
+        function_id: lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+        for function_id, name in deployed.functions.items()
+    }
+    for group_id, group in resources(template, "AWS::Logs::LogGroup").items():
+        name = group["Properties"].get("LogGroupName")
+        if name is not None:
+            arns[group_id] = f"arn:aws:logs:{boto_session.region_name}:{ACCOUNT}:log-group:{name}:*"
+    machines = resources(template, "AWS::StepFunctions::StateMachine")
+    sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
+    for machine_id, machine in machines.items():
+        name = machine["Properties"].get("StateMachineName", machine_id)
+        arns[machine_id] = (
+            f"arn:aws:states:{boto_session.region_name}:{ACCOUNT}:stateMachine:{name}"
+        )
+    properties = machines[logical_id]["Properties"]
+    role = properties.get("RoleArn")
+    sfn.update_state_machine(
+        stateMachineArn=arns[logical_id],
+        definition=resolve(properties["DefinitionString"], arns),
+        roleArn=str(permissions.role_arn(role)) if permissions is not None else STAND_IN_ROLE_ARN,
+        loggingConfiguration=_logging_configuration(properties.get("LoggingConfiguration"), arns),
+    )
+
+
 def _id_of(arns: Mapping[str, str], arn: str | None) -> str | None:
     return next((logical_id for logical_id, item in arns.items() if item == arn), None)
 

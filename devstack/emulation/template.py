@@ -99,9 +99,15 @@ def synthesized_with(**context: str) -> dict[str, Any]:
     channel's notifier as the stack puts it there (all a provider's setting changes:
     tests/infra/test_given_template.py compares it with a synthesis), and nothing
     synthesized."""
+    return with_provider_settings(synthesized_template(), **context)
+
+
+def with_provider_settings(template: dict[str, Any], **context: str) -> dict[str, Any]:
+    """A copy of ``template`` with these providers' settings (``synthesized_with``) in
+    the environment of their channels' notifiers."""
     from escalator.channels import CHANNELS
 
-    template = copy.deepcopy(synthesized_template())
+    template = copy.deepcopy(template)
     functions = resources(template, "AWS::Lambda::Function")
     for key, value in context.items():
         owners = [(name, channel) for name, channel in CHANNELS.items() if key in channel.settings]

@@ -338,9 +338,16 @@ def _resolve(function: str, variable: str, value: Any, arns: dict[str, str]) -> 
 class Sandbox:
     """One function's process; invocations take turns (one at a time, as one sandbox)."""
 
-    def __init__(self, spec: FunctionSpec, runtime: dict[str, str], log: IO[str]) -> None:
+    def __init__(
+        self, spec: FunctionSpec, runtime: dict[str, str], log: IO[str], code: Path | None = None
+    ) -> None:
         self.spec = spec
+        self.code = code
         environment = {**runtime, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id}
+        if code is not None:
+            # Another release's code (its lambdas/ folder) before this checkout's: the
+            # sandbox's own module still comes from here, the handler from there.
+            environment["PYTHONPATH"] = str(code)
         self._process = subprocess.Popen(  # noqa: S603 - our own module, fixed arguments
             [sys.executable, "-m", "devstack.emulation.sandbox", spec.handler, str(spec.timeout)],
             stdin=subprocess.PIPE,
@@ -350,18 +357,23 @@ class Sandbox:
             text=True,
         )
         self._lock = threading.Lock()
+        # What this process answered: each event and its answer (``invoke``'s).
+        self.served: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """The function's answer: ``ok`` with ``payload``, or ``errorType``/``errorMessage``."""
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         with self._lock:
+            if self._process.stdin.closed:
+                raise RehearsalError(f"{self.spec.logical_id}: invoked after it was replaced")
             self._process.stdin.write(json.dumps(event) + "\n")
             self._process.stdin.flush()
             line = self._process.stdout.readline()
         if not line:
             raise RehearsalError(f"{self.spec.logical_id}: the sandbox process died")
         answer: dict[str, Any] = json.loads(line)
+        self.served.append((event, answer))
         return answer
 
     def handler(self, event: dict[str, Any], context: Any) -> Any:
@@ -373,9 +385,11 @@ class Sandbox:
         raise type(answer["errorType"], (Exception,), {})(answer["errorMessage"])
 
     def end_input(self) -> None:
-        """No more invocations: the process ends once it has read what it was sent."""
-        if self._process.stdin is not None and not self._process.stdin.closed:
-            self._process.stdin.close()
+        """No more invocations: the process ends once it has answered what it was sent
+        (an invocation under way keeps its turn and gets its answer)."""
+        with self._lock:
+            if self._process.stdin is not None and not self._process.stdin.closed:
+                self._process.stdin.close()
 
     def close(self) -> None:
         self.end_input()
@@ -415,7 +429,26 @@ class Rehearsal:
     # certificates, where the template names the RDS CA bundle.
     root_certificates: Path
     permissions: Permissions  # the template's roles, and each function's credentials
+    template: dict[str, Any] = field(default_factory=dict)  # the release deployed last
+    references: dict[str, str] = field(default_factory=dict)  # what its Refs stand for
+    code: Path | None = None  # its lambdas/ folder, when not this checkout's
+    retired: list[Sandbox] = field(default_factory=list)  # sandboxes a deploy replaced
+    log_file: IO[str] | None = None  # functions.log, which every sandbox writes to
     events: list[str] = field(default_factory=list)
+
+    def start_sandbox(self, spec: FunctionSpec, code: Path | None) -> Sandbox:
+        """A new process for the function ``spec`` describes, with its role's credentials."""
+        assert self.log_file is not None
+        runtime = _sandbox_runtime(
+            self.endpoint_url, self.permissions.function_credentials(spec.logical_id)
+        )
+        return Sandbox(spec, runtime, self.log_file, code)
+
+    def ca_stand_ins(self) -> dict[str, str]:
+        """The files standing in for those a function's variables name (the RDS CA bundle)."""
+        from infra.bundling import deployed_path
+
+        return {deployed_path(RDS_CA_BUNDLE_FILE): str(self.root_certificates)}
 
     def credentials(self, prefix: str) -> Any:
         """What the Lambda runtime gave the function whose logical id starts so (its
@@ -468,8 +501,12 @@ def _sandbox_runtime(endpoint_url: str, credentials: Any) -> dict[str, str]:
 
 
 @contextmanager
-def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
-    """Stand the template up under ``workdir``; close everything on exit."""
+def rehearse(
+    template: dict[str, Any], workdir: Path, *, code: Path | None = None
+) -> Iterator[Rehearsal]:
+    """Stand the template up under ``workdir``; close everything on exit. ``code``: the
+    ``lambdas/`` folder of the release the template is of, when it is not this checkout's
+    (devstack.rehearsal.upgrade)."""
     with ExitStack() as stack:
         admin_url = stack.enter_context(embedded_postgres(workdir / "postgres"))
         ((_, instance),) = resources(template, INSTANCE).items()
@@ -527,14 +564,16 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
                 spec,
                 _sandbox_runtime(endpoint, permissions.function_credentials(logical_id)),
                 log,
+                code,
             )
             for logical_id, spec in function_specs(
                 template, arns, {deployed_path(RDS_CA_BUNDLE_FILE): str(authority.certificate)}
             ).items()
         }
-        stack.callback(close_sandboxes, list(sandboxes.values()))
         for sandbox in sandboxes.values():
             lambdas.overrides[sandbox.spec.logical_id] = sandbox.handler
+        retired: list[Sandbox] = []
+        stack.callback(lambda: close_sandboxes([*retired, *sandboxes.values()]))
         machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
         for function_url in function_urls:
             stack.enter_context(function_url)
@@ -555,6 +594,11 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
             endpoint=proxy,
             root_certificates=authority.certificate,
             permissions=permissions,
+            template=template,
+            references=arns,
+            code=code,
+            retired=retired,
+            log_file=log,
         )
 
 

@@ -1,0 +1,369 @@
+"""An upgrade rehearsal: the previous release stood up (its template and its code), then
+this tree deployed over it while it delivers, in the order CloudFormation updates a stack.
+
+- **The previous release** is a commit: ``ESCALATOR_PREVIOUS_RELEASE`` (a commit or a
+  tag) when set, otherwise the newest commit that changed ``infra/``, ``lambdas/`` or
+  ``sql/`` whose content of them differs from the checkout's (so a commit that changed
+  them is not its own predecessor). Its files are taken with ``git archive`` and its
+  template synthesized by its own ``infra`` in a process of its own; its functions run
+  its own ``lambdas/`` (``rehearse(code=...)``).
+- **The deploy over it** (``Upgrade``): the roles get the new policies first (a role is
+  updated before whatever uses it), new secrets are created, then the functions, the
+  migration trigger, the state machines and the schedule are updated one after the other
+  in an order the template's dependencies allow (``update_order``: what a resource names,
+  by ``Ref``, ``Fn::GetAtt``, ``Fn::Sub`` or ``DependsOn``, is updated before it). The
+  runtime functions depend on the trigger, so the migration runs while the previous
+  release's functions still serve, and they are replaced after it, as on AWS.
+  - A function's update starts a new sandbox and routes every later invocation to it;
+    an invocation already under way finishes in the old one (as Lambda lets a running
+    invocation end in its old execution environment).
+  - A state machine's update is UpdateStateMachine: running executions go on with the
+    definition they started with.
+  - The trigger invokes the new release's migration launcher (it runs again at every
+    deploy that changes the code).
+  A queue, database or function URL the new template replaces or adds is refused: it is
+  not what a deploy over a running stack may do without losing what is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.emulation.stepfunctions import update_state_machine
+from devstack.emulation.template import STACK_NAME, resources, tick_schedule
+from devstack.rehearsal.deployment import (
+    FUNCTION,
+    SECRET,
+    Rehearsal,
+    RehearsalError,
+    function_specs,
+    generated_secret,
+)
+
+PREVIOUS_RELEASE_VARIABLE = "ESCALATOR_PREVIOUS_RELEASE"
+# What a release is made of: a change elsewhere (docs, tests, the harness) deploys nothing.
+RELEASE_PATHS = ("infra", "lambdas", "sql")
+# What it takes to synthesize a release and run its functions.
+ARCHIVED_PATHS = ("app.py", "cdk.json", *RELEASE_PATHS)
+
+TRIGGER = "Custom::Trigger"
+STATE_MACHINE = "AWS::StepFunctions::StateMachine"
+SCHEDULE = "AWS::Scheduler::Schedule"
+# What a deploy over a running stack must keep (a replacement loses what is in flight).
+KEPT = ("AWS::SQS::Queue", "AWS::RDS::DBInstance", "AWS::Lambda::Url")
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release's files, taken from git."""
+
+    commit: str
+    subject: str
+    root: Path  # app.py, cdk.json, infra/, lambdas/, sql/ of that commit
+
+    @property
+    def code(self) -> Path:
+        """The folder its functions' code is imported from."""
+        return self.root / "lambdas"
+
+
+def _git(checkout: Path, *arguments: str) -> str:
+    completed = subprocess.run(  # noqa: S603 - git, fixed arguments
+        ["git", "-C", str(checkout), *arguments],  # noqa: S607 - git from PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RehearsalError(f"git {' '.join(arguments)}: {completed.stderr.strip()}")
+    return completed.stdout
+
+
+def previous_release(checkout: Path) -> tuple[str, str]:
+    """The commit (full id) and subject of the release before the checkout's (module
+    docstring)."""
+    named = os.environ.get(PREVIOUS_RELEASE_VARIABLE)
+    if named:
+        commit = _git(checkout, "rev-parse", "--verify", f"{named}^{{commit}}").strip()
+        return commit, _git(checkout, "log", "-1", "--format=%s", commit).strip()
+    history = _git(checkout, "log", "--format=%H%x00%s", "--", *RELEASE_PATHS)
+    for line in history.splitlines():
+        commit, _, subject = line.partition("\0")
+        changed = subprocess.run(  # noqa: S603 - git, fixed arguments
+            ["git", "-C", str(checkout), "diff", "--quiet", commit, "--", *RELEASE_PATHS],  # noqa: S607
+            check=False,
+        )
+        if changed.returncode == 1:
+            return commit, subject
+    shallow = _git(checkout, "rev-parse", "--is-shallow-repository").strip() == "true"
+    raise RehearsalError(
+        "no earlier release in this clone's history"
+        + (" (a shallow clone: git fetch --unshallow)" if shallow else "")
+        + f"; or name one with {PREVIOUS_RELEASE_VARIABLE}=<commit or tag>"
+    )
+
+
+def extract_release(checkout: Path, commit: str, subject: str, into: Path) -> Release:
+    """The release's files (``ARCHIVED_PATHS``) under ``into``."""
+    archive = into / "release.tar"
+    present = [
+        path
+        for path in ARCHIVED_PATHS
+        if _git(checkout, "ls-tree", "--name-only", commit, "--", path).strip()
+    ]
+    _git(checkout, "archive", "--format=tar", f"--output={archive}", commit, "--", *present)
+    root = into / commit[:12]
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    archive.unlink()
+    return Release(commit=commit, subject=subject, root=root)
+
+
+# Run in the release's own folder, with its own infra and escalator first on the path:
+# the template as devstack.emulation.template.synthesize makes this checkout's.
+_SYNTHESIZE = """
+import json, sys, tempfile
+import aws_cdk as cdk
+from aws_cdk.assertions import Template
+from infra.stack import EscalatorStack
+context, stack_name, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+with tempfile.TemporaryDirectory(prefix="escalator-cdk-") as outdir:
+    app = cdk.App(outdir=outdir, context={"aws:cdk:bundling-stacks": [], **context})
+    template = Template.from_stack(EscalatorStack(app, stack_name)).to_json()
+with open(out, "w", encoding="utf-8") as file:
+    json.dump(template, file)
+"""
+
+
+def synthesize_release(release: Release, **context: Any) -> dict[str, Any]:
+    """The release's template, synthesized by its own ``infra`` (bundling skipped)."""
+    with tempfile.TemporaryDirectory(prefix="escalator-release-") as directory:
+        out = Path(directory) / "template.json"
+        environment = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(release.root), str(release.code)]),
+        }
+        completed = subprocess.run(  # noqa: S603 - this interpreter, our own script
+            [sys.executable, "-c", _SYNTHESIZE, json.dumps(context), STACK_NAME, str(out)],
+            cwd=release.root,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise RehearsalError(
+                f"the release {release.commit[:12]} does not synthesize:\n"
+                f"{completed.stderr[-3000:]}"
+            )
+        template: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return template
+
+
+def _named(value: Any) -> Iterator[str]:
+    """The logical ids (and ``id.attribute`` names) a template value refers to."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _named(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                yield item
+            elif key == "Fn::GetAtt" and isinstance(item, list) and item:
+                yield str(item[0])
+            elif key == "Fn::Sub":
+                text = item[0] if isinstance(item, list) else item
+                for name in str(text).split("${")[1:]:
+                    yield name.partition("}")[0].partition(".")[0]
+                yield from _named(item[1] if isinstance(item, list) and len(item) > 1 else [])
+            else:
+                yield from _named(item)
+
+
+def update_order(template: dict[str, Any], kinds: set[str]) -> list[str]:
+    """The resources of ``kinds`` in an order CloudFormation may update them: each after
+    every resource of those kinds it depends on, directly or through others; among
+    those free to go, by logical id."""
+    every = template["Resources"]
+
+    def depends_on(resource: dict[str, Any]) -> set[str]:
+        named = resource.get("DependsOn") or []
+        return {named} if isinstance(named, str) else set(named)
+
+    direct: dict[str, set[str]] = {
+        name: depends_on(resource)
+        | {found for found in _named(resource.get("Properties", {})) if found in every}
+        for name, resource in every.items()
+    }
+
+    def reach(name: str) -> set[str]:
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            for other in direct.get(stack.pop(), set()):
+                if other not in seen:
+                    seen.add(other)
+                    stack.append(other)
+        return seen
+
+    chosen = sorted(name for name, resource in every.items() if resource["Type"] in kinds)
+    needs = {name: reach(name) & set(chosen) for name in chosen}
+    ordered: list[str] = []
+    while len(ordered) < len(chosen):
+        ready = [name for name in chosen if name not in ordered and needs[name] <= set(ordered)]
+        if not ready:
+            raise RehearsalError(f"the template's dependencies go round: {sorted(needs)}")
+        ordered.append(ready[0])
+    return ordered
+
+
+@dataclass
+class Upgrade:
+    """A deploy of ``template`` (whose functions run ``code``; ``None``: this checkout)
+    over the release ``stage`` runs. ``steps`` lists what it does, in order; ``run`` does
+    them, calling ``before(step)`` first each time (a test's moment to look or wait)."""
+
+    stage: Rehearsal
+    template: dict[str, Any]
+    code: Path | None = None
+    done: list[str] = field(default_factory=list)
+
+    def steps(self) -> list[str]:
+        """``roles``, then each function, trigger, state machine and schedule by logical
+        id, in update order, then ``cleanup`` (what the new template no longer has)."""
+        kinds = {FUNCTION, TRIGGER, STATE_MACHINE, SCHEDULE}
+        escalator = set(function_specs(self.template, self._references()))
+        return [
+            "roles",
+            *(
+                name
+                for name in update_order(self.template, kinds)
+                if self.template["Resources"][name]["Type"] != FUNCTION or name in escalator
+            ),
+            "cleanup",
+        ]
+
+    def run(self, before: Callable[[str], None] | None = None) -> None:
+        for step in self.steps():
+            if before is not None:
+                before(step)
+            self.step(step)
+
+    def step(self, name: str) -> None:
+        """Do one step of ``steps``."""
+        if name == "roles":
+            self._roles()
+        elif name == "cleanup":
+            self._cleanup()
+        else:
+            kind = self.template["Resources"][name]["Type"]
+            if kind == FUNCTION:
+                self._function(name)
+            elif kind == TRIGGER:
+                self._trigger(name)
+            elif kind == STATE_MACHINE:
+                update_state_machine(
+                    self.stage.machine,
+                    self.stage.session,
+                    self.template,
+                    name,
+                    endpoint_url=self.stage.endpoint_url,
+                    permissions=self.stage.permissions,
+                )
+            elif kind == SCHEDULE:
+                self._schedule(name)
+        self.done.append(name)
+
+    # -- the steps
+
+    def _references(self) -> dict[str, str]:
+        references = dict(self.stage.references)
+        references |= {name: name for name in resources(self.template, FUNCTION)}
+        return references
+
+    def _roles(self) -> None:
+        old, new = self.stage.template, self.template
+        for kind in KEPT:
+            if set(resources(old, kind)) != set(resources(new, kind)):
+                raise RehearsalError(
+                    f"the new release replaces, adds or removes a {kind} "
+                    f"({sorted(resources(old, kind))} -> {sorted(resources(new, kind))}): "
+                    "what is in flight there would be lost"
+                )
+        client = self.stage.session.client("secretsmanager", endpoint_url=self.stage.endpoint_url)
+        for name, secret in resources(new, SECRET).items():
+            if name not in self.stage.secret_arns:
+                value = json.dumps(generated_secret(secret["Properties"]))
+                arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+                self.stage.secret_arns[name] = self.stage.references[name] = arn
+        self.stage.references.update(self._references())
+        self.stage.permissions.update(new, self.stage.permissions.references)
+
+    def _function(self, logical_id: str) -> None:
+        stage = self.stage
+        spec = function_specs(self.template, self._references(), stage.ca_stand_ins())[logical_id]
+        lambdas = stage.lambdas
+        if logical_id not in stage.machine.functions:
+            properties = self.template["Resources"][logical_id]["Properties"]
+            stage.session.client("lambda", endpoint_url=stage.endpoint_url).create_function(
+                FunctionName=logical_id,
+                Runtime=properties["Runtime"],
+                Role=stage.permissions.function_role_arn(logical_id),
+                Handler=properties["Handler"],
+                Code={"ZipFile": _placeholder_zip()},
+            )
+            stage.machine.functions[logical_id] = logical_id
+        if spec.reserved:
+            lambdas.reserve(logical_id, int(spec.reserved))
+        lambdas.timeouts[logical_id] = float(spec.timeout)
+        if stage.permissions.enforce:
+            lambdas.credentials[logical_id] = stage.permissions.function_credentials(logical_id)
+        replaced = stage.sandboxes.get(logical_id)
+        sandbox = stage.start_sandbox(spec, self.code)
+        stage.sandboxes[logical_id] = sandbox
+        lambdas.overrides[logical_id] = sandbox.handler
+        if replaced is not None:
+            replaced.end_input()  # (it answers what it was given, then ends)
+            stage.retired.append(replaced)
+
+    def _trigger(self, logical_id: str) -> None:
+        handler = self.template["Resources"][logical_id]["Properties"]["HandlerArn"]
+        (target,) = _named(handler)
+        version = self.template["Resources"].get(target, {})
+        if version.get("Type") == "AWS::Lambda::Version":
+            (target,) = _named(version["Properties"]["FunctionName"])
+        self.stage.invoke(target, {})
+
+    def _schedule(self, logical_id: str) -> None:
+        tick_id, schedule = tick_schedule(self.template)
+        if tick_id == logical_id:
+            self.stage.schedule_input = json.loads(schedule["Properties"]["Target"]["Input"])
+
+    def _cleanup(self) -> None:
+        kept = set(function_specs(self.template, self._references()))
+        for logical_id in [name for name in self.stage.sandboxes if name not in kept]:
+            sandbox = self.stage.sandboxes.pop(logical_id)
+            self.stage.lambdas.overrides.pop(logical_id, None)
+            sandbox.end_input()
+            self.stage.retired.append(sandbox)
+        self.stage.template = self.template
+        self.stage.code = self.code
+
+
+def _placeholder_zip() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("placeholder.py", "# the rehearsal runs the code in its sandboxes\n")
+    return buffer.getvalue()

@@ -1,0 +1,262 @@
+"""The upgrade rehearsal: the previous release (its template, its functions' code) stood
+up and delivering, then this tree deployed over it as CloudFormation updates a stack
+(devstack.rehearsal.upgrade) while notifications fall due across the deploy."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.emulation.sqs import EventSource
+from devstack.emulation.template import synthesized_template, with_provider_settings
+from devstack.peers.postgres import query
+from devstack.peers.providers import PubNubStub
+from devstack.polling import wait_until
+from devstack.rehearsal.deployment import Rehearsal, Sandbox, rehearse
+from devstack.rehearsal.upgrade import (
+    Upgrade,
+    extract_release,
+    previous_release,
+    synthesize_release,
+)
+from escalator.client import Producer
+from escalator.lifecycle import NotificationState
+
+pytestmark = [
+    pytest.mark.long(seconds=60),
+    pytest.mark.xdist_group("upgrade"),
+    pytest.mark.timeout(300),
+]
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+TICKS, ARRIVALS, AFTER = 8, 10, 4  # processes whose notifications ticks / windows deliver
+
+
+class GatedPubNub(PubNubStub):
+    """A PubNub origin that, once ``armed``, holds the next publication until
+    ``release()``: a provider answering late, the moment a deploy lands in between."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.held_channel: str | None = None
+        self.held = threading.Event()
+        self._released = threading.Event()
+        self._gate = threading.Lock()
+
+    def answer(self, request: BaseHTTPRequestHandler) -> tuple[int, Any]:
+        channel = urllib.parse.unquote(request.path.partition("?")[0].split("/")[5])
+        with self._gate:
+            hold = self.armed and self.held_channel is None
+            if hold:
+                self.held_channel = channel
+        if hold:
+            self.held.set()
+            self._released.wait(timeout=8)  # (the notifier's own timeout is 10 s)
+        return super().answer(request)
+
+    def release(self) -> None:
+        self._released.set()
+
+
+def served(sandbox: Sandbox) -> list[int]:
+    """The notifications a function's process answered for, in order; a failure of the
+    function fails the test with its message."""
+    failures = [answer for _, answer in sandbox.served if not answer["ok"]]
+    assert failures == [], f"{sandbox.spec.logical_id} ({sandbox.code or 'this tree'}) failed"
+    return [int(event["notification_id"]) for event, _ in sandbox.served]
+
+
+@contextmanager
+def traffic(stage: Rehearsal, queue: str) -> Iterator[Callable[[], None]]:
+    """The schedule (a tick every two seconds, as its role starts it, with the input the
+    schedule deployed last gives) and the queue's event source (the initiator deployed
+    last), both in the background; yields what stops them."""
+    stopped = threading.Event()
+    failures: list[BaseException] = []
+    (initiator,) = [name for name in stage.sandboxes if name.startswith("FunctionsInitiator")]
+
+    def initiate(event: dict[str, Any], context: Any) -> Any:
+        return stage.lambdas.overrides[initiator](event, context)
+
+    source = EventSource(
+        stage.client_as("FunctionsInitiator", "sqs"),
+        queue,
+        initiate,
+        context=None,
+        wait_seconds=0,
+        redrive_sqs=stage.session.client("sqs", endpoint_url=stage.endpoint_url),
+    )
+
+    def run(step: Callable[[], object], pause: float) -> None:
+        try:
+            while not stopped.is_set():
+                step()
+                stopped.wait(pause)
+        except BaseException as exc:  # (reported by the test)
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(lambda: stage.machine.start(stage.schedule_input), 2)),
+        threading.Thread(target=run, args=(source.poll_once, 0.2)),
+    ]
+    for thread in threads:
+        thread.start()
+
+    def stop() -> None:
+        stopped.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert failures == []
+
+    try:
+        yield stop
+    finally:
+        stopped.set()
+
+
+def fall_due(stage: Rehearsal, processes: list[str], *, after: int, spread: int) -> None:
+    """The processes' notifications due ``after`` seconds from now and up to ``spread``
+    seconds later: stored long ago, due now."""
+    query(
+        stage.database_url,
+        "UPDATE notification n SET due_at = now() + make_interval(secs => %s + mod(n.id, %s))"
+        " FROM process p WHERE p.id = n.process_ref AND p.process_id = ANY(%s) RETURNING n.id",
+        (after, spread, processes),
+    )
+
+
+def states(stage: Rehearsal) -> Counter[str]:
+    return Counter(
+        state for (state,) in query(stage.database_url, "SELECT state FROM notification")
+    )
+
+
+def test_a_release_deploys_over_the_previous_one_while_it_delivers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # GIVEN the previous release, synthesized by its own infra, stood up with its own
+    # functions' code, its schema migrated, delivering through a PubNub origin
+    commit, subject = previous_release(CHECKOUT)
+    workdir = tmp_path_factory.mktemp("upgrade")
+    release = extract_release(CHECKOUT, commit, subject, workdir)
+    pubnub = GatedPubNub()
+    pubnub.start()
+    try:
+        old = with_provider_settings(synthesize_release(release), pubnub_origin=pubnub.url)
+        new = with_provider_settings(synthesized_template(), pubnub_origin=pubnub.url)
+        with rehearse(old, workdir / "stage", code=release.code) as stage:
+            _deliver_across_the_deploy(stage, pubnub, new)
+    finally:
+        pubnub.release()
+        pubnub.stop()
+
+
+def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[str, Any]) -> None:
+    stage.invoke("FunctionsMigrateLauncher", {})
+    stage.put_secret("PubNub", {"publish_key": "pub-c-upgrade", "subscribe_key": "sub-c-up"})
+    old_confirm, old_record = stage.function("FunctionsConfirm"), stage.function("FunctionsRecord")
+    (queue,) = [url for name, url in stage.queue_urls.items() if "DeadLetters" not in name]
+    producer = Producer(queue, sqs=stage.session.client("sqs", endpoint_url=stage.endpoint_url))
+    now = int(time.time())
+
+    def pubnub_start(process: str, *dues: int) -> None:
+        producer.start(
+            process,
+            [
+                {"channel": "pubnub", "at": due, "pubnub-channel": f"{process}-{position}"}
+                for position, due in enumerate(dues)
+            ],
+        )
+
+    with traffic(stage, queue) as stop:
+        # Notifications stored minutes ago for the ticks (stored far out by the previous
+        # release's initiator, then due now: as time would have passed) ...
+        for index in range(TICKS + AFTER):
+            pubnub_start(f"tick-{index}", now + 3600, now + 3601)
+        wait_until(
+            lambda: states(stage)["pending"] == 2 * (TICKS + AFTER),
+            timeout=30,
+            what="the ticks' notifications stored",
+        )
+        fall_due(stage, [f"tick-{index}" for index in range(TICKS)], after=6, spread=20)
+        # ... and arrivals due within seconds, which the initiator's windows deliver
+        now = int(time.time())
+        for index in range(ARRIVALS):
+            pubnub_start(f"arrival-{index}", now + 3 + 2 * index, now + 4 + 2 * index)
+        wait_until(
+            lambda: len(served(old_record)) >= 3,
+            timeout=60,
+            what="the previous release delivering",
+        )
+
+        # WHEN this tree deploys over it, in CloudFormation's order
+        upgrade = Upgrade(stage, new)
+        steps = upgrade.steps()
+        trigger = next(step for step in steps if step.startswith("FunctionsMigrateTrigger"))
+        for step in steps[: steps.index(trigger) + 1]:
+            upgrade.step(step)
+        # (the previous release's functions go on, against the schema just migrated)
+        recorded_before = len(served(old_record))
+        wait_until(
+            lambda: len(served(old_record)) > recorded_before,
+            timeout=30,
+            what="the previous release's Record after the migration",
+        )
+        # (a window between its Confirm and its Record while the functions are replaced)
+        pubnub.armed = True
+        assert pubnub.held.wait(timeout=30), "no publication reached the gate"
+        rest = steps[steps.index(trigger) + 1 :]
+        for step in rest:
+            upgrade.step(step)
+            if step.startswith("FunctionsRecord"):
+                pubnub.release()
+        # AND the ticks' last notifications fall due after the deploy
+        fall_due(stage, [f"tick-{TICKS + index}" for index in range(AFTER)], after=3, spread=4)
+        total = 2 * (TICKS + AFTER + ARRIVALS)
+        wait_until(
+            lambda: states(stage)["sent"] == total,
+            timeout=90,
+            interval=0.5,
+            what=f"all {total} notifications sent",
+        )
+        stop()
+    stage.machine.settle(timeout=60)
+
+    # THEN each was published once, none is left claimed or sending
+    published = Counter(publication.channel for publication in pubnub.publications)
+    assert len(published) == total
+    assert set(published.values()) == {1}
+    assert states(stage) == Counter({NotificationState.SENT.value: total})
+    # AND the deploy landed while deliveries were in flight: the previous release's
+    # Record ran against the new schema, one window was confirmed by the previous
+    # release and recorded by this one, and both releases delivered
+    held = int(
+        query(
+            stage.database_url,
+            "SELECT n.id FROM notification n JOIN process p ON p.id = n.process_ref"
+            " WHERE p.process_id || '-' || n.position = %s",
+            (pubnub.held_channel,),
+        )[0][0]
+    )
+    new_confirm, new_record = stage.function("FunctionsConfirm"), stage.function("FunctionsRecord")
+    assert held in served(old_confirm)
+    assert held in served(new_record)
+    assert held not in served(old_record)
+    assert served(new_confirm)
+    assert new_confirm.code is None
+    assert old_confirm.code is not None
+    owners = Counter(
+        str(owner).split("-")[0]
+        for (owner,) in query(stage.database_url, "SELECT claim_owner FROM notification")
+    )
+    assert owners["arrival"] == 2 * ARRIVALS
