@@ -4,6 +4,7 @@ up and delivering, then this tree deployed over it as CloudFormation updates a s
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.parse
@@ -71,9 +72,7 @@ class GatedPubNub(PubNubStub):
 def served(sandbox: Sandbox) -> list[int]:
     """The notifications a function's process answered for, in order; a failure of the
     function fails the test with its message."""
-    failures = [answer for _, answer in sandbox.served if not answer["ok"]]
-    assert failures == [], f"{sandbox.spec.logical_id} ({sandbox.code or 'this tree'}) failed"
-    return [int(event["notification_id"]) for event, _ in sandbox.served]
+    return [int(event["notification_id"]) for event in served_events(sandbox)]
 
 
 @contextmanager
@@ -122,6 +121,13 @@ def traffic(stage: Rehearsal, queue: str) -> Iterator[Callable[[], None]]:
         yield stop
     finally:
         stopped.set()
+
+
+def served_events(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """The events a function's process answered, a failure failing the test."""
+    failures = [answer for _, answer in sandbox.served if not answer["ok"]]
+    assert not failures, f"{sandbox.spec.logical_id} ({sandbox.code or 'this tree'}): {failures[0]}"
+    return [event for event, _ in sandbox.served]
 
 
 def fall_due(stage: Rehearsal, processes: list[str], *, after: int, spread: int) -> None:
@@ -212,6 +218,16 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
             timeout=30,
             what="the previous release's Record after the migration",
         )
+        # (and its initiator stores a start in the new schema)
+        old_initiator = stage.function("FunctionsInitiator")
+        pubnub_start("migrated-0", int(time.time()) + 4, int(time.time()) + 5)
+        wait_until(
+            lambda: any(
+                "migrated-0" in json.dumps(event) for event in served_events(old_initiator)
+            ),
+            timeout=30,
+            what="the previous release's initiator after the migration",
+        )
         # (a window between its Confirm and its Record while the functions are replaced)
         pubnub.armed = True
         assert pubnub.held.wait(timeout=30), "no publication reached the gate"
@@ -222,7 +238,7 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
                 pubnub.release()
         # AND the ticks' last notifications fall due after the deploy
         fall_due(stage, [f"tick-{TICKS + index}" for index in range(AFTER)], after=3, spread=4)
-        total = 2 * (TICKS + AFTER + ARRIVALS)
+        total = 2 * (TICKS + AFTER + ARRIVALS + 1)
         wait_until(
             lambda: states(stage)["sent"] == total,
             timeout=90,
@@ -259,4 +275,4 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
         str(owner).split("-")[0]
         for (owner,) in query(stage.database_url, "SELECT claim_owner FROM notification")
     )
-    assert owners["arrival"] == 2 * ARRIVALS
+    assert owners["arrival"] == 2 * (ARRIVALS + 1)
