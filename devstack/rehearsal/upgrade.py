@@ -95,6 +95,29 @@ def previous_release(checkout: Path) -> tuple[str, str]:
     if named:
         commit = _git(checkout, "rev-parse", "--verify", f"{named}^{{commit}}").strip()
         return commit, _git(checkout, "log", "-1", "--format=%s", commit).strip()
+    found = _release_in_history(checkout)
+    if found is not None:
+        return found
+    shallow = _git(checkout, "rev-parse", "--is-shallow-repository").strip() == "true"
+    if shallow:
+        # (a CI's shallow clone: its history, once, from where it was cloned)
+        subprocess.run(  # noqa: S603 - git, fixed arguments
+            ["git", "-C", str(checkout), "fetch", "--quiet", "--unshallow"],  # noqa: S607
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
+        found = _release_in_history(checkout)
+        if found is not None:
+            return found
+    raise RehearsalError(
+        "no earlier release in this clone's history"
+        + (" (a shallow clone, and git fetch --unshallow did not help)" if shallow else "")
+        + f"; name one with {PREVIOUS_RELEASE_VARIABLE}=<commit or tag>"
+    )
+
+
+def _release_in_history(checkout: Path) -> tuple[str, str] | None:
     history = _git(checkout, "log", "--format=%H%x00%s", "--", *RELEASE_PATHS)
     for line in history.splitlines():
         commit, _, subject = line.partition("\0")
@@ -104,12 +127,7 @@ def previous_release(checkout: Path) -> tuple[str, str]:
         )
         if changed.returncode == 1:
             return commit, subject
-    shallow = _git(checkout, "rev-parse", "--is-shallow-repository").strip() == "true"
-    raise RehearsalError(
-        "no earlier release in this clone's history"
-        + (" (a shallow clone: git fetch --unshallow)" if shallow else "")
-        + f"; or name one with {PREVIOUS_RELEASE_VARIABLE}=<commit or tag>"
-    )
+    return None
 
 
 def extract_release(checkout: Path, commit: str, subject: str, into: Path) -> Release:

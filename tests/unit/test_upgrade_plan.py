@@ -66,6 +66,18 @@ def test_the_previous_release_is_the_newest_commit_whose_release_files_differ(
     assert previous_release(repository) == (second, "second release")
 
 
+def test_a_shallow_clone_fetches_its_history_to_find_the_previous_release(
+    repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    first = commit(repository, "sql/0001.sql", "CREATE TABLE a ();", "first release")
+    commit(repository, "sql/0002.sql", "CREATE TABLE b ();", "second release")
+    clone = tmp_path_factory.mktemp("clone") / "shallow"
+    git(repository, "clone", "-q", "--depth", "1", f"file://{repository}", str(clone))
+    assert git(clone, "rev-parse", "--is-shallow-repository") == "true"
+
+    assert previous_release(clone) == (first, "first release")
+
+
 def test_a_release_can_be_named(repository: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = commit(repository, "sql/0001.sql", "CREATE TABLE a ();", "first release")
     commit(repository, "sql/0002.sql", "CREATE TABLE b ();", "second release")
