@@ -103,6 +103,11 @@ class RequestBatch:
         self.outcomes.append(outcome)
         return outcome
 
+    def finish(self) -> None:
+        """The batch's request counters, then its near-due notifications' window."""
+        service.count_requests(self.outcomes)
+        self.deliver_near_due()
+
     def deliver_near_due(self) -> None:
         """``service.deliver_near_due`` for the requests applied (or seen before)."""
         if self.initiator.windows is not None:

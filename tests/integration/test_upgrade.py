@@ -39,7 +39,14 @@ pytestmark = [
 ]
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-TICKS, ARRIVALS, AFTER = 8, 10, 4  # processes whose notifications ticks / windows deliver
+# Processes whose notifications ticks deliver, by when they fall due: while the previous
+# release delivers, once the migration ran, while the functions are replaced, after the
+# deploy; and processes of near-due arrivals, which the initiator's windows deliver.
+TICKS = {
+    phase: [f"tick-{phase}-{index}" for index in range(count)]
+    for phase, count in {"before": 8, "during": 2, "crossing": 2, "after": 4}.items()
+}
+ARRIVALS = 10
 
 
 class GatedPubNub(PubNubStub):
@@ -187,14 +194,15 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
     with traffic(stage, queue) as stop:
         # Notifications stored minutes ago for the ticks (stored far out by the previous
         # release's initiator, then due now: as time would have passed) ...
-        for index in range(TICKS + AFTER):
-            pubnub_start(f"tick-{index}", now + 3600, now + 3601)
+        ticks = [process for phase in TICKS.values() for process in phase]
+        for process in ticks:
+            pubnub_start(process, now + 3600, now + 3601)
         wait_until(
-            lambda: states(stage)["pending"] == 2 * (TICKS + AFTER),
+            lambda: states(stage)["pending"] == 2 * len(ticks),
             timeout=30,
             what="the ticks' notifications stored",
         )
-        fall_due(stage, [f"tick-{index}" for index in range(TICKS)], after=6, spread=20)
+        fall_due(stage, TICKS["before"], after=6, spread=20)
         # ... and arrivals due within seconds, which the initiator's windows deliver
         now = int(time.time())
         for index in range(ARRIVALS):
@@ -213,6 +221,7 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
             upgrade.step(step)
         # (the previous release's functions go on, against the schema just migrated)
         recorded_before = len(served(old_record))
+        fall_due(stage, TICKS["during"], after=1, spread=3)
         wait_until(
             lambda: len(served(old_record)) > recorded_before,
             timeout=30,
@@ -230,6 +239,7 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
         )
         # (a window between its Confirm and its Record while the functions are replaced)
         pubnub.armed = True
+        fall_due(stage, TICKS["crossing"], after=1, spread=2)
         assert pubnub.held.wait(timeout=30), "no publication reached the gate"
         rest = steps[steps.index(trigger) + 1 :]
         for step in rest:
@@ -237,8 +247,8 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
             if step.startswith("FunctionsRecord"):
                 pubnub.release()
         # AND the ticks' last notifications fall due after the deploy
-        fall_due(stage, [f"tick-{TICKS + index}" for index in range(AFTER)], after=3, spread=4)
-        total = 2 * (TICKS + AFTER + ARRIVALS + 1)
+        fall_due(stage, TICKS["after"], after=3, spread=4)
+        total = 2 * (len(ticks) + ARRIVALS + 1)
         wait_until(
             lambda: states(stage)["sent"] == total,
             timeout=90,

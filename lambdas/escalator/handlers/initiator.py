@@ -47,5 +47,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         processor=processor,
         context=context,
     )
-    batch.deliver_near_due()
+    batch.finish()
     return response
