@@ -20,6 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 from psycopg2.extensions import make_dsn
 
+from devstack.emulation.function_logs import default_log_group
 from devstack.emulation.sqs import EventSource
 from devstack.emulation.template import (
     EXPRESS,
@@ -152,6 +153,15 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     ]
     assert [str(owner).startswith("arrival-") for owner in owners[:2]] == [True, True]
     assert owners[2] is None
+    # AND the console notifier's process wrote its line to its log group, as Lambda
+    # sends it there, naming the claim it went out under
+    logs = stage.session.client("logs", endpoint_url=stage.endpoint_url)
+    notifier = stage.function("FunctionsNotifierConsole").spec.logical_id
+    events = logs.filter_log_events(
+        logGroupName=default_log_group(notifier), filterPattern='"order 1"'
+    )["events"]
+    (console,) = [json.loads(event["message"]) for event in events]
+    assert (console["message"], console["owner"]) == ("console notification", owners[0])
     (publication,) = [p for p in peers.pubnub.publications if p.channel == "restaurant-1-orders"]
     assert publication.publish_key == "pub-c-rehearsal"
     # AND the functions' warm connections are the application role's, signed in by IAM
