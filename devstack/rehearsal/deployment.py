@@ -542,6 +542,13 @@ def rehearse(template: dict[str, Any], workdir: Path) -> Iterator[Rehearsal]:
         for sandbox in sandboxes.values():
             lambdas.overrides[sandbox.spec.logical_id] = sandbox.handler
         machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+        # (each function's configuration shows the environment it runs with, as on AWS)
+        functions = session.client("lambda", endpoint_url=endpoint)
+        for sandbox in sandboxes.values():
+            functions.update_function_configuration(
+                FunctionName=sandbox.spec.logical_id,
+                Environment={"Variables": sandbox.spec.environment},
+            )
         for function_url in function_urls:
             stack.enter_context(function_url)
         _, schedule = tick_schedule(template)

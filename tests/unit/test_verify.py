@@ -143,7 +143,13 @@ def test_each_delivered_once_by_its_own_path_is_verified_and_the_run_stopped(
     assert out.splitlines()[-1] == "verified: each delivered once, by its own path"
     assert said[0].startswith(f"sent {report.process_id} (message m-1): the arrival due in")
     assert any(line.startswith("waiting: arrival: delivered; tick: due in") for line in said)
-    assert json.loads(json.dumps(report.to_json()))["verified"] is True
+    assert show_verification(report, as_json=True) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["verified"] is True
+    assert [(n["kind"], n["deliveries"][0]["path"]) for n in shown["notifications"]] == [
+        ("arrival", "initiator"),
+        ("tick", "tick"),
+    ]
 
 
 def test_the_arrival_is_due_within_the_near_due_horizon_and_the_ticks_beyond_it() -> None:
