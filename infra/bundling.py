@@ -29,8 +29,9 @@ TASK_ROOT = "/var/task"
 # ``python -m devstack.build.rds_ca_bundle`` derives it again). Bundling refuses any other bytes.
 RDS_CA_BUNDLE_SHA256 = "2c151768edd48e9ef6719de74fdcbdebe290d1e87bc02ce9014ea6eea557d2a0"
 # Modules of the package for producers and operators (the producer client, the
-# executions reader): nothing a function runs imports them, so they are not deployed.
-NOT_DEPLOYED = ("client.py", "executions.py")
+# executions reader, escalator verify): nothing a function runs imports them, so they are
+# not deployed.
+NOT_DEPLOYED = ("client.py", "executions.py", "verification.py")
 # Everything at the repository root that is not the Lambda code: the asset's hash (what
 # makes CDK bundle again) depends on the rest only.
 _NOT_CODE = [

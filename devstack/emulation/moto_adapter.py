@@ -27,6 +27,7 @@ The rows, as ``PATCHES`` lists them:
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -70,6 +71,7 @@ from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
+from devstack.emulation import function_logs
 from devstack.emulation.moto_services.authorization import (
     functions_invoked_as_their_role_allows,
     requests_authorized_as_on_aws,
@@ -121,6 +123,7 @@ from devstack.emulation.moto_services.stepfunctions import (
     wait_fractions,
     wait_seconds_exact,
 )
+from escalator.logs import logger
 
 # The version this module was written against (requirements-dev.txt pins it).
 MOTO_VERSION = "5.2.5"
@@ -617,7 +620,8 @@ def lambdas_in_process(
     ``express`` says how Express executions run (their cap, reruns); ``omit`` names rows
     (``Patch.name``) left out, to show what moto does without them; ``enforce_iam``
     (devstack.emulation.iam): whether every call and task is checked against its role, as on AWS,
-    or nothing is, as in moto.
+    or nothing is, as in moto. While it is open, what the functions log also goes to their
+    log groups, as on Lambda (devstack.emulation.function_logs).
     """
     problems = check_moto()
     if problems:
@@ -631,6 +635,10 @@ def lambdas_in_process(
     with ExitStack() as patches:
         patches.callback(emulation.lambdas.shutdown)
         patches.enter_context(emulation.permissions.enforced())
+        # What the functions log, to their log groups too (devstack.emulation.function_logs).
+        patches.enter_context(
+            function_logs.records_of(logging.getLogger(logger.service), logger.registered_formatter)
+        )
         for row in PATCHES:
             if row.name in omit:
                 continue

@@ -1,6 +1,7 @@
 """The state machines exactly as the CDK app synthesizes them, executed by moto.
 
-``deploy`` creates a moto Lambda function per function of the template, resolves the
+``deploy`` creates a moto Lambda function per function of the template (each logging to
+Lambda's default log group: devstack.emulation.function_logs), resolves the
 definitions' references to them, creates their log groups, and registers the delivery
 window (Express) and the tick (Standard) that starts it, each with the template's
 logging configuration.
@@ -27,6 +28,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from devstack.emulation.function_logs import FunctionLogGroup, default_log_group
 from devstack.emulation.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
 from devstack.emulation.template import ACCOUNT, EXPRESS, REGION, STANDARD, resolve, resources
 from devstack.polling import wait_until
@@ -313,11 +315,17 @@ def deploy(
     if permissions is not None and permissions.enforce:
         _create_event_source_mappings(permissions, template)
     logs = boto_session.client("logs", endpoint_url=endpoint_url)
+    for name in functions.values():
+        # (Lambda's default: moto's functions have no logging configuration of their own)
+        group = default_log_group(name)
+        logs.create_log_group(logGroupName=group)
+        if lambdas is not None:
+            lambdas.log_groups[name] = FunctionLogGroup(ACCOUNT, boto_session.region_name, group)
     log_groups: dict[str, str] = {}  # ARN -> name
     for logical_id, group in resources(template, "AWS::Logs::LogGroup").items():
         name = group["Properties"].get("LogGroupName")
         if name is None:
-            continue  # (a function's: the functions here log to the test's output)
+            continue  # (a function's: it logs to Lambda's default, created above)
         logs.create_log_group(logGroupName=name)
         # (what Fn::GetAtt gives of a log group's Arn)
         arns[logical_id] = f"arn:aws:logs:{boto_session.region_name}:{ACCOUNT}:log-group:{name}:*"

@@ -349,9 +349,26 @@ def _aws(stack: ExitStack, options: LocalOptions, template: dict[str, Any]) -> _
     # Near-due arrivals: the initiator starts their delivery window at once.
     os.environ[Env.DELIVERY_WINDOW_ARN] = machine.window_arn
     bootstrap.reset()
+    publish_environments(session.client("lambda", endpoint_url=endpoint), template, machine)
     return _LocalAws(
         endpoint, lambdas, sqs, queue_url, dead_letter_queue_url, machine, callbacks.url, session
     )
+
+
+def publish_environments(lambda_client: Any, template: dict[str, Any], machine: Any) -> None:
+    """Each function's configuration at the endpoint shows the settings it runs with
+    here (GetFunctionConfiguration's ``Environment``, as on AWS: ``escalator verify``
+    reads the initiator's lookahead there): of the variables the template gives it, those
+    this process sets (the functions run in it). The rest (the database's address, its
+    secrets) stand for what runs differently here, and stay out."""
+    for logical_id, function in resources(template, "AWS::Lambda::Function").items():
+        names = function["Properties"].get("Environment", {}).get("Variables", {})
+        variables = {name: os.environ[name] for name in names if name in os.environ}
+        if variables:
+            lambda_client.update_function_configuration(
+                FunctionName=machine.functions[logical_id],
+                Environment={"Variables": variables},
+            )
 
 
 def _serve(aws: _LocalAws, schedule: Schedule, stop: threading.Event) -> int:

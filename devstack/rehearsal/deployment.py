@@ -19,7 +19,8 @@ and an embedded PostgreSQL, and nothing the template does not say.
   provides (region, the function's name, credentials of its own execution role as the
   template defines it) and the emulation's AWS endpoint. Every call it makes is
   authorized against its role (devstack.emulation.iam), as every task against its state
-  machine's role.
+  machine's role. What it writes during an invocation goes to its log group
+  (devstack.emulation.function_logs), as Lambda sends it there.
 - The queues come from the template's queue properties, the state machine from its
   definition, an execution's input from the schedule's target.
 
@@ -68,7 +69,7 @@ import psycopg2
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from psycopg2 import sql
 
-from devstack.emulation import sessions
+from devstack.emulation import function_logs, sessions
 from devstack.emulation.function_url import FunctionUrl
 from devstack.emulation.iam import Permissions
 from devstack.emulation.moto_adapter import lambdas_in_process
@@ -374,6 +375,10 @@ class Sandbox:
             raise RehearsalError(f"{self.spec.logical_id}: the sandbox process died")
         answer: dict[str, Any] = json.loads(line)
         self.served.append((event, answer))
+        # (to the invocation's log group: InProcessLambdas, or Rehearsal.invoke, names it)
+        log = function_logs.current()
+        if log is not None:
+            log.write((at, text) for at, text in answer.pop("logs", []))
         return answer
 
     def handler(self, event: dict[str, Any], context: Any) -> Any:
@@ -468,7 +473,8 @@ class Rehearsal:
     def invoke(self, prefix: str, event: dict[str, Any]) -> Any:
         """Invoke a function directly; ``RehearsalError`` naming it when it fails."""
         sandbox = self.function(prefix)
-        answer = sandbox.invoke(event)
+        with self.lambdas.logging_as(sandbox.spec.logical_id):
+            answer = sandbox.invoke(event)
         if not answer["ok"]:
             raise RehearsalError(
                 f"{sandbox.spec.logical_id} ({sandbox.spec.handler}) failed: "
@@ -575,6 +581,13 @@ def rehearse(
         retired: list[Sandbox] = []
         stack.callback(lambda: close_sandboxes([*retired, *sandboxes.values()]))
         machine = deploy(session, template, endpoint_url=endpoint, lambdas=lambdas)
+        # (each function's configuration shows the environment it runs with, as on AWS)
+        functions = session.client("lambda", endpoint_url=endpoint)
+        for sandbox in sandboxes.values():
+            functions.update_function_configuration(
+                FunctionName=sandbox.spec.logical_id,
+                Environment={"Variables": sandbox.spec.environment},
+            )
         for function_url in function_urls:
             stack.enter_context(function_url)
         _, schedule = tick_schedule(template)

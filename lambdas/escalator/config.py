@@ -307,6 +307,12 @@ def load_initiator_config(environ: Mapping[str, str] | None = None) -> Initiator
     )
 
 
+def initiator_lookahead(variables: Mapping[str, str]) -> int:
+    """The lookahead an initiator with these environment variables runs with (what
+    ``escalator verify`` reads of a deployed initiator's configuration)."""
+    return integer(variables, Env.LOOKAHEAD_SECONDS) or InitiatorConfig.lookahead_seconds
+
+
 def load_delivery_config(environ: Mapping[str, str] | None = None) -> DeliveryConfig:
     """Read the settings of the activator, confirm and record functions."""
     env = _environment(environ)

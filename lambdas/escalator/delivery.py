@@ -7,6 +7,7 @@ record_provider_status (a provider's status callbacks, through the receiver).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import threading
 import time
@@ -313,8 +314,9 @@ def _coalesce_if_covered(
 def _with_caller_id(
     uow: UnitOfWork, delivery: Delivery, execution: str, kind: ConfirmationKind
 ) -> Confirmation:
-    """The delivery with the caller id its channel calls from, if it calls from one; a
-    recorded failure when there is none."""
+    """The delivery, naming the claim's owner, with the caller id its channel calls from,
+    if it calls from one; a recorded failure when there is none."""
+    delivery = dataclasses.replace(delivery, owner=execution)
     channel = CHANNELS.get(delivery.channel)
     if channel is None or not channel.calls_from_caller_id:
         return Confirmation(delivery, kind=kind)
@@ -403,7 +405,9 @@ def _within(notifier: Notifier, delivery: Delivery, seconds: float) -> Receipt:
         except BaseException as exc:  # (raised again in the caller's thread)
             outcome.append(exc)
 
-    worker = threading.Thread(target=run, name="provider-call", daemon=True)
+    # (in the invocation's context: what the call logs is the invocation's)
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(run,), name="provider-call", daemon=True)
     worker.start()
     worker.join(seconds)
     if not outcome:

@@ -71,6 +71,10 @@ class Delivery:
     target: str
     due_at: int
     caller_id: str | None = None
+    # Who holds the claim it is delivered under: a tick's execution, or the arrival that
+    # claimed it at ingest (``service.arrival_owner``); what tells which path delivered it.
+    # (None from a confirm step of the release before, which did not say.)
+    owner: str | None = None
 
     def to_event(self) -> dict[str, object]:
         event: dict[str, object] = {
@@ -82,6 +86,8 @@ class Delivery:
         }
         if self.caller_id is not None:
             event["caller_id"] = self.caller_id
+        if self.owner is not None:
+            event["owner"] = self.owner
         return event
 
     @classmethod
@@ -93,6 +99,7 @@ class Delivery:
             target=str(event["target"]),
             due_at=int(event["due_at"]),
             caller_id=event.get("caller_id"),
+            owner=event.get("owner"),
         )
 
 

@@ -1,5 +1,6 @@
 """The operator's commands: ``db migrate``, ``db purge``, ``db stats``, ``send``,
-``status``, ``executions`` and ``dlq redrive``, each a parser and the function that runs it."""
+``status``, ``executions``, ``dlq redrive`` and ``verify``, each a parser and the function
+that runs it."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from typing import Any
 from escalator.config import database_settings
 from escalator.errors import ConfigError
 from escalator.migrations import default_sql_dir, migrate
+from escalator.verification import TIMEOUT_SECONDS, Verification, moment
 from escalator_cli.arguments import duration, endpoint_url, positive, text_file, utf8
 
-NAMES = ("db", "send", "status", "executions", "dlq")
+NAMES = ("db", "send", "status", "executions", "dlq", "verify")
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -107,6 +109,31 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     redrive.add_argument("--dead-letter-queue-url", default=os.environ.get("DEAD_LETTER_QUEUE"))
     _aws_options(redrive)
     redrive.set_defaults(run=_redrive)
+
+    verify = commands.add_parser(
+        "verify",
+        help="prove a deployment delivers: a tick's notification and a near-due arrival, once each",
+        description=(
+            "Send through the deployed queue two console notifications: one a tick must "
+            "claim, and one due so soon that the initiator's own window delivers it; read "
+            "the console notifier's log group until each was delivered (and a little "
+            "longer), then stop the process. Prints the path each took and how late it "
+            "was; exit 0 only when each was delivered once, by its own path, never early."
+        ),
+    )
+    verify.add_argument(
+        "--stack", metavar="NAME", help="the deployed stack (cdk deploy's: Escalator)"
+    )
+    verify.add_argument(
+        "--timeout",
+        type=positive,
+        default=TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="give up after this long (%(default)s)",
+    )
+    verify.add_argument("--json", action="store_true", help="print JSON")
+    _aws_options(verify)
+    verify.set_defaults(run=_verify)
 
 
 def _database_option(parser: argparse.ArgumentParser) -> None:
@@ -328,3 +355,68 @@ def _window_line(execution: dict[str, Any]) -> str:
         f" {window.get('cause') or ''}".rstrip()
         + claims
     )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import boto3
+
+    from escalator.verification import deployment_at_endpoint, deployment_of_stack, verify
+
+    if not args.stack and not args.endpoint_url:
+        raise ConfigError(
+            "say which deployment: --stack NAME (a deployed stack), or --endpoint-url URL "
+            "(the local stack's)"
+        )
+    session = boto3.Session(region_name=args.region)
+
+    def client(service: str) -> Any:
+        return session.client(service, endpoint_url=args.endpoint_url)
+
+    if args.stack:
+        deployment = deployment_of_stack(
+            args.stack, cloudformation=client("cloudformation"), lambda_client=client("lambda")
+        )
+    else:
+        deployment = deployment_at_endpoint(
+            sqs=client("sqs"), lambda_client=client("lambda"), endpoint=args.endpoint_url
+        )
+
+    def show(line: str) -> None:
+        print(f"escalator verify: {line}", file=sys.stderr, flush=True)
+
+    report = verify(
+        deployment,
+        sqs=client("sqs"),
+        logs=client("logs"),
+        timeout=args.timeout,
+        progress=show,
+    )
+    return show_verification(report, as_json=args.json)
+
+
+def show_verification(report: Verification, *, as_json: bool = False) -> int:
+    """Print what a verification saw (a line per notification, then the verdict); 0 when
+    it verified, 1 when not."""
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0 if report.ok else 1
+    print(f"{report.process_id} (message {report.message_id}), read in {report.log_group}:")
+    for item in report.notifications:
+        seen = "; ".join(delivered.describe() for delivered in item.deliveries)
+        times = {0: "not delivered", 1: "delivered once"}.get(
+            len(item.deliveries), f"delivered {len(item.deliveries)} times"
+        )
+        verdict = "ok" if item.problem is None else f"FAILED: {item.problem}"
+        print(
+            f"  {item.kind:8} due {moment(item.due_at)}  {times}"
+            + (f", {seen}" if seen else "")
+            + f"  {verdict}"
+        )
+    if report.ok:
+        print("verified: each delivered once, by its own path")
+        return 0
+    print(
+        f"NOT verified (after {report.waited_seconds:.0f} s): "
+        + "; ".join(f"{item.kind}: {item.problem}" for item in report.notifications if item.problem)
+    )
+    return 1

@@ -8,6 +8,8 @@ escalator send --file request.json
 escalator status PROCESS_ID [--database-url URL] [--json]
 escalator executions [--state-machine-arn ARN] [--max N] [--json]
 escalator dlq redrive [--queue-url URL] [--dead-letter-queue-url URL]
+escalator verify --stack NAME [--region R] [--timeout SECONDS] [--json]
+escalator verify --endpoint-url URL (the local stack's)
 
 and, with the development harness installed: ``escalator local`` and ``escalator demo``.
 """

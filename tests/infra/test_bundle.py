@@ -88,7 +88,7 @@ def test_bundle_holds_code_dependencies_and_schema_and_every_handler_imports(
     assert not list(bundle.glob("escalator/**/local"))
     assert {path.stem for path in code} & {"stack", "outbox", "demo", "moto_adapter"} == set()
     # nor the producers' and operators' tools (nothing a function runs imports them)
-    assert {path.name for path in code} & {"client.py", "executions.py"} == set()
+    assert {path.name for path in code} & {"client.py", "executions.py", "verification.py"} == set()
     assert (bundle / "escalator" / "contract.py").is_file()
     # AND the RDS CA bundle, the recorded bytes, where every database function's
     # DB_SSLROOTCERT names it (Lambda unpacks the asset at /var/task)

@@ -378,6 +378,7 @@ def test_a_call_is_confirmed_with_the_caller_id_of_the_longest_prefix_of_its_num
             "target": PHONE,
             "due_at": at,
             "caller_id": "+38591000000",
+            "owner": EXECUTION,
         },
     }
     assert state_of(database_url, notification_id)[0] == "sending"

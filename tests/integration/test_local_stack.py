@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -32,6 +33,7 @@ from devstack.peers.tls import ThrowawayCa
 from devstack.polling import wait_until
 from escalator.channels.twilio import NOTIFICATION_PARAMETER, status_callback_for
 from escalator.executions import recent_executions
+from escalator_cli.main import main as escalator
 
 # Long: started first, so that the parallel run ends with the short tests.
 pytestmark = pytest.mark.long
@@ -274,6 +276,37 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
         ("arrival-%",),
     )
     assert by_tick == sorted(row[0] for row in ticked)
+
+
+@pytest.mark.xdist_group("local_stack")
+def test_escalator_verify_proves_both_paths_against_its_endpoint(
+    local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the local stack's endpoint (nothing else: verify finds the queue, the console
+    # notifier's log group and the initiator's lookahead there, as on AWS by the stack)
+    endpoint, region = local_stack.ready["endpoint_url"], local_stack.ready["region"]
+
+    # WHEN an operator verifies it
+    status = escalator(["verify", "--endpoint-url", endpoint, "--region", region])
+
+    # THEN a tick delivered one notification and the initiator's window the other, each
+    # once and read in the console notifier's log group; it says how late, and exits 0
+    out, err = capsys.readouterr()
+    assert status == 0, out + err
+    heading, arrival, tick, verdict = out.splitlines()
+    assert "read in /aws/lambda/FunctionsNotifierConsole" in heading
+    assert re.search(
+        r"^  arrival .* delivered once, by the initiator's window, \d+\.\d\d s late  ok$", arrival
+    )
+    assert re.search(
+        r"^  tick .* delivered once, by the tick tick-[0-9a-f-]+, \d+\.\d\d s late  ok$", tick
+    )
+    assert verdict == "verified: each delivered once, by its own path"
+    assert err.startswith("escalator verify: sent verify-")
+    # AND nothing of the run stays active (its process completed; its stop came after)
+    (process_id,) = re.findall(r"^(verify-[0-9a-f]+) ", heading)
+    wait_for(lambda: local_stack.ended(process_id), timeout=30)
+    assert local_stack.process_states(process_id) == ["completed"]
 
 
 @pytest.mark.xdist_group("local_stack")

@@ -20,6 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 from psycopg2.extensions import make_dsn
 
+from devstack.emulation.function_logs import default_log_group
 from devstack.emulation.sqs import EventSource
 from devstack.emulation.template import (
     EXPRESS,
@@ -43,7 +44,9 @@ from escalator.config import database_settings
 from escalator.database import Database, UnitOfWork, connect
 from escalator.errors import DatabaseError
 from escalator.lifecycle import NotificationState, ProcessState
+from escalator.limits import near_due_horizon
 from escalator.migrations import APPLICATION_ROLE, PURGE_ROLE, default_sql_dir, discover
+from escalator.verification import Deployment, deployment_at_endpoint
 from tests.support.lifecycle import bring_to, insert_notification, insert_process
 
 # Long, and one worker: every test shares the module's stage.
@@ -152,6 +155,15 @@ def test_start_delivery_and_stop_run_through_the_rehearsed_functions(
     ]
     assert [str(owner).startswith("arrival-") for owner in owners[:2]] == [True, True]
     assert owners[2] is None
+    # AND the console notifier's process wrote its line to its log group, as Lambda
+    # sends it there, naming the claim it went out under
+    logs = stage.session.client("logs", endpoint_url=stage.endpoint_url)
+    notifier = stage.function("FunctionsNotifierConsole").spec.logical_id
+    events = logs.filter_log_events(
+        logGroupName=default_log_group(notifier), filterPattern='"order 1"'
+    )["events"]
+    (console,) = [json.loads(event["message"]) for event in events]
+    assert (console["message"], console["owner"]) == ("console notification", owners[0])
     (publication,) = [p for p in peers.pubnub.publications if p.channel == "restaurant-1-orders"]
     assert publication.publish_key == "pub-c-rehearsal"
     # AND the functions' warm connections are the application role's, signed in by IAM
@@ -408,6 +420,31 @@ def test_a_token_signed_by_a_role_without_rds_db_connect_is_refused(stage: Rehea
     # (checking the signature alone, the endpoint took both)
     signature_only = dataclasses.replace(stage.endpoint.tokens, authorize=None)
     assert signature_only.refusal(refused, APPLICATION_ROLE) is None
+
+
+def test_escalator_verify_finds_what_it_acts_on_in_the_rehearsed_deployment(
+    stage: Rehearsal,
+) -> None:
+    # GIVEN the rehearsal's endpoint, as the upgrade rehearsal verifies each deploy
+    def client(service: str) -> Any:
+        return stage.session.client(service, endpoint_url=stage.endpoint_url)
+
+    # WHEN verify looks for the deployment there
+    found = deployment_at_endpoint(
+        sqs=client("sqs"), lambda_client=client("lambda"), endpoint=stage.endpoint_url
+    )
+
+    # THEN it finds the request queue, where the console notifier logs, and the near-due
+    # horizon of the initiator's lookahead as the template sets it
+    initiator = stage.function("FunctionsInitiator").spec
+    assert found == Deployment(
+        queue_url=request_queue(stage),
+        log_group=default_log_group(stage.function("FunctionsNotifierConsole").spec.logical_id),
+        near_due_horizon=near_due_horizon(int(initiator.environment["LOOKAHEAD_SECONDS"])),
+    )
+    # (read from the initiator's configuration: the environment it runs with, as on AWS)
+    configuration = client("lambda").get_function_configuration(FunctionName=initiator.logical_id)
+    assert configuration["Environment"]["Variables"] == initiator.environment
 
 
 def test_each_function_process_calls_aws_as_its_own_role(stage: Rehearsal) -> None:

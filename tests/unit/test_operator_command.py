@@ -33,7 +33,7 @@ def imported_by(*words: str) -> tuple[set[str], str]:
     return modules, run.stdout
 
 
-@pytest.mark.parametrize("command", ["status", "send", "executions", "dlq", "db"])
+@pytest.mark.parametrize("command", ["status", "send", "executions", "dlq", "db", "verify"])
 def test_an_operator_command_imports_nothing_of_the_harness(command: str) -> None:
     modules, shown = imported_by(command, "--help")
 

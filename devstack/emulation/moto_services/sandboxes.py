@@ -21,8 +21,9 @@ from botocore.credentials import ReadOnlyCredentials
 from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
-from devstack.emulation import iam, thread_metrics
+from devstack.emulation import function_logs, iam, thread_metrics
 from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
+from devstack.emulation.function_logs import FunctionLogGroup
 from devstack.emulation.moto_services.express import ExpressRuns
 
 # Lambda refuses a response larger than this (moto's Lambda API checks it too).
@@ -146,6 +147,8 @@ class InProcessLambdas:
     An invocation that outlasts the function's timeout (``timeouts``, from the template)
     is answered ``Sandbox.Timedout`` as Lambda answers it; its thread cannot be killed and
     runs on, holding its sandbox, while the caller goes on (``timed_out`` counts them).
+    What an invocation logs goes to its function's log group (``log_groups``, from the
+    template's deploy; devstack.emulation.function_logs), in its sandbox's stream.
     """
 
     def __init__(self) -> None:
@@ -156,6 +159,8 @@ class InProcessLambdas:
         # credentials (``deploy`` gives them; devstack.emulation.iam).
         self.permissions = iam.Permissions(enforce=False)
         self.credentials: dict[str, ReadOnlyCredentials] = {}
+        # Where each function logs (``deploy`` gives them).
+        self.log_groups: dict[str, FunctionLogGroup] = {}
         # How Express executions run (this context's: ``lambdas_in_process`` sets it).
         self.express = ExpressRuns()
         self.invocations: list[str] = []
@@ -203,7 +208,9 @@ class InProcessLambdas:
         try:
             event = json.loads(body) if body else {}
             handler = self.handler_for(name, function.handler)
-            invocation = _Sandboxed(name, timeout, self.credentials.get(name))
+            invocation = _Sandboxed(
+                name, timeout, self.credentials.get(name), self.log_groups.get(name)
+            )
             running = self._pool(name).submit(_run, handler, event, invocation)
             failed, payload, seconds = _within(running, invocation)
         finally:
@@ -221,9 +228,16 @@ class InProcessLambdas:
 
     @contextmanager
     def acting_as(self, function_name: str) -> Iterator[None]:
-        """Call AWS from this thread as the function does (its role's credentials): for
-        a handler run directly, outside a sandbox."""
-        with iam.acting_as(self.credentials.get(function_name)):
+        """Call AWS from this thread as the function does (its role's credentials), and
+        log to its log group: for a handler run directly, outside a sandbox."""
+        with iam.acting_as(self.credentials.get(function_name)), self.logging_as(function_name):
+            yield
+
+    @contextmanager
+    def logging_as(self, function_name: str) -> Iterator[None]:
+        """What this thread logs goes to the function's log group, as an invocation's."""
+        log = function_logs.sandbox_log(self.log_groups.get(function_name))
+        with function_logs.writing_to(log):
             yield
 
     def _pool(self, function_name: str) -> ThreadPoolExecutor:
@@ -247,6 +261,7 @@ class _Sandboxed:
     name: str
     timeout: float
     credentials: ReadOnlyCredentials | None = None
+    log_group: FunctionLogGroup | None = None
     started: threading.Event = field(default_factory=threading.Event)
     deadline: float = 0.0
 
@@ -277,10 +292,15 @@ def _run(
 ) -> tuple[bool, bytes, float]:
     invocation.deadline = time.monotonic() + invocation.timeout
     invocation.started.set()
-    context = LocalContext(function_name=invocation.name, deadline=invocation.deadline)
+    context = LocalContext(
+        function_name=invocation.name,
+        log_group_name=function_logs.default_log_group(invocation.name),
+        deadline=invocation.deadline,
+    )
+    log = function_logs.sandbox_log(invocation.log_group)
     started = time.perf_counter()
     try:
-        with iam.acting_as(invocation.credentials):
+        with iam.acting_as(invocation.credentials), function_logs.writing_to(log):
             payload = json.dumps(handler(event, context)).encode()
     except Exception as exc:
         error = {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": []}

@@ -1,6 +1,10 @@
-"""The console channel: writes the notification to the log. For trials and new deployments."""
+"""The console channel: writes the notification to the log. For trials and new deployments
+(``escalator verify`` reads its lines in the notifier's log group: the label, the claim's
+owner, which tells the path it took, and when it went out)."""
 
 from __future__ import annotations
+
+import time
 
 from escalator.channels.base import Channel
 from escalator.logs import logger
@@ -20,13 +24,22 @@ def target_problem(label: str) -> str | None:
     return None
 
 
+# Its log line's message.
+LOGGED = "console notification"
+
+
 class ConsoleNotifier:
     """Logs the delivery; never fails."""
 
     def deliver(self, delivery: Delivery) -> Receipt:
         logger.info(
-            "console notification",
-            extra={"label": delivery.target, "due_at": delivery.due_at},
+            LOGGED,
+            extra={
+                "label": delivery.target,
+                "due_at": delivery.due_at,
+                "owner": delivery.owner,
+                "delivered_at": round(time.time(), 3),
+            },
         )
         return Receipt(provider_ref=f"console-{delivery.notification_id}")
 
