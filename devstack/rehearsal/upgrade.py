@@ -330,9 +330,10 @@ class Upgrade:
         stage = self.stage
         spec = function_specs(self.template, self._references(), stage.ca_stand_ins())[logical_id]
         lambdas = stage.lambdas
+        functions = stage.session.client("lambda", endpoint_url=stage.endpoint_url)
         if logical_id not in stage.machine.functions:
             properties = self.template["Resources"][logical_id]["Properties"]
-            stage.session.client("lambda", endpoint_url=stage.endpoint_url).create_function(
+            functions.create_function(
                 FunctionName=logical_id,
                 Runtime=properties["Runtime"],
                 Role=stage.permissions.function_role_arn(logical_id),
@@ -345,6 +346,10 @@ class Upgrade:
         lambdas.timeouts[logical_id] = float(spec.timeout)
         if stage.permissions.enforce:
             lambdas.credentials[logical_id] = stage.permissions.function_credentials(logical_id)
+        # (its configuration shows the environment it runs with, as on AWS)
+        functions.update_function_configuration(
+            FunctionName=logical_id, Environment={"Variables": spec.environment}
+        )
         replaced = stage.sandboxes.get(logical_id)
         sandbox = stage.start_sandbox(spec, self.code)
         stage.sandboxes[logical_id] = sandbox

@@ -31,6 +31,7 @@ from devstack.rehearsal.upgrade import (
 )
 from escalator.client import Producer
 from escalator.lifecycle import NotificationState
+from escalator.verification import Verification, deployment_at_endpoint, verify
 
 pytestmark = [
     pytest.mark.long(seconds=60),
@@ -137,21 +138,91 @@ def served_events(sandbox: Sandbox) -> list[dict[str, Any]]:
     return [event for event, _ in sandbox.served]
 
 
+def request_queue(stage: Rehearsal) -> str:
+    (queue,) = [url for name, url in stage.queue_urls.items() if "DeadLetters" not in name]
+    return queue
+
+
 def fall_due(stage: Rehearsal, processes: list[str], *, after: int, spread: int) -> None:
     """The processes' notifications due ``after`` seconds from now and up to ``spread``
     seconds later: stored long ago, due now."""
     query(
         stage.database_url,
-        "UPDATE notification n SET due_at = now() + make_interval(secs => %s + mod(n.id, %s))"
+        "UPDATE notification n SET due_at = date_trunc('second', now())"
+        " + make_interval(secs => %s + mod(n.id, %s))"
         " FROM process p WHERE p.id = n.process_ref AND p.process_id = ANY(%s) RETURNING n.id",
         (after, spread, processes),
     )
 
 
 def states(stage: Rehearsal) -> Counter[str]:
+    """The burst's notifications by state (not ``escalator verify``'s)."""
     return Counter(
-        state for (state,) in query(stage.database_url, "SELECT state FROM notification")
+        state
+        for (state,) in query(
+            stage.database_url,
+            "SELECT n.state FROM notification n JOIN process p ON p.id = n.process_ref"
+            " WHERE NOT starts_with(p.process_id, 'verify-')",
+        )
     )
+
+
+# verify's tick notification, stored (its process is verify-<run>, due minutes out) ...
+VERIFY_TICK_STORED = """
+SELECT count(*) FROM notification n JOIN process p ON p.id = n.process_ref
+WHERE starts_with(p.process_id, 'verify-') AND n.state = 'pending'
+  AND n.due_at > now() + interval '1 minute'
+"""
+# ... and due in seconds.
+VERIFY_TICK_DUE = """
+UPDATE notification n SET due_at = date_trunc('second', now()) + interval '4 seconds'
+FROM process p
+WHERE p.id = n.process_ref AND starts_with(p.process_id, 'verify-') AND n.state = 'pending'
+  AND n.due_at > now() + interval '1 minute'
+RETURNING n.id
+"""
+
+
+def verified(stage: Rehearsal) -> Verification:
+    """``escalator verify`` against the stage, as an operator runs it after a deploy (the
+    ticks and the event source running). Its tick's notification, which the initiator
+    stores due beyond the near-due horizon (two minutes), is made due in seconds once
+    stored, as time would have passed."""
+    sqs = stage.session.client("sqs", endpoint_url=stage.endpoint_url)
+    deployment = deployment_at_endpoint(
+        sqs=sqs,
+        lambda_client=stage.session.client("lambda", endpoint_url=stage.endpoint_url),
+        endpoint=stage.endpoint_url,
+    )
+    outcome: list[Verification | BaseException] = []
+
+    def run() -> None:
+        try:
+            logs = stage.session.client("logs", endpoint_url=stage.endpoint_url)
+            outcome.append(verify(deployment, sqs=sqs, logs=logs, settle=2, poll=0.5))
+        except BaseException as exc:  # (raised by the test below)
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(
+        lambda: query(stage.database_url, VERIFY_TICK_STORED) == [(1,)],
+        timeout=30,
+        what="verify's tick notification stored",
+    )
+    query(stage.database_url, VERIFY_TICK_DUE)
+    thread.join(timeout=120)
+    (result,) = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def assert_verified(verification: Verification) -> None:
+    """Both of verify's notifications delivered once, each by its own path."""
+    assert verification.ok, verification.to_json()
+    paths = {item.kind: item.deliveries[0].path for item in verification.notifications}
+    assert paths == {"arrival": "initiator", "tick": "tick"}
 
 
 def test_a_release_deploys_over_the_previous_one_while_it_delivers(
@@ -168,6 +239,11 @@ def test_a_release_deploys_over_the_previous_one_while_it_delivers(
         old = with_provider_settings(synthesize_release(release), pubnub_origin=pubnub.url)
         new = with_provider_settings(synthesized_template(), pubnub_origin=pubnub.url)
         with rehearse(old, workdir / "stage", code=release.code) as stage:
+            stage.invoke("FunctionsMigrateLauncher", {})
+            if (release.code / "escalator" / "verification.py").exists():
+                # (a release from escalator verify's on: proven as deployed, too)
+                with traffic(stage, request_queue(stage)):
+                    assert_verified(verified(stage))
             _deliver_across_the_deploy(stage, pubnub, new)
     finally:
         pubnub.release()
@@ -175,10 +251,9 @@ def test_a_release_deploys_over_the_previous_one_while_it_delivers(
 
 
 def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[str, Any]) -> None:
-    stage.invoke("FunctionsMigrateLauncher", {})
     stage.put_secret("PubNub", {"publish_key": "pub-c-upgrade", "subscribe_key": "sub-c-up"})
     old_confirm, old_record = stage.function("FunctionsConfirm"), stage.function("FunctionsRecord")
-    (queue,) = [url for name, url in stage.queue_urls.items() if "DeadLetters" not in name]
+    queue = request_queue(stage)
     producer = Producer(queue, sqs=stage.session.client("sqs", endpoint_url=stage.endpoint_url))
     now = int(time.time())
 
@@ -255,10 +330,13 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
             interval=0.5,
             what=f"all {total} notifications sent",
         )
+        # AND escalator verify, run after the deploy, proves it
+        verification = verified(stage)
         stop()
     stage.machine.settle(timeout=60)
 
     # THEN each was published once, none is left claimed or sending
+    assert_verified(verification)
     published = Counter(publication.channel for publication in pubnub.publications)
     assert len(published) == total
     assert set(published.values()) == {1}
@@ -283,6 +361,10 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
     assert old_confirm.code is not None
     owners = Counter(
         str(owner).split("-")[0]
-        for (owner,) in query(stage.database_url, "SELECT claim_owner FROM notification")
+        for (owner,) in query(
+            stage.database_url,
+            "SELECT n.claim_owner FROM notification n JOIN process p ON p.id = n.process_ref"
+            " WHERE NOT starts_with(p.process_id, 'verify-')",
+        )
     )
     assert owners["arrival"] == 2 * (ARRIVALS + 1)
