@@ -6,10 +6,18 @@ settings for the table and once with those of ``sql/0012_notification_autovacuum
 Each delivery is a phone call: inserted pending (``ProcessRepository.start``, four
 notifications to a process), claimed by the activator's whole transaction
 (``delivery.claim_due``, 200 to a claim as in production), moved to sending
-(``start_sending``), recorded (``finish``: one in twenty failed) and, when sent, updated by
-its provider's final status callback (``ProviderStatusRepository.lock`` and
+(``start_sending``), recorded (``finish``: one in twenty failed), its process completed
+(``ProcessRepository.complete_finished``, once for a claim's processes) and, when sent,
+updated by its provider's final status callback (``ProviderStatusRepository.lock`` and
 ``set_status``: completed, with the call's duration; ``--callbacks 4``: each of the four a
-call makes, initiated, ringing, in-progress, completed). Every row is updated by a
+call makes, initiated, ringing, in-progress, completed).
+
+The table is in its steady state, as with the hourly purge: a purger beside the
+deliveries runs ``escalator.retention.purge`` (the purge function's own batches) each
+time the deliveries have moved on by 1/720 of ``--retain`` (an hour of 30 days), deleting
+the processes completed before the last ``--retain`` deliveries (a quarter of ``--count``
+by default) with their notifications. Deletes leave dead rows too, at the table's oldest
+end. ``--no-purge`` keeps every row, as before retention. Every row is updated by a
 statement of its own in a transaction of its own, as the functions update it; the
 statements of one step of one claim go to the server together, prepared once
 (``StatementBatch``), which saves round trips and planning, not the work on the table.
@@ -33,6 +41,7 @@ soon as it is, relative to the churn, as a production server does."""
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import itertools
 import os
@@ -45,6 +54,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +79,9 @@ FAILED_EVERY = 20
 PROBES = 100
 SAMPLE_SECONDS = 0.5
 PROGRESS_SECONDS = 20.0
+# The hourly purge at the default 30 days' retention: 720 runs to a retention period.
+PURGES_PER_RETENTION = 30 * 24
+PURGE_POLL_SECONDS = 0.05
 _OPTION = re.compile(r"[a-z_]+=[0-9.]+")
 
 
@@ -146,6 +159,12 @@ class Figures:
     samples: int = 0
     vacuuming: int = 0
     peak_dead: int = 0
+    # deliveries kept by the purge (None: no purge), notifications it deleted, its runs
+    retain: int | None = None
+    purged: int = 0
+    purges: int = 0
+    # the run was stopped (Ctrl-C) before the end: what it measured is partial
+    interrupted: bool = False
     table: dict[str, int] = field(default_factory=dict)
     indexes: dict[str, int] = field(default_factory=dict)
     states: dict[str, int] = field(default_factory=dict)
@@ -156,6 +175,14 @@ class Figures:
     @property
     def index_bytes(self) -> int:
         return sum(self.indexes.values())
+
+    @property
+    def heap(self) -> int:
+        return self.stat("heap")
+
+    def stat(self, key: str) -> int:
+        """A figure of the table's (``measure``), 0 before it was measured."""
+        return self.table.get(key, 0)
 
 
 class Worker:
@@ -230,6 +257,8 @@ class Worker:
             self.confirm(batch, execution, ids)
         with self.step("record"):
             self.record(batch, execution, ids)
+        with self.step("complete"):
+            self.complete(ids)
         for status in self.callbacks:
             with self.step("callbacks"):
                 self.report_status(batch, status, sent)
@@ -286,6 +315,24 @@ class Worker:
             batch.commit()
         batch.send()
 
+    def complete(self, ids: Sequence[int]) -> None:
+        """The record step's completion of the processes with nothing left to deliver
+        (``complete_finished``), once for the claim's processes: the process table's
+        work, which the purge needs (it deletes completed processes only)."""
+        from psycopg2.extras import NamedTupleCursor
+
+        from escalator.repository import ProcessRepository
+
+        connection = self.database.connection()
+        cursor: Any = connection.cursor(cursor_factory=NamedTupleCursor)
+        with cursor:
+            cursor.execute(
+                "SELECT DISTINCT process_ref FROM notification WHERE id = ANY(%s)", (list(ids),)
+            )
+            refs = [int(row.process_ref) for row in cursor.fetchall()]
+            ProcessRepository(cursor).complete_finished(refs)
+        connection.commit()
+
     def report_status(self, batch: StatementBatch, status: str, sent: Sequence[int]) -> None:
         """One status callback for each call (``lock``, then ``set_status``)."""
         from escalator.model import StatusReport
@@ -340,18 +387,70 @@ class Sampler(threading.Thread):
                     if time.monotonic() - last >= PROGRESS_SECONDS:
                         last = time.monotonic()
                         done = sum(worker.delivered for worker in self.workers)
+                        purged = (
+                            ""
+                            if self.figures.retain is None
+                            else f", {self.figures.purged:,} purged"
+                        )
                         progress(
                             f"{self.figures.name}: {done:,} of {self.count:,} delivered"
-                            f" ({last - started:.0f} s), {dead:,} dead rows,"
+                            f" ({last - started:.0f} s){purged}, {dead:,} dead rows,"
                             f" {vacuums} autovacuums"
                         )
         finally:
             connection.close()
 
 
+class Purger(threading.Thread):
+    """The hourly purge, compressed: each time the deliveries have moved on by
+    ``1/PURGES_PER_RETENTION`` of ``figures.retain``, ``retention.purge`` deletes the
+    processes completed before the last ``retain`` deliveries, with their notifications."""
+
+    def __init__(self, figures: Figures, workers: Sequence[Worker]) -> None:
+        super().__init__(name="purger", daemon=True)
+        assert figures.retain is not None
+        self.figures = figures
+        self.retain = figures.retain
+        self.workers = workers
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        from escalator.config import load_delivery_config
+        from escalator.database import Database
+        from escalator.retention import purge
+
+        database = Database(load_delivery_config().database)
+        every = max(1, self.retain // PURGES_PER_RETENTION)
+        # (when, deliveries done by then), oldest first
+        seen: collections.deque[tuple[datetime, int]] = collections.deque()
+        last = 0
+        try:
+            while not self.stop.wait(PURGE_POLL_SECONDS):
+                done = sum(worker.delivered for worker in self.workers)
+                seen.append((datetime.now(UTC), done))
+                if done - last < every:
+                    continue
+                keep_after = done - self.retain
+                while len(seen) > 1 and seen[1][1] <= keep_after:
+                    seen.popleft()
+                if seen[0][1] > keep_after:
+                    continue  # (fewer than ``retain`` delivered yet)
+                result = purge(database, timedelta(0), now=seen[0][0])
+                self.figures.purged += result.purged.notifications
+                self.figures.purges += 1
+                last = done
+        except BaseException as exc:  # raised again in the main thread
+            self.errors.append(exc)
+        finally:
+            database.discard()
+
+
 def churn(dsn: str, figures: Figures, count: int, workers: int, callbacks: int) -> None:
     """``count`` deliveries from ``workers`` sessions, each taking the next claim's worth
-    until all are inserted, then claiming until nothing is left."""
+    until all are inserted, then claiming until nothing is left; with the purge beside
+    them (``figures.retain``). Ctrl-C stops them after the claims under way: the figures
+    are then partial (``figures.interrupted``)."""
     from escalator.config import load_delivery_config
 
     config = load_delivery_config()
@@ -381,6 +480,9 @@ def churn(dsn: str, figures: Figures, count: int, workers: int, callbacks: int) 
 
     sampler = Sampler(dsn, figures, team, count)
     sampler.start()
+    purger = None if figures.retain is None else Purger(figures, team)
+    if purger is not None:
+        purger.start()
     started = time.perf_counter()
     threads = [threading.Thread(target=work, args=(worker,)) for worker in team]
     for thread in threads:
@@ -389,13 +491,22 @@ def churn(dsn: str, figures: Figures, count: int, workers: int, callbacks: int) 
         for thread in threads:
             while thread.is_alive():  # (a timeout: Ctrl-C reaches the main thread)
                 thread.join(1.0)
+                if purger is not None and purger.errors:
+                    stop.set()
+    except KeyboardInterrupt:
+        figures.interrupted = True
+        progress(f"{figures.name}: interrupted; the claims under way finish, then a partial report")
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-        sampler.stop.set()
-        sampler.join()
+        for watcher in (sampler, purger):
+            if watcher is not None:
+                watcher.stop.set()
+                watcher.join()
     figures.seconds = time.perf_counter() - started
+    if purger is not None:
+        errors.extend(purger.errors)
     if errors:
         raise errors[0]
     figures.delivered = sum(worker.delivered for worker in team)
@@ -427,11 +538,21 @@ def measure(dsn: str, figures: Figures) -> None:
         dsn,
         """
         SELECT pg_relation_size(relid), pg_table_size(relid), n_live_tup, n_dead_tup,
-               n_tup_upd, n_tup_hot_upd, autovacuum_count, autoanalyze_count
+               n_tup_upd, n_tup_hot_upd, n_tup_del, autovacuum_count, autoanalyze_count
         FROM pg_stat_user_tables WHERE relid = 'notification'::regclass
         """,
     )
-    keys = ("heap", "table", "live", "dead", "updates", "hot", "autovacuums", "autoanalyzes")
+    keys = (
+        "heap",
+        "table",
+        "live",
+        "dead",
+        "updates",
+        "hot",
+        "deletes",
+        "autovacuums",
+        "autoanalyzes",
+    )
     figures.table = dict(zip(keys, (int(value) for value in rows[0]), strict=True))
     figures.indexes = {
         str(name): int(size)
@@ -450,12 +571,18 @@ def measure(dsn: str, figures: Figures) -> None:
 
 
 def check(dsn: str, figures: Figures, callbacks: int) -> None:
-    """Every statement did what the functions' would: each delivery recorded, one in
-    ``FAILED_EVERY`` failed, each call with the last status reported."""
+    """Every statement did what the functions' would: each delivery recorded (or purged),
+    one in ``FAILED_EVERY`` failed, each call with the last status reported, every
+    process completed, and the purge kept about ``retain`` deliveries."""
     states = figures.states
-    assert sum(states.values()) == figures.delivered, states
+    kept = figures.delivered - figures.purged
+    assert sum(states.values()) == kept, (states, figures.purged)
     assert set(states) <= {"sent", "failed"}, states
-    assert abs(states.get("failed", 0) - figures.delivered / FAILED_EVERY) <= BATCH, states
+    assert abs(states.get("failed", 0) - kept / FAILED_EVERY) <= BATCH, states
+    ((active,),) = _query(dsn, "SELECT count(*) FROM process WHERE state = 'active'")
+    assert active == 0, active
+    if figures.retain is not None and figures.delivered > 2 * figures.retain:
+        assert figures.retain <= kept <= 1.5 * figures.retain, (kept, figures.retain)
     ((reported,),) = _query(
         dsn, "SELECT count(*) FROM notification WHERE provider_status = %s", (CALL_STATUSES[-1],)
     )
@@ -527,10 +654,11 @@ def server(naptime: int) -> Iterator[Server]:
 
 
 def run(
-    bench: Server, name: str, options: Sequence[str] | None, arguments: argparse.Namespace
-) -> Figures:
-    """One run on a database of its own: ``options`` for the table (``None``: the
-    migration's), then the deliveries, the measurement and the claims at the end."""
+    bench: Server, figures: Figures, options: Sequence[str] | None, arguments: argparse.Namespace
+) -> None:
+    """One run on a database of its own, into ``figures``: ``options`` for the table
+    (``None``: the migration's), then the deliveries, the measurement and the claims at the
+    end (not after Ctrl-C: the measurement only)."""
     from escalator import bootstrap
 
     postgres = bench.postgres
@@ -546,8 +674,10 @@ def run(
         )
         if options is not None:
             set_options(dsn, options)
-        figures = Figures(name, table_options(dsn))
-        progress(f"{name}: {', '.join(figures.options) or 'no storage parameters'}")
+        figures.options = table_options(dsn)
+        name = figures.name
+        kept = "no purge" if figures.retain is None else f"the last {figures.retain:,} kept"
+        progress(f"{name}: {', '.join(figures.options) or 'no storage parameters'}; {kept}")
         os.environ["DATABASE_URL"] = dsn
         os.environ["CLAIM_BATCH_SIZE"] = str(BATCH)
         bootstrap.reset()
@@ -557,10 +687,11 @@ def run(
         figures.cpu = (after[0] - before[0], after[1] - before[1])
         time.sleep(1.5)  # (the sessions' last statistics reach the server)
         measure(dsn, figures)
+        if figures.interrupted:
+            return
         check(dsn, figures, arguments.callbacks)
         progress(f"{name}: {figures.delivered:,} delivered in {figures.seconds:.0f} s; probing")
         probe(figures)
-        return figures
     finally:
         postgres.drop_database(database)
 
@@ -570,6 +701,8 @@ def mib(size: int) -> str:
 
 
 def latency(timings: Sequence[float]) -> str:
+    if not timings:
+        return "-"
     return f"p50 {percentile(timings, 0.5):.1f} ms, p99 {percentile(timings, 0.99):.1f} ms"
 
 
@@ -584,6 +717,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         choices=range(len(CALL_STATUSES) + 1),
         help="status callbacks for each call (the last ones of a call's four)",
     )
+    parser.add_argument(
+        "--retain",
+        type=int,
+        help="deliveries the purge keeps (the retention period's; default: a quarter of --count)",
+    )
+    parser.add_argument(
+        "--no-purge", action="store_true", help="keep every row (no retention, as before it)"
+    )
     parser.add_argument("--naptime", type=int, default=1, help="autovacuum_naptime, seconds")
     parser.add_argument(
         "--options",
@@ -591,16 +732,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         " (comma-separated name=value)",
     )
     arguments = parser.parse_args(argv)
+    retain = None if arguments.no_purge else (arguments.retain or arguments.count // 4)
     quiet_logs()
     tuned = None if arguments.options is None else arguments.options.split(",")
-    with server(arguments.naptime) as bench:
-        runs = [run(bench, "default", [], arguments), run(bench, "tuned", tuned, arguments)]
-    default, chosen = runs
-    rows = [("machine", f"{os.cpu_count()} cores; {arguments.count:,} deliveries a run")]
-    rows += [(label, f"{shown(default):>32} | {shown(chosen)}") for label, shown in _ROWS]
-    for index, size in default.indexes.items():
-        shown = f"{mib(size):>32} | {mib(chosen.indexes[index])}"
+    plan: list[tuple[Figures, list[str] | None]] = [
+        (Figures("default", [], retain=retain), []),
+        (Figures("tuned", [], retain=retain), tuned),
+    ]
+    runs: list[Figures] = []
+    interrupted = False
+    try:
+        with server(arguments.naptime) as bench:
+            for figures, options in plan:
+                runs.append(figures)
+                run(bench, figures, options, arguments)
+                if figures.interrupted:
+                    interrupted = True
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        progress("interrupted: a partial report")
+    print_report(runs, arguments.count, retain, interrupted)
+    if interrupted:
+        raise SystemExit(130)
+
+
+def print_report(
+    runs: Sequence[Figures], count: int, retain: int | None, interrupted: bool
+) -> None:
+    """The table and the JSON line, of both runs or (stopped early) of those under way."""
+    kept = "no purge" if retain is None else f"the purge keeping the last {retain:,}"
+    rows = [("machine", f"{os.cpu_count()} cores; {count:,} deliveries a run, {kept}")]
+    if interrupted:
+        rows.append(("stopped", "interrupted (Ctrl-C): partial figures"))
+    rows += [(label, " | ".join(f"{shown(f):>32}" for f in runs)) for label, shown in _ROWS]
+    for index in runs[0].indexes if runs else ():
+        shown = " | ".join(f"{mib(f.indexes.get(index, 0)):>32}" for f in runs)
         rows.append((f"  {index.removeprefix('notification_')}", shown))
+    extra: dict[str, Any] = {
+        "count": count,
+        "retain": retain,
+        "interrupted": interrupted,
+        **{figures.name: _summary(figures) for figures in runs},
+    }
+    complete = len(runs) == 2 and not interrupted
+    default, chosen = (runs[0], runs[-1]) if runs else (Figures("none", []), Figures("none", []))
     # The headline: the most dead rows seen while delivering, with the migration's
     # settings against PostgreSQL's (the claim's latency is in the table: it hardly
     # depends on them, see docs/database.md).
@@ -609,11 +785,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows=rows,
         value=chosen.peak_dead,
         unit="dead rows",
-        baseline=default.peak_dead,
+        baseline=default.peak_dead if complete else None,
         target="the migration's settings: at most a quarter of the dead rows, a heap no larger",
-        met=chosen.peak_dead <= default.peak_dead / 4
+        met=complete
+        and chosen.peak_dead <= default.peak_dead / 4
         and chosen.table["heap"] <= default.table["heap"],
-        extra={figures.name: _summary(figures) for figures in runs},
+        extra=extra,
     )
 
 
@@ -622,13 +799,17 @@ _ROWS: list[tuple[str, Any]] = [
     ("deliveries", lambda f: f"{f.delivered:,} in {f.seconds:.0f} s"),
     ("session time a delivery", lambda f: _steps(f)),
     ("CPU (bench, PostgreSQL)", lambda f: f"{f.cpu[0]:,.0f} s, {f.cpu[1]:,.0f} s"),
-    ("table (heap, all forks)", lambda f: f"{mib(f.table['heap'])}, {mib(f.table['table'])}"),
+    ("purged (runs)", lambda f: f"{f.purged:,} ({f.purges:,})"),
+    ("table (heap, all forks)", lambda f: f"{mib(f.heap)}, {mib(f.table.get('table', 0))}"),
     ("indexes", lambda f: mib(f.index_bytes)),
-    ("live rows", lambda f: f"{f.table['live']:,}"),
-    ("dead rows at the end", lambda f: f"{f.table['dead']:,}"),
+    ("live rows", lambda f: f"{f.stat('live'):,}"),
+    ("dead rows at the end", lambda f: f"{f.stat('dead'):,}"),
     ("dead rows, most seen", lambda f: f"{f.peak_dead:,}"),
-    ("updates (HOT)", lambda f: f"{f.table['updates']:,} ({f.table['hot']:,})"),
-    ("autovacuums (analyzes)", lambda f: f"{f.table['autovacuums']} ({f.table['autoanalyzes']})"),
+    (
+        "updates (HOT), deletes",
+        lambda f: f"{f.stat('updates'):,} ({f.stat('hot'):,}), {f.stat('deletes'):,}",
+    ),
+    ("autovacuums (analyzes)", lambda f: f"{f.stat('autovacuums')} ({f.stat('autoanalyzes')})"),
     ("vacuum under way", lambda f: f"{f.vacuuming / max(1, f.samples):.0%} of the run"),
     ("claim while delivering", lambda f: latency(f.claims)),
     ("claim at the end", lambda f: latency(f.probes)),
@@ -643,7 +824,7 @@ def _steps(figures: Figures) -> str:
     return " ".join(f"{name} {each[name]:.0f}" for name in _STEP_NAMES if name in each) + " µs"
 
 
-_STEP_NAMES = ("insert", "claim", "confirm", "record", "callbacks")
+_STEP_NAMES = ("insert", "claim", "confirm", "record", "complete", "callbacks")
 
 
 def _summary(figures: Figures) -> dict[str, Any]:
@@ -657,11 +838,19 @@ def _summary(figures: Figures) -> dict[str, Any]:
         "indexes": figures.index_bytes,
         "peak_dead": figures.peak_dead,
         "vacuum_share": round(figures.vacuuming / max(1, figures.samples), 3),
-        "claim_p50_ms": round(percentile(figures.claims, 0.5), 2),
-        "claim_p99_ms": round(percentile(figures.claims, 0.99), 2),
-        "end_claim_p50_ms": round(percentile(figures.probes, 0.5), 2),
-        "end_claim_p99_ms": round(percentile(figures.probes, 0.99), 2),
+        "purged": figures.purged,
+        "purges": figures.purges,
+        "interrupted": figures.interrupted,
+        "claim_p50_ms": _ms(figures.claims, 0.5),
+        "claim_p99_ms": _ms(figures.claims, 0.99),
+        "end_claim_p50_ms": _ms(figures.probes, 0.5),
+        "end_claim_p99_ms": _ms(figures.probes, 0.99),
     }
+
+
+def _ms(timings: Sequence[float], fraction: float) -> float | None:
+    """A percentile of ``timings``, ``None`` when there are none (a run stopped early)."""
+    return round(percentile(timings, fraction), 2) if timings else None
 
 
 if __name__ == "__main__":
