@@ -62,9 +62,9 @@ bench: $(STAMP) ## every benchmark; each prints a table and a JSON last line
 		echo "== bench/$$name.py"; TZ=UTC $(BIN)/python bench/$$name.py || exit 1; \
 	done
 
-# Not in `make bench`: two runs of 1,000,000 deliveries each, 35 minutes of CPU (at least 18 on
-# two cores; 42 on two shared with other work): docs/database.md#autovacuum-of-the-notification-table.
-# COUNT=100000 runs a smaller one.
+# Not in `make bench`: two runs of 1,000,000 deliveries each, the purge beside them, about 40
+# minutes on two cores shared with other work (COUNT=600000: 25 minutes, the figures in
+# docs/database.md#autovacuum-of-the-notification-table). COUNT=100000 runs a smaller one.
 bench-vacuum: $(STAMP) ## autovacuum of the notification table: PostgreSQL's settings against sql/0012's
 	TZ=UTC $(BIN)/python bench/vacuum.py $(if $(COUNT),--count $(COUNT))
 
