@@ -31,6 +31,7 @@ from devstack.rehearsal.upgrade import (
 )
 from escalator.client import Producer
 from escalator.lifecycle import NotificationState
+from escalator.migrations import default_sql_dir, discover
 from escalator.verification import Verification, deployment_at_endpoint, verify
 
 pytestmark = [
@@ -335,7 +336,10 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
         stop()
     stage.machine.settle(timeout=60)
 
-    # THEN each was published once, none is left claimed or sending
+    # THEN the schema is this tree's, each notification was published once, none is
+    # left claimed or sending, and escalator verify proves the deployment
+    migrated = query(stage.database_url, "SELECT filename FROM schema_migration ORDER BY version")
+    assert [name for (name,) in migrated] == [m.filename for m in discover(default_sql_dir())]
     assert_verified(verification)
     published = Counter(publication.channel for publication in pubnub.publications)
     assert len(published) == total
