@@ -35,7 +35,7 @@ from escalator.migrations import default_sql_dir, discover
 from escalator.verification import Verification, deployment_at_endpoint, verify
 
 pytestmark = [
-    pytest.mark.long(seconds=60),
+    pytest.mark.long(seconds=90),
     pytest.mark.xdist_group("upgrade"),
     pytest.mark.timeout(300),
 ]
