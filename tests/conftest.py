@@ -73,12 +73,14 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
     # Synthesizing takes seconds: a child starts now, while the workers start and
     # collect, and takes the file's lock first; whoever needs the template waits for it.
-    # Then it makes the infra tests' customized one and cdk-nag's findings (a second
-    # synthesis in one process costs a tenth of the first).
+    # Then it makes the infra tests' customized one, cdk-nag's findings and the previous
+    # release's template for the upgrade rehearsal (a second synthesis in one process
+    # costs a tenth of the first).
     script = (
         "import json, sys; from devstack.emulation import template as t;"
         " t.shared_synthesis(); t.shared_synthesis(**json.loads(sys.argv[1]));"
-        " t.shared_nag_findings()"
+        " t.shared_nag_findings();"
+        " from devstack.rehearsal import release; release.synthesize_previous_release()"
     )
     config.stash[_SYNTHESIS] = subprocess.Popen(
         [sys.executable, "-c", script, json.dumps(CUSTOM_CONTEXT)],

@@ -55,16 +55,16 @@ def shared_synthesis(**context: Any) -> dict[str, Any]:
     if context:
         digest = hashlib.sha256(json.dumps(context, sort_keys=True).encode()).hexdigest()
         name = digest[:16]
-    return _shared(name, lambda: synthesize(**context))
+    return shared(name, lambda: synthesize(**context))
 
 
 def shared_nag_findings() -> dict[str, Any]:
     """``nag_findings()``, shared as the templates are (the session's synthesis makes
     them after its templates, in the process whose CDK is loaded already)."""
-    return _shared("nag", nag_findings)
+    return shared("nag", nag_findings)
 
 
-def _shared(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def shared(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """What ``make`` returns, made once per test session when ``ESCALATOR_TEMPLATE``
     names a file (kept beside it, ``name`` in its name), under a lock; made now without."""
     shared = os.environ.get(TEMPLATE_FILE_VARIABLE)

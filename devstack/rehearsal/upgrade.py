@@ -1,12 +1,7 @@
-"""An upgrade rehearsal: the previous release stood up (its template and its code), then
-this tree deployed over it while it delivers, in the order CloudFormation updates a stack.
+"""An upgrade rehearsal: the previous release (devstack.rehearsal.release) stood up, its
+template and its code, then this tree deployed over it while it delivers, in the order
+CloudFormation updates a stack.
 
-- **The previous release** is a commit: ``ESCALATOR_PREVIOUS_RELEASE`` (a commit or a
-  tag) when set, otherwise the newest commit that changed ``infra/``, ``lambdas/`` or
-  ``sql/`` whose content of them differs from the checkout's (so a commit that changed
-  them is not its own predecessor). Its files are taken with ``git archive`` and its
-  template synthesized by its own ``infra`` in a process of its own; its functions run
-  its own ``lambdas/`` (``rehearse(code=...)``).
 - **The deploy over it** (``Upgrade``): the roles get the new policies first (a role is
   updated before whatever uses it), new secrets are created, then the functions, the
   migration trigger, the state machines and the schedule are updated one after the other
@@ -28,18 +23,13 @@ this tree deployed over it while it delivers, in the order CloudFormation update
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devstack.emulation.stepfunctions import update_state_machine
-from devstack.emulation.template import STACK_NAME, resources, tick_schedule
+from devstack.emulation.template import resources, tick_schedule
 from devstack.rehearsal.deployment import (
     FUNCTION,
     SECRET,
@@ -49,142 +39,11 @@ from devstack.rehearsal.deployment import (
     generated_secret,
 )
 
-PREVIOUS_RELEASE_VARIABLE = "ESCALATOR_PREVIOUS_RELEASE"
-# What a release is made of: a change elsewhere (docs, tests, the harness) deploys nothing.
-RELEASE_PATHS = ("infra", "lambdas", "sql")
-# What it takes to synthesize a release and run its functions.
-ARCHIVED_PATHS = ("app.py", "cdk.json", *RELEASE_PATHS)
-
 TRIGGER = "Custom::Trigger"
 STATE_MACHINE = "AWS::StepFunctions::StateMachine"
 SCHEDULE = "AWS::Scheduler::Schedule"
 # What a deploy over a running stack must keep (a replacement loses what is in flight).
 KEPT = ("AWS::SQS::Queue", "AWS::RDS::DBInstance", "AWS::Lambda::Url")
-
-
-@dataclass(frozen=True)
-class Release:
-    """A release's files, taken from git."""
-
-    commit: str
-    subject: str
-    root: Path  # app.py, cdk.json, infra/, lambdas/, sql/ of that commit
-
-    @property
-    def code(self) -> Path:
-        """The folder its functions' code is imported from."""
-        return self.root / "lambdas"
-
-
-def _git(checkout: Path, *arguments: str) -> str:
-    completed = subprocess.run(  # noqa: S603 - git, fixed arguments
-        ["git", "-C", str(checkout), *arguments],  # noqa: S607 - git from PATH
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise RehearsalError(f"git {' '.join(arguments)}: {completed.stderr.strip()}")
-    return completed.stdout
-
-
-def previous_release(checkout: Path) -> tuple[str, str]:
-    """The commit (full id) and subject of the release before the checkout's (module
-    docstring)."""
-    named = os.environ.get(PREVIOUS_RELEASE_VARIABLE)
-    if named:
-        commit = _git(checkout, "rev-parse", "--verify", f"{named}^{{commit}}").strip()
-        return commit, _git(checkout, "log", "-1", "--format=%s", commit).strip()
-    found = _release_in_history(checkout)
-    if found is not None:
-        return found
-    shallow = _git(checkout, "rev-parse", "--is-shallow-repository").strip() == "true"
-    if shallow:
-        # (a CI's shallow clone: its history, once, from where it was cloned)
-        subprocess.run(  # noqa: S603 - git, fixed arguments
-            ["git", "-C", str(checkout), "fetch", "--quiet", "--unshallow"],  # noqa: S607
-            check=False,
-            capture_output=True,
-            timeout=120,
-        )
-        found = _release_in_history(checkout)
-        if found is not None:
-            return found
-    raise RehearsalError(
-        "no earlier release in this clone's history"
-        + (" (a shallow clone, and git fetch --unshallow did not help)" if shallow else "")
-        + f"; name one with {PREVIOUS_RELEASE_VARIABLE}=<commit or tag>"
-    )
-
-
-def _release_in_history(checkout: Path) -> tuple[str, str] | None:
-    history = _git(checkout, "log", "--format=%H%x00%s", "--", *RELEASE_PATHS)
-    for line in history.splitlines():
-        commit, _, subject = line.partition("\0")
-        changed = subprocess.run(  # noqa: S603 - git, fixed arguments
-            ["git", "-C", str(checkout), "diff", "--quiet", commit, "--", *RELEASE_PATHS],  # noqa: S607
-            check=False,
-        )
-        if changed.returncode == 1:
-            return commit, subject
-    return None
-
-
-def extract_release(checkout: Path, commit: str, subject: str, into: Path) -> Release:
-    """The release's files (``ARCHIVED_PATHS``) under ``into``."""
-    archive = into / "release.tar"
-    present = [
-        path
-        for path in ARCHIVED_PATHS
-        if _git(checkout, "ls-tree", "--name-only", commit, "--", path).strip()
-    ]
-    _git(checkout, "archive", "--format=tar", f"--output={archive}", commit, "--", *present)
-    root = into / commit[:12]
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    archive.unlink()
-    return Release(commit=commit, subject=subject, root=root)
-
-
-# Run in the release's own folder, with its own infra and escalator first on the path:
-# the template as devstack.emulation.template.synthesize makes this checkout's.
-_SYNTHESIZE = """
-import json, sys, tempfile
-import aws_cdk as cdk
-from aws_cdk.assertions import Template
-from infra.stack import EscalatorStack
-context, stack_name, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-with tempfile.TemporaryDirectory(prefix="escalator-cdk-") as outdir:
-    app = cdk.App(outdir=outdir, context={"aws:cdk:bundling-stacks": [], **context})
-    template = Template.from_stack(EscalatorStack(app, stack_name)).to_json()
-with open(out, "w", encoding="utf-8") as file:
-    json.dump(template, file)
-"""
-
-
-def synthesize_release(release: Release, **context: Any) -> dict[str, Any]:
-    """The release's template, synthesized by its own ``infra`` (bundling skipped)."""
-    with tempfile.TemporaryDirectory(prefix="escalator-release-") as directory:
-        out = Path(directory) / "template.json"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(release.root), str(release.code)]),
-        }
-        completed = subprocess.run(  # noqa: S603 - this interpreter, our own script
-            [sys.executable, "-c", _SYNTHESIZE, json.dumps(context), STACK_NAME, str(out)],
-            cwd=release.root,
-            env=environment,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RehearsalError(
-                f"the release {release.commit[:12]} does not synthesize:\n"
-                f"{completed.stderr[-3000:]}"
-            )
-        template: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-        return template
 
 
 def _named(value: Any) -> Iterator[str]:

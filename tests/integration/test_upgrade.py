@@ -23,12 +23,8 @@ from devstack.peers.postgres import query
 from devstack.peers.providers import PubNubStub
 from devstack.polling import wait_until
 from devstack.rehearsal.deployment import Rehearsal, Sandbox, rehearse
-from devstack.rehearsal.upgrade import (
-    Upgrade,
-    extract_release,
-    previous_release,
-    synthesize_release,
-)
+from devstack.rehearsal.release import extract_release, previous_release, release_template
+from devstack.rehearsal.upgrade import Upgrade
 from escalator.client import Producer
 from escalator.lifecycle import NotificationState
 from escalator.migrations import default_sql_dir, discover
@@ -237,7 +233,7 @@ def test_a_release_deploys_over_the_previous_one_while_it_delivers(
     pubnub = GatedPubNub()
     pubnub.start()
     try:
-        old = with_provider_settings(synthesize_release(release), pubnub_origin=pubnub.url)
+        old = with_provider_settings(release_template(release), pubnub_origin=pubnub.url)
         new = with_provider_settings(synthesized_template(), pubnub_origin=pubnub.url)
         with rehearse(old, workdir / "stage", code=release.code) as stage:
             stage.invoke("FunctionsMigrateLauncher", {})

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from devstack.rehearsal.deployment import RehearsalError
-from devstack.rehearsal.upgrade import (
+from devstack.rehearsal.release import (
     PREVIOUS_RELEASE_VARIABLE,
+    ReleaseError,
     extract_release,
     previous_release,
-    update_order,
 )
+from devstack.rehearsal.upgrade import update_order
 
 
 def git(repository: Path, *arguments: str) -> str:
@@ -92,7 +92,7 @@ def test_a_history_without_an_earlier_release_is_refused_with_what_to_do(
 ) -> None:
     commit(repository, "sql/0001.sql", "CREATE TABLE a ();", "the only release")
 
-    with pytest.raises(RehearsalError, match=PREVIOUS_RELEASE_VARIABLE):
+    with pytest.raises(ReleaseError, match=PREVIOUS_RELEASE_VARIABLE):
         previous_release(repository)
 
 
