@@ -40,6 +40,8 @@ from escalator.model import (
 )
 from escalator.repository import CoverSettled, Finished, ProviderRecord
 
+NOTHING_SETTLED = CoverSettled(finished=[], reopened=[], cancelled=[], process_refs=[])
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -432,7 +434,13 @@ def record_outcome(
         uow.notifications.lock_recipient(notification_id, channels=RECIPIENT_CHANNELS)
         finished = _finish_notification(uow, notification_id, execution, outcome)
         if finished is not None:
-            settled = uow.notifications.settle_covered(notification_id)
+            # (two statements saved on most records: the recipient's lock keeps a confirm
+            # from coalescing into this one between the finish and here)
+            settled = (
+                uow.notifications.settle_covered(notification_id)
+                if finished.awaited
+                else NOTHING_SETTLED
+            )
             completed = finished.process_ref in uow.processes.complete_finished(
                 [finished.process_ref, *settled.process_refs]
             )

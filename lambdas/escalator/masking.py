@@ -21,5 +21,10 @@ def mask_email(address: str) -> str:
 
 def mask(text: str) -> str:
     """Mask every phone number and e-mail address in ``text``."""
-    text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
-    return _PHONE.sub(lambda match: mask_phone(match.group()), text)
+    # (each expression needs its character: the e-mail one tried at every position of a
+    # line that has none cost an eighth of a log line)
+    if "@" in text:
+        text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
+    if "+" in text:
+        text = _PHONE.sub(lambda match: mask_phone(match.group()), text)
+    return text

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from psycopg2.extensions import cursor as Cursor
-from psycopg2.extras import execute_values
 
 from escalator.contract import Notification
 from escalator.lifecycle import (
@@ -89,6 +88,37 @@ _COVERED_BY = """'covered by notification ' || c.id || ' (process ' || cp.proces
     || to_char(c.sending_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')"""
 
 
+# A new active process, unless one with this id is active (then no row).
+_INSERT_PROCESS = """
+    INSERT INTO process (process_id) VALUES (%s)
+    ON CONFLICT (process_id) WHERE state = {active} DO NOTHING
+    RETURNING id
+"""
+
+
+@functools.cache
+def _start_statement(count: int) -> str:
+    """A process and its ``count`` notifications in one statement (one round trip; the
+    notifications are written only when the process was), their values as parameters."""
+    row = "(%s, %s, %s, %s::text, to_timestamp(%s), %s, %s::text, %s)"
+    return _sql(
+        """
+        WITH started AS ({insert_process})
+        INSERT INTO notification
+            (process_ref, position, channel, target, recipient, due_at, state, error,
+             finished_at)
+        SELECT started.id, item.position, item.channel, item.target, item.recipient,
+               item.due_at, item.state, item.error, CASE WHEN item.finished THEN now() END
+        FROM started,
+             (VALUES {rows}) AS item (position, channel, target, recipient, due_at, state,
+                                      error, finished)
+        RETURNING process_ref
+        """,
+        insert_process=_sql(_INSERT_PROCESS),
+        rows=", ".join([row] * count),
+    )
+
+
 @dataclass(frozen=True)
 class StoppedProcess:
     """A process a stop request ended, with how many notifications it cancelled."""
@@ -109,52 +139,36 @@ class ProcessRepository:
         A notification with an unusable target is stored ``rejected`` with its reason,
         the others ``pending``.
         """
+        if not notifications:
+            self._cursor.execute(_sql(_INSERT_PROCESS), (process_id,))
+            row = _one(self._cursor)
+            return None if row is None else int(row.id)
         self._cursor.execute(
-            _sql(
-                """
-                INSERT INTO process (process_id) VALUES (%s)
-                ON CONFLICT (process_id) WHERE state = {active} DO NOTHING
-                RETURNING id
-                """
+            _start_statement(len(notifications)),
+            (
+                process_id,
+                *(
+                    value
+                    for position, item in enumerate(notifications)
+                    for value in (
+                        position,
+                        item.channel,
+                        _storable(item.target),
+                        item.recipient,
+                        item.at,
+                        (
+                            NotificationState.PENDING
+                            if item.rejected is None
+                            else NotificationState.REJECTED
+                        ),
+                        item.rejected,
+                        item.rejected is not None,
+                    )
+                ),
             ),
-            (process_id,),
         )
         row = _one(self._cursor)
-        if row is None:
-            return None
-        process_ref: int = row.id
-        execute_values(
-            self._cursor,
-            """
-            INSERT INTO notification
-                (process_ref, position, channel, target, recipient, due_at, state, error,
-                 finished_at)
-            VALUES %s
-            """,
-            [
-                (
-                    process_ref,
-                    position,
-                    item.channel,
-                    _storable(item.target),
-                    item.recipient,
-                    item.at,
-                    (
-                        NotificationState.PENDING
-                        if item.rejected is None
-                        else NotificationState.REJECTED
-                    ),
-                    item.rejected,
-                    item.rejected is not None,
-                )
-                for position, item in enumerate(notifications)
-            ],
-            template=(
-                "(%s, %s, %s, %s, %s, to_timestamp(%s), %s, %s,"
-                " CASE WHEN %s THEN now() ELSE NULL END)"
-            ),
-        )
-        return process_ref
+        return None if row is None else int(row.process_ref)
 
     def stop(self, process_id: str) -> StoppedProcess | None:
         """Stop the active process and cancel its undelivered notifications; ``None`` if none.
@@ -280,6 +294,8 @@ class Finished:
     lateness_seconds: float
     state: str = NotificationState.SENT
     channel: str | None = None
+    # whether coalesced notifications wait for this outcome (``settle_covered``)
+    awaited: bool = True
 
 
 @dataclass(frozen=True)
@@ -735,7 +751,9 @@ class NotificationRepository:
 
         A late outcome also replaces ``unknown`` from the lease: it is better knowledge. An
         ``unknown`` outcome of a notification that a provider's callback has bound to its
-        call already (``provider_ref``) is ``sent``: the call was placed.
+        call already (``provider_ref``) is ``sent``: the call was placed. ``awaited`` says
+        whether coalesced notifications wait for this outcome (exact once the recipient is
+        locked: ``lock_recipient``).
         """
         self._cursor.execute(
             _sql(
@@ -750,7 +768,11 @@ class NotificationRepository:
                 WHERE id = %(id)s AND claim_owner = %(owner)s
                   AND (state = {sending} OR (state = {unknown} AND %(state)s <> {unknown}))
                 RETURNING process_ref, extract(epoch FROM now() - due_at)::float8 AS lateness,
-                          state, channel
+                          state, channel,
+                          EXISTS (SELECT 1 FROM notification AS w
+                                  WHERE w.covered_by = notification.id
+                                    AND w.state = {coalesced} AND w.finished_at IS NULL)
+                              AS awaited
                 """
             ),
             {
@@ -769,6 +791,7 @@ class NotificationRepository:
             lateness_seconds=row.lateness,
             state=row.state,
             channel=row.channel,
+            awaited=row.awaited,
         )
 
     def recorded(self, notification_id: int, *, owner: str) -> RecordedOutcome | None:

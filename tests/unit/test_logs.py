@@ -28,3 +28,28 @@ def test_log_lines_are_json_with_personal_data_masked(log_lines: LogLines) -> No
     (line,) = log_lines()
     assert line["message"] == "calling +385*******67"
     assert line["target"] == "o***@example.com"
+
+
+def test_mask_finds_each_kind_alone() -> None:
+    # (each expression runs only on text that has its character: '@', '+')
+    assert mask("mail owner@example.com") == "mail o***@example.com"
+    assert mask("call +385911234567") == "call +385*******67"
+    assert mask("nothing personal, 385911234567") == "nothing personal, 385911234567"
+
+
+def test_a_message_is_read_as_json_as_powertools_reads_it(log_lines: LogLines) -> None:
+    logger.info('{"order": 42, "phone": "+385911234567"}')
+    logger.info("process started")
+    logger.info("  [1, 2]")
+    logger.info("null")
+    logger.info("not json")
+    logger.info("")
+    lines = log_lines()
+    assert [line.get("message") for line in lines] == [
+        {"order": 42, "phone": "+385*******67"},
+        "process started",
+        [1, 2],
+        None,  # (Powertools drops a key whose value is None)
+        "not json",
+        "",
+    ]
