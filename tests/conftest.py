@@ -5,6 +5,7 @@ stacks the tests start)."""
 from __future__ import annotations
 
 import faulthandler
+import fcntl
 import io
 import json
 import logging
@@ -27,6 +28,7 @@ from devstack.emulation.events import sqs_event, sqs_record
 from devstack.emulation.template import TEMPLATE_FILE_VARIABLE, given_template_file
 from devstack.peers.postgres import PRISTINE_CLUSTER_VARIABLE, PostgresServer, postgres_server
 from devstack.peers.tls import LocalTls, serving_tls
+from devstack.rehearsal.release import reservation as release_reservation
 from escalator import bootstrap
 from escalator.logs import logger
 from escalator.metrics import metrics as function_metrics
@@ -73,20 +75,26 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ[TEMPLATE_FILE_VARIABLE] = str(Path(directory) / "template.json")
     # Synthesizing takes seconds: a child starts now, while the workers start and
     # collect, and takes the file's lock first; whoever needs the template waits for it.
-    # Then it makes the infra tests' customized one, cdk-nag's findings and the previous
-    # release's template for the upgrade rehearsal (a second synthesis in one process
-    # costs a tenth of the first).
+    # Then it makes the previous release's template for the upgrade rehearsal (which
+    # waits on the lock of its reservation, taken here and handed to the child), the
+    # infra tests' customized one and cdk-nag's findings (a second synthesis in one
+    # process costs a tenth of the first).
     script = (
-        "import json, sys; from devstack.emulation import template as t;"
-        " t.shared_synthesis(); t.shared_synthesis(**json.loads(sys.argv[1]));"
-        " t.shared_nag_findings();"
-        " from devstack.rehearsal import release; release.synthesize_previous_release()"
+        "import json, os, sys; from devstack.emulation import template as t;"
+        " from devstack.rehearsal import release; t.shared_synthesis();"
+        " release.synthesize_previous_release(); os.close(int(sys.argv[2]));"
+        " t.shared_synthesis(**json.loads(sys.argv[1])); t.shared_nag_findings()"
     )
-    config.stash[_SYNTHESIS] = subprocess.Popen(
-        [sys.executable, "-c", script, json.dumps(CUSTOM_CONTEXT)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    reserved = release_reservation()
+    assert reserved is not None
+    with reserved.open("wb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        config.stash[_SYNTHESIS] = subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps(CUSTOM_CONTEXT), str(lock.fileno())],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=[lock.fileno()],
+        )
 
 
 # What needs the session's template (synthesized for seconds when the session starts).

@@ -18,6 +18,7 @@ Imports nothing of the emulation: the session's synthesis process runs it.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib
 import json
 import os
@@ -169,18 +170,30 @@ def synthesize_release(release: Release, **context: Any) -> dict[str, Any]:
         return template
 
 
+def reservation() -> Path | None:
+    """The file whose lock the session's synthesis process holds until it has made the
+    previous release's template (``None`` outside a test session)."""
+    shared_file = os.environ.get(TEMPLATE_FILE_VARIABLE)
+    return Path(shared_file).with_name("release.reserve") if shared_file else None
+
+
 def release_template(release: Release) -> dict[str, Any]:
-    """The release's template: the test session's (made once, by whichever process
-    needs it first; the session's synthesis process makes it early), else synthesized
-    now in a process of its own."""
+    """The release's template: the test session's, made by its synthesis process (this
+    waits for it to finish: its lock on ``reservation()``), else synthesized now in a
+    process of its own (the first to need it makes it)."""
+    reserved = reservation()
+    if reserved is not None and reserved.exists():
+        with reserved.open("rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH)
     return shared(f"release-{release.commit[:12]}", lambda: synthesize_release(release))
 
 
 def synthesize_previous_release() -> None:
-    """For the test session's synthesis process, once the checkout's templates are made:
+    """For the test session's synthesis process, once the checkout's template is made:
     the previous release's template, synthesized in this process (its CDK is loaded) and
     shared. What fails here is left for the test that needs the template to meet again
-    and report."""
+    and report. (The process holds ``reservation()``'s lock from its start until it has
+    returned from here.)"""
     shared_file = os.environ.get(TEMPLATE_FILE_VARIABLE)
     if not shared_file:
         return
