@@ -21,7 +21,7 @@ from devstack.emulation.sqs import EventSource
 from devstack.emulation.template import synthesized_template, with_provider_settings
 from devstack.peers.postgres import query
 from devstack.peers.providers import PubNubStub
-from devstack.polling import wait_until
+from devstack.polling import NotInTime, wait_until
 from devstack.rehearsal.deployment import Rehearsal, Sandbox, rehearse
 from devstack.rehearsal.release import extract_release, previous_release, release_template
 from devstack.rehearsal.upgrade import Upgrade
@@ -180,6 +180,24 @@ RETURNING n.id
 """
 
 
+def unsent(stage: Rehearsal) -> str:
+    """What an operator would look at when notifications are not sent: each one's row, and
+    every function error any sandbox (of either release) answered."""
+    rows = query(
+        stage.database_url,
+        "SELECT p.process_id, n.position, n.state, n.claim_owner, n.due_at, n.error"
+        " FROM notification n JOIN process p ON p.id = n.process_ref"
+        " WHERE n.state <> 'sent' ORDER BY n.id",
+    )
+    errors = [
+        f"{sandbox.spec.logical_id} ({sandbox.code or 'this tree'}): {answer}"
+        for sandbox in [*stage.retired, *stage.sandboxes.values()]
+        for _, answer in sandbox.served
+        if not answer["ok"]
+    ]
+    return "\n".join([*(str(row) for row in rows), *errors[:20]])
+
+
 def verified(stage: Rehearsal) -> Verification:
     """``escalator verify`` against the stage, as an operator runs it after a deploy (the
     ticks and the event source running). Its tick's notification, which the initiator
@@ -309,24 +327,34 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
             timeout=30,
             what="the previous release's initiator after the migration",
         )
-        # (a window between its Confirm and its Record while the functions are replaced)
+        # (a window between its Confirm and its Record while those two are replaced: the
+        # peer holds its publication, and with it the notifier's one sandbox, only for the
+        # steps from Confirm to Record)
+        rest = steps[steps.index(trigger) + 1 :]
+        confirm = next(step for step in rest if step.startswith("FunctionsConfirm"))
+        record = next(step for step in rest if step.startswith("FunctionsRecord"))
+        for step in rest[: rest.index(confirm)]:
+            upgrade.step(step)
         pubnub.armed = True
         fall_due(stage, TICKS["crossing"], after=1, spread=2)
         assert pubnub.held.wait(timeout=30), "no publication reached the gate"
-        rest = steps[steps.index(trigger) + 1 :]
-        for step in rest:
+        for step in rest[rest.index(confirm) : rest.index(record) + 1]:
             upgrade.step(step)
-            if step.startswith("FunctionsRecord"):
-                pubnub.release()
+        pubnub.release()
+        for step in rest[rest.index(record) + 1 :]:
+            upgrade.step(step)
         # AND the ticks' last notifications fall due after the deploy
         fall_due(stage, TICKS["after"], after=3, spread=4)
         total = 2 * (len(ticks) + ARRIVALS + 1)
-        wait_until(
-            lambda: states(stage)["sent"] == total,
-            timeout=90,
-            interval=0.5,
-            what=f"all {total} notifications sent",
-        )
+        try:
+            wait_until(
+                lambda: states(stage)["sent"] == total,
+                timeout=90,
+                interval=0.5,
+                what=f"all {total} notifications sent",
+            )
+        except NotInTime as exc:
+            raise AssertionError(f"{exc}:\n{unsent(stage)}") from None
         # AND escalator verify, run after the deploy, proves it
         verification = verified(stage)
         stop()
