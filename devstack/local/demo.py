@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -142,27 +143,38 @@ def happens(condition: Callable[[], bool], timeout: float, on_wait: Callable[[],
     return True
 
 
-def run_demo(*, tick: int = DEMO_TICK, twilio: TwilioStub | None = None) -> int:
+def run_demo(
+    *, tick: int = DEMO_TICK, twilio: TwilioStub | None = None, under: Path | None = None
+) -> int:
     """Run the scenario, against ``twilio`` (a new stub by default; the demo starts and
-    stops it); 0 when everything happened as it must."""
-    workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-"))
+    stops it); 0 when everything happened as it must. Its files (the local stack's
+    database, log and outbox: tens of MB) go in a new folder under ``under`` (the system's
+    temporary folder by default), removed when the scenario ran as it must and kept, for
+    reading, when it did not."""
+    workdir = Path(tempfile.mkdtemp(prefix="escalator-demo-", dir=under))
     # Twilio on loopback: it takes calls and messages and reports on each, as Twilio does.
     twilio = twilio or TwilioStub()
     twilio.auto_report = ("initiated", "ringing", "in-progress", "completed")
     twilio.call_scripts[STORM_NUMBER] = deque([429] * NOTIFIER_ATTEMPTS)
     twilio.start()
     print(f"Starting the local stack (tick {tick} s, files in {workdir}) ...", flush=True)
+    outcome = 1
     try:
         process, ready = start_local_stack(workdir, tick=tick, environment=twilio.environment())
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         try:
-            return _scenario(ready, Path(ready["outbox"]), tick)
+            outcome = _scenario(ready, Path(ready["outbox"]), tick)
+            return outcome
         finally:
             stop_local_stack(process, timeout=20)
             print(f"Local stack stopped (exit {process.returncode}).")
     finally:
         twilio.stop()
+        if outcome == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"Its files are kept in {workdir} (local.log, outbox.jsonl, the database).")
 
 
 def _scenario(ready: dict[str, Any], outbox: Path, tick: int) -> int:

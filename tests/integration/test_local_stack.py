@@ -435,18 +435,19 @@ def test_a_denied_tick_says_why_sigterm_exits_kill_9_orphans_nothing_and_restart
 
 @pytest.mark.long(seconds=27)
 def test_demo_scenario_runs_as_it_must_and_twilio_hears_from_it_as_from_the_stack_on_aws(
-    aws_env: None, capsys: pytest.CaptureFixture[str]
+    aws_env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # GIVEN the Twilio stub the demo's local stack is configured for (its settings, not
     # a dry run), which reports each call's and message's progress as Twilio does
     twilio = TwilioStub()
 
     # WHEN the demo's scenario runs
-    assert run_demo(tick=2, twilio=twilio) == 0
+    assert run_demo(tick=2, twilio=twilio, under=tmp_path) == 0
 
-    # THEN it ran as it must
+    # THEN it ran as it must, and left none of its files behind
     out = capsys.readouterr().out
     assert "The scenario ran as it must." in out
+    assert list(tmp_path.iterdir()) == []
     assert "restaurant-2   phone           0         0  cancelled  ok      -" in out
     assert "restaurant-4   phone           0         0  coalesced  ok      -" in out
     # AND the number Twilio refused to call first was called after all, once; none of
