@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 
 # Lambda's own default timeout is 3 s; the stack gives every function one explicitly.
 DEFAULT_TIMEOUT_SECONDS = 30.0
+# Where a function without a logging configuration of its own logs (Lambda's default; the
+# operator's command states the same rule for itself: escalator.verification).
+DEFAULT_LOG_GROUP = "/aws/lambda/{}"
+
+
+def default_log_group(function_name: str) -> str:
+    """The log group Lambda writes ``function_name``'s lines to by default."""
+    return DEFAULT_LOG_GROUP.format(function_name)
 
 
 @dataclass

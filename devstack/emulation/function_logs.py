@@ -3,7 +3,7 @@ function writes during an invocation goes to its log group, one event per line s
 when it was written, in a stream of its sandbox's own; an operator reads them with
 FilterLogEvents as on AWS (``escalator verify`` does).
 
-The log group is Lambda's default, ``/aws/lambda/<function name>`` (``LOG_GROUP``):
+The log group is Lambda's default, ``/aws/lambda/<function name>`` (``context.DEFAULT_LOG_GROUP``):
 moto's functions have no logging configuration of their own, so that is where their
 configuration says they log (on AWS, the template's log group: the same rule,
 ``LoggingConfig.LogGroup``, finds either). ``deploy`` creates it and registers it with
@@ -30,14 +30,6 @@ from datetime import UTC, datetime
 
 from moto.logs.exceptions import ResourceNotFoundException
 from moto.logs.models import logs_backends
-
-# Where a function without a logging configuration of its own logs (Lambda's default).
-LOG_GROUP = "/aws/lambda/{}"
-
-
-def default_log_group(function_name: str) -> str:
-    """The log group Lambda writes ``function_name``'s lines to by default."""
-    return LOG_GROUP.format(function_name)
 
 
 @dataclass(frozen=True)

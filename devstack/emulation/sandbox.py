@@ -23,10 +23,7 @@ import threading
 import time
 from typing import Any, TextIO
 
-from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
-
-# Lambda's default log group of a function (devstack.emulation.function_logs.LOG_GROUP).
-LOG_GROUP = "/aws/lambda/{}"
+from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext, default_log_group
 
 
 class Lines(io.TextIOBase):
@@ -89,7 +86,7 @@ def main(handler_path: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> int:
         # (each invocation has the function's timeout from its start, as on Lambda)
         context = LocalContext(
             function_name=name,
-            log_group_name=LOG_GROUP.format(name),
+            log_group_name=default_log_group(name),
             deadline=time.monotonic() + timeout,
         )
         output.start()

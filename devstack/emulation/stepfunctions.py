@@ -28,7 +28,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from devstack.emulation.function_logs import FunctionLogGroup, default_log_group
+from devstack.emulation.context import default_log_group
+from devstack.emulation.function_logs import FunctionLogGroup
 from devstack.emulation.iam import STAND_IN_ROLE, STAND_IN_ROLE_ARN
 from devstack.emulation.template import ACCOUNT, EXPRESS, REGION, STANDARD, resolve, resources
 from devstack.polling import wait_until
@@ -290,45 +291,29 @@ def deploy(
     def role_arn(role: Any) -> str:
         return str(permissions.role_arn(role)) if permissions is not None else STAND_IN_ROLE_ARN
 
-    lambda_client = boto_session.client("lambda", endpoint_url=endpoint_url)
-    code = _empty_zip()
     arns: dict[str, str] = {}
     functions: dict[str, str] = {}
     for logical_id, function in resources(template, "AWS::Lambda::Function").items():
-        created = lambda_client.create_function(
-            FunctionName=logical_id,
-            Runtime=function["Properties"]["Runtime"],
-            Role=role_arn(function["Properties"].get("Role")),
-            Handler=function["Properties"]["Handler"],
-            Code={"ZipFile": code},
+        arns[logical_id] = create_function(
+            boto_session,
+            logical_id,
+            function["Properties"],
+            role_arn=role_arn(function["Properties"].get("Role")),
+            endpoint_url=endpoint_url,
+            lambdas=lambdas,
+            permissions=permissions,
         )
-        arns[logical_id] = created["FunctionArn"]
         functions[logical_id] = logical_id
-        reserved = function["Properties"].get("ReservedConcurrentExecutions")
-        if lambdas is not None and reserved:
-            lambdas.reserve(logical_id, int(reserved))
-        if lambdas is not None:
-            # Lambda's default timeout is 3 seconds.
-            lambdas.timeouts[logical_id] = float(function["Properties"].get("Timeout", 3))
-        if permissions is not None and permissions.enforce:
-            lambdas.credentials[logical_id] = permissions.function_credentials(logical_id)
     if permissions is not None and permissions.enforce:
         _create_event_source_mappings(permissions, template)
     logs = boto_session.client("logs", endpoint_url=endpoint_url)
-    for name in functions.values():
-        # (Lambda's default: moto's functions have no logging configuration of their own)
-        group = default_log_group(name)
-        logs.create_log_group(logGroupName=group)
-        if lambdas is not None:
-            lambdas.log_groups[name] = FunctionLogGroup(ACCOUNT, boto_session.region_name, group)
     log_groups: dict[str, str] = {}  # ARN -> name
     for logical_id, group in resources(template, "AWS::Logs::LogGroup").items():
         name = group["Properties"].get("LogGroupName")
         if name is None:
-            continue  # (a function's: it logs to Lambda's default, created above)
+            continue  # (a function's: it logs to Lambda's default, create_function's)
         logs.create_log_group(logGroupName=name)
-        # (what Fn::GetAtt gives of a log group's Arn)
-        arns[logical_id] = f"arn:aws:logs:{boto_session.region_name}:{ACCOUNT}:log-group:{name}:*"
+        arns[logical_id] = _log_group_arn(boto_session.region_name, name)
         log_groups[arns[logical_id]] = name
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
     machine_arns: dict[str, str] = {}
@@ -377,6 +362,53 @@ def deploy(
     )
 
 
+def create_function(
+    boto_session: Any,
+    logical_id: str,
+    properties: Mapping[str, Any],
+    *,
+    role_arn: str,
+    endpoint_url: str | None = None,
+    lambdas: Any = None,
+    permissions: Any = None,
+) -> str:
+    """The template's function ``logical_id`` created in moto under that name, logging to
+    Lambda's default log group (moto's functions have no logging configuration of their
+    own), and given to ``lambdas`` (``configure_function``); its ARN."""
+    created = boto_session.client("lambda", endpoint_url=endpoint_url).create_function(
+        FunctionName=logical_id,
+        Runtime=properties["Runtime"],
+        Role=role_arn,
+        Handler=properties["Handler"],
+        Code={"ZipFile": _empty_zip()},
+    )
+    group = default_log_group(logical_id)
+    boto_session.client("logs", endpoint_url=endpoint_url).create_log_group(logGroupName=group)
+    if lambdas is not None:
+        lambdas.log_groups[logical_id] = FunctionLogGroup(ACCOUNT, boto_session.region_name, group)
+        configure_function(lambdas, permissions, logical_id, properties)
+    return str(created["FunctionArn"])
+
+
+def configure_function(
+    lambdas: Any, permissions: Any, logical_id: str, properties: Mapping[str, Any]
+) -> None:
+    """What ``lambdas`` (``InProcessLambdas``) enforces of the function as the template
+    defines it: its reserved concurrency, its timeout, its role's credentials."""
+    reserved = properties.get("ReservedConcurrentExecutions")
+    if reserved:
+        lambdas.reserve(logical_id, int(reserved))
+    # Lambda's default timeout is 3 seconds.
+    lambdas.timeouts[logical_id] = float(properties.get("Timeout", 3))
+    if permissions is not None and permissions.enforce:
+        lambdas.credentials[logical_id] = permissions.function_credentials(logical_id)
+
+
+def _log_group_arn(region: str, name: str) -> str:
+    """What ``Fn::GetAtt`` gives of a log group's ``Arn``."""
+    return f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{name}:*"
+
+
 def update_state_machine(
     deployed: DeployedStateMachine,
     boto_session: Any,
@@ -399,7 +431,7 @@ def update_state_machine(
     for group_id, group in resources(template, "AWS::Logs::LogGroup").items():
         name = group["Properties"].get("LogGroupName")
         if name is not None:
-            arns[group_id] = f"arn:aws:logs:{boto_session.region_name}:{ACCOUNT}:log-group:{name}:*"
+            arns[group_id] = _log_group_arn(boto_session.region_name, name)
     machines = resources(template, "AWS::StepFunctions::StateMachine")
     sfn = boto_session.client("stepfunctions", endpoint_url=endpoint_url)
     for machine_id, machine in machines.items():

@@ -23,12 +23,16 @@ CloudFormation updates a stack.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.emulation.stepfunctions import update_state_machine
+from devstack.emulation.stepfunctions import (
+    configure_function,
+    create_function,
+    update_state_machine,
+)
 from devstack.emulation.template import resources, tick_schedule
 from devstack.rehearsal.deployment import (
     FUNCTION,
@@ -106,13 +110,12 @@ def update_order(template: dict[str, Any], kinds: set[str]) -> list[str]:
 @dataclass
 class Upgrade:
     """A deploy of ``template`` (whose functions run ``code``; ``None``: this checkout)
-    over the release ``stage`` runs. ``steps`` lists what it does, in order; ``run`` does
-    them, calling ``before(step)`` first each time (a test's moment to look or wait)."""
+    over the release ``stage`` runs. ``steps`` lists what it does, in order; ``step``
+    does one (a test looks or waits between them)."""
 
     stage: Rehearsal
     template: dict[str, Any]
     code: Path | None = None
-    done: list[str] = field(default_factory=list)
 
     def steps(self) -> list[str]:
         """``roles``, then each function, trigger, state machine and schedule by logical
@@ -128,12 +131,6 @@ class Upgrade:
             ),
             "cleanup",
         ]
-
-    def run(self, before: Callable[[str], None] | None = None) -> None:
-        for step in self.steps():
-            if before is not None:
-                before(step)
-            self.step(step)
 
     def step(self, name: str) -> None:
         """Do one step of ``steps``."""
@@ -158,7 +155,6 @@ class Upgrade:
                 )
             elif kind == SCHEDULE:
                 self._schedule(name)
-        self.done.append(name)
 
     # -- the steps
 
@@ -189,23 +185,22 @@ class Upgrade:
         stage = self.stage
         spec = function_specs(self.template, self._references(), stage.ca_stand_ins())[logical_id]
         lambdas = stage.lambdas
-        functions = stage.session.client("lambda", endpoint_url=stage.endpoint_url)
-        if logical_id not in stage.machine.functions:
-            properties = self.template["Resources"][logical_id]["Properties"]
-            functions.create_function(
-                FunctionName=logical_id,
-                Runtime=properties["Runtime"],
-                Role=stage.permissions.function_role_arn(logical_id),
-                Handler=properties["Handler"],
-                Code={"ZipFile": _placeholder_zip()},
+        properties = self.template["Resources"][logical_id]["Properties"]
+        if logical_id in stage.machine.functions:
+            configure_function(lambdas, stage.permissions, logical_id, properties)
+        else:
+            create_function(
+                stage.session,
+                logical_id,
+                properties,
+                role_arn=stage.permissions.function_role_arn(logical_id),
+                endpoint_url=stage.endpoint_url,
+                lambdas=lambdas,
+                permissions=stage.permissions,
             )
             stage.machine.functions[logical_id] = logical_id
-        if spec.reserved:
-            lambdas.reserve(logical_id, int(spec.reserved))
-        lambdas.timeouts[logical_id] = float(spec.timeout)
-        if stage.permissions.enforce:
-            lambdas.credentials[logical_id] = stage.permissions.function_credentials(logical_id)
         # (its configuration shows the environment it runs with, as on AWS)
+        functions = stage.session.client("lambda", endpoint_url=stage.endpoint_url)
         functions.update_function_configuration(
             FunctionName=logical_id, Environment={"Variables": spec.environment}
         )
@@ -239,13 +234,3 @@ class Upgrade:
             self.stage.retired.append(sandbox)
         self.stage.template = self.template
         self.stage.code = self.code
-
-
-def _placeholder_zip() -> bytes:
-    import io
-    import zipfile
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("placeholder.py", "# the rehearsal runs the code in its sandboxes\n")
-    return buffer.getvalue()

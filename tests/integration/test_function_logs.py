@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from devstack.emulation.function_logs import default_log_group
+from devstack.emulation.context import default_log_group
 from devstack.local.pipeline import Pipeline
 from devstack.peers.postgres import query
 from escalator.channels.console import LOGGED

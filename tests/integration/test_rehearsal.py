@@ -20,7 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 from psycopg2.extensions import make_dsn
 
-from devstack.emulation.function_logs import default_log_group
+from devstack.emulation.context import default_log_group
 from devstack.emulation.sqs import EventSource
 from devstack.emulation.template import (
     EXPRESS,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
+from devstack.rehearsal.deployment import Rehearsal, RehearsalError
 from devstack.rehearsal.release import (
     PREVIOUS_RELEASE_VARIABLE,
     ReleaseError,
     extract_release,
     previous_release,
 )
-from devstack.rehearsal.upgrade import update_order
+from devstack.rehearsal.upgrade import Upgrade, update_order
 
 
 def git(repository: Path, *arguments: str) -> str:
@@ -139,3 +142,24 @@ def test_a_resource_is_updated_after_everything_it_names() -> None:
         "Window",
         "Initiator",
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "old", "new"),
+    [
+        ("AWS::SQS::Queue", "Requests", "RequestsV2"),
+        ("AWS::RDS::DBInstance", "Database", "DatabaseV2"),
+        ("AWS::Lambda::Url", "CallbackUrl", "CallbackUrlV2"),
+    ],
+)
+def test_a_release_that_replaces_what_holds_work_in_flight_is_refused(
+    kind: str, old: str, new: str
+) -> None:
+    # GIVEN a running release, and a new one whose queue, instance or callback URL has
+    # another logical id (CloudFormation would replace it: what it holds is lost)
+    running = cast(Rehearsal, SimpleNamespace(template={"Resources": {old: {"Type": kind}}}))
+    upgrade = Upgrade(running, {"Resources": {new: {"Type": kind}}})
+
+    # WHEN the deploy begins THEN it is refused, naming both, before anything changes
+    with pytest.raises(RehearsalError, match=f"{old}.*{new}.*would be lost"):
+        upgrade.step("roles")

@@ -22,7 +22,7 @@ from moto.awslambda.exceptions import LambdaClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
 from devstack.emulation import function_logs, iam, thread_metrics
-from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext
+from devstack.emulation.context import DEFAULT_TIMEOUT_SECONDS, LocalContext, default_log_group
 from devstack.emulation.function_logs import FunctionLogGroup
 from devstack.emulation.moto_services.express import ExpressRuns
 
@@ -294,7 +294,7 @@ def _run(
     invocation.started.set()
     context = LocalContext(
         function_name=invocation.name,
-        log_group_name=function_logs.default_log_group(invocation.name),
+        log_group_name=default_log_group(invocation.name),
         deadline=invocation.deadline,
     )
     log = function_logs.sandbox_log(invocation.log_group)
