@@ -279,6 +279,11 @@ def embedded_postgres(data_dir: Path) -> Iterator[str]:
 # instead of running initdb (set by the test session: a run starts a dozen servers, and
 # initdb costs each about 1.3 s of CPU, a copy a tenth of that).
 PRISTINE_CLUSTER_VARIABLE = "ESCALATOR_PRISTINE_CLUSTER"
+# The servers made from it are thrown away with their session: they need not survive the
+# machine's crash, so nothing is flushed to disk (creating a database from a template
+# flushes every file of it). Commits still write their WAL before they return, so a
+# server that is killed (tests kill them) loses no committed transaction.
+THROWAWAY_SETTINGS = "fsync = off\nfull_page_writes = off\n"
 # What a copy leaves out: pgserver's list of the server's owners, the server's log and
 # the command line it was last started with (they name the pristine cluster's owners and
 # path).
@@ -304,6 +309,8 @@ def from_pristine_cluster(data_dir: Path) -> bool:
             partial = source.with_name(f"{source.name}.partial")
             shutil.rmtree(partial, ignore_errors=True)
             embedded.get_server(partial, cleanup_mode="stop").cleanup()
+            with open(partial / "postgresql.auto.conf", "a") as settings:
+                settings.write(THROWAWAY_SETTINGS)
             partial.rename(source)
     # (cp -a keeps the owner: as root, pgserver runs the server as a user of its own)
     subprocess.run(["cp", "-a", f"{source}/.", str(data_dir)], check=True)  # noqa: S603, S607

@@ -4,6 +4,7 @@ under it, applies while its context is open, nests, and leaves moto as it was.""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -39,6 +40,23 @@ def test_the_interpreter_loads_batch_s_enum_without_batch_s_backend() -> None:
 
     with pytest.raises(AttributeError, match="Batch backend is not loaded here"):
         backends.get_backend("batch")
+
+
+def test_a_sandbox_process_starts_without_moto() -> None:
+    # GIVEN a new process that imports the sandbox, as each rehearsed function's does
+    script = (
+        "import sys; import devstack.emulation.sandbox;"
+        " print(sorted(name for name in sys.modules if name.split('.')[0] == 'moto'))"
+    )
+
+    # WHEN it has started
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    # THEN no moto module was loaded (a third of a second per sandbox), only the
+    # placeholder that keeps Batch's backend out of any later import of moto
+    assert run.stdout.split() == ["['moto.batch']"]
 
 
 def test_a_changed_signature_is_reported_and_refused(monkeypatch: pytest.MonkeyPatch) -> None:
