@@ -293,20 +293,22 @@ def deploy(
 
     arns: dict[str, str] = {}
     functions: dict[str, str] = {}
+    # (one client of each for every function: a client costs as much as the call)
+    functions_api = boto_session.client("lambda", endpoint_url=endpoint_url)
+    logs = boto_session.client("logs", endpoint_url=endpoint_url)
     for logical_id, function in resources(template, "AWS::Lambda::Function").items():
         arns[logical_id] = create_function(
-            boto_session,
+            functions_api,
+            logs,
             logical_id,
             function["Properties"],
             role_arn=role_arn(function["Properties"].get("Role")),
-            endpoint_url=endpoint_url,
             lambdas=lambdas,
             permissions=permissions,
         )
         functions[logical_id] = logical_id
     if permissions is not None and permissions.enforce:
         _create_event_source_mappings(permissions, template)
-    logs = boto_session.client("logs", endpoint_url=endpoint_url)
     log_groups: dict[str, str] = {}  # ARN -> name
     for logical_id, group in resources(template, "AWS::Logs::LogGroup").items():
         name = group["Properties"].get("LogGroupName")
@@ -363,19 +365,20 @@ def deploy(
 
 
 def create_function(
-    boto_session: Any,
+    functions_api: Any,
+    logs: Any,
     logical_id: str,
     properties: Mapping[str, Any],
     *,
     role_arn: str,
-    endpoint_url: str | None = None,
     lambdas: Any = None,
     permissions: Any = None,
 ) -> str:
-    """The template's function ``logical_id`` created in moto under that name, logging to
-    Lambda's default log group (moto's functions have no logging configuration of their
-    own), and given to ``lambdas`` (``configure_function``); its ARN."""
-    created = boto_session.client("lambda", endpoint_url=endpoint_url).create_function(
+    """The template's function ``logical_id`` created in moto under that name (through
+    the Lambda client ``functions_api``), logging to Lambda's default log group (made
+    through ``logs``: moto's functions have no logging configuration of their own), and
+    given to ``lambdas`` (``configure_function``); its ARN."""
+    created = functions_api.create_function(
         FunctionName=logical_id,
         Runtime=properties["Runtime"],
         Role=role_arn,
@@ -383,9 +386,10 @@ def create_function(
         Code={"ZipFile": _empty_zip()},
     )
     group = default_log_group(logical_id)
-    boto_session.client("logs", endpoint_url=endpoint_url).create_log_group(logGroupName=group)
+    logs.create_log_group(logGroupName=group)
     if lambdas is not None:
-        lambdas.log_groups[logical_id] = FunctionLogGroup(ACCOUNT, boto_session.region_name, group)
+        region = functions_api.meta.region_name
+        lambdas.log_groups[logical_id] = FunctionLogGroup(ACCOUNT, region, group)
         configure_function(lambdas, permissions, logical_id, properties)
     return str(created["FunctionArn"])
 

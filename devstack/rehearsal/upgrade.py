@@ -186,21 +186,21 @@ class Upgrade:
         spec = function_specs(self.template, self._references(), stage.ca_stand_ins())[logical_id]
         lambdas = stage.lambdas
         properties = self.template["Resources"][logical_id]["Properties"]
+        functions = stage.session.client("lambda", endpoint_url=stage.endpoint_url)
         if logical_id in stage.machine.functions:
             configure_function(lambdas, stage.permissions, logical_id, properties)
         else:
             create_function(
-                stage.session,
+                functions,
+                stage.session.client("logs", endpoint_url=stage.endpoint_url),
                 logical_id,
                 properties,
                 role_arn=stage.permissions.function_role_arn(logical_id),
-                endpoint_url=stage.endpoint_url,
                 lambdas=lambdas,
                 permissions=stage.permissions,
             )
             stage.machine.functions[logical_id] = logical_id
         # (its configuration shows the environment it runs with, as on AWS)
-        functions = stage.session.client("lambda", endpoint_url=stage.endpoint_url)
         functions.update_function_configuration(
             FunctionName=logical_id, Environment={"Variables": spec.environment}
         )
