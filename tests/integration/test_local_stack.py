@@ -278,7 +278,10 @@ def test_every_contract_rule_holds_end_to_end(local_stack: LocalStack) -> None:
     assert by_tick == sorted(row[0] for row in ticked)
 
 
-@pytest.mark.xdist_group("local_stack")
+# (a stack of its own, on another worker: verify waits about 40 s for its tick's
+# notification, which would otherwise lengthen the shared stack's queue of tests)
+@pytest.mark.long(seconds=45)
+@pytest.mark.xdist_group("local_stack_verify")
 def test_escalator_verify_proves_both_paths_against_its_endpoint(
     local_stack: LocalStack, capsys: pytest.CaptureFixture[str]
 ) -> None:

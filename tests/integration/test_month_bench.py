@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+# (one worker runs them all: the module's bench run is made once, not once per worker)
+pytestmark = pytest.mark.xdist_group("month_bench")
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {
     "bytes_per_notification",
