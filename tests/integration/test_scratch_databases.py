@@ -118,5 +118,11 @@ def test_a_new_embedded_server_is_a_copy_of_the_pristine_cluster_and_its_own(
             assert query(second, "SELECT 1") == [(1,)]
             assert query(second, "SELECT to_regclass('only_in_the_first') IS NULL") == [(True,)]
             assert second != first
+            # AND, thrown away with the session, it flushes nothing to disk, while each
+            # commit still writes its WAL before it returns (a killed server loses none)
+            settings = "SELECT current_setting('fsync'), current_setting('full_page_writes'),"
+            assert query(second, settings + " current_setting('synchronous_commit')") == [
+                ("off", "off", "on")
+            ]
     # (a directory already initialized is left as it is)
     assert not from_pristine_cluster(tmp_path / "second")
