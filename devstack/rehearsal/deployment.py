@@ -360,6 +360,16 @@ class Sandbox:
         self._lock = threading.Lock()
         # What this process answered: each event and its answer (``invoke``'s).
         self.served: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        # The sandbox a deploy started in its place (``replace``).
+        self.successor: Sandbox | None = None
+
+    def replace(self, successor: Sandbox) -> None:
+        """A deploy started ``successor`` for this function: an invocation that was routed
+        here and still waits for its turn is served there (on Lambda, an update fails no
+        invocation: each runs in the old or the new code), the one under way finishes
+        here, then the process ends."""
+        self.successor = successor
+        self.end_input()
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
         """The function's answer: ``ok`` with ``payload``, or ``errorType``/``errorMessage``."""
@@ -367,10 +377,16 @@ class Sandbox:
         assert self._process.stdout is not None
         with self._lock:
             if self._process.stdin.closed:
-                raise RehearsalError(f"{self.spec.logical_id}: invoked after it was replaced")
-            self._process.stdin.write(json.dumps(event) + "\n")
-            self._process.stdin.flush()
-            line = self._process.stdout.readline()
+                if self.successor is None:
+                    raise RehearsalError(f"{self.spec.logical_id}: invoked after it was removed")
+                line = None
+            else:
+                self._process.stdin.write(json.dumps(event) + "\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+        if line is None:
+            assert self.successor is not None
+            return self.successor.invoke(event)
         if not line:
             raise RehearsalError(f"{self.spec.logical_id}: the sandbox process died")
         answer: dict[str, Any] = json.loads(line)

@@ -209,7 +209,7 @@ class Upgrade:
         stage.sandboxes[logical_id] = sandbox
         lambdas.overrides[logical_id] = sandbox.handler
         if replaced is not None:
-            replaced.end_input()  # (it answers what it was given, then ends)
+            replaced.replace(sandbox)  # (it answers what it was given, then ends)
             stage.retired.append(replaced)
 
     def _trigger(self, logical_id: str) -> None:

@@ -189,13 +189,17 @@ def unsent(stage: Rehearsal) -> str:
         " FROM notification n JOIN process p ON p.id = n.process_ref"
         " WHERE n.state <> 'sent' ORDER BY n.id",
     )
-    errors = [
+    return "\n".join([*(str(row) for row in rows), *function_errors(stage)[:20]])
+
+
+def function_errors(stage: Rehearsal) -> list[str]:
+    """Every function error any sandbox (of either release) answered."""
+    return [
         f"{sandbox.spec.logical_id} ({sandbox.code or 'this tree'}): {answer}"
         for sandbox in [*stage.retired, *stage.sandboxes.values()]
         for _, answer in sandbox.served
         if not answer["ok"]
     ]
-    return "\n".join([*(str(row) for row in rows), *errors[:20]])
 
 
 def verified(stage: Rehearsal) -> Verification:
@@ -387,12 +391,11 @@ def _deliver_across_the_deploy(stage: Rehearsal, pubnub: GatedPubNub, new: dict[
     assert served(new_confirm)
     assert new_confirm.code is None
     assert old_confirm.code is not None
-    owners = Counter(
-        str(owner).split("-")[0]
-        for (owner,) in query(
-            stage.database_url,
-            "SELECT n.claim_owner FROM notification n JOIN process p ON p.id = n.process_ref"
-            " WHERE NOT starts_with(p.process_id, 'verify-')",
-        )
+    claims = query(
+        stage.database_url,
+        "SELECT p.process_id || '-' || n.position, n.claim_owner FROM notification n"
+        " JOIN process p ON p.id = n.process_ref WHERE NOT starts_with(p.process_id, 'verify-')",
     )
-    assert owners["arrival"] == 2 * (ARRIVALS + 1)
+    owners = Counter(str(owner).split("-")[0] for _, owner in claims)
+    near_due = [row for row in claims if row[0].startswith(("arrival-", "migrated-"))]
+    assert owners["arrival"] == 2 * (ARRIVALS + 1), (near_due, function_errors(stage))
