@@ -5,6 +5,7 @@ stacks the tests start)."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import faulthandler
 import fcntl
 import io
@@ -12,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -91,11 +93,16 @@ def pytest_configure(config: pytest.Config) -> None:
     assert reserved is not None
     with reserved.open("wb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # (its temporary files, its JavaScript runtime's too, are kept in the session's
+        # directory, and it runs in a process group of its own: a session that ends
+        # before it has finished ends it and its runtime, and removes what they made)
         config.stash[_SYNTHESIS] = subprocess.Popen(
             [sys.executable, "-c", script, json.dumps(CUSTOM_CONTEXT), str(lock.fileno())],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             pass_fds=[lock.fileno()],
+            env={**os.environ, "TMPDIR": directory},
+            start_new_session=True,
         )
 
 
@@ -182,7 +189,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.close(stderr)
     synthesis = config.stash.get(_SYNTHESIS, None)
     if synthesis is not None and synthesis.poll() is None:
-        synthesis.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(synthesis.pid, signal.SIGKILL)
         synthesis.wait()
     for key in (_TEMPLATE_DIRECTORY, _CLUSTER_DIRECTORY):
         directory = config.stash.get(key, None)
