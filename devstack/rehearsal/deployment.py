@@ -455,7 +455,6 @@ class Rehearsal:
     code: Path | None = None  # its lambdas/ folder, when not this checkout's
     retired: list[Sandbox] = field(default_factory=list)  # sandboxes a deploy replaced
     log_file: IO[str] | None = None  # functions.log, which every sandbox writes to
-    events: list[str] = field(default_factory=list)
 
     def start_sandbox(self, spec: FunctionSpec, code: Path | None) -> Sandbox:
         """A new process for the function ``spec`` describes, with its role's credentials."""
