@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -228,6 +229,12 @@ def main() -> None:
             "duplicates": duplicates,
         },
     )
+    # (the stack's database, log and outbox, 46 MB: kept to be read when the target was
+    # missed, removed when it was met)
+    if met:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        progress(f"the local stack's files are kept in {workdir}")
 
 
 if __name__ == "__main__":
