@@ -182,16 +182,22 @@ def _exit_without_finalizing() -> None:
     os._exit(0)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    faulthandler.cancel_dump_traceback_later()
-    stderr = config.stash.get(_BACKSTOP_STDERR, None)
-    if stderr is not None:
-        os.close(stderr)
+def end_synthesis(config: pytest.Config) -> None:
+    """End the session's synthesis process if it still runs, its JavaScript runtime with
+    it (its process group); what they made is in the session's template directory."""
     synthesis = config.stash.get(_SYNTHESIS, None)
     if synthesis is not None and synthesis.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(synthesis.pid, signal.SIGKILL)
         synthesis.wait()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    faulthandler.cancel_dump_traceback_later()
+    stderr = config.stash.get(_BACKSTOP_STDERR, None)
+    if stderr is not None:
+        os.close(stderr)
+    end_synthesis(config)
     for key in (_TEMPLATE_DIRECTORY, _CLUSTER_DIRECTORY):
         directory = config.stash.get(key, None)
         if directory is not None:

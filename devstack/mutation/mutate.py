@@ -309,11 +309,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if isinstance(handler, logging.StreamHandler):
             handler.stream = sys.stdout  # not setStream: it flushes the closed stream
     conftest = sys.modules.get("tests.conftest")
-    key = getattr(conftest, "_SYNTHESIS", None)
-    synthesis = session.config.stash.get(key, None) if key is not None else None
-    if isinstance(synthesis, subprocess.Popen) and synthesis.poll() is None:
-        synthesis.kill()
-        synthesis.wait()
+    end_synthesis = getattr(conftest, "end_synthesis", None)
+    if end_synthesis is not None:
+        end_synthesis(session.config)
 
 
 @pytest.hookimpl(wrapper=True)
