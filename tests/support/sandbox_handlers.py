@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
+
+from devstack.polling import wait_until
 
 
 def answer_when_released(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Which process answered ``event``'s label, once the file ``event["release"]`` names
     exists (at once without one)."""
     release = event.get("release")
-    while release is not None and not Path(release).exists():
-        time.sleep(0.01)
+    if release is not None:
+        wait_until(Path(release).exists, timeout=30, what=f"{release} to exist")
     return {"label": event["label"], "pid": os.getpid()}
