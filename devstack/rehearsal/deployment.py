@@ -376,16 +376,15 @@ class Sandbox:
         assert self._process.stdin is not None
         assert self._process.stdout is not None
         with self._lock:
-            if self._process.stdin.closed:
-                if self.successor is None:
-                    raise RehearsalError(f"{self.spec.logical_id}: invoked after it was removed")
-                line = None
-            else:
+            ended = self._process.stdin.closed
+            if not ended:
                 self._process.stdin.write(json.dumps(event) + "\n")
                 self._process.stdin.flush()
                 line = self._process.stdout.readline()
-        if line is None:
-            assert self.successor is not None
+        if ended:
+            # (its turn came after a deploy replaced it: the successor serves it)
+            if self.successor is None:
+                raise RehearsalError(f"{self.spec.logical_id}: invoked after it was removed")
             return self.successor.invoke(event)
         if not line:
             raise RehearsalError(f"{self.spec.logical_id}: the sandbox process died")
